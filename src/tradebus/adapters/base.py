@@ -1,0 +1,213 @@
+"""What every adapter shares: the protocol, the context it runs in, and the registry.
+
+An adapter owns one upstream connection and its session logic; it hands normalized events to
+``SourceContext.publish`` in batches (one per read) and never sees the bus or the sinks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Any, Generic, Protocol, TypeVar
+
+from tradebus import log, times
+from tradebus.schemas.events import (
+    STATUS_TYPES,
+    Event,
+    GapData,
+    Provider,
+    StatusData,
+    StatusGap,
+)
+
+Publish = Callable[[Sequence[Event]], Awaitable[None]]
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+# Log the first few of each kind of bad input, then only every power of ten: a feed gone bad
+# must not flood the journal, and the counter keeps the true number.
+_LOG_FIRST = 10
+
+
+class Adapter(Protocol):
+    """One upstream connection: ``run`` reconnects until cancelled, and cleans up on cancel."""
+
+    name: str
+
+    async def run(self) -> None: ...
+
+
+class SourceContext:
+    """The adapter's window on the daemon: publish, status events, bad-input accounting."""
+
+    def __init__(
+        self,
+        name: str,
+        provider: Provider,
+        publish: Publish,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = name
+        self.provider: Provider = provider
+        self.publish = publish
+        self.clock = clock
+        self.log: Any = log.get(source=name, provider=provider)
+        self.counters: Counter[str] = Counter()
+        self._status_ids = itertools.count(1)
+        self._boot = f"{int(clock() * 1000):x}"
+
+    def bad_input(self, kind: str, raw: bytes | str, error: object = None) -> None:
+        """Count a bad upstream message and log it (bounded excerpt); the caller skips it."""
+        self.counters[f"bad.{kind}"] += 1
+        n = self.counters[f"bad.{kind}"]
+        if n <= _LOG_FIRST or _is_power_of_ten(n):
+            self.log.warning(
+                "bad_input",
+                kind=kind,
+                count=n,
+                error=None if error is None else str(error)[:log.EXCERPT_LIMIT],
+                excerpt=log.excerpt(raw),
+            )
+
+    def unknown_type(self, name: str) -> None:
+        """An event type this version does not know: not an error, counted per name."""
+        key = f"unknown.{name[:64]}"
+        self.counters[key] += 1
+        if self.counters[key] == 1:
+            self.log.info("unknown_event_type", name=name[:64])
+
+    def _status_id(self, kind: str) -> str:
+        # Status events have no upstream id: boot stamp + counter keeps them unique per process
+        # and across restarts (the boot stamp is the start time in ms).
+        return f"{self.name}:{kind}:{self._boot}.{next(self._status_ids)}"
+
+    def status(
+        self,
+        type_: str,
+        *,
+        reason: str | None = None,
+        code: str | int | None = None,
+        message: str | None = None,
+        retry_in: float | None = None,
+        account: str | None = None,
+    ) -> Event:
+        """A ``status.*`` event for this source, stamped now. ``message`` must hold no secret."""
+        now = times.now()
+        cls = STATUS_TYPES[type_]
+        return cls(
+            id=self._status_id(type_),
+            source=self.name,
+            provider=self.provider,
+            time=now,
+            received=now,
+            account=account,
+            data=StatusData(
+                reason=reason,
+                code=None if code is None else str(code),
+                message=None if message is None else log.scrub_text(message)[:500],
+                retry_in=None if retry_in is None else round(retry_in, 3),
+            ),
+        )
+
+    def gap(
+        self,
+        *,
+        first_missing: int | None = None,
+        last_missing: int | None = None,
+        reason: str,
+        since: str | None = None,
+        until: str | None = None,
+        account: str | None = None,
+    ) -> Event:
+        now = times.now()
+        return StatusGap(
+            id=self._status_id("status.gap"),
+            source=self.name,
+            provider=self.provider,
+            time=now,
+            received=now,
+            account=account,
+            data=GapData(
+                first_missing=first_missing,
+                last_missing=last_missing,
+                reason=reason,
+                since=since,
+                until=until,
+            ),
+        )
+
+    async def emit_status(self, type_: str, **kwargs: Any) -> None:
+        await self.publish([self.status(type_, **kwargs)])
+
+
+def _is_power_of_ten(n: int) -> bool:
+    while n >= 10 and n % 10 == 0:
+        n //= 10
+    return n == 1
+
+
+class BoundedSet(Generic[K]):
+    """A set that forgets its oldest members past ``maxsize``: dedupe in bounded memory."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: OrderedDict[K, None] = OrderedDict()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, key: K) -> None:
+        self._items[key] = None
+        self._items.move_to_end(key)
+        if len(self._items) > self.maxsize:
+            self._items.popitem(last=False)
+
+
+class BoundedDict(Generic[K, V]):
+    """A least-recently-set cache: context an earlier message gave (a ticker for a later close)."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: K) -> V | None:
+        return self._items.get(key)
+
+    def set(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        if len(self._items) > self.maxsize:
+            self._items.popitem(last=False)
+
+    def pop(self, key: K) -> V | None:
+        return self._items.pop(key, None)
+
+
+AdapterFactory = Callable[[Any, SourceContext], Adapter]
+_registry: dict[str, AdapterFactory] = {}
+
+
+def register(type_: str) -> Callable[[AdapterFactory], AdapterFactory]:
+    """Class decorator: make ``type_`` in ``[[sources]]`` build this adapter."""
+
+    def deco(factory: AdapterFactory) -> AdapterFactory:
+        _registry[type_] = factory
+        return factory
+
+    return deco
+
+
+def factory_for(type_: str) -> AdapterFactory:
+    # Importing the package registers the built-in adapters (one line each, in adapters/__init__).
+    import tradebus.adapters  # noqa: F401, PLC0415
+
+    return _registry[type_]

@@ -1,0 +1,280 @@
+"""Configuration: TOML decoded in one call into closed, frozen msgspec structs.
+
+``${VAR}`` and ``${VAR:-default}`` interpolate the environment in any string; ``<key>_file = PATH``
+reads a secret from a file instead (a relative PATH is looked up in systemd's
+``$CREDENTIALS_DIRECTORY`` when set). Errors name the field path and what was expected:
+``sources[1].url: expected an http(s) URL, got ''``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeAlias
+from urllib.parse import urlsplit
+
+import msgspec
+
+from tradebus.errors import ConfigError
+from tradebus.secret import Secret
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+Count = Annotated[int, msgspec.Meta(ge=1)]
+SECRET_FIELDS = frozenset({"api_key", "token", "password", "username"})
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Closed(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+def _check_url(url: str, schemes: tuple[str, ...]) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in schemes or not parts.hostname:
+        shown = url if len(url) <= 80 else url[:80] + "…"
+        raise ValueError(f"url: expected an {'/'.join(schemes)} URL, got {shown!r}")
+
+
+class DaemonConfig(_Closed):
+    state_dir: str = "/var/lib/tradebus"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+    # How long SIGTERM waits for sinks to write what was received before giving up.
+    drain_timeout: Positive = 15.0
+
+
+# --- sources --------------------------------------------------------------------------------
+
+
+class SourceBase(_Closed, tag_field="type"):
+    name: Name
+    url: str
+    enabled: bool = True
+    # Backoff: full jitter under a cap, reset after a connection stayed up ``stable_after``.
+    reconnect_min: Positive = 0.5
+    reconnect_max: Positive = 30.0
+    stable_after: Positive = 30.0
+    # After 401 / auth_revoked / a rejected login: retry this slowly, never in a hot loop.
+    auth_retry: Positive = 60.0
+
+    def __post_init__(self) -> None:
+        _check_url(self.url, ("http", "https"))
+
+
+class TtmtSource(SourceBase, tag="ttmt", kw_only=True):
+    api_key: Secret
+    account_id: str | None = None
+    # No byte for this long → reconnect. The server recycles every 300 s, so a healthy stream
+    # is never silent longer than that plus slack.
+    read_timeout: Positive = 330.0
+    dedupe_size: Count = 10_000
+
+
+class TpAlertsSource(SourceBase, tag="tpalerts", kw_only=True):
+    token: Secret
+    ping_interval: Positive = 30.0
+    # No byte for ``missed_pings`` ping intervals → reconnect with a status.disconnected.
+    missed_pings: Count = 3
+    symbol_cache: Count = 10_000
+
+
+class TraderWsSource(SourceBase, tag="traderws", kw_only=True):
+    username: Secret
+    password: Secret
+    symbols: list[str] = msgspec.field(default_factory=list)
+    events: list[Literal["quoteEvent", "executionEvent", "portfolioEvent"]] = msgspec.field(
+        default_factory=lambda: ["quoteEvent", "executionEvent", "portfolioEvent"]
+    )
+    depth: list[str] = msgspec.field(default_factory=list)
+    depth_levels: Count | None = None
+    metrics_accounts: list[str] = msgspec.field(default_factory=list)
+    # Account whose deal/order history is back-filled after a cut (default: metrics_accounts[0]).
+    account_id: str | None = None
+    ping_interval: Positive = 10.0
+    ping_timeout: Positive = 10.0
+    idle_timeout: Positive = 60.0
+    subscribe_timeout: Positive = 10.0
+    dedupe_size: Count = 100_000
+
+
+class Mt4BridgeSource(SourceBase, tag="mt4bridge", kw_only=True):
+    api_key: Secret
+    account_id: str
+    server: str
+    login: int
+    password: Secret
+    symbols: list[str] = msgspec.field(default_factory=list)
+    heartbeat_interval: Positive = 30.0
+    reconcile_interval: Positive = 60.0
+    idle_timeout: Positive = 60.0
+    request_timeout: Positive = 10.0
+    # Circuit breaker around 502 BridgeUnavailable: open after this many in a row.
+    breaker_threshold: Count = 3
+    breaker_reset: Positive = 30.0
+
+
+SourceConfig: TypeAlias = TtmtSource | TpAlertsSource | TraderWsSource | Mt4BridgeSource
+
+
+# --- sinks ----------------------------------------------------------------------------------
+
+
+class SinkBase(_Closed, tag_field="type"):
+    name: Name
+    # Filters: an empty list lets everything through. ``types`` are prefixes ("order.", "status").
+    providers: list[Literal["ttmt", "tpalerts", "traderws", "mt4bridge"]] = msgspec.field(
+        default_factory=list
+    )
+    types: list[str] = msgspec.field(default_factory=list)
+    sources: list[str] = msgspec.field(default_factory=list)
+    symbols: list[str] = msgspec.field(default_factory=list)
+    # Batches waiting for this sink; when full the bus waits (nothing is dropped).
+    queue_size: Count = 1024
+
+
+class StdoutSinkConfig(SinkBase, tag="stdout", kw_only=True):
+    pass
+
+
+class FileSinkConfig(SinkBase, tag="file", kw_only=True):
+    path: str
+    # Rotate when the file would pass this size; keep ``backups`` old files (path.1 … path.N).
+    max_bytes: Annotated[int, msgspec.Meta(ge=0)] = 256 * 1024 * 1024
+    backups: Annotated[int, msgspec.Meta(ge=0)] = 5
+    fsync: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise ValueError("path: expected a file path, got ''")
+
+
+SinkConfig: TypeAlias = StdoutSinkConfig | FileSinkConfig
+
+
+class Config(_Closed):
+    daemon: DaemonConfig = msgspec.field(default_factory=DaemonConfig)
+    sources: list[SourceConfig] = msgspec.field(default_factory=list)
+    sinks: list[SinkConfig] = msgspec.field(default_factory=list)
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def _dec_hook(type_: type, obj: Any) -> Any:
+    if type_ is Secret:
+        if not isinstance(obj, str):
+            raise ValueError("expected a string")  # never echo the value: it may be a secret
+        return Secret(obj)
+    raise NotImplementedError
+
+
+def _interpolate(value: Any, path: str, env: dict[str, str], problems: list[str]) -> Any:
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            var, default = m.group(1), m.group(2)
+            if var in env:
+                return env[var]
+            if default is not None:
+                return default
+            problems.append(f"{path}: environment variable {var} is not set")
+            return ""
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, f"{path}.{k}" if path else k, env, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}[{i}]", env, problems) for i, v in enumerate(value)]
+    return value
+
+
+def _read_secret_files(table: dict[str, Any], path: str, env: dict[str, str], problems: list[str]) -> None:
+    for key in [k for k in table if k.endswith("_file") and k[: -len("_file")] in SECRET_FIELDS]:
+        field = key[: -len("_file")]
+        file_path = Path(str(table.pop(key)))
+        if not file_path.is_absolute() and "CREDENTIALS_DIRECTORY" in env:
+            file_path = Path(env["CREDENTIALS_DIRECTORY"]) / file_path
+        if field in table:
+            problems.append(f"{path}.{key}: give {field} or {key}, not both")
+            continue
+        try:
+            table[field] = file_path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            problems.append(f"{path}.{key}: cannot read {file_path}: {exc.strerror}")
+
+
+def _pretty(error: msgspec.ValidationError) -> str:
+    text = str(error)
+    message, _, where = text.partition(" - at `$")
+    where = where.rstrip("`")
+    where = where[1:] if where.startswith(".") else where
+    message = message[0].lower() + message[1:] if message else message
+    # Checks in __post_init__ name their field ("url: expected …"); unknown keys name theirs.
+    field = re.match(r"([a-z_]+): (.*)", message) or re.match(
+        r"object contains unknown field `([^`]+)`()", message
+    )
+    if field:
+        where = f"{where}.{field.group(1)}" if where else field.group(1)
+        message = field.group(2) or "unknown field (check its spelling and section)"
+    return f"{where}: {message}" if where else message
+
+
+def parse(data: dict[str, Any], env: dict[str, str] | None = None) -> Config:
+    """A ``Config`` from decoded TOML, or ``ConfigError`` listing every problem found."""
+    env = dict(os.environ) if env is None else env
+    problems: list[str] = []
+    data = _interpolate(data, "", env, problems)
+    for section in ("sources", "sinks"):
+        tables = data.get(section)
+        if isinstance(tables, list):
+            for i, table in enumerate(tables):
+                if isinstance(table, dict):
+                    _read_secret_files(table, f"{section}[{i}]", env, problems)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        config = msgspec.convert(data, Config, dec_hook=_dec_hook)
+    except msgspec.ValidationError as exc:
+        raise ConfigError([_pretty(exc)]) from None
+    _check_names(config, problems)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _check_names(config: Config, problems: list[str]) -> None:
+    for section, items in (("sources", config.sources), ("sinks", config.sinks)):
+        seen: dict[str, int] = {}
+        for i, item in enumerate(items):
+            if item.name in seen:
+                problems.append(
+                    f"{section}[{i}].name: {item.name!r} is already {section}[{seen[item.name]}]'s"
+                )
+            seen.setdefault(item.name, i)
+    if not config.sources:
+        problems.append("sources: expected at least one [[sources]] table")
+    if not config.sinks:
+        problems.append("sinks: expected at least one [[sinks]] table")
+
+
+def load(path: str | Path, env: dict[str, str] | None = None) -> Config:
+    """Read and validate a TOML config file."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    return parse(data, env)
+
+
+def with_overrides(config: Config, **changes: Any) -> Config:
+    return msgspec.structs.replace(config, **changes)
+
+
+Loader: TypeAlias = Callable[[str | Path], Config]

@@ -1,0 +1,334 @@
+"""The canonical event model: the public contract of tradebus.
+
+Every line tradebus writes is one ``Event``: a frozen msgspec Struct, tagged on ``type``.
+A consumer decodes any output line with ``msgspec.json.decode(line, type=Event)``.
+
+Fields shared by every event (see DESIGN.md, "The canonical event"):
+
+- ``id``: ``<source>:<upstream event id>`` (``#<n>`` for the n-th event of one upstream message
+  that gives several); the dedupe and idempotency key everywhere downstream.
+- ``seq``: assigned by the bus, strictly increasing.
+- ``source`` / ``provider``: the adapter instance's configured name and the upstream kind.
+- ``time``: the upstream's own timestamp (UTC), else receipt time; ``received``: when read.
+- ``account`` / ``symbol``: normalized, or null. ``origin``: provenance, or null.
+- ``data``: the typed payload of that ``type``.
+
+Times are fixed-width RFC 3339 strings in UTC with milliseconds and ``Z``
+(``2026-06-09T14:32:01.123Z``, see ``tradebus.times``): fixed width, so lines sort by time as text.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, TypeAlias
+
+import msgspec
+
+Provider: TypeAlias = Literal["ttmt", "tpalerts", "traderws", "mt4bridge"]
+Side: TypeAlias = Literal["buy", "sell"]
+Timestamp: TypeAlias = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$",
+        extra_json_schema={"format": "date-time"},
+    ),
+]
+
+
+class Origin(msgspec.Struct, frozen=True, omit_defaults=False):
+    """Provenance of an event: the signal (and its Telegram message) that caused it."""
+
+    signal_id: str | None = None
+    telegram_message_id: int | None = None
+
+
+# --- payloads -------------------------------------------------------------------------------
+
+
+class QuoteData(msgspec.Struct, frozen=True):
+    bid: float | None = None
+    ask: float | None = None
+    last: float | None = None
+    bid_size: float | None = None
+    ask_size: float | None = None
+
+
+class DepthLevel(msgspec.Struct, frozen=True, array_like=True):
+    """One order-book level, written as ``[price, volume]``."""
+
+    price: float
+    volume: float
+
+
+class DepthData(msgspec.Struct, frozen=True):
+    bids: tuple[DepthLevel, ...] = ()
+    asks: tuple[DepthLevel, ...] = ()
+
+
+class OrderData(msgspec.Struct, frozen=True):
+    order_id: str
+    position_id: str | None = None
+    execution_id: str | None = None
+    side: Side | None = None
+    order_type: str | None = None
+    volume: float | None = None
+    filled_volume: float | None = None
+    remaining_volume: float | None = None
+    price: float | None = None
+    layer: int | None = None
+    reason: str | None = None
+
+
+class PositionData(msgspec.Struct, frozen=True):
+    position_id: str
+    trade_id: str | None = None
+    side: Side | None = None
+    volume: float | None = None
+    open_price: float | None = None
+    current_price: float | None = None
+    close_price: float | None = None
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    unrealized_profit: float | None = None
+    profit: float | None = None
+    reason: str | None = None
+
+
+class BreakevenData(msgspec.Struct, frozen=True):
+    position_id: str
+    trade_id: str | None = None
+    new_stop_loss: float | None = None
+    reason: str | None = None
+
+
+class AccountData(msgspec.Struct, frozen=True):
+    balance: float | None = None
+    equity: float | None = None
+    margin: float | None = None
+    free_margin: float | None = None
+    margin_level: float | None = None
+    profit: float | None = None
+    currency: str | None = None
+
+
+class TradeData(msgspec.Struct, frozen=True):
+    trade_id: str
+    channel: str | None = None
+    positions_count: int | None = None
+    orders_count: int | None = None
+    tp_level: str | None = None
+    status: str | None = None
+    profit_loss: float | None = None
+
+
+class SignalData(msgspec.Struct, frozen=True):
+    alert_id: int
+    strategy: str | None = None
+    market: str | None = None
+    entry: float | None = None
+    target: float | None = None
+    stop: float | None = None
+    exit: float | None = None
+    gain: float | None = None
+    token: str | None = None
+    token_state: str | None = None
+    started_at: Timestamp | None = None
+    closed_at: Timestamp | None = None
+
+
+class StatusData(msgspec.Struct, frozen=True):
+    """The feed's own state. ``code`` is the upstream's (HTTP status, error code) when it has one."""
+
+    reason: str | None = None
+    code: str | None = None
+    message: str | None = None
+    retry_in: float | None = None
+
+
+class GapData(msgspec.Struct, frozen=True):
+    """Upstream ids that could not be replayed, or (no ids) the window that was not back-filled."""
+
+    first_missing: int | None = None
+    last_missing: int | None = None
+    reason: str | None = None
+    since: Timestamp | None = None
+    until: Timestamp | None = None
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    id: str
+    seq: int = 0
+    source: str
+    provider: Provider
+    time: Timestamp
+    received: Timestamp
+    account: str | None = None
+    symbol: str | None = None
+    origin: Origin | None = None
+
+
+class QuoteUpdated(_Event, tag="quote.updated"):
+    data: QuoteData
+
+
+class DepthUpdated(_Event, tag="depth.updated"):
+    data: DepthData
+
+
+class OrderAccepted(_Event, tag="order.accepted"):
+    data: OrderData
+
+
+class OrderFilled(_Event, tag="order.filled"):
+    data: OrderData
+
+
+class OrderPartiallyFilled(_Event, tag="order.partially_filled"):
+    data: OrderData
+
+
+class OrderCancelled(_Event, tag="order.cancelled"):
+    data: OrderData
+
+
+class OrderRejected(_Event, tag="order.rejected"):
+    data: OrderData
+
+
+class PositionOpened(_Event, tag="position.opened"):
+    data: PositionData
+
+
+class PositionUpdated(_Event, tag="position.updated"):
+    data: PositionData
+
+
+class PositionClosed(_Event, tag="position.closed"):
+    data: PositionData
+
+
+class PositionBreakevenSet(_Event, tag="position.breakeven_set"):
+    data: BreakevenData
+
+
+class PositionBreakevenFailed(_Event, tag="position.breakeven_failed"):
+    data: BreakevenData
+
+
+class AccountUpdated(_Event, tag="account.updated"):
+    data: AccountData
+
+
+class TradeOpened(_Event, tag="trade.opened"):
+    data: TradeData
+
+
+class TradeTpHit(_Event, tag="trade.tp_hit"):
+    data: TradeData
+
+
+class TradeClosed(_Event, tag="trade.closed"):
+    data: TradeData
+
+
+class SignalDetected(_Event, tag="signal.detected"):
+    data: SignalData
+
+
+class SignalActive(_Event, tag="signal.active"):
+    data: SignalData
+
+
+class SignalAborted(_Event, tag="signal.aborted"):
+    data: SignalData
+
+
+class SignalClosed(_Event, tag="signal.closed"):
+    data: SignalData
+
+
+class StatusConnected(_Event, tag="status.connected"):
+    data: StatusData
+
+
+class StatusDisconnected(_Event, tag="status.disconnected"):
+    data: StatusData
+
+
+class StatusAuthFailed(_Event, tag="status.auth_failed"):
+    data: StatusData
+
+
+class StatusAuthRevoked(_Event, tag="status.auth_revoked"):
+    data: StatusData
+
+
+class StatusError(_Event, tag="status.error"):
+    data: StatusData
+
+
+class StatusGap(_Event, tag="status.gap"):
+    data: GapData
+
+
+Event: TypeAlias = (
+    QuoteUpdated
+    | DepthUpdated
+    | OrderAccepted
+    | OrderFilled
+    | OrderPartiallyFilled
+    | OrderCancelled
+    | OrderRejected
+    | PositionOpened
+    | PositionUpdated
+    | PositionClosed
+    | PositionBreakevenSet
+    | PositionBreakevenFailed
+    | AccountUpdated
+    | TradeOpened
+    | TradeTpHit
+    | TradeClosed
+    | SignalDetected
+    | SignalActive
+    | SignalAborted
+    | SignalClosed
+    | StatusConnected
+    | StatusDisconnected
+    | StatusAuthFailed
+    | StatusAuthRevoked
+    | StatusError
+    | StatusGap
+)
+
+StatusEvent: TypeAlias = (
+    StatusConnected | StatusDisconnected | StatusAuthFailed | StatusAuthRevoked | StatusError
+)
+STATUS_TYPES: dict[str, type[StatusEvent]] = {
+    "status.connected": StatusConnected,
+    "status.disconnected": StatusDisconnected,
+    "status.auth_failed": StatusAuthFailed,
+    "status.auth_revoked": StatusAuthRevoked,
+    "status.error": StatusError,
+}
+
+EVENT_TYPES: tuple[str, ...] = tuple(
+    cls.__struct_config__.tag  # type: ignore[misc]
+    for cls in Event.__args__  # type: ignore[attr-defined]
+)
+
+
+def event_type(event: Event) -> str:
+    """The ``type`` tag of an event (the wire value of its tag field)."""
+    tag: str = event.__struct_config__.tag  # type: ignore[assignment]
+    return tag
+
+
+def json_schema() -> dict[str, object]:
+    """The JSON Schema of ``Event``, as ``tradebus schema`` prints it."""
+    schema: dict[str, object] = msgspec.json.schema(Event)
+    return schema
+
+
+decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)

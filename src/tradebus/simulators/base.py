@@ -1,0 +1,56 @@
+"""What every simulator shares: start an aiohttp app on a port (0 = a free one), stop it."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Protocol
+
+from aiohttp import web
+
+
+class Simulator(Protocol):
+    """A fake upstream on 127.0.0.1, with fault knobs the tests call directly."""
+
+    port: int
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def source_table(self, name: str) -> dict[str, Any]:
+        """A ``[[sources]]`` table (as decoded TOML) that points an adapter at this simulator."""
+        ...
+
+
+class SimulatorModule(Protocol):
+    """The module-level hooks ``tradebus simulate KIND`` and ``tradebus demo`` use."""
+
+    def add_cli_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def from_cli(self, args: argparse.Namespace) -> Simulator: ...
+
+    def for_demo(self, seed: int) -> Simulator: ...
+
+
+class AppServer:
+    """An aiohttp application bound to one TCP port; ``port`` is known after ``start``."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        # handler_cancellation: a client that goes away cancels its streaming handler at once.
+        self._runner = web.AppRunner(self.app, handle_signals=False, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        await site.start()
+        server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

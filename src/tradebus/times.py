@@ -1,0 +1,51 @@
+"""Canonical timestamps: RFC 3339, UTC, milliseconds, ``Z`` — one fixed-width string format."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+
+_CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+
+
+def format_utc(moment: datetime) -> str:
+    """``moment`` as the canonical string; a naive datetime is taken to be UTC already."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
+        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}."
+        f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+def from_epoch(seconds: float) -> str:
+    """A Unix time as the canonical string."""
+    return format_utc(datetime.fromtimestamp(seconds, UTC))
+
+
+def now() -> str:
+    """The current wall-clock time as the canonical string."""
+    return from_epoch(time.time())
+
+
+def canonical(text: str) -> str | None:
+    """An upstream's RFC 3339 / ISO 8601 time as the canonical string, or None if it is not one.
+
+    Upstreams already in the canonical form pass through untouched (the hot path); others
+    (offsets, nanoseconds, no fraction) are parsed and rewritten. A time without an offset is
+    taken to be UTC, as the upstream docs write their times.
+    """
+    if len(text) == 24 and _CANONICAL.fullmatch(text):
+        return text
+    candidate = text.strip()
+    # fromisoformat takes at most 6 fraction digits: trim nanoseconds (TP alert pings carry 9).
+    match = re.fullmatch(r"(.*T[0-9:]+\.)([0-9]{7,})(.*)", candidate)
+    if match:
+        candidate = match.group(1) + match.group(2)[:6] + match.group(3)
+    try:
+        parsed = datetime.fromisoformat(candidate)
+    except ValueError:
+        return None
+    return format_utc(parsed)
