@@ -39,7 +39,7 @@ def _check_url(url: str, schemes: tuple[str, ...]) -> None:
         raise ValueError(f"url: expected an {'/'.join(schemes)} URL, got {shown!r}")
 
 
-class DaemonConfig(_Closed):
+class DaemonConfig(_Closed, frozen=True, kw_only=True):
     state_dir: str = "/var/lib/tradebus"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
@@ -50,7 +50,7 @@ class DaemonConfig(_Closed):
 # --- sources --------------------------------------------------------------------------------
 
 
-class SourceBase(_Closed, tag_field="type"):
+class SourceBase(_Closed, tag_field="type", frozen=True, kw_only=True):
     name: Name
     url: str
     enabled: bool = True
@@ -65,7 +65,7 @@ class SourceBase(_Closed, tag_field="type"):
         _check_url(self.url, ("http", "https"))
 
 
-class TtmtSource(SourceBase, tag="ttmt", kw_only=True):
+class TtmtSource(SourceBase, tag="ttmt", frozen=True, kw_only=True):
     api_key: Secret
     account_id: str | None = None
     # No byte for this long → reconnect. The server recycles every 300 s, so a healthy stream
@@ -74,7 +74,7 @@ class TtmtSource(SourceBase, tag="ttmt", kw_only=True):
     dedupe_size: Count = 10_000
 
 
-class TpAlertsSource(SourceBase, tag="tpalerts", kw_only=True):
+class TpAlertsSource(SourceBase, tag="tpalerts", frozen=True, kw_only=True):
     token: Secret
     ping_interval: Positive = 30.0
     # No byte for ``missed_pings`` ping intervals → reconnect with a status.disconnected.
@@ -82,7 +82,7 @@ class TpAlertsSource(SourceBase, tag="tpalerts", kw_only=True):
     symbol_cache: Count = 10_000
 
 
-class TraderWsSource(SourceBase, tag="traderws", kw_only=True):
+class TraderWsSource(SourceBase, tag="traderws", frozen=True, kw_only=True):
     username: Secret
     password: Secret
     symbols: list[str] = msgspec.field(default_factory=list)
@@ -101,7 +101,7 @@ class TraderWsSource(SourceBase, tag="traderws", kw_only=True):
     dedupe_size: Count = 100_000
 
 
-class Mt4BridgeSource(SourceBase, tag="mt4bridge", kw_only=True):
+class Mt4BridgeSource(SourceBase, tag="mt4bridge", frozen=True, kw_only=True):
     api_key: Secret
     account_id: str
     server: str
@@ -123,7 +123,7 @@ SourceConfig: TypeAlias = TtmtSource | TpAlertsSource | TraderWsSource | Mt4Brid
 # --- sinks ----------------------------------------------------------------------------------
 
 
-class SinkBase(_Closed, tag_field="type"):
+class SinkBase(_Closed, tag_field="type", frozen=True, kw_only=True):
     name: Name
     # Filters: an empty list lets everything through. ``types`` are prefixes ("order.", "status").
     providers: list[Literal["ttmt", "tpalerts", "traderws", "mt4bridge"]] = msgspec.field(
@@ -136,11 +136,11 @@ class SinkBase(_Closed, tag_field="type"):
     queue_size: Count = 1024
 
 
-class StdoutSinkConfig(SinkBase, tag="stdout", kw_only=True):
+class StdoutSinkConfig(SinkBase, tag="stdout", frozen=True, kw_only=True):
     pass
 
 
-class FileSinkConfig(SinkBase, tag="file", kw_only=True):
+class FileSinkConfig(SinkBase, tag="file", frozen=True, kw_only=True):
     path: str
     # Rotate when the file would pass this size; keep ``backups`` old files (path.1 … path.N).
     max_bytes: Annotated[int, msgspec.Meta(ge=0)] = 256 * 1024 * 1024
@@ -155,13 +155,18 @@ class FileSinkConfig(SinkBase, tag="file", kw_only=True):
 SinkConfig: TypeAlias = StdoutSinkConfig | FileSinkConfig
 
 
-class Config(_Closed):
+class Config(_Closed, frozen=True, kw_only=True):
     daemon: DaemonConfig = msgspec.field(default_factory=DaemonConfig)
     sources: list[SourceConfig] = msgspec.field(default_factory=list)
     sinks: list[SinkConfig] = msgspec.field(default_factory=list)
 
 
 # --- loading --------------------------------------------------------------------------------
+
+
+def kind(item: SourceConfig | SinkConfig) -> str:
+    """The ``type`` of a ``[[sources]]`` or ``[[sinks]]`` table (its struct's tag)."""
+    return str(item.__struct_config__.tag)
 
 
 def _dec_hook(type_: type, obj: Any) -> Any:
@@ -186,13 +191,18 @@ def _interpolate(value: Any, path: str, env: dict[str, str], problems: list[str]
 
         return _VAR.sub(sub, value)
     if isinstance(value, dict):
-        return {k: _interpolate(v, f"{path}.{k}" if path else k, env, problems) for k, v in value.items()}
+        return {
+            k: _interpolate(v, f"{path}.{k}" if path else k, env, problems)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_interpolate(v, f"{path}[{i}]", env, problems) for i, v in enumerate(value)]
     return value
 
 
-def _read_secret_files(table: dict[str, Any], path: str, env: dict[str, str], problems: list[str]) -> None:
+def _read_secret_files(
+    table: dict[str, Any], path: str, env: dict[str, str], problems: list[str]
+) -> None:
     for key in [k for k in table if k.endswith("_file") and k[: -len("_file")] in SECRET_FIELDS]:
         field = key[: -len("_file")]
         file_path = Path(str(table.pop(key)))

@@ -50,7 +50,7 @@ def _scrub(value: Any) -> Any:
 def redact_processor(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """Drop values of credential-named keys and scrub known secrets and URL queries from the rest."""
+    """Hide credential-named keys; scrub known secrets and URL queries from every other value."""
     for key, value in list(event_dict.items()):
         if _SENSITIVE_KEY.search(key):
             event_dict[key] = "***"

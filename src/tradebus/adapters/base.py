@@ -68,7 +68,7 @@ class SourceContext:
                 "bad_input",
                 kind=kind,
                 count=n,
-                error=None if error is None else str(error)[:log.EXCERPT_LIMIT],
+                error=None if error is None else str(error)[: log.EXCERPT_LIMIT],
                 excerpt=log.excerpt(raw),
             )
 
@@ -208,6 +208,6 @@ def register(type_: str) -> Callable[[AdapterFactory], AdapterFactory]:
 
 def factory_for(type_: str) -> AdapterFactory:
     # Importing the package registers the built-in adapters (one line each, in adapters/__init__).
-    import tradebus.adapters  # noqa: F401, PLC0415
+    import tradebus.adapters  # noqa: F401
 
     return _registry[type_]

@@ -136,7 +136,7 @@ class SignalData(msgspec.Struct, frozen=True):
 
 
 class StatusData(msgspec.Struct, frozen=True):
-    """The feed's own state. ``code`` is the upstream's (HTTP status, error code) when it has one."""
+    """The feed's own state; ``code`` is the upstream's (HTTP status, error code) if it gave one."""
 
     reason: str | None = None
     code: str | None = None
@@ -169,107 +169,107 @@ class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     origin: Origin | None = None
 
 
-class QuoteUpdated(_Event, tag="quote.updated"):
+class QuoteUpdated(_Event, tag="quote.updated", frozen=True, kw_only=True):
     data: QuoteData
 
 
-class DepthUpdated(_Event, tag="depth.updated"):
+class DepthUpdated(_Event, tag="depth.updated", frozen=True, kw_only=True):
     data: DepthData
 
 
-class OrderAccepted(_Event, tag="order.accepted"):
+class OrderAccepted(_Event, tag="order.accepted", frozen=True, kw_only=True):
     data: OrderData
 
 
-class OrderFilled(_Event, tag="order.filled"):
+class OrderFilled(_Event, tag="order.filled", frozen=True, kw_only=True):
     data: OrderData
 
 
-class OrderPartiallyFilled(_Event, tag="order.partially_filled"):
+class OrderPartiallyFilled(_Event, tag="order.partially_filled", frozen=True, kw_only=True):
     data: OrderData
 
 
-class OrderCancelled(_Event, tag="order.cancelled"):
+class OrderCancelled(_Event, tag="order.cancelled", frozen=True, kw_only=True):
     data: OrderData
 
 
-class OrderRejected(_Event, tag="order.rejected"):
+class OrderRejected(_Event, tag="order.rejected", frozen=True, kw_only=True):
     data: OrderData
 
 
-class PositionOpened(_Event, tag="position.opened"):
+class PositionOpened(_Event, tag="position.opened", frozen=True, kw_only=True):
     data: PositionData
 
 
-class PositionUpdated(_Event, tag="position.updated"):
+class PositionUpdated(_Event, tag="position.updated", frozen=True, kw_only=True):
     data: PositionData
 
 
-class PositionClosed(_Event, tag="position.closed"):
+class PositionClosed(_Event, tag="position.closed", frozen=True, kw_only=True):
     data: PositionData
 
 
-class PositionBreakevenSet(_Event, tag="position.breakeven_set"):
+class PositionBreakevenSet(_Event, tag="position.breakeven_set", frozen=True, kw_only=True):
     data: BreakevenData
 
 
-class PositionBreakevenFailed(_Event, tag="position.breakeven_failed"):
+class PositionBreakevenFailed(_Event, tag="position.breakeven_failed", frozen=True, kw_only=True):
     data: BreakevenData
 
 
-class AccountUpdated(_Event, tag="account.updated"):
+class AccountUpdated(_Event, tag="account.updated", frozen=True, kw_only=True):
     data: AccountData
 
 
-class TradeOpened(_Event, tag="trade.opened"):
+class TradeOpened(_Event, tag="trade.opened", frozen=True, kw_only=True):
     data: TradeData
 
 
-class TradeTpHit(_Event, tag="trade.tp_hit"):
+class TradeTpHit(_Event, tag="trade.tp_hit", frozen=True, kw_only=True):
     data: TradeData
 
 
-class TradeClosed(_Event, tag="trade.closed"):
+class TradeClosed(_Event, tag="trade.closed", frozen=True, kw_only=True):
     data: TradeData
 
 
-class SignalDetected(_Event, tag="signal.detected"):
+class SignalDetected(_Event, tag="signal.detected", frozen=True, kw_only=True):
     data: SignalData
 
 
-class SignalActive(_Event, tag="signal.active"):
+class SignalActive(_Event, tag="signal.active", frozen=True, kw_only=True):
     data: SignalData
 
 
-class SignalAborted(_Event, tag="signal.aborted"):
+class SignalAborted(_Event, tag="signal.aborted", frozen=True, kw_only=True):
     data: SignalData
 
 
-class SignalClosed(_Event, tag="signal.closed"):
+class SignalClosed(_Event, tag="signal.closed", frozen=True, kw_only=True):
     data: SignalData
 
 
-class StatusConnected(_Event, tag="status.connected"):
+class StatusConnected(_Event, tag="status.connected", frozen=True, kw_only=True):
     data: StatusData
 
 
-class StatusDisconnected(_Event, tag="status.disconnected"):
+class StatusDisconnected(_Event, tag="status.disconnected", frozen=True, kw_only=True):
     data: StatusData
 
 
-class StatusAuthFailed(_Event, tag="status.auth_failed"):
+class StatusAuthFailed(_Event, tag="status.auth_failed", frozen=True, kw_only=True):
     data: StatusData
 
 
-class StatusAuthRevoked(_Event, tag="status.auth_revoked"):
+class StatusAuthRevoked(_Event, tag="status.auth_revoked", frozen=True, kw_only=True):
     data: StatusData
 
 
-class StatusError(_Event, tag="status.error"):
+class StatusError(_Event, tag="status.error", frozen=True, kw_only=True):
     data: StatusData
 
 
-class StatusGap(_Event, tag="status.gap"):
+class StatusGap(_Event, tag="status.gap", frozen=True, kw_only=True):
     data: GapData
 
 
@@ -313,10 +313,7 @@ STATUS_TYPES: dict[str, type[StatusEvent]] = {
     "status.error": StatusError,
 }
 
-EVENT_TYPES: tuple[str, ...] = tuple(
-    cls.__struct_config__.tag  # type: ignore[misc]
-    for cls in Event.__args__  # type: ignore[attr-defined]
-)
+EVENT_TYPES: tuple[str, ...] = tuple(str(cls.__struct_config__.tag) for cls in Event.__args__)
 
 
 def event_type(event: Event) -> str:

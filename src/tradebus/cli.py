@@ -1,0 +1,169 @@
+"""``tradebus run | check-config | demo | simulate | schema``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import signal
+import sys
+from collections.abc import Coroutine
+from types import ModuleType
+from typing import Any, cast
+
+import msgspec
+
+from tradebus import __version__, config, log
+from tradebus.errors import ConfigError
+from tradebus.simulators.base import Simulator, SimulatorModule
+
+SIMULATORS = ("ttmt", "tpalerts", "traderws", "mt4bridge")
+DEMO_NAMES = {
+    "ttmt": "ttmt-demo",
+    "tpalerts": "alerts-demo",
+    "traderws": "trader-demo",
+    "mt4bridge": "mt4-demo",
+}
+
+
+def _simulator_modules() -> dict[str, SimulatorModule]:
+    found: dict[str, SimulatorModule] = {}
+    for kind in SIMULATORS:
+        try:
+            module: ModuleType = importlib.import_module(f"tradebus.simulators.{kind}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"tradebus.simulators.{kind}":
+                raise
+            continue
+        found[kind] = cast(SimulatorModule, module)
+    return found
+
+
+def _run_loop(coro: Coroutine[Any, Any, int]) -> int:
+    """Run on uvloop when it is installed, else on the stock asyncio loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from tradebus.daemon.app import serve
+
+    cfg = config.load(args.config)
+    log.configure(cfg.daemon.log_level, fmt=cfg.daemon.log_format)
+    return _run_loop(serve(cfg))
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = config.load(args.config)
+    print(f"{args.config}: ok ({len(cfg.sources)} sources, {len(cfg.sinks)} sinks)")
+    return 0
+
+
+async def _demo(duration: float | None, seed: int) -> int:
+    from tradebus.daemon.app import serve
+
+    sims: list[Simulator] = []
+    tables: list[dict[str, Any]] = []
+    try:
+        for kind, module in _simulator_modules().items():
+            sim = module.for_demo(seed)
+            await sim.start("127.0.0.1", 0)
+            sims.append(sim)
+            tables.append(sim.source_table(DEMO_NAMES[kind]))
+        cfg = config.parse(
+            {
+                "daemon": {"log_level": "info", "drain_timeout": 5.0},
+                "sources": tables,
+                "sinks": [{"name": "console", "type": "stdout"}],
+            },
+            env={},
+        )
+        return await serve(cfg, duration=duration)
+    finally:
+        for sim in sims:
+            await sim.stop()
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    log.configure("info", fmt="console")
+    return _run_loop(_demo(args.duration, args.seed))
+
+
+async def _simulate(sim: Simulator, host: str, port: int) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await sim.start(host, port)
+    log.get().info("simulator_listening", host=host, port=sim.port)
+    try:
+        await stop.wait()
+    finally:
+        await sim.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(sig)
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    log.configure("info", fmt="console")
+    module: SimulatorModule = args.sim_module
+    return _run_loop(_simulate(module.from_cli(args), args.host, args.port))
+
+
+def _cmd_schema(_args: argparse.Namespace) -> int:
+    from tradebus.schemas.events import json_schema
+
+    sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(json_schema())) + b"\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tradebus", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"tradebus {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the daemon with a config file")
+    run.add_argument("-c", "--config", required=True, help="TOML config file")
+    run.set_defaults(func=_cmd_run)
+
+    check = sub.add_parser("check-config", help="validate a config file (exit 2 if invalid)")
+    check.add_argument("-c", "--config", required=True, help="TOML config file")
+    check.set_defaults(func=_cmd_check_config)
+
+    demo = sub.add_parser("demo", help="run the daemon on the built-in simulators")
+    demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
+    demo.add_argument("--seed", type=int, default=1, help="simulators' random seed")
+    demo.set_defaults(func=_cmd_demo)
+
+    simulate = sub.add_parser("simulate", help="run one fake upstream")
+    kinds = simulate.add_subparsers(dest="kind", required=True)
+    for kind, module in _simulator_modules().items():
+        p = kinds.add_parser(kind, help=f"the {kind} simulator")
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=0, help="0 picks a free port")
+        module.add_cli_arguments(p)
+        p.set_defaults(func=_cmd_simulate, sim_module=module)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of the canonical Event")
+    schema.set_defaults(func=_cmd_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code

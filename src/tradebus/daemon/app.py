@@ -1,0 +1,122 @@
+"""The daemon: sources → bus → sinks in one TaskGroup, stopped by a signal with nothing lost.
+
+Stop order matters: first the adapters (no new events), then the bus drains every sink queue
+into its sink, then the sinks close. SIGHUP re-opens the file sinks (logrotate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Sequence
+from typing import Any, cast
+
+from tradebus import log
+from tradebus.adapters.base import Adapter, SourceContext, factory_for
+from tradebus.backoff import Backoff, Failure, Kind
+from tradebus.bus import Bus, SinkWorker
+from tradebus.config import Config, SourceConfig, kind
+from tradebus.schemas.events import Provider
+from tradebus.sinks.base import Sink
+from tradebus.sinks.base import factory_for as sink_factory_for
+
+
+class Daemon:
+    """One configured daemon. ``run`` returns when ``stop`` is set and every sink is drained."""
+
+    def __init__(self, config: Config, *, sinks: Sequence[Sink] | None = None) -> None:
+        self.config = config
+        built = (
+            list(sinks)
+            if sinks is not None
+            else [sink_factory_for(kind(c))(c) for c in config.sinks]
+        )
+        self.bus = Bus([SinkWorker(s, c) for s, c in zip(built, config.sinks, strict=True)])
+        self.contexts: dict[str, SourceContext] = {}
+        self.adapters: list[Adapter] = []
+        for source in config.sources:
+            if not source.enabled:
+                continue
+            provider = cast(Provider, kind(source))
+            ctx = SourceContext(source.name, provider, self.bus.publish)
+            self.contexts[source.name] = ctx
+            self.adapters.append(factory_for(provider)(source, ctx))
+        self.ready = asyncio.Event()
+        self._log: Any = log.get()
+
+    async def run(self, stop: asyncio.Event) -> bool:
+        """Run until ``stop``; True if every sink wrote everything it was given in time."""
+        await self.bus.start()
+        tasks = [
+            asyncio.create_task(self._supervise(a), name=f"source:{a.name}") for a in self.adapters
+        ]
+        self._log.info(
+            "daemon_started",
+            sources=[a.name for a in self.adapters],
+            sinks=[w.name for w in self.bus.workers],
+        )
+        self.ready.set()
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            drained = await self.bus.close(self.config.daemon.drain_timeout)
+            self._log.info(
+                "daemon_stopped",
+                published=self.bus.published,
+                last_seq=self.bus.last_seq,
+                written={w.name: w.written for w in self.bus.workers},
+                drained=drained,
+                counters={n: dict(c.counters) for n, c in self.contexts.items() if c.counters},
+            )
+        return drained
+
+    async def _supervise(self, adapter: Adapter) -> None:
+        """Restart an adapter whose ``run`` died of a bug, after a backoff: the others go on."""
+        backoff = Backoff(base=1.0, cap=60.0)
+        ctx = self.contexts[adapter.name]
+        while True:
+            try:
+                await adapter.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                delay = backoff.delay(Failure(Kind.RETRYABLE, "adapter_crashed"))
+                ctx.log.exception("adapter_crashed", retry_in=round(delay, 3))
+                ctx.counters["adapter_crashed"] += 1
+                await ctx.emit_status(
+                    "status.error",
+                    reason="adapter_crashed",
+                    message=type(exc).__name__,
+                    retry_in=delay,
+                )
+                await asyncio.sleep(delay)
+            else:
+                return
+
+
+def source_names(sources: Sequence[SourceConfig]) -> list[str]:
+    return [s.name for s in sources]
+
+
+async def serve(config: Config, *, duration: float | None = None) -> int:
+    """Run the daemon until SIGTERM/SIGINT (or ``duration`` seconds); the process exit code."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    daemon = Daemon(config)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, daemon.bus.reopen)
+    timer = loop.call_later(duration, stop.set) if duration is not None else None
+    try:
+        drained = await daemon.run(stop)
+    finally:
+        if timer is not None:
+            timer.cancel()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(sig)
+    return 0 if drained else 1
