@@ -24,6 +24,7 @@ from tradebus.schemas.events import (
     SignalData,
     SignalDetected,
 )
+from tradebus.sse import SSEDecoder
 
 DATA = Path(__file__).parent.parent / "data" / "tpalerts"
 RECEIVED = "2024-04-06T12:47:52.001Z"
@@ -41,11 +42,9 @@ CONTEXT = AlertContext(
 
 
 def golden(name: str) -> tuple[str, str]:
-    """The ``event:`` and ``data:`` values of one golden SSE frame, as the doc wrote them."""
-    fields = dict(
-        line.split(": ", 1) for line in (DATA / f"{name}.sse").read_text().splitlines() if line
-    )
-    return fields["event"], fields["data"]
+    """The event name and data of one golden SSE frame, read through our SSE decoder."""
+    (message,) = SSEDecoder().feed((DATA / f"{name}.sse").read_bytes())
+    return message.event, message.data
 
 
 def decode_golden(name: str) -> wire.WireMessage:
