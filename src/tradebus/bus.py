@@ -94,6 +94,8 @@ class SinkWorker:
                 batches.append(more)
                 count += len(more)
             await self._write(Batch.merge(batches))
+            if self.failed:
+                return
 
     async def _write(self, batch: Batch) -> None:
         while not self.failed:

@@ -1,0 +1,183 @@
+"""Config: TOML into closed frozen structs, env interpolation, secret files, field-path errors."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tradebus import config
+from tradebus.config import FileSinkConfig, StdoutSinkConfig, TpAlertsSource, TtmtSource
+from tradebus.errors import ConfigError
+
+MINIMAL = """
+[daemon]
+state_dir = "/var/lib/tradebus"
+
+[[sources]]
+name = "ttmt-main"
+type = "ttmt"
+url = "http://127.0.0.1:8081/api/v1/stream"
+api_key = "${TTMT_API_KEY}"
+
+[[sources]]
+name = "alerts"
+type = "tpalerts"
+url = "http://127.0.0.1:8082/api/v1/alerts"
+token = "${TP_TOKEN}"
+
+[[sinks]]
+name = "archive"
+type = "file"
+path = "/var/log/tradebus/events.jsonl"
+
+[[sinks]]
+name = "console"
+type = "stdout"
+"""
+ENV = {"TTMT_API_KEY": "ttmt_live_abcdef", "TP_TOKEN": "tp-token-123456"}
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _problems(data: dict[str, object], env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        config.parse(data, env if env is not None else ENV)
+    return info.value.problems
+
+
+def _minimal() -> dict[str, object]:
+    return tomllib.loads(MINIMAL)
+
+
+def test_minimal_config_from_the_issue_works_as_written() -> None:
+    """The issue's minimal config decodes with every default filled in."""
+    cfg = config.parse(_minimal(), ENV)
+    ttmt, alerts = cfg.sources
+    assert isinstance(ttmt, TtmtSource)
+    assert isinstance(alerts, TpAlertsSource)
+    assert ttmt.api_key.reveal() == "ttmt_live_abcdef"
+    assert alerts.token.reveal() == "tp-token-123456"
+    assert ttmt.account_id is None
+    assert alerts.missed_pings == 3
+    archive, console = cfg.sinks
+    assert isinstance(archive, FileSinkConfig)
+    assert archive.path == "/var/log/tradebus/events.jsonl"
+    assert isinstance(console, StdoutSinkConfig)
+    assert cfg.daemon.state_dir == "/var/lib/tradebus"
+    assert [config.kind(s) for s in cfg.sources] == ["ttmt", "tpalerts"]
+
+
+def test_secrets_never_show_in_repr() -> None:
+    """A decoded config prints its secrets as *** only."""
+    cfg = config.parse(_minimal(), ENV)
+    assert "ttmt_live_abcdef" not in repr(cfg)
+    assert "tp-token-123456" not in repr(cfg)
+    assert "***" in repr(cfg.sources[0])
+
+
+def test_env_default_is_used_when_the_variable_is_unset() -> None:
+    """``${VAR:-default}`` falls back to the default."""
+    data = _minimal()
+    data["sources"][0]["url"] = "${TTMT_URL:-http://127.0.0.1:9999/s}"  # type: ignore[index]
+    cfg = config.parse(data, ENV)
+    assert cfg.sources[0].url == "http://127.0.0.1:9999/s"
+
+
+def test_unset_variable_names_field_and_variable() -> None:
+    """An unset ``${VAR}`` without default is an error naming the field path and the variable."""
+    assert _problems(_minimal(), {"TP_TOKEN": "x"}) == [
+        "sources[0].api_key: environment variable TTMT_API_KEY is not set"
+    ]
+
+
+def test_secret_file_is_read_relative_to_credentials_directory(tmp_path: Path) -> None:
+    """``api_key_file`` reads the secret, relative paths from $CREDENTIALS_DIRECTORY."""
+    (tmp_path / "ttmt.key").write_text("ttmt_from_file_999\n")
+    data = _minimal()
+    del data["sources"][0]["api_key"]  # type: ignore[index]
+    data["sources"][0]["api_key_file"] = "ttmt.key"  # type: ignore[index]
+    cfg = config.parse(data, {**ENV, "CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert isinstance(cfg.sources[0], TtmtSource)
+    assert cfg.sources[0].api_key.reveal() == "ttmt_from_file_999"
+
+
+def test_missing_secret_file_is_a_field_error(tmp_path: Path) -> None:
+    """An unreadable secret file names the field and the path, not a traceback."""
+    data = _minimal()
+    del data["sources"][1]["token"]  # type: ignore[index]
+    data["sources"][1]["token_file"] = str(tmp_path / "absent")  # type: ignore[index]
+    (problem,) = _problems(data)
+    assert problem.startswith("sources[1].token_file: cannot read ")
+
+
+def test_empty_url_names_the_field() -> None:
+    """An empty URL reads ``sources[1].url: expected …, got ''``."""
+    data = _minimal()
+    data["sources"][1]["url"] = ""  # type: ignore[index]
+    assert _problems(data) == ["sources[1].url: expected an http/https URL, got ''"]
+
+
+def test_unknown_key_is_rejected_with_its_path() -> None:
+    """A misspelt key is an error at its path, not silently ignored."""
+    data = _minimal()
+    data["sinks"][0]["max_byte"] = 10  # type: ignore[index]
+    assert _problems(data) == ["sinks[0].max_byte: unknown field (check its spelling and section)"]
+
+
+def test_wrong_type_names_path_and_expectation() -> None:
+    """A wrong type says what was expected and where."""
+    data = _minimal()
+    data["sources"][1]["ping_interval"] = "fast"  # type: ignore[index]
+    assert _problems(data) == ["sources[1].ping_interval: expected `float`, got `str`"]
+
+
+def test_secret_of_wrong_type_does_not_echo_the_value() -> None:
+    """A non-string secret is rejected without repeating it."""
+    data = _minimal()
+    data["sources"][0]["api_key"] = 123456789  # type: ignore[index]
+    (problem,) = _problems(data)
+    assert problem == "sources[0].api_key: expected a string"
+
+
+def test_unknown_source_type() -> None:
+    """An unknown ``type`` is named with its path."""
+    data = _minimal()
+    data["sources"][0]["type"] = "ftp"  # type: ignore[index]
+    assert _problems(data) == ["sources[0].type: invalid value 'ftp'"]
+
+
+def test_duplicate_names_and_empty_sections() -> None:
+    """Two sources with one name, and no sinks at all, are both reported."""
+    data = _minimal()
+    data["sources"][1]["name"] = "ttmt-main"  # type: ignore[index]
+    data["sinks"] = []
+    assert _problems(data) == [
+        "sources[1].name: 'ttmt-main' is already sources[0]'s",
+        "sinks: expected at least one [[sinks]] table",
+    ]
+
+
+def test_load_reports_toml_syntax_errors(tmp_path: Path) -> None:
+    """Broken TOML is a ConfigError naming the file."""
+    path = tmp_path / "bad.toml"
+    path.write_text("[daemon\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(path, ENV)
+    assert info.value.problems[0].startswith(f"{path}: not valid TOML")
+
+
+@pytest.mark.parametrize("name", ["demo.toml", "production.example.toml"])
+def test_shipped_example_configs_are_valid(name: str) -> None:
+    """The configs under config/ validate (with placeholder credentials in the environment)."""
+    env = {
+        "TTMT_API_KEY": "k" * 8,
+        "TP_TOKEN": "t" * 8,
+        "TRADER_USER": "u" * 8,
+        "TRADER_PASSWORD": "p" * 8,
+        "MT4_API_KEY": "m" * 8,
+        "MT4_PASSWORD": "w" * 8,
+    }
+    cfg = config.load(REPO / "config" / name, env)
+    assert cfg.sources
+    assert cfg.sinks

@@ -1,0 +1,105 @@
+"""The file sink: JSONL flushed per batch, rotation by size, reopen after logrotate."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from tradebus.config import FileSinkConfig, StdoutSinkConfig
+from tradebus.errors import FatalSinkError, RetryableSinkError
+from tradebus.sinks.base import Batch
+from tradebus.sinks.file import FileSink
+from tradebus.sinks.stdout import StdoutSink
+
+
+def batch(*lines: str) -> Batch:
+    return Batch([], b"".join(line.encode() + b"\n" for line in lines))
+
+
+def sink(path: Path, **kw: object) -> FileSink:
+    return FileSink(FileSinkConfig(name="archive", path=str(path), **kw))  # type: ignore[arg-type]
+
+
+async def test_each_batch_is_on_disk_when_write_returns(tmp_path: Path) -> None:
+    """A reader sees every line of a batch as soon as write() returns (flushed per batch)."""
+    path = tmp_path / "sub" / "events.jsonl"
+    s = sink(path)
+    await s.open()
+    await s.write(batch('{"a":1}', '{"a":2}'))
+    assert path.read_bytes() == b'{"a":1}\n{"a":2}\n'
+    await s.write(batch('{"a":3}'))
+    assert path.read_bytes().count(b"\n") == 3
+    await s.close()
+
+
+async def test_appends_to_an_existing_file(tmp_path: Path) -> None:
+    """A restart appends; nothing already written is truncated."""
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'{"old":1}\n')
+    s = sink(path)
+    await s.open()
+    await s.write(batch('{"new":1}'))
+    await s.close()
+    assert path.read_bytes() == b'{"old":1}\n{"new":1}\n'
+
+
+async def test_rotation_by_size_keeps_whole_batches_and_n_backups(tmp_path: Path) -> None:
+    """Past max_bytes the file rotates to .1, .2 …; no batch is split; old ones beyond N go."""
+    path = tmp_path / "events.jsonl"
+    s = sink(path, max_bytes=20, backups=2)
+    await s.open()
+    for n in range(5):
+        await s.write(batch(f'{{"n":{n}}}', f'{{"n":{n}}}'))  # 16 bytes a batch
+    await s.close()
+    assert path.read_text() == '{"n":4}\n{"n":4}\n'
+    assert (tmp_path / "events.jsonl.1").read_text() == '{"n":3}\n{"n":3}\n'
+    assert (tmp_path / "events.jsonl.2").read_text() == '{"n":2}\n{"n":2}\n'
+    assert not (tmp_path / "events.jsonl.3").exists()
+
+
+async def test_reopen_after_logrotate_writes_to_the_new_file(tmp_path: Path) -> None:
+    """After logrotate renames the file, reopen() (SIGHUP) makes later writes go to a new one."""
+    path = tmp_path / "events.jsonl"
+    s = sink(path)
+    await s.open()
+    await s.write(batch('{"before":1}'))
+    path.rename(tmp_path / "events.jsonl.rotated")
+    await s.write(batch('{"still-old":1}'))
+    s.reopen()
+    await s.write(batch('{"after":1}'))
+    await s.close()
+    assert (tmp_path / "events.jsonl.rotated").read_text() == '{"before":1}\n{"still-old":1}\n'
+    assert path.read_text() == '{"after":1}\n'
+
+
+async def test_unwritable_path_is_retryable(tmp_path: Path) -> None:
+    """A path that cannot be opened raises RetryableSinkError naming the sink, not OSError."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    s = sink(blocker / "events.jsonl")
+    with pytest.raises(RetryableSinkError, match="sink archive: cannot open"):
+        await s.open()
+
+
+async def test_stdout_sink_writes_and_flushes() -> None:
+    """The stdout sink writes the batch bytes as they are."""
+    out = io.BytesIO()
+    s = StdoutSink(StdoutSinkConfig(name="console"), stream=out)
+    await s.open()
+    await s.write(batch('{"a":1}'))
+    assert out.getvalue() == b'{"a":1}\n'
+
+
+async def test_stdout_broken_pipe_is_fatal() -> None:
+    """A closed reader of stdout retires the sink (FatalSinkError), it does not crash."""
+
+    class Closed(io.BytesIO):
+        def write(self, _data: object) -> int:
+            raise BrokenPipeError
+
+    s = StdoutSink(StdoutSinkConfig(name="console"), stream=Closed())
+    await s.open()
+    with pytest.raises(FatalSinkError):
+        await s.write(batch('{"a":1}'))
