@@ -1,0 +1,287 @@
+"""TTMT wire structs → canonical events: pure functions, plus a small symbol enricher.
+
+``normalize(message, source, received)`` never awaits and never calls back. Mapping:
+
+=================== ============================ =============================================
+TTMT type           canonical type               data
+=================== ============================ =============================================
+position_update     position.updated             position_id, current_price, unrealized_profit
+order_fill          order.filled                 order_id, position_id, volume, price, layer
+position_closed     position.closed              position_id, trade_id, reason
+trade_executed      trade.opened                 trade_id, channel, positions_count, orders_count
+trade_finalized     trade.closed                 trade_id, status, profit_loss
+tp_hit              trade.tp_hit                 trade_id, tp_level
+breakeven_set       position.breakeven_set       position_id, new_stop_loss
+breakeven_failed    position.breakeven_failed    position_id, trade_id
+auth_revoked        status.auth_revoked          reason (key_revoked | access_disabled)
+recycle             (none: the adapter reconnects and says status.disconnected "recycle")
+=================== ============================ =============================================
+
+Ids are ``<source>:<eventId>``. A batch ``position_update`` (``data.positions``) gives one
+``position.updated`` per position, ids ``<source>:<eventId>#<n>`` (1-based), even for a batch of
+one, so an id never depends on the batch's size. The single-delta shape gives one event with no
+suffix: it is the whole upstream message. ``time`` is the envelope ``timestamp``, else the
+receipt time; ``account`` is ``data.accountId``; ``origin`` is ``data.signal`` — null where the
+upstream sends null, and always null for ``breakeven_set`` ("signal is always null for this
+event").
+
+Later events lack the symbol an earlier one gave (``tp_hit`` has only a ``tradeId``);
+``SymbolCache`` fills it in, in bounded memory, keeping ``normalize`` itself stateless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+import msgspec
+
+from tradebus import times
+from tradebus.adapters.base import BoundedDict
+from tradebus.adapters.ttmt import wire
+from tradebus.schemas.events import (
+    BreakevenData,
+    Event,
+    OrderData,
+    OrderFilled,
+    Origin,
+    PositionBreakevenFailed,
+    PositionBreakevenSet,
+    PositionClosed,
+    PositionData,
+    PositionUpdated,
+    StatusAuthRevoked,
+    StatusData,
+    TradeClosed,
+    TradeData,
+    TradeOpened,
+    TradeTpHit,
+)
+
+PROVIDER: Final = "ttmt"
+
+
+def origin_of(signal: wire.Signal | None) -> Origin | None:
+    """ "signal is null when" the trade has none: then so is ``origin``."""
+    if signal is None or (signal.signal_id is None and signal.telegram_message_id is None):
+        return None
+    return Origin(signal_id=signal.signal_id, telegram_message_id=signal.telegram_message_id)
+
+
+def _common(message: wire.Message, source: str, received: str, suffix: str = "") -> dict[str, Any]:
+    stamp = message.timestamp
+    return {
+        "id": f"{source}:{message.event_id}{suffix}",
+        "source": source,
+        "provider": PROVIDER,
+        "time": (times.canonical(stamp) if stamp else None) or received,
+        "received": received,
+    }
+
+
+def _position_update(m: wire.PositionUpdate, source: str, received: str) -> list[Event]:
+    d = m.data
+    if d.positions is not None:
+        origin = origin_of(d.signal)
+        return [
+            PositionUpdated(
+                **_common(m, source, received, f"#{n}"),
+                account=d.account_id,
+                symbol=p.symbol,
+                origin=origin_of(p.signal) or origin,
+                data=PositionData(
+                    position_id=p.id,
+                    current_price=p.current_price,
+                    unrealized_profit=p.unrealized_profit,
+                ),
+            )
+            for n, p in enumerate(d.positions, 1)
+        ]
+    if d.position_id is None:
+        raise ValueError("position_update has neither positionId nor positions")
+    return [
+        PositionUpdated(
+            **_common(m, source, received),
+            account=d.account_id,
+            symbol=d.symbol,
+            origin=origin_of(d.signal),
+            data=PositionData(
+                position_id=d.position_id,
+                current_price=d.current_price,
+                unrealized_profit=d.unrealized_profit,
+            ),
+        )
+    ]
+
+
+def _order_fill(m: wire.OrderFill, source: str, received: str) -> list[Event]:
+    d = m.data
+    # "Fired when a limit order fills": the whole order, so filled_volume is its volume.
+    data = OrderData(
+        order_id=d.order_id,
+        position_id=d.position_id,
+        volume=d.volume,
+        filled_volume=d.volume,
+        price=d.fill_price,
+        layer=d.layer,
+    )
+    return [
+        OrderFilled(
+            **_common(m, source, received),
+            account=d.account_id,
+            symbol=d.symbol,
+            origin=origin_of(d.signal),
+            data=data,
+        )
+    ]
+
+
+def _position_closed(m: wire.PositionClosed, source: str, received: str) -> list[Event]:
+    d = m.data
+    data = PositionData(position_id=d.position_id, trade_id=d.trade_id, reason=d.reason)
+    return [
+        PositionClosed(
+            **_common(m, source, received),
+            account=d.account_id,
+            origin=origin_of(d.signal),
+            data=data,
+        )
+    ]
+
+
+def _trade_executed(m: wire.TradeExecuted, source: str, received: str) -> list[Event]:
+    d = m.data
+    data = TradeData(
+        trade_id=d.trade_id,
+        channel=d.channel_name,
+        positions_count=d.positions_count,
+        orders_count=d.orders_count,
+    )
+    return [
+        TradeOpened(
+            **_common(m, source, received),
+            account=d.account_id,
+            symbol=d.symbol,
+            origin=origin_of(d.signal),
+            data=data,
+        )
+    ]
+
+
+def _trade_finalized(m: wire.TradeFinalized, source: str, received: str) -> list[Event]:
+    d = m.data
+    data = TradeData(trade_id=d.trade_id, status=d.status, profit_loss=d.profit_loss)
+    return [
+        TradeClosed(
+            **_common(m, source, received),
+            account=d.account_id,
+            origin=origin_of(d.signal),
+            data=data,
+        )
+    ]
+
+
+def _tp_hit(m: wire.TpHit, source: str, received: str) -> list[Event]:
+    d = m.data
+    return [
+        TradeTpHit(
+            **_common(m, source, received),
+            account=d.account_id,
+            origin=origin_of(d.signal),
+            data=TradeData(trade_id=d.trade_id, tp_level=d.tp_level),
+        )
+    ]
+
+
+def _breakeven_set(m: wire.BreakevenSet, source: str, received: str) -> list[Event]:
+    d = m.data
+    # "breakeven_set always has signal: null": origin stays null whatever the wire says.
+    return [
+        PositionBreakevenSet(
+            **_common(m, source, received),
+            account=d.account_id,
+            origin=None,
+            data=BreakevenData(position_id=d.position_id, new_stop_loss=d.new_sl),
+        )
+    ]
+
+
+def _breakeven_failed(m: wire.BreakevenFailed, source: str, received: str) -> list[Event]:
+    d = m.data
+    return [
+        PositionBreakevenFailed(
+            **_common(m, source, received),
+            account=d.account_id,
+            origin=origin_of(d.signal),
+            data=BreakevenData(position_id=d.position_id, trade_id=d.trade_id),
+        )
+    ]
+
+
+def _auth_revoked(m: wire.AuthRevoked, source: str, received: str) -> list[Event]:
+    return [
+        StatusAuthRevoked(**_common(m, source, received), data=StatusData(reason=m.data.reason))
+    ]
+
+
+def _recycle(_m: wire.Recycle, _source: str, _received: str) -> list[Event]:
+    return []
+
+
+_DISPATCH: Final[dict[type, Callable[[Any, str, str], list[Event]]]] = {
+    wire.PositionUpdate: _position_update,
+    wire.OrderFill: _order_fill,
+    wire.PositionClosed: _position_closed,
+    wire.TradeExecuted: _trade_executed,
+    wire.TradeFinalized: _trade_finalized,
+    wire.TpHit: _tp_hit,
+    wire.BreakevenSet: _breakeven_set,
+    wire.BreakevenFailed: _breakeven_failed,
+    wire.AuthRevoked: _auth_revoked,
+    wire.Recycle: _recycle,
+}
+
+
+def normalize(message: wire.Message, source: str, received: str) -> list[Event]:
+    """The canonical events of one TTMT message (``recycle`` gives none).
+
+    Raises ``ValueError`` for a message that decodes but cannot be an event (a
+    ``position_update`` with neither ``positionId`` nor ``positions``): the caller counts it.
+    """
+    return _DISPATCH[type(message)](message, source, received)
+
+
+class SymbolCache:
+    """Fills ``symbol`` on events that lack it from what earlier events said, in bounded memory.
+
+    ``trade_executed`` ties a trade to its symbol; ``order_fill`` and ``position_update`` tie a
+    position to one; ``position_closed`` and ``breakeven_failed`` tie a position to a trade, so
+    either side teaches the other (``breakeven_failed`` is how a DB position UUID, the only id
+    ``breakeven_set`` carries, learns its symbol). Sans-I/O: events in, events out.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self._trades: BoundedDict[str, str] = BoundedDict(maxsize)
+        self._positions: BoundedDict[str, str] = BoundedDict(maxsize)
+
+    def apply(self, events: list[Event]) -> list[Event]:
+        """``events`` with each missing symbol filled in when it is known."""
+        return [self._one(e) for e in events]
+
+    def _one(self, event: Event) -> Event:
+        data = event.data
+        trade_id: str | None = getattr(data, "trade_id", None)
+        position_id: str | None = getattr(data, "position_id", None)
+        symbol = event.symbol
+        if symbol is None:
+            symbol = (trade_id and self._trades.get(trade_id)) or (
+                position_id and self._positions.get(position_id)
+            )
+            if symbol:
+                event = msgspec.structs.replace(event, symbol=symbol)
+        if symbol:
+            if trade_id is not None:
+                self._trades.set(trade_id, symbol)
+            if position_id is not None:
+                self._positions.set(position_id, symbol)
+        return event
