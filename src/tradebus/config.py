@@ -72,6 +72,8 @@ class TtmtSource(SourceBase, tag="ttmt", frozen=True, kw_only=True):
     # is never silent longer than that plus slack.
     read_timeout: Positive = 330.0
     dedupe_size: Count = 10_000
+    # Trades and positions whose symbol is remembered for later events that lack it (tp_hit).
+    symbol_cache: Count = 10_000
 
 
 class TpAlertsSource(SourceBase, tag="tpalerts", frozen=True, kw_only=True):
