@@ -145,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = sub.add_parser("simulate", help="run one fake upstream")
     kinds = simulate.add_subparsers(dest="kind", required=True)
     for kind, module in _simulator_modules().items():
-        p = kinds.add_parser(kind, help=f"the {kind} simulator")
+        # "resolve": a simulator may define --host/--port itself, with its own defaults.
+        p = kinds.add_parser(kind, help=f"the {kind} simulator", conflict_handler="resolve")
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=0, help="0 picks a free port")
         module.add_cli_arguments(p)

@@ -1,0 +1,186 @@
+"""The daemon as a process: CLI sub-commands, signals, drain on stop, SIGHUP reopen."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from tradebus.cli import DEMO_NAMES, _simulator_modules
+from tradebus.schemas.events import EVENT_TYPES, Event
+from tradebus.simulators.base import Simulator
+
+TRADEBUS = [sys.executable, "-m", "tradebus"]
+
+
+async def run_cli(*args: str, timeout: float = 60) -> tuple[int, bytes, bytes]:
+    proc = await asyncio.create_subprocess_exec(
+        *TRADEBUS, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out, err
+
+
+def decode_lines(data: bytes) -> list[Event]:
+    return [msgspec.json.decode(line, type=Event) for line in data.splitlines()]
+
+
+async def test_schema_prints_the_event_json_schema() -> None:
+    """`tradebus schema` prints a JSON Schema naming every canonical event type."""
+    code, out, _ = await run_cli("schema")
+    assert code == 0
+    schema = json.loads(out)
+    tags = {
+        d["properties"]["type"]["enum"][0]
+        for d in schema["$defs"].values()
+        if "type" in d.get("properties", {}) and "enum" in d["properties"]["type"]
+    }
+    assert tags == set(EVENT_TYPES)
+
+
+async def test_check_config_accepts_the_shipped_demo_config() -> None:
+    """check-config exits 0 on a valid file."""
+    repo = Path(__file__).resolve().parents[2]
+    code, out, _ = await run_cli("check-config", "-c", str(repo / "config" / "demo.toml"))
+    assert code == 0
+    assert b"ok (4 sources, 2 sinks)" in out
+
+
+async def test_check_config_reports_field_paths_and_exits_2(tmp_path: Path) -> None:
+    """check-config exits 2 and prints the field path of each problem on stderr."""
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        '[[sources]]\nname = "a"\ntype = "ttmt"\nurl = ""\napi_key = "k"\n'
+        '[[sinks]]\nname = "c"\ntype = "stdout"\n'
+    )
+    code, out, err = await run_cli("check-config", "-c", str(path))
+    assert code == 2
+    assert out == b""
+    assert (
+        err.decode().strip() == "config error: sources[0].url: expected an http/https URL, got ''"
+    )
+
+
+async def test_demo_streams_canonical_events_and_stops_by_itself() -> None:
+    """`tradebus demo --duration` streams JSONL from every simulator to stdout and exits 0."""
+    code, out, err = await run_cli("demo", "--duration", "4")
+    assert code == 0, err.decode()[-2000:]
+    events = decode_lines(out)  # every stdout line is an Event: logs went to stderr
+    assert {e.provider for e in events} >= set(_simulator_modules())
+    assert {e.source for e in events} >= {DEMO_NAMES[k] for k in _simulator_modules()}
+    seqs = [e.seq for e in events]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert b"daemon_stopped" in err
+
+
+class Daemon:
+    """A `tradebus run` process whose stderr log lines are read as they come."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.logs: list[dict[str, Any]] = []
+
+    async def wait_log(self, event: str, timeout: float = 20) -> dict[str, Any]:
+        assert self.proc.stderr is not None
+        async with asyncio.timeout(timeout):
+            while True:
+                line = await self.proc.stderr.readline()
+                if not line:
+                    pytest.fail(f"daemon exited before logging {event}; saw {self.logs[-5:]}")
+                entry = json.loads(line)
+                self.logs.append(entry)
+                if entry.get("event") == event:
+                    return entry
+
+    async def read_events(self, n: int, timeout: float = 20) -> list[Event]:
+        assert self.proc.stdout is not None
+        async with asyncio.timeout(timeout):
+            return [
+                msgspec.json.decode(await self.proc.stdout.readline(), type=Event) for _ in range(n)
+            ]
+
+
+@pytest.fixture
+async def simulators() -> AsyncIterator[list[Simulator]]:
+    sims = []
+    for kind, module in _simulator_modules().items():
+        if kind in ("ttmt", "tpalerts"):
+            sim = module.for_demo(7)
+            await sim.start()
+            sims.append(sim)
+    yield sims
+    for sim in sims:
+        await sim.stop()
+
+
+def write_config(tmp_path: Path, sims: list[Simulator]) -> Path:
+    sources = "".join(
+        "\n[[sources]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items())
+        for table in (sim.source_table(f"src{i}") for i, sim in enumerate(sims))
+    )
+    path = tmp_path / "tradebus.toml"
+    path.write_text(
+        '[daemon]\nlog_format = "json"\nstate_dir = "state"\n'
+        + sources
+        + f'\n[[sinks]]\nname = "archive"\ntype = "file"\npath = "{tmp_path / "events.jsonl"}"\n'
+        + '\n[[sinks]]\nname = "console"\ntype = "stdout"\n'
+    )
+    return path
+
+
+async def start_daemon(config: Path) -> Daemon:
+    proc = await asyncio.create_subprocess_exec(
+        *TRADEBUS,
+        "run",
+        "-c",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    return Daemon(proc)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_stop_signal_drains_every_received_event_to_every_sink(
+    tmp_path: Path, simulators: list[Simulator], sig: signal.Signals
+) -> None:
+    """On SIGTERM/SIGINT every event the bus received is in every sink, and the exit code is 0."""
+    daemon = await start_daemon(write_config(tmp_path, simulators))
+    first = await daemon.read_events(5)
+    daemon.proc.send_signal(sig)
+    stopped = await daemon.wait_log("daemon_stopped")
+    rest, _ = await asyncio.wait_for(daemon.proc.communicate(), 20)
+    assert daemon.proc.returncode == 0
+    published = stopped["published"]
+    assert stopped["drained"] is True
+    assert stopped["written"] == {"archive": published, "console": published}
+    stdout_events = first + decode_lines(rest)
+    file_events = decode_lines((tmp_path / "events.jsonl").read_bytes())
+    assert [e.seq for e in file_events] == list(range(1, published + 1))
+    assert stdout_events == file_events
+
+
+async def test_sighup_reopens_the_file_sink(tmp_path: Path, simulators: list[Simulator]) -> None:
+    """After logrotate moves the file, SIGHUP makes the daemon write a new one; nothing is lost."""
+    daemon = await start_daemon(write_config(tmp_path, simulators))
+    await daemon.read_events(3)
+    (tmp_path / "events.jsonl").rename(tmp_path / "events.jsonl.1")
+    daemon.proc.send_signal(signal.SIGHUP)
+    await daemon.wait_log("file_reopened")
+    await daemon.read_events(3)
+    daemon.proc.send_signal(signal.SIGTERM)
+    stopped = await daemon.wait_log("daemon_stopped")
+    await asyncio.wait_for(daemon.proc.communicate(), 20)
+    assert daemon.proc.returncode == 0
+    old = decode_lines((tmp_path / "events.jsonl.1").read_bytes())
+    new = decode_lines((tmp_path / "events.jsonl").read_bytes())
+    assert new, "no event reached the reopened file"
+    assert [e.seq for e in old + new] == list(range(1, stopped["published"] + 1))
