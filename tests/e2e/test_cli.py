@@ -95,7 +95,7 @@ class Daemon:
                 line = await self.proc.stderr.readline()
                 if not line:
                     pytest.fail(f"daemon exited before logging {event}; saw {self.logs[-5:]}")
-                entry = json.loads(line)
+                entry: dict[str, Any] = json.loads(line)
                 self.logs.append(entry)
                 if entry.get("event") == event:
                     return entry
