@@ -1,0 +1,154 @@
+"""Canonical timestamps: pass-through, rewriting, truncation to milliseconds, junk rejected."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tradebus import times
+from tradebus.schemas.events import Timestamp
+
+# The pattern the canonical Event schema enforces on every time field.
+_SCHEMA_PATTERN = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$")
+_TIMESTAMP = msgspec.json.Decoder(Timestamp)
+
+
+def assert_canonical(text: str) -> None:
+    assert len(text) == 24
+    assert _SCHEMA_PATTERN.match(text)
+    assert _TIMESTAMP.decode(msgspec.json.encode(text)) == text  # the schema's own check
+
+
+def test_canonical_string_passes_through_untouched() -> None:
+    """An already canonical time is returned as the very same object (the hot path)."""
+    text = "2026-06-09T14:32:01.123Z"
+    assert times.canonical(text) is text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-06-09T16:32:01.123+02:00", "2026-06-09T14:32:01.123Z"),
+        ("2026-06-09T09:02:01.123-05:30", "2026-06-09T14:32:01.123Z"),
+        ("2026-06-09T00:30:00.000+01:00", "2026-06-08T23:30:00.000Z"),
+        ("2026-06-09T14:32:01.123+00:00", "2026-06-09T14:32:01.123Z"),
+        ("2026-06-09T14:32:01.123456789Z", "2026-06-09T14:32:01.123Z"),
+        ("2026-06-09T14:32:01.123999999Z", "2026-06-09T14:32:01.123Z"),
+        ("2026-06-09T16:32:01.987654321+02:00", "2026-06-09T14:32:01.987Z"),
+        ("2026-06-09T14:32:01Z", "2026-06-09T14:32:01.000Z"),
+        ("2026-06-09T14:32:01.5Z", "2026-06-09T14:32:01.500Z"),
+        ("2026-06-09T14:32:01.123456Z", "2026-06-09T14:32:01.123Z"),
+        ("2026-06-09T14:32:01.123", "2026-06-09T14:32:01.123Z"),
+        ("2026-06-09T14:32:01", "2026-06-09T14:32:01.000Z"),
+        ("2026-06-09T14:32", "2026-06-09T14:32:00.000Z"),
+        (" 2026-06-09T14:32:01.123Z ", "2026-06-09T14:32:01.123Z"),
+        ("2026-06-09T23:59:59.9999Z", "2026-06-09T23:59:59.999Z"),
+    ],
+)
+def test_canonical_rewrites(text: str, expected: str) -> None:
+    """Offsets, nanoseconds, missing fractions and naive times (as UTC) become canonical."""
+    result = times.canonical(text)
+    assert result == expected
+    assert_canonical(expected)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " ",
+        "yesterday",
+        "2026-06-09T14:32:01.123Zjunk",
+        "2026-13-01T00:00:00Z",
+        "2026-02-30T00:00:00Z",
+        "2026-06-09T25:00:00Z",
+        "1749479521",
+        "\uff12\uff10\uff12\uff16-06-09T14:32:01Z",  # fullwidth digits
+        "2026-06-09T14:32:01.123+25:00",
+    ],
+)
+def test_canonical_rejects_junk(text: str) -> None:
+    """Strings that are not a valid time give None, never an exception."""
+    assert times.canonical(text) is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="an offset pushing the year past 1..9999 makes astimezone() raise OverflowError, "
+    "which canonical() does not catch (it catches ValueError only)",
+    raises=OverflowError,
+)
+@pytest.mark.parametrize("text", ["0001-01-01T00:30:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_canonical_out_of_range_after_offset_is_none(text: str) -> None:
+    """A time whose UTC equivalent falls outside datetime's range is junk, not a crash."""
+    assert times.canonical(text) is None
+
+
+def test_format_utc_truncates_to_milliseconds() -> None:
+    """Microseconds are cut, not rounded: 999999 us stays in the same second."""
+    moment = datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    assert times.format_utc(moment) == "2026-12-31T23:59:59.999Z"
+    assert times.format_utc(moment.replace(microsecond=1999)) == "2026-12-31T23:59:59.001Z"
+    assert times.format_utc(moment.replace(microsecond=999)) == "2026-12-31T23:59:59.000Z"
+
+
+def test_format_utc_converts_offsets_and_takes_naive_as_utc() -> None:
+    """An aware time is converted to UTC; a naive one is written as is."""
+    tz = timezone(timedelta(hours=-3))
+    assert times.format_utc(datetime(2026, 1, 1, 22, 0, 0, 250000, tzinfo=tz)) == (
+        "2026-01-02T01:00:00.250Z"
+    )
+    assert times.format_utc(datetime(2026, 1, 1, 22, 0, 0, 250000)) == "2026-01-01T22:00:00.250Z"
+
+
+def test_format_utc_pads_small_years() -> None:
+    """Years below 1000 keep four digits so the string stays 24 characters."""
+    assert times.format_utc(datetime(987, 3, 4, 5, 6, 7, 8000, tzinfo=UTC)) == (
+        "0987-03-04T05:06:07.008Z"
+    )
+
+
+def test_from_epoch() -> None:
+    """A Unix time becomes the canonical UTC string, truncated to milliseconds."""
+    assert times.from_epoch(0) == "1970-01-01T00:00:00.000Z"
+    assert times.from_epoch(1749479521.1239) == "2025-06-09T14:32:01.123Z"
+
+
+def test_now_is_canonical_and_current() -> None:
+    """now() is canonical and within a few seconds of the clock."""
+    stamp = times.now()
+    assert_canonical(stamp)
+    moment = datetime.fromisoformat(stamp)
+    assert abs((datetime.now(UTC) - moment).total_seconds()) < 5
+
+
+_OFFSETS = st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59).map(
+    lambda minutes: timezone(timedelta(minutes=minutes))
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    moment=st.datetimes(
+        min_value=datetime(1971, 1, 1),  # bounds are naive by contract
+        max_value=datetime(2200, 1, 1),
+        timezones=st.one_of(st.none(), st.just(UTC), _OFFSETS),
+    ),
+    sep=st.sampled_from(["T", " "]),
+)
+def test_canonical_of_any_isoformat_is_canonical(moment: datetime, sep: str) -> None:
+    """Any ISO 8601 rendering becomes 24 schema-valid characters: the same instant, to the ms."""
+    text = moment.isoformat(sep=sep)
+    result = times.canonical(text)
+    assert result is not None
+    assert_canonical(result)
+    assert result == times.format_utc(moment)
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    parsed = datetime.fromisoformat(result)
+    assert timedelta(0) <= aware - parsed < timedelta(milliseconds=1)
+    assert times.canonical(result) == result  # idempotent
