@@ -11,6 +11,10 @@ import enum
 import random
 from dataclasses import dataclass, field
 
+# Past this many doublings any sane cap is reached; it also keeps factor**n a finite float
+# for an upstream that stays down for days.
+_MAX_EXPONENT = 64
+
 
 class Kind(enum.Enum):
     RETRYABLE = "retryable"  # network, 5xx, 409, 429: backoff and reconnect
@@ -88,6 +92,6 @@ class Backoff:
             # Slow and jittered, but never below the configured pace: no hot loop on a bad key.
             self.attempts += 1
             return max(floor, self.auth_delay * (0.5 + 0.5 * self.rng.random()))
-        ceiling = min(self.cap, self.base * self.factor**self.attempts)
+        ceiling = min(self.cap, self.base * self.factor ** min(self.attempts, _MAX_EXPONENT))
         self.attempts += 1
         return max(floor, self.rng.uniform(0.0, ceiling))

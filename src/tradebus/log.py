@@ -12,7 +12,9 @@ import structlog
 
 from tradebus import secret
 
-_SENSITIVE_KEY = re.compile(r"pass(word)?|secret|token|api_?key|authorization|jwt|cookie", re.I)
+_SENSITIVE_KEY = re.compile(
+    r"pass(word)?|secret|token|api[_-]?key|authorization|jwt|cookie|session[_-]?id", re.I
+)
 # A URL's query can carry a token (the Trader WS API takes ?token=JWT): never log one.
 _QUERY = re.compile(r"(https?|wss?)://([^\s?#\"']+)\?[^\s#\"']*")
 EXCERPT_LIMIT = 200
@@ -23,12 +25,22 @@ def redact_url(url: str) -> str:
     return _QUERY.sub(r"\1://\2?***", url)
 
 
+# Scrub this much past the cut before cutting, so a secret straddling the cut is still whole
+# when it is recognised (JWTs run to a few hundred characters).
+_SCRUB_MARGIN = 4096
+
+
 def excerpt(raw: bytes | str, limit: int = EXCERPT_LIMIT) -> str:
     """A bounded, printable, secret-free excerpt of bad upstream input for a log line."""
-    text = raw[: limit * 4].decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    cut = text[:limit]
-    suffix = f"…(+{len(raw) - len(cut)} more)" if len(raw) > len(cut) else ""
-    return scrub_text(cut) + suffix
+    if isinstance(raw, bytes):
+        text = raw[: limit * 4 + _SCRUB_MARGIN].decode("utf-8", "replace")
+        shown = len(text[:limit].encode("utf-8", "replace"))
+        more = len(raw) - min(shown, len(raw))  # in bytes, as the upstream sent them
+    else:
+        text = raw[: limit + _SCRUB_MARGIN]
+        more = len(raw) - min(limit, len(raw))
+    cut = scrub_text(text)[:limit]
+    return cut + (f"…(+{more} more)" if more > 0 else "")
 
 
 def scrub_text(text: str) -> str:
@@ -44,7 +56,12 @@ def _scrub(value: Any) -> Any:
         return [_scrub(v) for v in value]
     if isinstance(value, BaseException):
         return scrub_text(f"{type(value).__name__}: {value}")
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return scrub_text(bytes(value).decode("utf-8", "replace"))
+    # Anything else (a yarl.URL, a path) would be rendered by repr() after this step, unscrubbed.
+    return scrub_text(repr(value))
 
 
 def redact_processor(

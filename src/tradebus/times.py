@@ -45,7 +45,6 @@ def canonical(text: str) -> str | None:
     if match:
         candidate = match.group(1) + match.group(2)[:6] + match.group(3)
     try:
-        parsed = datetime.fromisoformat(candidate)
-    except ValueError:
+        return format_utc(datetime.fromisoformat(candidate))
+    except (ValueError, OverflowError):  # an offset can push the year out of 1..9999
         return None
-    return format_utc(parsed)

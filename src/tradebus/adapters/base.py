@@ -68,7 +68,7 @@ class SourceContext:
                 "bad_input",
                 kind=kind,
                 count=n,
-                error=None if error is None else str(error)[: log.EXCERPT_LIMIT],
+                error=None if error is None else log.excerpt(str(error)),
                 excerpt=log.excerpt(raw),
             )
 
