@@ -16,13 +16,14 @@ _SENSITIVE_KEY = re.compile(
     r"pass(word)?|secret|token|api[_-]?key|authorization|jwt|cookie|session[_-]?id", re.I
 )
 # A URL's query can carry a token (the Trader WS API takes ?token=JWT): never log one.
-_QUERY = re.compile(r"(https?|wss?)://([^\s?#\"']+)\?[^\s#\"']*")
+_QUERY = re.compile(r"(https?|wss?)://([^\s?#\"']+)\?[^\s#\"']*", re.I)
+_USERINFO = re.compile(r"(https?|wss?)://[^\s/@\"']+@", re.I)
 EXCERPT_LIMIT = 200
 
 
 def redact_url(url: str) -> str:
     """``url`` without its query string, which may carry credentials."""
-    return _QUERY.sub(r"\1://\2?***", url)
+    return _QUERY.sub(r"\1://\2?***", _USERINFO.sub(r"\1://***@", url))
 
 
 # Scrub this much past the cut before cutting, so a secret straddling the cut is still whole

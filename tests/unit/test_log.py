@@ -256,3 +256,9 @@ def test_excerpt_never_shows_part_of_a_secret() -> None:
     Secret(API_KEY)
     text = log.excerpt("x" * 190 + API_KEY)
     assert API_KEY[:10] not in text
+
+
+def test_redact_url_hides_userinfo_and_ignores_scheme_case() -> None:
+    """Credentials in the URL's userinfo and an upper-case scheme's query are both hidden."""
+    assert log.redact_url("https://bob:hunter2@h/x") == "https://***@h/x"
+    assert log.redact_url("WSS://h/ws?token=abc") == "WSS://h/ws?***"
