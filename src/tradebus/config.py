@@ -100,6 +100,8 @@ class TraderWsSource(SourceBase, tag="traderws", frozen=True, kw_only=True):
     ping_timeout: Positive = 10.0
     idle_timeout: Positive = 60.0
     subscribe_timeout: Positive = 10.0
+    # Login request and WebSocket handshake, each.
+    connect_timeout: Positive = 10.0
     dedupe_size: Count = 100_000
 
 

@@ -23,8 +23,6 @@ from tradebus.schemas.events import (
     PositionClosed,
     PositionData,
     PositionUpdated,
-    StatusAuthRevoked,
-    StatusData,
     TradeClosed,
     TradeData,
     TradeOpened,
@@ -257,21 +255,15 @@ def test_breakeven_failed() -> None:
     ]
 
 
-def test_auth_revoked() -> None:
-    """auth_revoked gives status.auth_revoked carrying the upstream's reason and id."""
-    assert events_of("auth_revoked") == [
-        StatusAuthRevoked(
-            id="ttmt-main:99",
-            source=SOURCE,
-            provider="ttmt",
-            time="2026-06-09T15:00:00.000Z",
-            received=RECEIVED,
-            account=None,
-            symbol=None,
-            origin=None,
-            data=StatusData(reason="key_revoked"),
-        )
-    ]
+def test_auth_revoked_decodes_its_reason_and_is_left_to_the_adapter() -> None:
+    """auth_revoked decodes with its reason; as connection control it gives no event here."""
+    message = wire.decode(golden("auth_revoked"))
+    assert message == wire.AuthRevoked(
+        event_id=99,
+        timestamp="2026-06-09T15:00:00.000Z",
+        data=wire.ReasonData(reason="key_revoked"),
+    )
+    assert normalize(message, SOURCE, RECEIVED) == []
 
 
 @pytest.mark.parametrize("name", ["recycle", "recycle_bare"])
@@ -416,7 +408,7 @@ def test_sse_frame_through_decoder_and_wire() -> None:
 @given(st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=30))
 def test_any_chunking_of_the_doc_stream_gives_the_same_events(cuts: list[int]) -> None:
     """The doc's examples as one SSE stream decode to the same events however it is chunked."""
-    names = ["trade_executed", "order_fill", "position_update_batch", "tp_hit", "auth_revoked"]
+    names = ["trade_executed", "order_fill", "position_update_batch", "tp_hit", "breakeven_set"]
     stream = b"".join(
         b"id: %d\ndata: %s\n\n"
         % (json.loads(golden(n))["eventId"], json.dumps(json.loads(golden(n))).encode())

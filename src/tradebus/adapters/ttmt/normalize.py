@@ -13,9 +13,13 @@ trade_finalized     trade.closed                 trade_id, status, profit_loss
 tp_hit              trade.tp_hit                 trade_id, tp_level
 breakeven_set       position.breakeven_set       position_id, new_stop_loss
 breakeven_failed    position.breakeven_failed    position_id, trade_id
-auth_revoked        status.auth_revoked          reason (key_revoked | access_disabled)
-recycle             (none: the adapter reconnects and says status.disconnected "recycle")
+auth_revoked        (none here: status.auth_revoked, reason key_revoked | access_disabled)
+recycle             (none here: status.disconnected, reason recycle)
 =================== ============================ =============================================
+
+``auth_revoked`` and ``recycle`` are connection control: they end the stream, are never
+replayed, and their ``eventId`` identifies no event of the replayable sequence, so it cannot be
+a dedupe key. The adapter, which owns the connection, reports them with its own status events.
 
 Ids are ``<source>:<eventId>``. A batch ``position_update`` (``data.positions``) gives one
 ``position.updated`` per position, ids ``<source>:<eventId>#<n>`` (1-based), even for a batch of
@@ -50,8 +54,6 @@ from tradebus.schemas.events import (
     PositionClosed,
     PositionData,
     PositionUpdated,
-    StatusAuthRevoked,
-    StatusData,
     TradeClosed,
     TradeData,
     TradeOpened,
@@ -218,13 +220,7 @@ def _breakeven_failed(m: wire.BreakevenFailed, source: str, received: str) -> li
     ]
 
 
-def _auth_revoked(m: wire.AuthRevoked, source: str, received: str) -> list[Event]:
-    return [
-        StatusAuthRevoked(**_common(m, source, received), data=StatusData(reason=m.data.reason))
-    ]
-
-
-def _recycle(_m: wire.Recycle, _source: str, _received: str) -> list[Event]:
+def _control(_m: wire.Control, _source: str, _received: str) -> list[Event]:
     return []
 
 
@@ -237,13 +233,13 @@ _DISPATCH: Final[dict[type, Callable[[Any, str, str], list[Event]]]] = {
     wire.TpHit: _tp_hit,
     wire.BreakevenSet: _breakeven_set,
     wire.BreakevenFailed: _breakeven_failed,
-    wire.AuthRevoked: _auth_revoked,
-    wire.Recycle: _recycle,
+    wire.AuthRevoked: _control,
+    wire.Recycle: _control,
 }
 
 
 def normalize(message: wire.Message, source: str, received: str) -> list[Event]:
-    """The canonical events of one TTMT message (``recycle`` gives none).
+    """The canonical events of one TTMT message (control frames give none).
 
     Raises ``ValueError`` for a message that decodes but cannot be an event (a
     ``position_update`` with neither ``positionId`` nor ``positions``): the caller counts it.

@@ -1,0 +1,239 @@
+"""One Server-Sent Events GET over aiohttp: the asyncio shell around ``tradebus.sse``.
+
+Used by every SSE upstream (TTMT, TradingPartners alerts). It moves bytes and nothing else: it
+sends the request, checks the response is an event stream, feeds each read to the caller's
+``SSEDecoder`` and hands back what that read completed. Session logic (resume cursor, dedupe,
+what a message means) stays in the adapter. Usage::
+
+    decoder = SSEDecoder(last_event_id=cursor)
+    try:
+        async with SSEConnection(session, url, decoder, headers=h, read_timeout=30) as conn:
+            ...  # connected: the status line was 200 and the type text/event-stream
+            async for read in conn:
+                ...  # read.messages, read.oversized (lines dropped by the decoder)
+    except SSEError as exc:
+        failure = exc.failure()  # one classification for every adapter: backoff.Failure
+
+Every way a stream ends is an ``SSEError`` (a ``TradebusError``) with a ``failure()``:
+
+- ``StatusError``        the status was not 200 (``status``, ``retry_after`` header)
+- ``ContentTypeError``   200 but not ``text/event-stream`` (``content_type``, body ``excerpt``);
+                         also an ``UpstreamProtocolError``
+- ``ReadTimeoutError``   no byte (or no response) for ``read_timeout`` seconds
+- ``ConnectError``       the TCP/TLS/HTTP exchange failed (refused, reset, bad chunking)
+- ``StreamClosedError``  the server ended the response
+
+``StatusError.failure()`` is ``backoff.classify_http``: 401/403 auth, 409/429/5xx retryable with
+the Retry-After, anything else fatal; the others are retryable.
+
+Headers carry credentials (``Authorization``): they are never logged nor put in a message;
+URLs in messages go through ``log.redact_url``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+import aiohttp
+
+from tradebus import log
+from tradebus.backoff import Failure, Kind, classify_http
+from tradebus.errors import SourceError, UpstreamProtocolError
+from tradebus.sse import SSEDecoder, SSEMessage
+
+__all__ = [
+    "ConnectError",
+    "ContentTypeError",
+    "ReadTimeoutError",
+    "SSEConnection",
+    "SSEError",
+    "SSERead",
+    "StatusError",
+    "StreamClosedError",
+]
+
+# Enough of a non-SSE body to tell an HTML error page or a JSON error from a broken proxy.
+BODY_EXCERPT = 512
+EVENT_STREAM = "text/event-stream"
+
+
+class SSEError(Exception):
+    """Mixin of every way an SSE stream fails; ``failure()`` says how to retry."""
+
+    def failure(self) -> Failure:
+        raise NotImplementedError
+
+
+class StatusError(SSEError, SourceError):
+    """ "HTTP status ≠ 200": 401 is auth, 409/429/5xx retryable, the rest fatal (slow retry)."""
+
+    def __init__(self, status: int, retry_after: str | None, url: str) -> None:
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(f"HTTP {status} from {log.redact_url(url)}")
+
+    def failure(self) -> Failure:
+        return classify_http(self.status, self.retry_after)
+
+
+class ContentTypeError(SSEError, UpstreamProtocolError):
+    """A 200 whose body is not an event stream (a captive portal, a misrouted proxy)."""
+
+    def __init__(self, content_type: str, excerpt: bytes, url: str) -> None:
+        self.content_type = content_type
+        self.excerpt = excerpt
+        super().__init__(f"content type {content_type[:64]!r} from {log.redact_url(url)}")
+
+    def failure(self) -> Failure:
+        return Failure(Kind.RETRYABLE, "content_type")
+
+
+class ReadTimeoutError(SSEError, SourceError):
+    """No byte arrived for ``read_timeout`` seconds: the connection is presumed dead."""
+
+    def failure(self) -> Failure:
+        return Failure(Kind.RETRYABLE, "read_timeout")
+
+
+class ConnectError(SSEError, SourceError):
+    """The connection could not be made or broke (the message holds no credential)."""
+
+    def failure(self) -> Failure:
+        return Failure(Kind.RETRYABLE, "connection_error")
+
+
+class StreamClosedError(SSEError, SourceError):
+    """The server ended the response (an SSE stream has no planned end of its own)."""
+
+    def failure(self) -> Failure:
+        return Failure(Kind.RETRYABLE, "closed")
+
+
+@dataclass(slots=True)
+class SSERead:
+    """What one read from the socket gave: the completed messages, and lines the decoder dropped."""
+
+    messages: list[SSEMessage]
+    oversized: int = 0
+    oversized_excerpt: bytes = b""
+
+
+class SSEConnection:
+    """One GET of an event stream; enter it to connect, iterate ``reads()`` until it raises.
+
+    The decoder is the caller's: it outlives the connection, so its ``last_event_id`` and
+    ``retry`` carry over to the next one, as the spec keeps them on the EventSource. On exit the
+    decoder is closed, which discards an incomplete event: its ``id`` is never committed, so the
+    server replays it after a resume.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        decoder: SSEDecoder,
+        *,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None = None,
+        read_timeout: float,
+    ) -> None:
+        self.url = url
+        self.decoder = decoder
+        self._session = session
+        self._headers = dict(headers)
+        self._params = dict(params or {})
+        self._read_timeout = read_timeout
+        self._response: aiohttp.ClientResponse | None = None
+        self._chunks: AsyncIterator[bytes] | None = None
+
+    async def __aenter__(self) -> Self:
+        try:
+            # A server that accepts and never answers is a read timeout too.
+            async with asyncio.timeout(self._read_timeout):
+                response = await self._session.get(
+                    self.url,
+                    headers=self._headers,
+                    params=self._params,
+                    # An event stream has no end: no total timeout; liveness is ours to judge.
+                    timeout=aiohttp.ClientTimeout(total=None),
+                )
+        except TimeoutError:
+            raise ReadTimeoutError(f"no response in {self._read_timeout}s") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ConnectError(_describe(exc)) from None
+        self._response = response
+        try:
+            await self._check(response)
+        except BaseException:
+            self._close()
+            raise
+        self._chunks = response.content.iter_any()
+        return self
+
+    async def _check(self, response: aiohttp.ClientResponse) -> None:
+        if response.status != 200:
+            raise StatusError(response.status, response.headers.get("Retry-After"), self.url)
+        if response.content_type != EVENT_STREAM:
+            excerpt = b""
+            try:
+                async with asyncio.timeout(min(self._read_timeout, 1.0)):
+                    excerpt = await response.content.read(BODY_EXCERPT)
+            except (TimeoutError, aiohttp.ClientError, OSError):
+                pass  # the excerpt is only for the log line
+            raise ContentTypeError(response.content_type, excerpt, self.url)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        # Closing (not releasing) drops the socket: an SSE body never ends on its own, so a
+        # connection left to the pool would hold a half-read stream.
+        self._chunks = None
+        if self._response is not None:
+            self._response.close()
+            self._response = None
+        self.decoder.close()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> SSERead:
+        return await self.read()
+
+    async def read(self) -> SSERead:
+        """The next read's messages; raises when the stream ends (``StreamClosedError``) or fails.
+
+        One read is whatever the socket had (``iter_any``), so a busy stream gives large batches.
+        """
+        if self._chunks is None:
+            raise RuntimeError("enter the connection first")
+        try:
+            async with asyncio.timeout(self._read_timeout):
+                chunk = await anext(self._chunks)
+        except StopAsyncIteration:
+            raise StreamClosedError("the server ended the stream") from None
+        except TimeoutError:
+            raise ReadTimeoutError(f"no byte in {self._read_timeout}s") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ConnectError(_describe(exc)) from None
+        decoder = self.decoder
+        before = decoder.oversized_lines
+        messages = decoder.feed(chunk)
+        dropped = decoder.oversized_lines - before
+        if dropped:
+            return SSERead(messages, dropped, decoder.last_oversized_excerpt)
+        return SSERead(messages)
+
+
+def _describe(exc: BaseException) -> str:
+    """An aiohttp error as text fit for a log line: type name, no URL query, no secret."""
+    return log.scrub_text(f"{type(exc).__name__}: {exc}")[:300]
