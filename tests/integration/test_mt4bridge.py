@@ -1,0 +1,421 @@
+"""MT4 bridge adapter against the simulator over 127.0.0.1: session, stream, faults, reconcile."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import itertools
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import Collector
+from tradebus import config, log
+from tradebus.adapters.base import SourceContext
+from tradebus.adapters.mt4bridge.adapter import Mt4BridgeAdapter
+from tradebus.config import Mt4BridgeSource
+from tradebus.schemas.events import (
+    AccountData,
+    AccountUpdated,
+    Event,
+    PositionClosed,
+    PositionData,
+    PositionOpened,
+    StatusAuthFailed,
+    StatusConnected,
+    StatusDisconnected,
+    event_type,
+)
+from tradebus.simulators.mt4bridge import Mt4BridgeSimulator, Recorded
+
+REQUEST_ID = re.compile(r"^tb-[0-9a-f]{32}$")
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Mt4BridgeSimulator]:
+    simulator = Mt4BridgeSimulator(rate=40.0, seed=7, trade_interval=None)
+    await simulator.start()
+    yield simulator
+    await simulator.stop()
+
+
+def _config(sim: Mt4BridgeSimulator, **overrides: Any) -> Mt4BridgeSource:
+    table = sim.source_table("mt4")
+    table.update(
+        heartbeat_interval=10.0,
+        reconcile_interval=60.0,
+        reconnect_min=0.01,
+        reconnect_max=0.1,
+        auth_retry=0.3,
+        breaker_threshold=3,
+        breaker_reset=0.5,
+        request_timeout=5.0,
+        idle_timeout=5.0,
+    )
+    table.update(overrides)
+    parsed = config.parse({"sources": [table], "sinks": [{"type": "stdout", "name": "o"}]}, env={})
+    source = parsed.sources[0]
+    assert isinstance(source, Mt4BridgeSource)
+    return source
+
+
+@contextlib.asynccontextmanager
+async def _running(cfg: Mt4BridgeSource, collector: Collector) -> AsyncIterator[None]:
+    ctx = SourceContext("mt4", "mt4bridge", collector.publish)
+    task = asyncio.create_task(Mt4BridgeAdapter(cfg, ctx).run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _count(collector: Collector, type_: str, reason: str | None = None) -> int:
+    return len(_of(collector, type_, reason))
+
+
+def _of(collector: Collector, type_: str, reason: str | None = None) -> list[Any]:
+    return [
+        e
+        for e in collector.of_type(type_)
+        if reason is None or getattr(e.data, "reason", None) == reason
+    ]
+
+
+def _with_id(collector: Collector, event_id: str) -> list[Event]:
+    return [e for e in collector.events if e.id == event_id]
+
+
+def _opens(sim: Mt4BridgeSimulator) -> list[Recorded]:
+    return sim.of("POST", "/session/open")
+
+
+def _session_of_heartbeat(record: Recorded) -> str:
+    match = re.fullmatch(r"/session/([^/]+)/heartbeat", record.path)
+    assert match is not None
+    return match[1]
+
+
+async def test_session_open_then_session_id_on_every_call(
+    sim: Mt4BridgeSimulator, collector: Collector
+) -> None:
+    """The adapter opens one session with the API key, then sends its id on every call."""
+    async with _running(_config(sim, heartbeat_interval=0.1, reconcile_interval=0.2), collector):
+        await collector.wait_count("status.connected", 1)
+        await sim.wait_for(lambda s: len(s.of("POST", "/heartbeat")) >= 2)
+        await sim.wait_for(lambda s: len(s.of("GET", "/account")) >= 2)
+    connected = collector.of_type("status.connected")[0]
+    assert isinstance(connected, StatusConnected)
+    assert connected.account == "demo-mt4-01"
+    first, *rest = sim.requests
+    assert (first.method, first.path, first.session_id, first.status) == (
+        "POST",
+        "/session/open",
+        None,
+        200,
+    )
+    sid = _session_of_heartbeat(sim.of("POST", "/heartbeat")[0])
+    assert sid.startswith("sess_mt4_")
+    assert all(r.authorized for r in sim.requests)
+    assert {(r.session_id, r.status) for r in rest if r.method != "DELETE"} == {
+        (sid, 200),
+        (sid, 101),
+    }
+    assert [r.path for r in rest[:3]] == ["/events", "/account", "/positions"]
+    assert len(_opens(sim)) == 1
+
+
+async def test_heartbeats_keep_the_session_alive_on_cadence(
+    sim: Mt4BridgeSimulator, collector: Collector
+) -> None:
+    """Heartbeats go out every heartbeat_interval and keep a short-TTL session alive."""
+    sim.session_ttl = 0.5
+    async with _running(_config(sim, heartbeat_interval=0.15), collector):
+        await sim.wait_for(lambda s: len(s.of("POST", "/heartbeat")) >= 6)
+    beats = sim.of("POST", "/heartbeat")[:6]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(beats)]
+    assert all(gap >= 0.14 for gap in gaps), gaps
+    assert all(b.status == 200 for b in beats)
+    assert len({b.request_id for b in beats}) == 6
+    assert len(_opens(sim)) == 1
+    assert _count(collector, "status.disconnected") == 0
+
+
+async def test_expired_session_is_reopened_once(
+    sim: Mt4BridgeSimulator, collector: Collector
+) -> None:
+    """A session that lapsed (401) is replaced by exactly one new session, at once."""
+    async with _running(_config(sim, reconcile_interval=0.1), collector):
+        await collector.wait_count("status.connected", 1)
+        await sim.expire_sessions()
+        await collector.wait_count("status.connected", 2)
+        await sim.wait_for(lambda s: len(s.of("GET", "/account")) >= 4)
+    assert _count(collector, "status.auth_failed") == 0
+    rejected = _of(collector, "status.disconnected", "session_rejected")
+    assert len(rejected) <= 1  # the WS cut may be noticed first; either way one reopen
+    opens = _opens(sim)
+    assert [o.status for o in opens] == [200, 200]
+    before = {r.session_id for r in sim.requests if r.at < opens[1].at and r.session_id}
+    after = {r.session_id for r in sim.requests if r.at > opens[1].at and r.session_id}
+    assert len(before) == 1
+    assert len(after) == 1
+    assert before != after
+
+
+async def test_two_401s_give_auth_failed_and_a_slow_retry(
+    sim: Mt4BridgeSimulator, collector: Collector
+) -> None:
+    """401 → one immediate reopen; a 401 on that too → status.auth_failed and a slow retry."""
+    async with _running(_config(sim, heartbeat_interval=0.1, auth_retry=0.4), collector):
+        await collector.wait_count("status.connected", 1)
+        sim.fail_auth(2)
+        await collector.wait_count("status.connected", 2)
+    assert _count(collector, "status.disconnected", "session_rejected") == 1
+    (failed,) = collector.of_type("status.auth_failed")
+    assert isinstance(failed, StatusAuthFailed)
+    assert (failed.data.reason, failed.data.code) == ("auth_failed", "401")
+    assert failed.data.retry_in is not None
+    assert 0.2 <= failed.data.retry_in <= 0.4
+    opens = _opens(sim)
+    assert [o.status for o in opens] == [200, 401, 200]
+    assert opens[2].at - opens[1].at >= 0.2
+
+
+async def test_rejected_credentials_never_hot_loop(
+    sim: Mt4BridgeSimulator, collector: Collector
+) -> None:
+    """While the bridge refuses the credentials, session opens are paced by auth_retry."""
+    sim.reject_credentials = True
+    async with _running(_config(sim, auth_retry=0.2), collector):
+        await collector.wait_count("status.auth_failed", 4)
+        opens = list(_opens(sim))
+        sim.reject_credentials = False
+        await collector.wait_count("status.connected", 1)
+    assert len(opens) == 4
+    gaps = [b.at - a.at for a, b in itertools.pairwise(opens)]
+    assert all(gap >= 0.1 for gap in gaps), gaps
+    assert all(o.status == 401 for o in opens)
+    assert all(e.data.retry_in >= 0.1 for e in _of(collector, "status.auth_failed"))
+
+
+async def test_429_retry_after_is_honoured_with_the_same_request_id(
+    sim: Mt4BridgeSimulator, collector: Collector
+) -> None:
+    """A 429 with Retry-After: 1 is retried in place after ≥ 1 s, re-sending the same id."""
+    async with _running(_config(sim, heartbeat_interval=0.1), collector):
+        await collector.wait_count("status.connected", 1)
+        sim.rate_limit(1, retry_after=1)
+        await sim.wait_for(
+            lambda s: (
+                any(r.status == 429 for r in s.requests)
+                and s.requests[-1].status == 200
+                and s.requests[-1].at - next(r for r in s.requests if r.status == 429).at > 0
+            )
+        )
+    limited_at = next(i for i, r in enumerate(sim.requests) if r.status == 429)
+    limited, retry = sim.requests[limited_at], sim.requests[limited_at + 1]
+    assert limited.path == retry.path
+    assert limited.path.endswith("/heartbeat")
+    assert retry.status == 200
+    assert retry.request_id == limited.request_id
+    assert limited.request_id is not None
+    assert REQUEST_ID.match(limited.request_id)
+    assert retry.at - limited.at >= 1.0
+    assert _count(collector, "status.disconnected") == 0
+
+
+async def test_502_opens_the_breaker_then_half_open_probe_recovers(
+    sim: Mt4BridgeSimulator, collector: Collector
+) -> None:
+    """Three 502s open the breaker (status.disconnected); probes wait breaker_reset; recovery."""
+    async with _running(_config(sim, heartbeat_interval=0.1), collector):
+        await collector.wait_count("status.connected", 1)
+        start = len(sim.requests)
+        sim.bridge_down()
+        await collector.wait_for(lambda c: _count(c, "status.disconnected") >= 1)
+        await sim.wait_for(lambda s: sum(r.status == 502 for r in s.requests) >= 5)
+        sim.bridge_up()
+        await collector.wait_count("status.connected", 2)
+    down = [r for r in sim.requests[start:] if r.status == 502]
+    first_three = down[:3]
+    assert [r.path.endswith("/heartbeat") for r in first_three] == [True, True, True]
+    assert len({r.request_id for r in first_three}) == 1  # retries re-send the same id
+    probes = down[2:5]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(probes)]
+    assert all(gap >= 0.45 for gap in gaps), gaps
+    disconnected = collector.of_type("status.disconnected")[0]
+    assert isinstance(disconnected, StatusDisconnected)
+    assert (disconnected.data.reason, disconnected.data.code) == (
+        "bridge_unavailable",
+        "BridgeUnavailable",
+    )
+    assert disconnected.data.message == (
+        "The bridge lost connectivity to the terminal or broker server."
+    )
+    assert disconnected.data.retry_in is not None
+    assert disconnected.data.retry_in >= 0.45
+    assert _count(collector, "status.auth_failed") == 0
+
+
+async def test_reconciliation_reports_opens_and_closes_missed_during_a_ws_cut(
+    sim: Mt4BridgeSimulator, collector: Collector
+) -> None:
+    """Positions opened/closed while the WS was down appear once; WS-seen ones never twice."""
+    before = await sim.open_position("EURUSD", "BUY", 0.2, silent=True)
+    async with _running(_config(sim), collector):
+        await collector.wait_for(lambda c: bool(_with_id(c, f"mt4:pos:{before}:opened")))
+        seen = await sim.open_position("GBPUSD", "SELL", 0.1)
+        await collector.wait_for(lambda c: bool(_with_id(c, f"mt4:pos:{seen}:opened")))
+        sim.refuse_ws = True
+        await sim.cut_ws()
+        await collector.wait_count("status.disconnected", 1)
+        during = await sim.open_position("XAUUSD", "BUY", 0.01, silent=True)
+        await sim.close_position(before, silent=True)
+        sim.refuse_ws = False
+        await collector.wait_count("status.connected", 2)
+        await sim.cut_ws()
+        await collector.wait_count("status.connected", 3)
+    opened = _with_id(collector, f"mt4:pos:{before}:opened")
+    assert len(opened) == 1
+    assert isinstance(opened[0], PositionOpened)
+    assert opened[0].symbol == "EURUSD"
+    assert opened[0].data.position_id == str(before)
+    assert (opened[0].data.side, opened[0].data.volume, opened[0].data.reason) == (
+        "buy",
+        0.2,
+        "reconciled",
+    )
+    assert len(_with_id(collector, f"mt4:pos:{seen}:opened")) == 1
+    assert len(_with_id(collector, f"mt4:pos:{seen}:closed")) == 0
+    (missed_open,) = _with_id(collector, f"mt4:pos:{during}:opened")
+    assert isinstance(missed_open, PositionOpened)
+    assert (missed_open.symbol, missed_open.data.side, missed_open.data.volume) == (
+        "XAUUSD",
+        "buy",
+        0.01,
+    )
+    (missed_close,) = _with_id(collector, f"mt4:pos:{before}:closed")
+    assert isinstance(missed_close, PositionClosed)
+    assert missed_close.data.position_id == str(before)
+    assert missed_close.data.reason == "reconciled"
+    assert missed_close.data.close_price is not None
+    assert collector.of_type("status.gap")
+    assert len(collector.of_type("position.opened")) == 3
+    assert len(collector.of_type("position.closed")) == 1
+
+
+async def test_account_updated_only_when_it_changes(
+    sim: Mt4BridgeSimulator, collector: Collector
+) -> None:
+    """GET /account polls give account.updated on the first read and on a change only."""
+    async with _running(_config(sim, reconcile_interval=0.05), collector):
+        await sim.wait_for(lambda s: len(s.of("GET", "/account")) >= 5)
+        assert _count(collector, "account.updated") == 1
+        sim.set_account(balance=12345.5)
+        await collector.wait_count("account.updated", 2)
+        polls = len(sim.of("GET", "/account"))
+        await sim.wait_for(lambda s: len(s.of("GET", "/account")) >= polls + 4)
+    first, second = collector.of_type("account.updated")
+    assert isinstance(first, AccountUpdated)
+    assert isinstance(second, AccountUpdated)
+    assert first.account == "demo-mt4-01"
+    assert first.data == AccountData(
+        balance=10000.0,
+        equity=10000.0,
+        margin=0.0,
+        free_margin=10000.0,
+        margin_level=None,
+        profit=0.0,
+        currency="USD",
+    )
+    assert second.data == AccountData(
+        balance=12345.5,
+        equity=12345.5,
+        margin=0.0,
+        free_margin=12345.5,
+        margin_level=None,
+        profit=0.0,
+        currency="USD",
+    )
+    assert _count(collector, "account.updated") == 2
+
+
+async def test_shutdown_deletes_the_session_and_write_calls_carry_request_ids(
+    sim: Mt4BridgeSimulator, collector: Collector
+) -> None:
+    """Cancel → DELETE /session/{id}; every write call carries its own x-request-id."""
+    async with _running(_config(sim, heartbeat_interval=0.1), collector):
+        await sim.wait_for(lambda s: len(s.of("POST", "/heartbeat")) >= 2)
+    (delete,) = sim.of("DELETE", "")
+    sid = _session_of_heartbeat(sim.of("POST", "/heartbeat")[0])
+    assert (delete.path, delete.session_id, delete.status) == (f"/session/{sid}", sid, 204)
+    writes = [r for r in sim.requests if r.method in ("POST", "DELETE")]
+    assert len(writes) >= 4
+    assert all(r.request_id is not None and REQUEST_ID.match(r.request_id) for r in writes)
+    assert len({r.request_id for r in writes}) == len(writes)
+    await sim.wait_for(lambda s: s.ws_clients == 0)
+
+
+async def test_order_task_events_flow_through_the_stream(
+    sim: Mt4BridgeSimulator, collector: Collector
+) -> None:
+    """A market task streams accepted → filled → opened; each normalized once, in order."""
+    async with _running(_config(sim), collector):
+        await collector.wait_count("status.connected", 1)
+        ticket = await sim.open_position("EURUSD", "BUY", 0.2)
+        await collector.wait_for(lambda c: bool(_with_id(c, f"mt4:pos:{ticket}:opened")))
+        await sim.close_position(ticket)
+        await collector.wait_for(lambda c: bool(_with_id(c, f"mt4:pos:{ticket}:closed")))
+        await collector.wait_count("quote.updated", 1)
+    order_events = [
+        (event_type(e), e.id)
+        for e in collector.events
+        if event_type(e).startswith(("order.", "position.opened", "position.closed"))
+    ]
+    assert order_events == [
+        ("order.accepted", "mt4:order:task_000001:accepted"),
+        ("order.filled", "mt4:order:task_000001:filled"),
+        ("position.opened", f"mt4:pos:{ticket}:opened"),
+        ("position.closed", f"mt4:pos:{ticket}:closed"),
+    ]
+    (closed,) = _with_id(collector, f"mt4:pos:{ticket}:closed")
+    assert isinstance(closed, PositionClosed)
+    assert isinstance(closed.data, PositionData)
+    assert (closed.symbol, closed.data.side, closed.data.volume, closed.data.reason) == (
+        "EURUSD",
+        "buy",
+        0.2,
+        "client",
+    )
+    quote = collector.of_type("quote.updated")[0]
+    assert quote.symbol in sim.symbols
+    assert quote.id.startswith(f"mt4:quote:{quote.symbol}:{quote.time}:")
+
+
+async def test_credentials_never_reach_the_logs(
+    sim: Mt4BridgeSimulator, collector: Collector
+) -> None:
+    """Password, API key and session id stay out of every log line, failures included."""
+    stream = io.StringIO()
+    log.configure("debug", stream=stream)
+    try:
+        async with _running(_config(sim, heartbeat_interval=0.1), collector):
+            await collector.wait_count("status.connected", 1)
+            sim.fail_auth(2)
+            await collector.wait_count("status.connected", 2)
+            sim.bridge_down(3)
+            await collector.wait_count("status.connected", 3)
+    finally:
+        log.configure("debug")
+    text = stream.getvalue()
+    assert "session_opened" in text
+    assert "auth_failed" in text
+    assert "circuit_open" in text
+    assert "session_released" in text
+    sids = {r.session_id for r in sim.requests if r.session_id}
+    for value in (sim.password, sim.api_key, *sids):
+        assert value not in text
