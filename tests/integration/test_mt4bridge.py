@@ -185,6 +185,27 @@ async def test_two_401s_give_auth_failed_and_a_slow_retry(
     assert opens[2].at - opens[1].at >= 0.2
 
 
+async def test_session_rejected_again_after_reopen_backs_off_slowly(
+    sim: Mt4BridgeSimulator, collector: Collector
+) -> None:
+    """New sessions that are rejected at once are reopened only once quickly, then slowly."""
+    async with _running(_config(sim, auth_retry=0.3), collector):
+        await collector.wait_count("status.connected", 1)
+        sim.fail_auth(None, match="/events")
+        await sim.cut_ws()
+        await collector.wait_count("status.auth_failed", 3)
+        opens = list(_opens(sim))
+        sim.clear_faults()
+        await collector.wait_count("status.connected", 2)
+    assert _count(collector, "status.disconnected", "session_rejected") == 1
+    assert {e.data.reason for e in _of(collector, "status.auth_failed")} == {"session_rejected"}
+    # The first open, one immediate reopen, then one per slow retry.
+    assert len(opens) == 1 + 1 + 2
+    assert all(o.status == 200 for o in opens)
+    gaps = [b.at - a.at for a, b in itertools.pairwise(opens[1:])]
+    assert all(gap >= 0.15 for gap in gaps), gaps
+
+
 async def test_rejected_credentials_never_hot_loop(
     sim: Mt4BridgeSimulator, collector: Collector
 ) -> None:

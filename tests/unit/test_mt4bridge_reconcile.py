@@ -133,3 +133,13 @@ def test_breaker_half_open_failure_reopens_for_a_full_reset() -> None:
     assert _state(breaker) is State.OPEN
     assert breaker.allow(10.4) is False
     assert breaker.allow(10.5) is True
+
+
+def test_breaker_lost_probe_does_not_wedge_half_open() -> None:
+    """A probe that never reports back is replaced by another one after `reset`."""
+    breaker = Breaker(threshold=1, reset=2.0)
+    breaker.failure(0.0)
+    assert breaker.allow(2.0) is True
+    assert breaker.allow(3.9) is False
+    assert breaker.allow(4.0) is True
+    assert _state(breaker) is State.HALF_OPEN

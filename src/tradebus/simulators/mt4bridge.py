@@ -131,6 +131,7 @@ class _Fault:
     status: int
     remaining: int | None  # None: until cleared
     retry_after: int | None = None
+    match: str | None = None  # only requests whose path ends with this
 
 
 @dataclass(slots=True)
@@ -245,9 +246,13 @@ class Mt4BridgeSimulator:
 
     # --- fault knobs --------------------------------------------------------------------------
 
-    def fail_auth(self, n: int = 1) -> None:
-        """The next ``n`` requests (any, session open too) get 401 Unauthorized."""
-        self._faults.append(_Fault(401, n))
+    def fail_auth(self, n: int | None = 1, *, match: str | None = None) -> None:
+        """The next ``n`` requests (None: all until ``clear_faults``; ``match``: only those whose
+        path ends with it; by default any, session open too) get 401 Unauthorized."""
+        self._faults.append(_Fault(401, n, match=match))
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
 
     def rate_limit(self, n: int = 1, retry_after: int = 1) -> None:
         """The next ``n`` requests get 429 RateLimited with ``Retry-After: retry_after``."""
@@ -352,7 +357,9 @@ class Mt4BridgeSimulator:
             at=asyncio.get_running_loop().time(),
         )
         await self._record(record)
-        response: web.StreamResponse | None = self._fault() or self._check_auth(request, record)
+        response: web.StreamResponse | None = self._fault(record.path) or self._check_auth(
+            request, record
+        )
         if response is None:
             response = await handler(request)
         record.status = response.status
@@ -365,9 +372,11 @@ class Mt4BridgeSimulator:
                 self.requests.append(record)
             self._changed.notify_all()
 
-    def _fault(self) -> web.Response | None:
+    def _fault(self, path: str) -> web.Response | None:
         for fault in self._faults:
             if fault.remaining is not None and fault.remaining <= 0:
+                continue
+            if fault.match is not None and not path.endswith(fault.match):
                 continue
             if fault.remaining is not None:
                 fault.remaining -= 1

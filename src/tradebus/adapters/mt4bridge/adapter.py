@@ -405,10 +405,12 @@ class Mt4BridgeAdapter:
                     headers=headers,
                     heartbeat=min(self.config.idle_timeout / 2, 30.0),
                     max_msg_size=_MAX_FRAME,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=RELEASE_TIMEOUT),
                 )
         except aiohttp.WSServerHandshakeError as exc:
             raise self._handshake_failure(exc) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
+            self._breaker.abort(loop.time())
             raise _failed(Kind.RETRYABLE, "ws_connect", message=type(exc).__name__) from None
         self._breaker.success()
         subscribe = wire.Subscribe(channels=list(CHANNELS), symbols=list(self.config.symbols))
@@ -417,10 +419,13 @@ class Mt4BridgeAdapter:
         return ws
 
     def _handshake_failure(self, exc: aiohttp.WSServerHandshakeError) -> BridgeCallError:
+        if exc.status == 502:
+            if self._breaker.failure(asyncio.get_running_loop().time()):
+                return _failed(Kind.RETRYABLE, "bridge_unavailable", "BridgeUnavailable")
+        else:
+            self._breaker.success()  # the bridge answered: whatever it said, it is reachable
         if exc.status == 401:
             return _failed(Kind.AUTH, "session_rejected", 401)
-        if exc.status == 502 and self._breaker.failure(asyncio.get_running_loop().time()):
-            return _failed(Kind.RETRYABLE, "bridge_unavailable", "BridgeUnavailable")
         after = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
         return _failed(Kind.RETRYABLE, "ws_handshake", exc.status, retry_after=after)
 

@@ -135,8 +135,11 @@ class Breaker:
         """May a call go out now? In the open state the first call after ``reset`` is the probe."""
         if self.state is State.CLOSED:
             return True
-        if self.state is State.OPEN and now - self._opened_at >= self.reset:
+        # A probe whose outcome never came back (cancelled mid-call) must not wedge the breaker
+        # half-open: after another ``reset`` the next call probes again.
+        if now - self._opened_at >= self.reset:
             self.state = State.HALF_OPEN
+            self._opened_at = now
             return True
         return False
 
