@@ -1,0 +1,69 @@
+"""``python -m benchmarks`` prints the table; ``--soak`` runs the 10-minute soak instead."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from benchmarks import rows, soak
+from benchmarks.harness import workdir
+from benchmarks.report import environment, table
+from benchmarks.result import Row
+
+
+def bench(sizes: rows.Sizes, only: set[str]) -> list[Row]:
+    """Every row in order; ``only`` (row numbers) narrows it for a quick look at one."""
+    done: list[Row] = []
+
+    def want(n: str) -> bool:
+        return not only or n in only
+
+    with workdir() as work:
+        floor = rows.floor(work, sizes) if want("1") else None
+        if floor is not None:
+            done.append(floor)
+        row2 = rows.ttmt_file(work, sizes) if want("2") or want("7") else None
+        if row2 is not None and want("2"):
+            done.append(row2)
+        if want("3"):
+            done.append(Row(name="3 TTMT SSE → file, durable", na="no journal yet"))
+        if want("4"):
+            done.extend(rows.traderws(work, sizes))
+        if want("5"):
+            done.append(rows.all_sources(work, sizes))
+        if want("6"):
+            naive = rows.naive(work, sizes)
+            if row2 is not None and row2.runs and naive.runs:
+                naive.note = f"tradebus row 2 = {row2.rate / naive.rate:.1f}x naive"
+            done.append(naive)
+        if want("7"):
+            rate = row2.rate if row2 is not None else 0.0
+            done.extend(rows.latency(work, sizes, load, rate) for load in sizes.latency_loads)
+    return done
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--soak", action="store_true", help="the soak (row 8) alone")
+    parser.add_argument("--tiny", action="store_true", help="tiny runs: proves the harness works")
+    parser.add_argument("--rows", default="", help="comma-separated row numbers (default: all)")
+    parser.add_argument("--soak-seconds", type=float, default=600.0)
+    parser.add_argument("--soak-rate", type=float, default=5000.0)
+    args = parser.parse_args(argv)
+    print("\n".join(environment()), flush=True)
+    if args.soak:
+        with workdir() as work:
+            print(soak.run(work, args.soak_seconds, args.soak_rate, sample_every=10.0))
+        return 0
+    started = time.monotonic()
+    sizes = rows.TINY if args.tiny else rows.FULL
+    result = bench(sizes, {r.strip() for r in args.rows.split(",") if r.strip()})
+    floor = next((r for r in result if r.name.startswith("1 ")), None)
+    print(table(result, floor, {}))
+    print(f"({time.monotonic() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

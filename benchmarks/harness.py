@@ -1,0 +1,180 @@
+"""Running one measured pipeline: senders, a daemon, and a watch on the file it writes.
+
+Throughput is file growth: the watcher counts the lines of the sink's file every 2 ms; the run
+spans from the first poll that saw a line to the first that saw ``expected`` lines, and the
+daemon's CPU time is read at those two polls. Peak RSS is the daemon's ``VmHWM`` at the end.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from benchmarks import procs
+from benchmarks.procs import PYTHON
+from benchmarks.result import RunResult
+
+POLL = 0.002
+
+
+class SenderSpec(msgspec.Struct, frozen=True):
+    """``python -m benchmarks.sender`` arguments after ``--info``/``--name``."""
+
+    name: str
+    args: tuple[str, ...]
+
+
+class Work:
+    """A scratch directory (tmpfs when there is one, so the disk is not what is measured)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._n = 0
+
+    def path(self, stem: str) -> Path:
+        self._n += 1
+        return self.root / f"{self._n:03d}-{stem}"
+
+
+@contextmanager
+def workdir() -> Iterator[Work]:
+    base = "/dev/shm" if Path("/dev/shm").is_dir() else None  # noqa: S108 - tmpfs on purpose
+    root = Path(tempfile.mkdtemp(prefix="tradebus-bench-", dir=base))
+    try:
+        yield Work(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def toml(data: dict[str, Any]) -> str:
+    """The few TOML shapes a config needs: tables of scalars and lists, arrays of tables."""
+    out: list[str] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.append(f"[{key}]")
+            out.extend(_pairs(value))
+        else:
+            for table in value:
+                out.append(f"[[{key}]]")
+                out.extend(_pairs(table))
+    return "\n".join(out) + "\n"
+
+
+def _pairs(table: dict[str, Any]) -> list[str]:
+    return [f"{k} = {msgspec.json.encode(v).decode()}" for k, v in table.items()]
+
+
+def daemon_config(
+    work: Work, tables: Sequence[dict[str, Any]], sinks: Sequence[dict[str, Any]]
+) -> Path:
+    cfg = {
+        "daemon": {
+            "state_dir": str(work.path("state")),
+            "log_level": "warning",
+            "drain_timeout": 10.0,
+        },
+        "sources": list(tables),
+        "sinks": list(sinks),
+    }
+    path = work.path("config.toml")
+    path.write_text(toml(cfg))
+    return path
+
+
+def file_sink(path: Path, name: str = "file") -> dict[str, Any]:
+    # No rotation: the watcher follows one file.
+    return {"name": name, "type": "file", "path": str(path), "max_bytes": 0}
+
+
+def start_sender(work: Work, spec: SenderSpec) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Start a sender on the sender core; its info (``port``, ``table``) once it listens."""
+    info = work.path(f"{spec.name}.json")
+    cmd = [PYTHON, "-m", "benchmarks.sender", "--info", str(info), "--name", spec.name]
+    proc = procs.spawn([*cmd, *spec.args], core=procs.SENDER_CORE, log=work.path("sender.log"))
+    try:
+        data: dict[str, Any] = msgspec.json.decode(procs.wait_file(info, proc, timeout=60))
+    except BaseException:
+        procs.stop(proc)
+        raise
+    return proc, data
+
+
+def watch_lines(
+    path: Path, proc: subprocess.Popen[bytes], expected: int, timeout: float
+) -> RunResult:
+    """Follow ``path`` until it holds ``expected`` lines; ``proc`` is what writes it."""
+    started = time.perf_counter()
+    deadline = started + timeout
+    lines = 0
+    first: tuple[float, int, float] | None = None
+    f = None
+    try:
+        while True:
+            if f is None and path.exists():
+                f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed in finally
+            if f is not None:
+                lines += (f.readall() or b"").count(b"\n")
+            now = time.perf_counter()
+            if lines and first is None:
+                first = (now, lines, procs.cpu_seconds(proc.pid))
+            if lines >= expected:
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"exited with {proc.returncode} after {lines} lines")
+            if now > deadline:
+                raise TimeoutError(f"{lines} of {expected} lines in {timeout:.0f}s")
+            time.sleep(POLL)
+        cpu = procs.cpu_seconds(proc.pid)
+    finally:
+        if f is not None:
+            f.close()
+    assert first is not None
+    t0, n0, cpu0 = first
+    if lines == n0:
+        # Everything arrived between two polls (a tiny run): count from the start instead.
+        t0, n0, cpu0 = started, 0, 0.0
+    n = lines - n0
+    rss = procs.status_kib(proc.pid, "VmHWM") / 1024
+    return RunResult(n / max(now - t0, 1e-9), (cpu - cpu0) / n * 1e6, rss, n)
+
+
+def run_daemon(
+    work: Work,
+    senders: Sequence[SenderSpec],
+    sinks: Sequence[dict[str, Any]],
+    watched: Path,
+    expected: int,
+    *,
+    command: Sequence[str] | None = None,
+    timeout: float = 60.0,
+) -> RunResult:
+    """Senders on one core, the daemon on the other; measure until ``watched`` is complete."""
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        tables = []
+        for spec in senders:
+            proc, info = start_sender(work, spec)
+            started.append(proc)
+            tables.append(info["table"])
+        config = daemon_config(work, tables, sinks)
+        cmd = command or [PYTHON, "-m", "tradebus", "run", "-c"]
+        daemon = procs.spawn(
+            [*cmd, str(config)],
+            core=procs.DAEMON_CORE,
+            log=work.path("daemon.log"),
+            stdout=Path("/dev/null"),
+        )
+        started.append(daemon)
+        return watch_lines(watched, daemon, expected, timeout)
+    finally:
+        for proc in reversed(started):
+            procs.stop(proc)
+        watched.unlink(missing_ok=True)

@@ -1,0 +1,110 @@
+"""Processes under measurement: spawn pinned to a core, read their CPU time and peak RSS.
+
+The machine the issue targets has two cores: the daemon (or whatever stands in its place) gets
+``DAEMON_CORE``, senders and this harness share ``SENDER_CORE``. CPU time is utime + stime of
+``/proc/<pid>/stat`` (every thread of the process); peak RSS is ``VmHWM`` of
+``/proc/<pid>/status``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+DAEMON_CORE = 0
+SENDER_CORE = 1
+PYTHON = sys.executable
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cores() -> set[int]:
+    return set(os.sched_getaffinity(0))
+
+
+def pin(pid: int, core: int) -> None:
+    """Pin ``pid`` to ``core`` when the machine has it; a 1-core box runs unpinned."""
+    available = cores()
+    if core in available and len(available) > 1:
+        os.sched_setaffinity(pid, {core})
+
+
+def spawn(
+    args: Sequence[str], *, core: int, log: Path, stdout: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``args`` with stderr (and stdout unless given) to files, pinned to ``core``."""
+    out = open(stdout or log, "ab")  # noqa: SIM115 - handed to the child, closed below
+    err = open(log, "ab")  # noqa: SIM115 - handed to the child, closed below
+    try:
+        proc = subprocess.Popen(list(args), stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+    finally:
+        out.close()
+        err.close()
+    pin(proc.pid, core)
+    return proc
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far."""
+    raw = Path(f"/proc/{pid}/stat").read_bytes()
+    # The command name (field 2) may hold spaces: count fields after its closing paren.
+    fields = raw[raw.rindex(b")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def status_kib(pid: int, key: str) -> int:
+    """A ``kB`` line of ``/proc/<pid>/status`` (``VmHWM``, ``VmRSS``), or 0 once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def self_cpu_seconds() -> float:
+    """This process's user + system CPU time (for in-process rows such as the floor)."""
+    t = os.times()
+    return t.user + t.system
+
+
+def self_peak_rss_mb() -> float:
+    return status_kib(os.getpid(), "VmHWM") / 1024
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
+    """SIGTERM, then SIGKILL after ``timeout``; the exit code."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> bytes:
+    """The content of ``path`` once a child wrote it whole (it renames a temp file into place)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return path.read_bytes()
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before {path.name}")
+        time.sleep(0.01)
+    raise TimeoutError(f"{path.name} not written in {timeout}s")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)

@@ -1,0 +1,190 @@
+"""The table's rows. Each returns a ``Row``: its runs, or ``na`` saying why it cannot run yet."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import time
+from array import array
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+
+from benchmarks import procs
+from benchmarks.harness import SenderSpec, Work, file_sink, run_daemon, start_sender, watch_lines
+from benchmarks.procs import PYTHON
+from benchmarks.result import Row, RunResult
+
+
+class Sizes(msgspec.Struct, frozen=True):
+    """How big each row's runs are: ``full`` for ``make bench``, ``tiny`` for the smoke test."""
+
+    runs: int
+    floor_events: int
+    sse_events: int
+    naive_events: int
+    latency_seconds: float
+    latency_loads: tuple[float, ...]
+    timeout: float
+
+
+FULL = Sizes(3, 1_000_000, 1_000_000, 200_000, 3.0, (0.01, 0.10, 0.30), 90.0)
+TINY = Sizes(1, 2_000, 2_000, 2_000, 0.5, (0.01,), 30.0)
+
+
+def adapter_missing(kind: str) -> str | None:
+    """Why the daemon cannot run a ``kind`` source yet, or None if it can."""
+    from tradebus.adapters.base import factory_for
+
+    try:
+        factory_for(kind)
+    except KeyError:
+        return f"no {kind} adapter yet"
+    return None
+
+
+def simulator_missing(kind: str) -> str | None:
+    if importlib.util.find_spec(f"tradebus.simulators.{kind}") is None:
+        return f"no {kind} simulator yet"
+    return None
+
+
+def _repeat(row: Row, runs: int, once: Callable[[], RunResult]) -> Row:
+    """Run ``once`` ``runs`` times; a failure makes the row n/a with the reason."""
+    for _ in range(runs):
+        try:
+            row.runs.append(once())
+        except (RuntimeError, TimeoutError, OSError, KeyError, ValueError) as exc:
+            row.na = f"failed: {exc}"[:120]
+            row.runs.clear()
+            break
+    return row
+
+
+def floor(work: Work, sizes: Sizes) -> Row:
+    """Row 1, in a process pinned to the daemon's core."""
+    row = Row(name="1 floor (parts alone)")
+    out = work.path("floor.jsonl")
+    cmd = [PYTHON, "-m", "benchmarks.floor", str(sizes.floor_events), str(sizes.runs), str(out)]
+    done = subprocess.run(
+        ["taskset", "-c", str(procs.DAEMON_CORE), *cmd] if len(procs.cores()) > 1 else cmd,
+        check=True,
+        capture_output=True,
+        timeout=sizes.timeout * sizes.runs,
+    )
+    row.runs = [msgspec.json.decode(line, type=RunResult) for line in done.stdout.splitlines()]
+    return row
+
+
+def ttmt_file(work: Work, sizes: Sizes) -> Row:
+    """Row 2: pre-built TTMT frames → daemon → file sink."""
+    row = Row(name="2 TTMT SSE → file")
+    if why := adapter_missing("ttmt"):
+        row.na = why
+        return row
+    n = sizes.sse_events
+
+    def once() -> RunResult:
+        out = work.path("out.jsonl")
+        spec = SenderSpec("ttmt-bench", ("ttmt", "--events", str(n)))
+        return run_daemon(work, [spec], [file_sink(out)], out, n, timeout=sizes.timeout)
+
+    return _repeat(row, sizes.runs, once)
+
+
+def naive(work: Work, sizes: Sizes) -> Row:
+    """Row 6: the same sender, read by ``benchmarks.naive`` on the daemon's core."""
+    row = Row(name="6 naive (aiohttp+json)")
+    n = sizes.naive_events
+
+    def once() -> RunResult:
+        out = work.path("naive.jsonl")
+        sender, info = start_sender(work, SenderSpec("naive", ("ttmt", "--events", str(n))))
+        reader = None
+        try:
+            table = info["table"]
+            reader = procs.spawn(
+                [PYTHON, "-m", "benchmarks.naive", table["url"], str(out), table["api_key"]],
+                core=procs.DAEMON_CORE,
+                log=work.path("naive.log"),
+            )
+            return watch_lines(out, reader, n, sizes.timeout)
+        finally:
+            if reader is not None:
+                procs.stop(reader)
+            procs.stop(sender)
+            out.unlink(missing_ok=True)
+
+    return _repeat(row, sizes.runs, once)
+
+
+def latency(work: Work, sizes: Sizes, load: float, full_rate: float) -> Row:
+    """Row 7 at ``load`` times row 2's rate: stamped, paced frames; stamp → sink write returned."""
+    row = Row(name=f"7 latency @ {load:.0%}")
+    if why := adapter_missing("ttmt"):
+        row.na = why
+        return row
+    if full_rate <= 0:
+        row.na = "row 2 has no rate"
+        return row
+    rate = load * full_rate
+    n = max(int(rate * sizes.latency_seconds), 200)
+    samples_path = work.path("latency.bin")
+    out = work.path("lat.jsonl")
+    spec = SenderSpec("ttmt-lat", ("ttmt", "--events", str(n), "--rate", f"{rate:.1f}"))
+    command = [PYTHON, "-m", "benchmarks.latd", str(samples_path)]
+
+    def once() -> RunResult:
+        return run_daemon(
+            work, [spec], [file_sink(out)], out, n, command=command, timeout=sizes.timeout
+        )
+
+    _repeat(row, 1, once)
+    if row.na is None:
+        row.note = _percentiles(samples_path, rate)
+    return row
+
+
+def _percentiles(path: Path, rate: float) -> str:
+    samples = array("q")
+    deadline = time.monotonic() + 10
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    samples.frombytes(path.read_bytes())
+    # The first tenth is warm-up: the connection is new and the caches are cold.
+    ms = sorted(s / 1e6 for s in samples[len(samples) // 10 :])
+    if not ms:
+        return "no samples"
+
+    def q(p: float) -> float:
+        return ms[min(len(ms) - 1, int(p * len(ms)))]
+
+    return (
+        f"{rate:,.0f}/s paced: p50 {q(0.5):.3f} ms, p99 {q(0.99):.3f} ms, "
+        f"p99.9 {q(0.999):.3f} ms ({len(ms):,} samples)"
+    )
+
+
+def traderws(work: Work, sizes: Sizes) -> list[Row]:
+    """Row 4: Trader WS quotes → daemon → file, beside a bare aiohttp reader of the same sender."""
+    row = Row(name="4 Trader WS quotes → file")
+    ref = Row(name="4 ref: bare ws_connect reader")
+    why = adapter_missing("traderws") or simulator_missing("traderws")
+    if why:
+        row.na = ref.na = why
+        return [row, ref]
+    row.na = ref.na = "not wired yet"
+    return [row, ref]
+
+
+def all_sources(work: Work, sizes: Sizes) -> Row:
+    """Row 5: every simulator at once → daemon → file + stdout."""
+    row = Row(name="5 all sources → file+stdout")
+    kinds = ("ttmt", "tpalerts", "traderws", "mt4bridge")
+    missing = [k for k in kinds if adapter_missing(k) or simulator_missing(k)]
+    if missing:
+        row.na = "missing: " + ", ".join(missing)
+        return row
+    row.na = "not wired yet"
+    return row
