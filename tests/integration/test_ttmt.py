@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,7 @@ from tradebus.adapters.ttmt import wire
 from tradebus.adapters.ttmt.adapter import TtmtAdapter
 from tradebus.adapters.ttmt.normalize import SymbolCache, normalize
 from tradebus.schemas.events import Event, event_type
+from tradebus.simulators import ttmt as ttmt_sim
 from tradebus.simulators.ttmt import TtmtSimulator
 
 NAME = "ttmt-main"
@@ -437,3 +439,48 @@ async def test_the_api_key_never_reaches_an_event(sim: TtmtSimulator, collector:
         await collector.wait_count("status.auth_failed", 1)
     encoded = b"".join(msgspec.json.encode(e) for e in collector.events)
     assert b"ttmt_live_wrong_0000" not in encoded
+
+
+async def test_rate_zero_releases_every_prebuilt_frame_from_id_one(collector: Collector) -> None:
+    """--rate 0 --events 300: a client connecting later still gets ids 1..300, then nothing."""
+    fast = TtmtSimulator(seed=3, rate=0, events=300, api_keys=(KEY,))
+    await fast.start()
+    try:
+        async with running(fast, collector):
+            await collector.wait_for(has_ids(300))
+        assert upstream_ids(collector) == list(range(1, 301))
+        assert without_received(data_events(collector)) == expected(fast, range(1, 301))
+    finally:
+        await fast.stop()
+
+
+def test_cli_flags_configure_the_simulator() -> None:
+    """Every documented CLI flag reaches the simulator, and the table carries the key."""
+    parser = argparse.ArgumentParser()
+    ttmt_sim.add_cli_arguments(parser)
+    args = parser.parse_args(
+        [
+            "--port",
+            "9100",
+            "--rate",
+            "0",
+            "--events",
+            "7",
+            "--seed",
+            "5",
+            "--api-key",
+            "k_1234",
+            "--lifetime",
+            "2",
+            "--auth-check-interval",
+            "0.5",
+        ]
+    )
+    sim = ttmt_sim.from_cli(args)
+    assert (args.host, args.port) == ("127.0.0.1", 9100)
+    assert (sim.rate, sim.events, sim.seed, sim.api_keys) == (0, 7, 5, ("k_1234",))
+    assert (sim.lifetime, sim.auth_check_interval) == (2.0, 0.5)
+    assert sim.source_table("x")["api_key"] == "k_1234"
+    demo = ttmt_sim.for_demo(1)
+    assert 0 < demo.rate <= 5
+    assert demo.source_table("d")["api_key"] == ttmt_sim.DEMO_KEY

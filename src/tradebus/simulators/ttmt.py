@@ -32,8 +32,9 @@ still holds. What the doc does not show, and this simulator chooses:
 - A 401 body is ``{"error": "invalid or revoked key"}``; 409 ``{"error": "stream already
   open"}``; 503 ``{"error": "trading container not running"}`` with Retry-After if asked.
 - ``retry_ms`` (off by default) sends ``retry: N`` at the start of each stream.
-- ``--rate 0`` builds all ``--events`` frames (default 100000) before serving and sends them as
-  fast as the socket takes them, in large writes.
+- ``--rate 0`` scripts and encodes all ``--events`` frames (default 100000) before serving;
+  they are released into the sequence as fast as the first reader takes them (large writes), so
+  a client connecting late still gets them from id 1.
 
 Fault knobs (plain attributes and methods, called by tests): ``cut_after``, ``cut_mid_frame``,
 ``stall``/``unstall``, ``inject_malformed``, ``inject_unknown_type``, ``inject_oversized``,
@@ -334,7 +335,9 @@ class TtmtSimulator:
         self._script = EventScript(seed, self.accounts)
         self._scripted = 0
         self._next_id = 1
-        self._frames: deque[_Frame] = deque(maxlen=max(_KEPT, self.events or 0))
+        self._frames: deque[_Frame] = deque(maxlen=_KEPT)
+        # --rate 0: every event scripted and encoded up front, released as fast as read.
+        self._prebuilt: deque[tuple[str, bytes, bytes, dict[str, Any]]] | None = None
         self._revoked: dict[str, str] = {}
         self._active: dict[str, _Conn] = {}
         self._cut_after: int | None = None
@@ -349,7 +352,7 @@ class TtmtSimulator:
         app.router.add_get(PATH, self._stream)
         self._server = AppServer(app)
         if rate == 0:
-            self._produce(self.events or 0)
+            self._prebuild(self.events or 0)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -466,17 +469,35 @@ class TtmtSimulator:
         self._poke()
         return n
 
+    def _prebuild(self, count: int) -> None:
+        """Script and encode ``count`` events now; only the id is filled in on release."""
+        self._prebuilt = deque()
+        for _ in range(count):
+            type_, data = self._script.next()
+            envelope = self._envelope(type_, 0, data)
+            # "eventId" is the envelope's second key: split the JSON around its value.
+            head, tail = msgspec.json.encode(envelope).split(b'"eventId":0,', 1)
+            self._prebuilt.append((data["accountId"], head + b'"eventId":', b"," + tail, envelope))
+
     def _produce(self, count: int) -> None:
         for _ in range(count):
-            if self.events is not None and self._scripted >= self.events:
-                return
-            type_, data = self._script.next()
-            self._scripted += 1
-            envelope = self._envelope(type_, self._next_id, data)
-            n = self._append(data["accountId"], msgspec.json.encode(envelope))
+            if self._prebuilt is not None:
+                if not self._prebuilt:
+                    return
+                account, head, tail, envelope = self._prebuilt.popleft()
+                envelope["eventId"] = self._next_id
+                raw = b"%s%d%s" % (head, self._next_id, tail)
+            else:
+                if self.events is not None and self._scripted >= self.events:
+                    return
+                type_, data = self._script.next()
+                self._scripted += 1
+                account = data["accountId"]
+                envelope = self._envelope(type_, self._next_id, data)
+                raw = msgspec.json.encode(envelope)
+            n = self._append(account, raw)
             self.produced[n] = envelope
-            if self.rate > 0 and n > _KEPT:
-                self.produced.pop(n - _KEPT, None)
+            self.produced.pop(n - _KEPT, None)
 
     async def _produce_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -573,6 +594,8 @@ class TtmtSimulator:
     def _batch(self, cursor: int, conn: _Conn) -> tuple[list[_Frame], int]:
         """The frames to send from ``cursor`` on (this client's account only), and the next
         cursor: past every frame looked at, so other accounts' frames are skipped once."""
+        if cursor >= self._next_id and self._prebuilt:
+            self._produce(_WRITE_BATCH)  # --rate 0: production keeps pace with the reader
         if cursor >= self._next_id or not self._frames:
             return [], cursor
         frames = self._frames
