@@ -262,3 +262,18 @@ def test_bad_execution_is_a_problem_not_a_crash() -> None:
     bad = msg("executionEvent", executionId="e", orderId="o", status="WEIRD")
     assert feed(sess, [bad], T0) == []
     assert sess.take_actions() == [s.Problem("executionEvent", "unknown execution status 'WEIRD'")]
+
+
+def test_history_keeps_only_subscribed_symbols() -> None:
+    """Back-filled executions are those the live stream would have given: subscribed symbols."""
+    sess = s.Session("tws", PLAN)
+    connect(sess, T0)
+    sess.closed()
+    sess.open(T0 + 5)
+    feed(sess, acks(), T0 + 5)
+    other = {**execution(8), "symbol": "USDJPY"}  # type: ignore[dict-item]
+    feed(sess, [msg("orderHistory", requestId="orderHistory-2-2", orders=[other])], T0 + 6)
+    out = feed(
+        sess, [msg("dealHistory", requestId="dealHistory-2-1", deals=[execution(9)])], T0 + 6
+    )
+    assert [e.id for e in out] == ["tws:exec:ex-9"]

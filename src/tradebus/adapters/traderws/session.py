@@ -309,7 +309,10 @@ class Session:
             return []
         del self._pending_history[p.request_id]
         received = times.from_epoch(now)
+        symbols = self.plan.symbols
         for item in [*p.deals, *p.orders]:
+            if item.symbol is not None and item.symbol not in symbols:
+                continue  # the history covers the account; live we only get subscribed symbols
             try:
                 self._history.append(normalize.execution_event(item, self.source, received))
             except ValueError as exc:

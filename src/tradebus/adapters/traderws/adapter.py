@@ -1,0 +1,331 @@
+"""The Trader WebSocket adapter: login, one WebSocket, keepalive, reconnect. I/O only.
+
+"Pass the JWT obtained from POST /api/v1/login as the token query parameter. Connections without
+a valid token are closed immediately. Respond to server pings with WebSocket pong frames to keep
+the connection alive." The client is aiohttp (``ws_connect`` read 423k msgs/s from a fast sender,
+the ``websockets`` client 214k). Pings are answered by hand (``autoping=False``): with autoping
+aiohttp swallows our pongs too, and its own heartbeat fixes the pong timeout at half the ping
+interval, where the config gives ``ping_interval`` and ``ping_timeout`` apart.
+
+What to subscribe to, the token's lifetime and the back-fill after a cut live in ``session``
+(sans-I/O); bytes become structs in ``wire`` and events in ``normalize``. The token is secret:
+it is registered with the log scrubber on arrival, URLs are logged through ``log.redact_url``,
+and no exception text that could carry the WebSocket URL reaches an event.
+
+Failures, classified once (``_closed``, ``_attempt``):
+
+- login 401/403, or the server closing the WebSocket with an auth close code (1008, 4001, 4003,
+  4401, 4403) while our clock says the token is valid → ``status.auth_failed`` and a slow retry
+  (``auth_retry``) with a fresh login;
+- the same close once our clock says the token expired → ``status.disconnected`` reason
+  ``token_expired``, log in again after the usual backoff;
+- no pong within ``ping_timeout`` / no message for ``idle_timeout`` / acks or history overdue →
+  ``status.disconnected`` (``ping_timeout``, ``idle_timeout``, ``subscribe_timeout``,
+  ``history_timeout``); other closes and network errors → backoff with full jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import aiohttp
+import msgspec
+from yarl import URL
+
+from tradebus import log, secret, times
+from tradebus.adapters.base import SourceContext, register
+from tradebus.adapters.traderws import session as ses
+from tradebus.adapters.traderws import wire
+from tradebus.backoff import Backoff, Failure, Kind, classify_http
+from tradebus.config import TraderWsSource
+from tradebus.schemas.events import Event
+
+AUTH_CLOSE_CODES = frozenset({1008, 4001, 4003, 4401, 4403})
+# The watchdog re-reads deadlines the reader may have moved at least this often (seconds).
+_TICK = 0.25
+
+
+def _urls(base: str) -> tuple[URL, URL]:
+    """The login URL and the WebSocket URL (http → ws, https → wss) under ``base``."""
+    url = URL(base).with_query(None).with_fragment(None)
+    root = url.path.rstrip("/")
+    login = url.with_path(f"{root}/api/v1/login")
+    ws = url.with_scheme("wss" if url.scheme == "https" else "ws").with_path(f"{root}/api/v1/ws")
+    return login, ws
+
+
+@register("traderws")
+class TraderWsAdapter:
+    """One Trader WS source: reconnects forever, publishes one batch per message read."""
+
+    def __init__(self, config: TraderWsSource, ctx: SourceContext) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.name = config.name
+        history_account = config.account_id or next(iter(config.metrics_accounts), None)
+        plan = ses.Plan(
+            symbols=tuple(config.symbols),
+            events=tuple(config.events),
+            depth=tuple(config.depth),
+            depth_levels=config.depth_levels,
+            metrics_accounts=tuple(config.metrics_accounts),
+            history_account=history_account,
+        )
+        self.session = ses.Session(
+            config.name,
+            plan,
+            subscribe_timeout=config.subscribe_timeout,
+            dedupe_size=config.dedupe_size,
+        )
+        self.backoff = Backoff(
+            base=config.reconnect_min,
+            cap=config.reconnect_max,
+            stable_after=config.stable_after,
+            auth_delay=config.auth_retry,
+        )
+        self._login_url, self._ws_url = _urls(config.url)
+        self._log: Any = ctx.log.bind(url=log.redact_url(str(self._ws_url)))
+        self._message: str | None = None
+        self._last_rx = 0.0
+        self._pong_due: float | None = None
+        self._stamp_ms = -1
+        self._stamp = ""
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self.config.connect_timeout, sock_read=None
+        )
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            while True:
+                self._message = None
+                failure = await self._attempt(http)
+                self.backoff.disconnected(time.time())
+                delay = self.backoff.delay(failure)
+                kind = "status.auth_failed" if failure.kind is Kind.AUTH else "status.disconnected"
+                if failure.kind is Kind.FATAL:
+                    kind = "status.error"
+                self._log.warning(
+                    "disconnected", reason=failure.reason, code=failure.code, retry_in=delay
+                )
+                await self.ctx.publish(
+                    [
+                        self.ctx.status(
+                            kind,
+                            reason=failure.reason,
+                            code=failure.code,
+                            message=self._message,
+                            retry_in=delay,
+                        )
+                    ]
+                )
+                await asyncio.sleep(delay)
+
+    async def _attempt(self, http: aiohttp.ClientSession) -> Failure:
+        if self.session.token_needed(time.time()):
+            failure = await self._login(http)
+            if failure is not None:
+                return failure
+        token = self.session.token
+        assert token is not None
+        cfg = self.config
+        try:
+            async with asyncio.timeout(cfg.connect_timeout):
+                ws = await http.ws_connect(
+                    self._ws_url.with_query(token=token),
+                    autoping=False,
+                    compress=0,
+                    timeout=aiohttp.ClientWSTimeout(
+                        ws_receive=None, ws_close=min(cfg.ping_timeout, 2.0)
+                    ),
+                )
+        except aiohttp.WSServerHandshakeError as exc:
+            # Its text names the URL, token and all: keep only the status.
+            failure = classify_http(
+                exc.status, exc.headers.get("Retry-After") if exc.headers else None
+            )
+            self._message = f"WebSocket handshake answered HTTP {exc.status}"
+            if failure.kind is Kind.AUTH:
+                self.session.drop_token()
+                return Failure(Kind.AUTH, "token_rejected", str(exc.status))
+            return failure
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            self._message = type(exc).__name__
+            return Failure(Kind.RETRYABLE, "connect_failed")
+        try:
+            return await self._stream(ws)
+        finally:
+            self.session.closed()
+            await ws.close()
+
+    async def _login(self, http: aiohttp.ClientSession) -> Failure | None:
+        cfg = self.config
+        body = {"username": cfg.username.reveal(), "password": cfg.password.reveal()}
+        self._log.info("login", url=log.redact_url(str(self._login_url)))
+        try:
+            async with http.post(
+                self._login_url,
+                json=body,
+                timeout=aiohttp.ClientTimeout(total=cfg.connect_timeout),
+            ) as resp:
+                raw = await resp.read()
+                status, retry_after = resp.status, resp.headers.get("Retry-After")
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            self._message = type(exc).__name__
+            return Failure(Kind.RETRYABLE, "login_failed")
+        if status != 200:
+            self._message = f"login answered HTTP {status}"
+            failure = classify_http(status, retry_after)
+            if failure.kind is Kind.AUTH:
+                return Failure(Kind.AUTH, "login_rejected", str(status))
+            return failure
+        try:
+            login = wire.decode_login(raw)
+        except msgspec.DecodeError as exc:
+            # Never log the body: it may hold a token we could not find to scrub.
+            self.ctx.bad_input("login", b"", exc)
+            return Failure(Kind.FATAL, "bad_login_response")
+        secret.register(login.token)
+        self.session.token_obtained(login.token, login.expires_in, time.time())
+        self._log.info("logged_in", expires_in=login.expires_in)
+        return None
+
+    # --- one connection ---------------------------------------------------------------------
+
+    async def _stream(self, ws: aiohttp.ClientWebSocketResponse) -> Failure:
+        now = time.time()
+        self.backoff.connected(now)
+        self._last_rx = time.monotonic()
+        self._pong_due = None
+        self._log.info("ws_connected", connection=self.session.connections + 1)
+        for message in self.session.open(now):
+            await ws.send_str(wire.encode(message))
+        events = await self._act(ws, [], b"")
+        if events:
+            await self.ctx.publish(events)
+        reader = asyncio.ensure_future(self._read(ws))
+        watchdog = asyncio.ensure_future(self._watch(ws))
+        try:
+            done, _ = await asyncio.wait({reader, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, watchdog):
+                task.cancel()
+            for task in (reader, watchdog):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        finished = done.pop()
+        error = finished.exception()
+        if isinstance(error, aiohttp.ClientError | OSError):
+            # A send (pong, subscribe) into a connection that just went away.
+            self._message = type(error).__name__
+            return Failure(Kind.RETRYABLE, "connection_lost")
+        return finished.result()
+
+    def _received(self, now: float) -> str:
+        # One canonical string per millisecond: formatting it is the costly part.
+        ms = int(now * 1000)
+        if ms != self._stamp_ms:
+            self._stamp_ms = ms
+            self._stamp = times.from_epoch(now)
+        return self._stamp
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> Failure:
+        session, publish, decode = self.session, self.ctx.publish, wire.decode
+        text, binary = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
+        while True:
+            msg = await ws.receive()
+            kind = msg.type
+            if kind is text or kind is binary:
+                self._last_rx = time.monotonic()
+                now = time.time()
+                try:
+                    decoded = decode(msg.data)
+                except msgspec.DecodeError as exc:
+                    self._undecodable(msg.data, exc)
+                    continue
+                events = session.receive(decoded, self._received(now), now)
+                if session.actions:
+                    events = await self._act(ws, events, msg.data)
+                if events:
+                    await publish(events)
+            elif kind is aiohttp.WSMsgType.PING:
+                await ws.pong(msg.data)
+            elif kind is aiohttp.WSMsgType.PONG:
+                self._pong_due = None
+            elif kind is aiohttp.WSMsgType.CLOSE:
+                return self._closed(int(msg.data), str(msg.extra or ""))
+            else:  # CLOSING, CLOSED, ERROR: the connection is gone
+                self._message = None if msg.data is None else type(msg.data).__name__
+                return Failure(Kind.RETRYABLE, "connection_lost", _code(ws.close_code))
+
+    def _undecodable(self, raw: str | bytes, exc: Exception) -> None:
+        name = wire.message_type(raw)
+        if name is not None and name not in wire.SERVER_TYPES:
+            self.ctx.unknown_type(name)
+        else:
+            self.ctx.bad_input(name or "message", raw, exc)
+
+    async def _act(
+        self, ws: aiohttp.ClientWebSocketResponse, events: list[Event], raw: str | bytes
+    ) -> list[Event]:
+        """Carry out the session's actions; status and gap events go before ``events``."""
+        first: list[Event] = []
+        for action in self.session.take_actions():
+            if isinstance(action, ses.Send):
+                await ws.send_str(wire.encode(action.message))
+            elif isinstance(action, ses.Connected):
+                self._log.info("subscribed", connection=self.session.connections)
+                first.append(self.ctx.status("status.connected", reason="subscribed"))
+            elif isinstance(action, ses.Gap):
+                self._log.info("gap", reason=action.reason, since=action.since, until=action.until)
+                first.append(
+                    self.ctx.gap(reason=action.reason, since=action.since, until=action.until)
+                )
+            else:
+                self.ctx.bad_input(action.kind, raw, action.error)
+        return first + events if first else events
+
+    def _closed(self, code: int, reason: str) -> Failure:
+        self._message = log.scrub_text(reason)[:200] or None
+        if code in AUTH_CLOSE_CODES:
+            expired = self.session.token_expired(time.time())
+            self.session.drop_token()
+            if expired:
+                return Failure(Kind.RETRYABLE, "token_expired", str(code))
+            return Failure(Kind.AUTH, "token_rejected", str(code))
+        return Failure(Kind.RETRYABLE, "server_closed", str(code))
+
+    async def _watch(self, ws: aiohttp.ClientWebSocketResponse) -> Failure:
+        """Liveness: a ping every ``ping_interval``, its pong within ``ping_timeout``; data-idle."""
+        cfg = self.config
+        next_ping = time.monotonic() + cfg.ping_interval
+        while True:
+            now = time.monotonic()
+            if self._pong_due is not None and now >= self._pong_due:
+                return Failure(Kind.RETRYABLE, "ping_timeout")
+            if now - self._last_rx >= cfg.idle_timeout:
+                return Failure(Kind.RETRYABLE, "idle_timeout")
+            deadline = self.session.deadline()
+            if deadline is not None and time.time() >= deadline:
+                return Failure(Kind.RETRYABLE, self.session.overdue())
+            if now >= next_ping:
+                next_ping = now + cfg.ping_interval
+                if self._pong_due is None:
+                    self._pong_due = now + cfg.ping_timeout
+                    try:
+                        await ws.ping()
+                    except (aiohttp.ClientError, OSError) as exc:
+                        self._message = type(exc).__name__
+                        return Failure(Kind.RETRYABLE, "connection_lost")
+            wake = min(next_ping, self._last_rx + cfg.idle_timeout, now + _TICK)
+            if self._pong_due is not None:
+                wake = min(wake, self._pong_due)
+            await asyncio.sleep(max(wake - time.monotonic(), 0.001))
+
+
+def _code(code: int | None) -> str | None:
+    return None if code is None else str(code)

@@ -1,0 +1,303 @@
+"""Trader WS adapter against the simulator over 127.0.0.1: auth, subscriptions, cuts, back-fill."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import itertools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import pytest
+
+from tests.conftest import Collector
+from tradebus import config, log
+from tradebus.adapters.base import SourceContext
+from tradebus.adapters.traderws.adapter import TraderWsAdapter
+from tradebus.config import TraderWsSource
+from tradebus.schemas.events import GapData, StatusData, event_type
+from tradebus.simulators.traderws import TraderWsSimulator
+
+USER = "trader-7"
+PASSWORD = "pw-Kx93-never-logged"
+EXPECTED_SUBSCRIPTIONS = {
+    ("quoteEvent", "EURUSD"),
+    ("quoteEvent", "GBPUSD"),
+    ("executionEvent", "EURUSD"),
+    ("executionEvent", "GBPUSD"),
+    ("portfolioEvent", "EURUSD"),
+    ("portfolioEvent", "GBPUSD"),
+    ("depthEvent", "EURUSD", "5"),
+    ("metricsEvent", "acc_123"),
+}
+
+
+def simulator(**kwargs: Any) -> TraderWsSimulator:
+    options: dict[str, Any] = {"rate": 40.0, "seed": 7, "auto_fills": False, **kwargs}
+    return TraderWsSimulator(username=USER, password=PASSWORD, **options)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[TraderWsSimulator]:
+    server = simulator()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def source(server: TraderWsSimulator, **overrides: Any) -> TraderWsSource:
+    table = {
+        **server.source_table("tws"),
+        "reconnect_min": 0.01,
+        "reconnect_max": 0.05,
+        "auth_retry": 0.2,
+        "ping_interval": 0.2,
+        "ping_timeout": 0.5,
+        "idle_timeout": 5.0,
+        "subscribe_timeout": 2.0,
+        "connect_timeout": 2.0,
+        **overrides,
+    }
+    parsed = config.parse({"sources": [table], "sinks": [{"type": "stdout", "name": "out"}]})
+    cfg = parsed.sources[0]
+    assert isinstance(cfg, TraderWsSource)
+    return cfg
+
+
+@contextlib.asynccontextmanager
+async def running(cfg: TraderWsSource, collector: Collector) -> AsyncIterator[None]:
+    ctx = SourceContext(cfg.name, "traderws", collector.publish)
+    task = asyncio.ensure_future(TraderWsAdapter(cfg, ctx).run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def statuses(collector: Collector, type_: str) -> list[StatusData]:
+    out: list[StatusData] = []
+    for e in collector.of_type(type_):
+        assert isinstance(e.data, StatusData)
+        out.append(e.data)
+    return out
+
+
+def executions(collector: Collector) -> list[str]:
+    return [e.id for e in collector.events if event_type(e).startswith("order.")]
+
+
+def index_of(collector: Collector, event_id: str) -> int:
+    return next(i for i, e in enumerate(collector.events) if e.id == event_id)
+
+
+def exec_ids(made: list[dict[str, Any]]) -> list[str]:
+    return [f"tws:exec:{ex['executionId']}" for ex in made]
+
+
+async def test_login_subscribe_and_stream(sim: TraderWsSimulator, collector: Collector) -> None:
+    """Logs in once, subscribes the configured set and streams only subscribed symbols."""
+    async with running(source(sim), collector):
+        await collector.wait_count("status.connected", 1)
+        await collector.wait_count("quote.updated", 10)
+        await collector.wait_count("depth.updated", 1)
+    assert len(sim.login_attempts) == 1
+    assert sim.connections[0].subscriptions == EXPECTED_SUBSCRIPTIONS
+    assert {e.symbol for e in collector.of_type("quote.updated")} <= {"EURUSD", "GBPUSD"}
+    depth = collector.of_type("depth.updated")[0]
+    assert (depth.symbol, len(depth.data.bids), len(depth.data.asks)) == ("EURUSD", 5, 5)  # type: ignore[union-attr]
+    assert collector.types()[0] == "status.connected"
+
+
+async def test_resubscribe_after_cut(sim: TraderWsSimulator, collector: Collector) -> None:
+    """After a cut the adapter reconnects with the same token and the same subscription set."""
+    async with running(source(sim), collector):
+        await collector.wait_count("status.connected", 1)
+        sim.cut()
+        await collector.wait_count("status.connected", 2)
+    assert [d.reason for d in statuses(collector, "status.disconnected")] == ["connection_lost"]
+    assert len(sim.login_attempts) == 1
+    assert len(sim.connections) == 2
+    assert sim.connections[0].subscriptions == sim.connections[1].subscriptions
+    assert sim.connections[1].subscriptions == EXPECTED_SUBSCRIPTIONS
+
+
+async def test_expired_token_logs_in_again(collector: Collector) -> None:
+    """A token past its lifetime closes the socket (4001); the adapter logs in again at once."""
+    server = simulator(token_lifetime=3.0)
+    await server.start()
+    try:
+        async with running(source(server), collector):
+            await collector.wait_count("status.connected", 2, timeout=15)
+    finally:
+        await server.stop()
+    [gone] = statuses(collector, "status.disconnected")
+    assert (gone.reason, gone.code) == ("token_expired", "4001")
+    assert statuses(collector, "status.auth_failed") == []
+    assert len(server.login_attempts) == 2
+    assert server.connections[0].token != server.connections[1].token
+
+
+async def test_revoked_token_is_auth_failure_then_relogin(
+    sim: TraderWsSimulator, collector: Collector
+) -> None:
+    """A token the server revokes (4001 while our clock says valid) → auth_failed, slow re-login."""
+    async with running(source(sim), collector):
+        await collector.wait_count("status.connected", 1)
+        await sim.expire_tokens()
+        await collector.wait_count("status.connected", 2)
+    [failed] = statuses(collector, "status.auth_failed")
+    assert (failed.reason, failed.code) == ("token_rejected", "4001")
+    assert failed.retry_in is not None
+    assert 0.1 <= failed.retry_in <= 0.2
+    assert len(sim.login_attempts) == 2
+
+
+async def test_login_rejected_is_auth_failed_without_hot_loop(
+    sim: TraderWsSimulator, collector: Collector
+) -> None:
+    """Login 401 → status.auth_failed each time, retried no faster than auth_retry allows."""
+    sim.reject_logins = True
+    async with running(source(sim), collector):
+        await collector.wait_count("status.auth_failed", 3)
+        failed = statuses(collector, "status.auth_failed")
+        attempts = list(sim.login_attempts)
+        sim.reject_logins = False
+        await collector.wait_count("status.connected", 1)
+    assert [(d.reason, d.code) for d in failed[:3]] == [("login_rejected", "401")] * 3
+    assert all(d.retry_in is not None and 0.1 <= d.retry_in <= 0.2 for d in failed)
+    assert len(attempts) in (len(failed), len(failed) + 1)
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert min(gaps) >= 0.09
+    assert sim.connections[0].subscriptions == EXPECTED_SUBSCRIPTIONS
+
+
+async def test_stall_is_ping_timeout(sim: TraderWsSimulator, collector: Collector) -> None:
+    """A server that stops answering pings → status.disconnected ping_timeout, then reconnect."""
+    async with running(source(sim), collector):
+        await collector.wait_count("status.connected", 1)
+        sim.stall()
+        await collector.wait_count("status.connected", 2)
+    assert [d.reason for d in statuses(collector, "status.disconnected")] == ["ping_timeout"]
+
+
+async def test_silence_is_idle_timeout(sim: TraderWsSimulator, collector: Collector) -> None:
+    """A server that pongs but sends nothing for idle_timeout → disconnected idle_timeout."""
+    async with running(source(sim, idle_timeout=0.6), collector):
+        await collector.wait_count("quote.updated", 1)
+        sim.quiet()
+        await collector.wait_count("status.connected", 2)
+    assert [d.reason for d in statuses(collector, "status.disconnected")] == ["idle_timeout"]
+
+
+async def test_answers_server_pings(collector: Collector) -> None:
+    """Server pings are answered with pongs; the connection stays up."""
+    server = simulator(server_ping_interval=0.1)
+    await server.start()
+    try:
+        async with running(source(server), collector):
+            await collector.wait_count("status.connected", 1)
+            await server.wait_until(lambda: server.connections[0].pongs >= 3)
+    finally:
+        await server.stop()
+    assert collector.of_type("status.disconnected") == []
+
+
+async def test_fills_during_cut_backfilled_once_before_live(
+    sim: TraderWsSimulator, collector: Collector
+) -> None:
+    """Fills made while away are emitted once, after the gap, before later live events."""
+    async with running(source(sim), collector):
+        await collector.wait_count("status.connected", 1)
+        before = exec_ids(await sim.make_fill(symbol="EURUSD"))
+        await collector.wait_for(lambda c: set(before) <= set(executions(c)))
+        away = exec_ids(await sim.fills_while_away(1, symbol="GBPUSD", partial=True))
+        await collector.wait_count("status.connected", 2)
+        away += exec_ids(await sim.fills_while_away(1, symbol="EURUSD"))
+        await collector.wait_count("status.connected", 3)
+        await collector.wait_for(lambda c: set(away) <= set(executions(c)))
+        after = exec_ids(await sim.make_fill(symbol="GBPUSD"))
+        await collector.wait_for(lambda c: set(after) <= set(executions(c)))
+    assert len(away) == 5
+    assert executions(collector) == before + away + after
+    gaps = [e.data for e in collector.of_type("status.gap")]
+    assert all(isinstance(g, GapData) for g in gaps)
+    assert [g.reason for g in gaps] == ["quotes_not_backfilled"] * 2  # type: ignore[union-attr]
+    last_gap = collector.of_type("status.gap")[-1].id
+    assert index_of(collector, last_gap) < index_of(collector, away[-2])
+    kinds = [r["type"] for r in sim.history_requests]
+    assert kinds == ["dealHistory", "orderHistory"] * 2
+    assert all(r["accountId"] == "acc_123" for r in sim.history_requests)
+
+
+async def test_live_messages_held_until_history_is_in(
+    sim: TraderWsSimulator, collector: Collector
+) -> None:
+    """Live events arriving while the history is pending are published after the back-fill."""
+    async with running(source(sim), collector):
+        await collector.wait_count("status.connected", 1)
+        sim.hold_history = True
+        away = exec_ids(await sim.fills_while_away(1, symbol="EURUSD"))
+        await asyncio.wait_for(sim.history_held.wait(), 10)
+        live = exec_ids(await sim.make_fill(symbol="GBPUSD"))
+        quotes_before = len(collector.of_type("quote.updated"))
+        await sim.wait_until(lambda: len(sim.history_requests) == 2)
+        sim.release_history()
+        await collector.wait_for(lambda c: set(away + live) <= set(executions(c)))
+        await collector.wait_count("quote.updated", quotes_before + 1)
+    assert executions(collector) == away + live
+    resumed = index_of(collector, collector.of_type("status.connected")[1].id)
+    after = [event_type(e) for e in collector.events[resumed:]]
+    first_quote = after.index("quote.updated")
+    assert after[:first_quote].count("order.filled") == 2  # both fills came before any quote
+
+
+async def test_upstream_error_and_subscribe_timeout(
+    sim: TraderWsSimulator, collector: Collector
+) -> None:
+    """An error reply becomes status.error; the ack that never comes → subscribe_timeout."""
+    cfg = source(sim, depth=["XAUEUR"], subscribe_timeout=0.5)
+    async with running(cfg, collector):
+        await collector.wait_count("status.disconnected", 1)
+    [error] = statuses(collector, "status.error")[:1]
+    assert (error.reason, error.code, error.message) == (
+        "depthSubscribe",
+        "UNKNOWN_SYMBOL",
+        "symbol XAUEUR is not tradable",
+    )
+    assert statuses(collector, "status.disconnected")[0].reason == "subscribe_timeout"
+
+
+async def test_token_and_password_never_logged(
+    sim: TraderWsSimulator, collector: Collector
+) -> None:
+    """Neither the JWT nor the password appears in any log line or event."""
+    stream = io.StringIO()
+    log.configure("debug", stream=stream)
+    try:
+        async with running(source(sim), collector):
+            await collector.wait_count("status.connected", 1)
+            sim.refuse_connections = True
+            sim.cut()
+            await collector.wait_for(
+                lambda c: any(d.code == "503" for d in statuses(c, "status.disconnected"))
+            )
+            sim.refuse_connections = False
+            await sim.expire_tokens()
+            await collector.wait_count("status.connected", 2)
+    finally:
+        log.configure("debug")
+    text = stream.getvalue()
+    events = b"".join(msgspec.json.encode(e) for e in collector.events).decode()
+    assert len(sim.tokens) == 2
+    for token in sim.tokens:
+        assert token not in text
+        assert token not in events
+        assert token.split(".")[2] not in text
+    assert PASSWORD not in text
+    assert PASSWORD not in events
+    assert f'"url": "ws://127.0.0.1:{sim.port}/api/v1/ws"' in text
+    assert '"event": "ws_connected"' in text
