@@ -82,6 +82,8 @@ class TpAlertsSource(SourceBase, tag="tpalerts", frozen=True, kw_only=True):
     # No byte for ``missed_pings`` ping intervals → reconnect with a status.disconnected.
     missed_pings: Count = 3
     symbol_cache: Count = 10_000
+    # Event ids remembered to drop what a reconnect repeats.
+    dedupe_size: Count = 10_000
 
 
 class TraderWsSource(SourceBase, tag="traderws", frozen=True, kw_only=True):
