@@ -166,6 +166,8 @@ class TtmtAdapter:
                 self.backoff.disconnected(loop.time())
 
     def _classify(self, exc: SSEError) -> Failure:
+        # SSEError messages hold a redacted URL and no header: safe to log as they are.
+        self.ctx.log.info("stream_error", error=str(exc))
         if isinstance(exc, ContentTypeError):
             self.ctx.bad_input("content_type", exc.excerpt, exc)
         elif isinstance(exc, ReadTimeoutError):
