@@ -15,7 +15,7 @@ from tradebus import config
 from tradebus.adapters.base import SourceContext, factory_for
 from tradebus.adapters.tpalerts.adapter import TpAlertsAdapter
 from tradebus.schemas.events import Event, SignalData, StatusData, event_type
-from tradebus.simulators.tpalerts import TpAlertsSimulator
+from tradebus.simulators.tpalerts import FIRST_ALERT_ID, MARKETS, AlertScript, TpAlertsSimulator
 
 NAME = "alerts"
 TOKEN = "tp_live_test_7a1c2e"
@@ -344,3 +344,28 @@ async def test_accept_and_never_send_times_out_and_recovers(
     assert isinstance(first.data, StatusData)
     assert first.data.reason == "no_response"
     assert adapter.ctx.counters["bad.no_response"] >= 1
+
+
+def test_the_script_is_deterministic_and_plays_whole_lifecycles() -> None:
+    """One seed gives one feed; every alert opens with working and ends at most once, gain exact."""
+    first = list(itertools.islice(AlertScript(7), 300))
+    assert first == list(itertools.islice(AlertScript(7), 300))
+    assert first != list(itertools.islice(AlertScript(8), 300))
+    states: dict[int, str] = {}
+    workings: dict[int, dict[str, Any]] = {}
+    for name, payload in first:
+        alert = payload["id"]
+        previous = states.get(alert)
+        allowed = {"working": None, "onGoing": "working", "aborted": "working", "closed": "onGoing"}
+        assert previous == allowed[name], (alert, previous, name)
+        states[alert] = name
+        if name == "working":
+            assert alert == FIRST_ALERT_ID + len(workings)
+            workings[alert] = payload
+        if name == "closed":
+            w = workings[alert]
+            decimals = next(d for _, t, _, d in MARKETS if t == w["ticker"])
+            long = w["target"] > w["start"]
+            move = payload["exit"] - w["start"]
+            assert payload["gain"] == round(move if long else -move, decimals)
+            assert payload["closedAt"] > w["startedAt"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import msgspec
@@ -325,3 +326,26 @@ def test_any_working_payload_round_trips_into_the_event(
     assert event.id == f"s:{alert_id}:working"
     assert event.symbol == ticker
     assert event.data == SignalData(alert_id=alert_id, entry=start, target=target, stop=stop)
+
+
+@given(cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=30))
+def test_golden_feed_gives_the_same_events_however_it_is_chunked(cuts: list[int]) -> None:
+    """The doc's frames, split anywhere, give the same canonical events as read whole."""
+    feed = b"".join(
+        (DATA / f"{name}.sse").read_bytes() for name in ("ping", "working", "ongoing", "closed")
+    )
+    bounds = sorted({0, len(feed), *(c % (len(feed) + 1) for c in cuts)})
+    decoder, cache = SSEDecoder(), AlertCache(maxsize=10)
+    events = []
+    for start, end in itertools.pairwise(bounds):
+        for message in decoder.feed(feed[start:end]):
+            decoded = wire.decode(message.event, message.data)
+            assert decoded is not None
+            events.extend(cache.events(decoded, "alerts", RECEIVED))
+    assert [e.id for e in events] == [
+        "alerts:35443:working",
+        "alerts:35443:onGoing",
+        "alerts:35443:closed",
+    ]
+    assert [e.symbol for e in events] == ["BTC/USD"] * 3
+    assert events[2] == normalize(decode_golden("closed"), "alerts", RECEIVED, CONTEXT)[0]

@@ -53,7 +53,9 @@ HUGE_LINE: Final = 10 * 1024 * 1024
 # At --rate 0, frames go out in writes of this many: big enough that the socket, not Python,
 # is the limit.
 _BATCH: Final = 256
-_SENT_KEPT: Final = 10_000
+# Event frames kept for replay (Last-Event-ID, replay_on_reconnect) and in ``sent``: a demo
+# running for days must not grow without bound.
+_KEPT: Final = 10_000
 
 # (instrument, ticker, price level, decimals): realistic levels and precision per market.
 MARKETS: Final[tuple[tuple[str, str, float, int], ...]] = (
@@ -228,12 +230,13 @@ class TpAlertsSimulator:
         self.attempts = 0
         self.attempt_times: list[float] = []
         self.last_event_ids: list[str | None] = []
-        self.sent: deque[tuple[str, dict[str, Any]]] = deque(maxlen=_SENT_KEPT)
+        self.sent: deque[tuple[str, dict[str, Any]]] = deque(maxlen=_KEPT)
         self.lost: list[tuple[str, dict[str, Any]]] = []
         # --- internals
         self._script = AlertScript(seed)
         self._frames: list[tuple[str, dict[str, Any], bytes]] = []
-        self._cursor = 0
+        self._base = 0  # the number of the frame _frames[0] holds (0-based)
+        self._cursor = 0  # the number of the next frame to send
         self._injected: deque[bytes] = deque()
         self._failures: deque[tuple[int, str | None]] = deque()
         self._cut_after: int | None = None
@@ -241,6 +244,7 @@ class TpAlertsSimulator:
         self._conns: set[_Conn] = set()
         self._closing = asyncio.Event()
         self._wake = asyncio.Event()
+        self._host = "127.0.0.1"
         app = web.Application()
         app.router.add_get(PATH, self._alerts)
         self._server = AppServer(app)
@@ -255,10 +259,15 @@ class TpAlertsSimulator:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{PATH}"
+        # A wildcard bind is reached on the loopback address.
+        host = "127.0.0.1" if self._host in ("", "0.0.0.0", "::") else self._host  # noqa: S104
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}{PATH}"
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._closing.clear()
+        self._host = host
         await self._server.start(host, port)
 
     async def stop(self) -> None:
@@ -346,9 +355,9 @@ class TpAlertsSimulator:
 
     def _resume_from(self, last_event_id: str | None) -> None:
         if self.send_ids and last_event_id is not None and last_event_id.isdigit():
-            self._cursor = min(int(last_event_id), len(self._frames))
+            self._cursor = min(max(int(last_event_id), self._base), self._end())
         elif self.replay_on_reconnect:
-            self._cursor = max(0, self._cursor - self.replay_on_reconnect)
+            self._cursor = max(self._base, self._cursor - self.replay_on_reconnect)
 
     async def _stream(
         self, request: web.Request, response: web.StreamResponse, conn: _Conn
@@ -399,14 +408,14 @@ class TpAlertsSimulator:
         return self.events is None or self._cursor < self.events
 
     def _build(self, upto: int) -> None:
-        while len(self._frames) < upto:
+        while self._end() < upto:
             name, payload = next(self._script)
             self._frames.append((name, payload, frame(name, payload)))
 
     def _take(self, n: int) -> list[tuple[str, dict[str, Any], bytes]]:
         end = self._cursor + n if self.events is None else min(self.events, self._cursor + n)
         self._build(end)
-        taken = self._frames[self._cursor : end]
+        taken = self._frames[self._cursor - self._base : end - self._base]
         if self.send_ids:
             # Numbered frames (1-based, as Last-Event-ID resumes) are built only when asked for.
             taken = [
@@ -414,7 +423,14 @@ class TpAlertsSimulator:
                 for number, (name, payload, _) in enumerate(taken, self._cursor + 1)
             ]
         self._cursor = end
+        if end - self._base > 2 * _KEPT:
+            drop = end - self._base - _KEPT
+            del self._frames[:drop]
+            self._base += drop
         return taken
+
+    def _end(self) -> int:
+        return self._base + len(self._frames)
 
     def _budget(self) -> int:
         n = _BATCH if self.rate == 0 else 1
