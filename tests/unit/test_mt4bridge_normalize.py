@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tradebus.adapters.mt4bridge import normalize, wire
+from tradebus.adapters.mt4bridge.adapter import ws_url
 from tradebus.schemas.events import (
     AccountData,
     AccountUpdated,
@@ -347,3 +348,12 @@ def test_any_quote_batch_decodes_in_order(quotes: list[dict[str, object]]) -> No
     assert [(m.symbol, m.bid, m.ask) for m in decoded.messages if isinstance(m, wire.Quote)] == [
         (q["symbol"], q["bid"], q["ask"]) for q in quotes
     ]
+
+
+def test_ws_url_is_derived_from_the_rest_base() -> None:
+    """WS /events sits under the configured base: http → ws, https → wss."""
+    assert ws_url("http://127.0.0.1:8080/mt4/client") == "ws://127.0.0.1:8080/mt4/client/events"
+    assert (
+        ws_url("https://api.metatraderapi.xyz/mt4/client/")
+        == "wss://api.metatraderapi.xyz/mt4/client/events"
+    )
