@@ -67,11 +67,11 @@ def source(server: TraderWsSimulator, **overrides: Any) -> TraderWsSource:
 
 
 @contextlib.asynccontextmanager
-async def running(cfg: TraderWsSource, collector: Collector) -> AsyncIterator[None]:
+async def running(cfg: TraderWsSource, collector: Collector) -> AsyncIterator[SourceContext]:
     ctx = SourceContext(cfg.name, "traderws", collector.publish)
     task = asyncio.ensure_future(TraderWsAdapter(cfg, ctx).run())
     try:
-        yield
+        yield ctx
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -223,9 +223,9 @@ async def test_fills_during_cut_backfilled_once_before_live(
         await collector.wait_for(lambda c: set(after) <= set(executions(c)))
     assert len(away) == 5
     assert executions(collector) == before + away + after
-    gaps = [e.data for e in collector.of_type("status.gap")]
-    assert all(isinstance(g, GapData) for g in gaps)
-    assert [g.reason for g in gaps] == ["quotes_not_backfilled"] * 2  # type: ignore[union-attr]
+    gaps = [e.data for e in collector.of_type("status.gap") if isinstance(e.data, GapData)]
+    assert [g.reason for g in gaps] == ["quotes_not_backfilled"] * 2
+    assert all(g.since is not None and g.until is not None and g.since < g.until for g in gaps)
     last_gap = collector.of_type("status.gap")[-1].id
     assert index_of(collector, last_gap) < index_of(collector, away[-2])
     kinds = [r["type"] for r in sim.history_requests]
@@ -301,3 +301,29 @@ async def test_token_and_password_never_logged(
     assert PASSWORD not in events
     assert f'"url": "ws://127.0.0.1:{sim.port}/api/v1/ws"' in text
     assert '"event": "ws_connected"' in text
+
+
+async def test_bad_and_unknown_messages_are_counted_and_skipped(
+    sim: TraderWsSimulator, collector: Collector
+) -> None:
+    """Malformed, invalid and unknown messages are counted, skipped, and the stream goes on."""
+    async with running(source(sim), collector) as ctx:
+        await collector.wait_count("status.connected", 1)
+        sim.inject("not json")
+        sim.inject('{"type":"newsEvent","payload":{"headline":"x"}}')
+        sim.inject('{"type":"quoteEvent","payload":{"bid":1.0}}')
+        sim.inject(
+            '{"type":"executionEvent","payload":'
+            '{"executionId":"e1","orderId":"o1","status":"SETTLED"}}'
+        )
+        seen = len(collector.of_type("quote.updated"))
+        await collector.wait_count("quote.updated", seen + 3)
+        counters = dict(ctx.counters)
+    assert counters == {
+        "bad.message": 1,
+        "unknown.newsEvent": 1,
+        "bad.quoteEvent": 1,
+        "bad.executionEvent": 1,
+    }
+    assert executions(collector) == []
+    assert collector.of_type("status.disconnected") == []

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tradebus.adapters.traderws import normalize, wire
 from tradebus.schemas.events import (
@@ -290,3 +292,28 @@ def test_login_response_and_unknown_type() -> None:
         wire.decode(b'{"type":"newsEvent","payload":{}}')
     assert wire.message_type(b'{"type":"newsEvent","payload":{}}') == "newsEvent"
     assert wire.message_type(b"not json") is None
+
+
+GOLDEN_STREAM = [
+    "quoteEvent.json",
+    "depthEvent.json",
+    "executionEvent_filled.json",
+    "portfolioEvent.json",
+    "metricsEvent.json",
+    "error.json",
+]
+_extra = st.dictionaries(
+    st.text(min_size=1, max_size=8).filter(lambda k: k[0] == "x"),
+    st.one_of(st.none(), st.integers(), st.text(max_size=5), st.lists(st.integers(), max_size=3)),
+    max_size=4,
+)
+
+
+@given(extra=_extra, outer=_extra)
+def test_unknown_fields_are_ignored(extra: dict[str, object], outer: dict[str, object]) -> None:
+    """Fields the upstream adds (in the envelope or the payload) change nothing decoded."""
+    for name in GOLDEN_STREAM:
+        doc = msgspec.json.decode(golden(name))
+        doc["payload"] = {**extra, **doc["payload"]}
+        widened = msgspec.json.encode({**outer, **doc})
+        assert wire.decode(widened) == wire.decode(golden(name))

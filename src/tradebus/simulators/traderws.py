@@ -56,7 +56,7 @@ sides and ids depend only on the seed; timestamps are the wall clock.
 
 Fault knobs (plain attributes and methods): ``reject_logins``, ``reject_tokens``,
 ``refuse_connections``, ``hold_history`` / ``release_history()``, ``cut()``, ``stall()``,
-``quiet()``, ``expire_tokens()``, ``make_fill()``, ``fills_while_away()``.
+``quiet()``, ``expire_tokens()``, ``inject()``, ``make_fill()``, ``fills_while_away()``.
 """
 
 from __future__ import annotations
@@ -267,6 +267,11 @@ class TraderWsSimulator:
         """Open connections stop sending messages but still answer pings."""
         for conn in self.live:
             conn.quiet = True
+
+    def inject(self, text: str) -> None:
+        """Send ``text`` as is to every open connection: malformed or unknown messages."""
+        for conn in list(self.live):
+            self._send(conn, text)
 
     async def expire_tokens(self) -> None:
         """Every issued token expires now; open connections are closed with 4001."""
