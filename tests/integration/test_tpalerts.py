@@ -230,6 +230,22 @@ async def test_503_backs_off_honours_retry_after_and_recovers(
     assert collector.types()[:4] == ["status.error"] * 3 + ["status.connected"]
 
 
+async def test_sse_retry_field_is_a_floor_for_the_reconnect_delay(
+    sim: TpAlertsSimulator, collector: Collector
+) -> None:
+    """A ``retry:`` the stream sent holds the next reconnect back at least that long."""
+    sim.inject(b"retry: 700\n\n")
+    sim.cut_after(2)
+    async with running(sim, collector):
+        await collector.wait_count("status.connected", 2)
+        await collector.wait_for(n_signals(10))
+    (gone,) = collector.of_type("status.disconnected")
+    assert isinstance(gone.data, StatusData)
+    assert gone.data.retry_in is not None
+    assert gone.data.retry_in >= 0.7
+    assert sim.attempt_times[1] - sim.attempt_times[0] >= 0.69  # timer granularity
+
+
 async def test_cut_mid_frame_drops_the_partial_event_only(
     sim: TpAlertsSimulator, collector: Collector
 ) -> None:
