@@ -48,7 +48,7 @@ from tradebus.simulators.base import AppServer
 PATH: Final = "/api/v1/alerts"
 FIRST_ALERT_ID: Final = 35443
 BASE_TIME: Final = datetime(2026, 1, 5, 8, 0, 0, tzinfo=UTC).timestamp()
-DEMO_TOKEN: Final = "tp-demo-token-5f1c"  # noqa: S105 - the fake server's own demo credential
+DEMO_TOKEN: Final = "tp_demo_token"  # noqa: S105 - the fake server's own demo credential
 HUGE_LINE: Final = 10 * 1024 * 1024
 # At --rate 0, frames go out in writes of this many: big enough that the socket, not Python,
 # is the limit.
