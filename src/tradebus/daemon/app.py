@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from tradebus import log
-from tradebus.adapters.base import Adapter, SourceContext, factory_for
+from tradebus.adapters.base import Adapter, AdapterFactory, SourceContext, factory_for
 from tradebus.backoff import Backoff, Failure, Kind
 from tradebus.bus import Bus, SinkWorker
 from tradebus.config import Config, SourceConfig, kind
@@ -25,7 +25,14 @@ from tradebus.sinks.base import factory_for as sink_factory_for
 class Daemon:
     """One configured daemon. ``run`` returns when ``stop`` is set and every sink is drained."""
 
-    def __init__(self, config: Config, *, sinks: Sequence[Sink] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        sinks: Sequence[Sink] | None = None,
+        factories: Mapping[str, AdapterFactory] | None = None,
+    ) -> None:
+        """``sinks`` and ``factories`` (by source ``type``) replace the built-ins when embedding."""
         self.config = config
         built = (
             list(sinks)
@@ -41,7 +48,8 @@ class Daemon:
             provider = cast(Provider, kind(source))
             ctx = SourceContext(source.name, provider, self.bus.publish)
             self.contexts[source.name] = ctx
-            self.adapters.append(factory_for(provider)(source, ctx))
+            factory = (factories or {}).get(provider) or factory_for(provider)
+            self.adapters.append(factory(source, ctx))
         self.ready = asyncio.Event()
         self._log: Any = log.get()
 

@@ -1,0 +1,104 @@
+"""SourceContext: bad input counted and logged once (bounded), status events, bounded caches."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from tradebus import log
+from tradebus.adapters.base import BoundedDict, BoundedSet, SourceContext
+from tradebus.schemas.events import Event, event_type
+
+
+async def _discard(_events: Sequence[Event]) -> None:
+    pass
+
+
+@pytest.fixture
+def logs() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    log.configure("debug", stream=stream)
+    yield stream
+    log.configure("debug")
+
+
+def _lines(stream: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_bad_input_is_counted_every_time_and_logged_with_a_bounded_excerpt(
+    logs: io.StringIO,
+) -> None:
+    """Each bad message counts; the log line carries an excerpt of at most ~200 characters."""
+    ctx = SourceContext("s", "ttmt", _discard)
+    ctx.bad_input("malformed", b"{" + b"x" * 10_000_000, ValueError("boom"))
+    assert ctx.counters["bad.malformed"] == 1
+    (line,) = _lines(logs)
+    assert line["event"] == "bad_input"
+    assert line["kind"] == "malformed"
+    assert line["source"] == "s"
+    excerpt = str(line["excerpt"])
+    assert excerpt.startswith("{xxx")
+    assert excerpt.endswith("…(+9999801 more)")
+    assert len(excerpt) < 300
+
+
+def test_a_flood_of_bad_input_logs_first_ten_then_powers_of_ten(logs: io.StringIO) -> None:
+    """A feed gone bad cannot flood the log: 1000 bad messages give 12 lines, 1000 counted."""
+    ctx = SourceContext("s", "ttmt", _discard)
+    for _ in range(1000):
+        ctx.bad_input("malformed", b"{")
+    assert ctx.counters["bad.malformed"] == 1000
+    assert [line["count"] for line in _lines(logs)] == [*range(1, 11), 100, 1000]
+
+
+def test_unknown_type_is_counted_and_logged_once_at_info(logs: io.StringIO) -> None:
+    """An unknown event type is not an error: counted per name, one info line per name."""
+    ctx = SourceContext("s", "ttmt", _discard)
+    for _ in range(3):
+        ctx.unknown_type("new_thing")
+    assert ctx.counters["unknown.new_thing"] == 3
+    (line,) = _lines(logs)
+    assert (line["event"], line["level"], line["name"]) == (
+        "unknown_event_type",
+        "info",
+        "new_thing",
+    )
+
+
+def test_status_events_have_unique_ids_and_no_secret_in_message() -> None:
+    """Status ids never repeat; messages are scrubbed of known secrets and URL queries."""
+    ctx = SourceContext("src", "traderws", _discard)
+    a = ctx.status("status.error", reason="x", message="at wss://h/ws?token=eyJabc", code=500)
+    b = ctx.status("status.error", reason="x")
+    assert a.id != b.id
+    assert a.id.startswith("src:status.error:")
+    assert event_type(a) == "status.error"
+    assert a.data.message == "at wss://h/ws?***"  # type: ignore[union-attr]
+    assert a.data.code == "500"  # type: ignore[union-attr]
+    gap = ctx.gap(first_missing=5, last_missing=9, reason="buffer")
+    assert (gap.data.first_missing, gap.data.last_missing) == (5, 9)  # type: ignore[union-attr]
+
+
+def test_bounded_set_forgets_the_oldest() -> None:
+    """BoundedSet keeps at most maxsize members, evicting the oldest first."""
+    seen: BoundedSet[int] = BoundedSet(3)
+    for n in range(5):
+        seen.add(n)
+    assert [n in seen for n in range(5)] == [False, False, True, True, True]
+    assert len(seen) == 3
+
+
+def test_bounded_dict_evicts_least_recently_set() -> None:
+    """BoundedDict evicts the least recently set key; re-setting refreshes a key."""
+    cache: BoundedDict[str, int] = BoundedDict(2)
+    cache.set("a", 1)
+    cache.set("b", 2)
+    cache.set("a", 3)
+    cache.set("c", 4)
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (3, None, 4)
+    assert cache.pop("a") == 3
+    assert len(cache) == 1

@@ -1,0 +1,93 @@
+"""The daemon's supervision: an adapter that dies of a bug is restarted; the others go on."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tradebus import config
+from tradebus.adapters.base import SourceContext
+from tradebus.daemon.app import Daemon
+from tradebus.schemas.events import Event, QuoteData, QuoteUpdated, event_type
+from tradebus.sinks.base import Batch
+
+T = "2026-06-09T14:32:01.123Z"
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.name = "mem"
+        self.events: list[Event] = []
+        self.changed = asyncio.Condition()
+
+    async def open(self) -> None:
+        pass
+
+    async def write(self, batch: Batch) -> None:
+        async with self.changed:
+            self.events.extend(batch.events)
+            self.changed.notify_all()
+
+    async def close(self) -> None:
+        pass
+
+    def reopen(self) -> None:
+        pass
+
+    async def wait_for(self, types: list[str]) -> None:
+        async with self.changed:
+            await asyncio.wait_for(
+                self.changed.wait_for(lambda: [event_type(e) for e in self.events] == types), 10
+            )
+
+
+class CrashOnce:
+    """Raises a bug on its first run, then publishes one quote and idles."""
+
+    runs = 0
+
+    def __init__(self, cfg: Any, ctx: SourceContext) -> None:
+        self.name = cfg.name
+        self.ctx = ctx
+
+    async def run(self) -> None:
+        CrashOnce.runs += 1
+        if CrashOnce.runs == 1:
+            raise KeyError("a bug")
+        await self.ctx.publish(
+            [
+                QuoteUpdated(
+                    id=f"{self.name}:q",
+                    source=self.name,
+                    provider="ttmt",
+                    time=T,
+                    received=T,
+                    data=QuoteData(bid=1.0),
+                )
+            ]
+        )
+        await asyncio.Event().wait()
+
+
+async def test_crashed_adapter_is_reported_and_restarted() -> None:
+    """A bug in an adapter gives one status.error and a restart; the daemon keeps running."""
+    cfg = config.parse(
+        {
+            "sources": [
+                {"name": "t", "type": "ttmt", "url": "http://127.0.0.1:1/s", "api_key": "k"}
+            ],
+            "sinks": [{"name": "mem", "type": "stdout"}],
+        },
+        env={},
+    )
+    sink = Sink()
+    daemon = Daemon(cfg, sinks=[sink], factories={"ttmt": CrashOnce})
+    stop = asyncio.Event()
+    running = asyncio.create_task(daemon.run(stop))
+    await sink.wait_for(["status.error", "quote.updated"])
+    stop.set()
+    assert await running
+    error = sink.events[0]
+    assert error.data.reason == "adapter_crashed"  # type: ignore[union-attr]
+    assert error.data.message == "KeyError"  # type: ignore[union-attr]
+    assert daemon.contexts["t"].counters["adapter_crashed"] == 1
