@@ -41,8 +41,12 @@ from typing import Self
 import aiohttp
 
 from tradebus import log
-from tradebus.backoff import Failure, Kind, classify_http
+from tradebus.adapters.base import SourceContext
+from tradebus.backoff import Backoff, Failure, Kind, classify_http
+from tradebus.config import SourceBase
 from tradebus.errors import SourceError, UpstreamProtocolError
+from tradebus.schemas.events import Event
+from tradebus.secret import Secret
 from tradebus.sse import SSEDecoder, SSEMessage
 
 __all__ = [
@@ -237,3 +241,136 @@ class SSEConnection:
 def _describe(exc: BaseException) -> str:
     """An aiohttp error as text fit for a log line: type name, no URL query, no secret."""
     return log.scrub_text(f"{type(exc).__name__}: {exc}")[:300]
+
+
+class SSESource:
+    """The connection loop every SSE adapter shares: connect, read, publish, back off, repeat.
+
+    A subclass handles reads (``_on_read``: publish what one read gave; return a planned end
+    announced in-band, if any) and may refine ``_on_connected`` and ``_timed_out``. The base owns
+    the Last-Event-ID cursor (moved only after ``_on_read`` returned, i.e. after publishing),
+    the stream's ``retry:`` floor, the backoff, and the one status event of each connection's end.
+    """
+
+    def __init__(
+        self,
+        config: SourceBase,
+        ctx: SourceContext,
+        *,
+        credential: Secret,
+        read_timeout: float,
+        params: dict[str, str] | None = None,
+        account: str | None = None,
+    ) -> None:
+        self.name = config.name
+        self.ctx = ctx
+        self.url = config.url
+        self.backoff = Backoff(
+            base=config.reconnect_min,
+            cap=config.reconnect_max,
+            stable_after=config.stable_after,
+            auth_delay=config.auth_retry,
+        )
+        self._credential = credential
+        self._read_timeout = read_timeout
+        self._params = params
+        self._account = account
+        self._cursor = ""  # Last-Event-ID: moved only after its read was published
+        self._retry_floor = 0.0  # the stream's ``retry:``, in seconds
+
+    async def run(self) -> None:
+        self.ctx.log.info("source_starting", url=log.redact_url(self.url))
+        async with aiohttp.ClientSession() as session:
+            while True:
+                failure, connected = await self._connect_once(session)
+                delay = self.backoff.delay(failure, self._retry_floor)
+                self.ctx.log.info(
+                    "stream_ended",
+                    reason=failure.reason,
+                    code=failure.code,
+                    connected=connected,
+                    retry_in=round(delay, 3),
+                )
+                await self.ctx.publish([self._ended(failure, connected, delay)])
+                await asyncio.sleep(delay)
+
+    def _ended(self, failure: Failure, connected: bool, delay: float) -> Event:
+        """The one status event of a connection's end (or of an attempt that failed)."""
+        if connected:
+            kind = "status.disconnected"
+        elif failure.kind is Kind.AUTH:
+            kind = "status.auth_failed"
+        else:
+            kind = "status.error"
+        code = None if connected else failure.code
+        return self.ctx.status(
+            kind, reason=failure.reason, code=code, retry_in=delay, account=self._account
+        )
+
+    def _headers(self) -> dict[str, str]:
+        headers = {
+            "Authorization": f"Bearer {self._credential.reveal()}",
+            "Accept": "text/event-stream",
+            "Cache-Control": "no-cache",
+        }
+        if self._cursor:
+            headers["Last-Event-ID"] = self._cursor
+        return headers
+
+    async def _connect_once(self, session: aiohttp.ClientSession) -> tuple[Failure, bool]:
+        """One connection from request to end: the failure that ended it, and whether it was up."""
+        loop = asyncio.get_running_loop()
+        self.ctx.counters["connect_attempts"] += 1
+        decoder = SSEDecoder(last_event_id=self._cursor)
+        connected = False
+        try:
+            async with SSEConnection(
+                session,
+                self.url,
+                decoder,
+                headers=self._headers(),
+                params=self._params,
+                read_timeout=self._read_timeout,
+            ) as conn:
+                connected = True
+                self.backoff.connected(loop.time())
+                self.ctx.counters["connects"] += 1
+                self._on_connected()
+                await self.ctx.publish([self.ctx.status("status.connected", account=self._account)])
+                while True:  # a stream ends by raising, or by an end announced in-band
+                    end = await self._on_read(await conn.read())
+                    self._cursor = decoder.last_event_id
+                    if decoder.retry is not None:
+                        self._retry_floor = decoder.retry / 1000
+                    if end is not None:
+                        return end, True
+        except SSEError as exc:
+            return self._classify(exc, connected), connected
+        finally:
+            if connected:
+                self.backoff.disconnected(loop.time())
+
+    def _classify(self, exc: SSEError, connected: bool) -> Failure:
+        # SSEError messages hold a redacted URL and no header: safe to log as they are.
+        self.ctx.log.info("stream_error", error=str(exc))
+        if isinstance(exc, ContentTypeError):
+            self.ctx.bad_input("content_type", exc.excerpt, exc)
+        elif isinstance(exc, ReadTimeoutError):
+            return self._timed_out(exc, connected)
+        return exc.failure()
+
+    def _timed_out(self, exc: ReadTimeoutError, connected: bool) -> Failure:
+        """No byte for the read timeout: a server that accepts and never sends, or went silent."""
+        if not connected:
+            self.ctx.bad_input("no_response", b"", exc)
+        return exc.failure()
+
+    def _on_connected(self) -> None:
+        """Called once the response headers were accepted, before ``status.connected``."""
+
+    async def _on_read(self, read: SSERead) -> Failure | None:
+        raise NotImplementedError
+
+    def _count_oversized(self, read: SSERead) -> None:
+        for _ in range(read.oversized):
+            self.ctx.bad_input("oversized_line", read.oversized_excerpt)

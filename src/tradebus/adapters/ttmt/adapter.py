@@ -26,27 +26,19 @@ they cause get the adapter's own status ids (``ctx.status``) rather than ``<sour
 
 from __future__ import annotations
 
-import asyncio
 from typing import Final
 
-import aiohttp
 import msgspec
 
-from tradebus import log, times
+from tradebus import times
 from tradebus.adapters.base import BoundedSet, SourceContext, register
-from tradebus.adapters.ssehttp import (
-    ContentTypeError,
-    ReadTimeoutError,
-    SSEConnection,
-    SSEError,
-    SSERead,
-)
+from tradebus.adapters.ssehttp import ReadTimeoutError, SSERead, SSESource
 from tradebus.adapters.ttmt import wire
 from tradebus.adapters.ttmt.normalize import SymbolCache, normalize
-from tradebus.backoff import Backoff, Failure, Kind
+from tradebus.backoff import Failure, Kind
 from tradebus.config import TtmtSource
 from tradebus.schemas.events import Event
-from tradebus.sse import SSEDecoder, SSEMessage
+from tradebus.sse import SSEMessage
 
 _RECYCLE: Final = Failure(Kind.RECYCLE, "recycle")
 _REVOKED: Final = Failure(Kind.AUTH, "auth_revoked")
@@ -59,131 +51,42 @@ def _int_id(value: str | None) -> int | None:
 
 
 @register("ttmt")
-class TtmtAdapter:
+class TtmtAdapter(SSESource):
     """The TTMT trade-lifecycle stream as canonical events."""
 
     def __init__(self, config: TtmtSource, ctx: SourceContext) -> None:
-        self.name = config.name
-        self.config = config
-        self.ctx = ctx
-        self.backoff = Backoff(
-            base=config.reconnect_min,
-            cap=config.reconnect_max,
-            stable_after=config.stable_after,
-            auth_delay=config.auth_retry,
+        super().__init__(
+            config,
+            ctx,
+            credential=config.api_key,
+            read_timeout=config.read_timeout,
+            params={"account_id": config.account_id} if config.account_id else None,
+            account=config.account_id,
         )
-        self._cursor = ""  # Last-Event-ID: committed only after its read was published
-        self._retry_floor = 0.0  # the stream's ``retry:``, in seconds
+        self.config = config
         self._seen: BoundedSet[int] = BoundedSet(config.dedupe_size)
         self._highest: int | None = None
         self._resumed = False  # the next event with an id is the first after a resume
         self._control: Failure | None = None  # set by recycle / auth_revoked: the stream ends
         self._symbols = SymbolCache(config.symbol_cache)
 
-    # --- the connection loop --------------------------------------------------------------
-
-    async def run(self) -> None:
-        self.ctx.log.info("source_starting", url=log.redact_url(self.config.url))
-        async with aiohttp.ClientSession() as session:
-            while True:
-                failure, connected = await self._connect_once(session)
-                delay = self.backoff.delay(failure, self._retry_floor)
-                self.ctx.log.info(
-                    "stream_ended",
-                    reason=failure.reason,
-                    code=failure.code,
-                    connected=connected,
-                    retry_in=round(delay, 3),
-                )
-                await self.ctx.publish([self._ended(failure, connected, delay)])
-                await asyncio.sleep(delay)
-
-    def _ended(self, failure: Failure, connected: bool, delay: float) -> Event:
-        """The one status event of a connection's end (or of an attempt that failed)."""
-        account = self.config.account_id
-        if connected:
-            return self.ctx.status(
-                "status.disconnected", reason=failure.reason, retry_in=delay, account=account
-            )
-        if failure.kind is Kind.AUTH:
-            return self.ctx.status(
-                "status.auth_failed",
-                reason=failure.reason,
-                code=failure.code,
-                retry_in=delay,
-                account=account,
-            )
-        return self.ctx.status(
-            "status.error",
-            reason=failure.reason,
-            code=failure.code,
-            retry_in=delay,
-            account=account,
-        )
-
-    def _headers(self) -> dict[str, str]:
-        headers = {
-            "Authorization": f"Bearer {self.config.api_key.reveal()}",
-            "Accept": "text/event-stream",
-            "Cache-Control": "no-cache",
-        }
-        if self._cursor:
-            headers["Last-Event-ID"] = self._cursor
-        return headers
-
-    async def _connect_once(self, session: aiohttp.ClientSession) -> tuple[Failure, bool]:
-        """One connection from request to end: the failure that ended it, and whether it was up."""
-        loop = asyncio.get_running_loop()
+    def _on_connected(self) -> None:
         self._control = None
-        self.ctx.counters["connect_attempts"] += 1
-        params = {"account_id": self.config.account_id} if self.config.account_id else None
-        decoder = SSEDecoder(last_event_id=self._cursor)
-        connected = False
-        try:
-            async with SSEConnection(
-                session,
-                self.config.url,
-                decoder,
-                headers=self._headers(),
-                params=params,
-                read_timeout=self.config.read_timeout,
-            ) as conn:
-                connected = True
-                self.backoff.connected(loop.time())
-                self.ctx.counters["connects"] += 1
-                self._resumed = self._highest is not None
-                await self.ctx.publish(
-                    [self.ctx.status("status.connected", account=self.config.account_id)]
-                )
-                while True:  # an SSE stream ends only by raising, or by a control frame
-                    control = await self._handle(await conn.read(), decoder)
-                    if control is not None:
-                        return control, True
-        except SSEError as exc:
-            return self._classify(exc), connected
-        finally:
-            if connected:
-                self.backoff.disconnected(loop.time())
+        self._resumed = self._highest is not None
 
-    def _classify(self, exc: SSEError) -> Failure:
-        # SSEError messages hold a redacted URL and no header: safe to log as they are.
-        self.ctx.log.info("stream_error", error=str(exc))
-        if isinstance(exc, ContentTypeError):
-            self.ctx.bad_input("content_type", exc.excerpt, exc)
-        elif isinstance(exc, ReadTimeoutError):
-            # A server that accepts and never sends, or a stream gone silent.
-            self.ctx.bad_input("read_timeout", b"", exc)
+    def _timed_out(self, exc: ReadTimeoutError, connected: bool) -> Failure:
+        # A server that accepts and never sends, or a stream gone silent: counted either way.
+        self.ctx.bad_input("read_timeout", b"", exc)
         return exc.failure()
 
     # --- one read -------------------------------------------------------------------------
 
-    async def _handle(self, read: SSERead, decoder: SSEDecoder) -> Failure | None:
-        """Everything one read gave, published as one batch; then the cursor moves.
+    async def _on_read(self, read: SSERead) -> Failure | None:
+        """Everything one read gave, published as one batch; then ids are marked seen.
 
         Returns the planned end a control frame announced (recycle, auth_revoked), if any.
         """
-        for _ in range(read.oversized):
-            self.ctx.bad_input("oversized_line", read.oversized_excerpt)
+        self._count_oversized(read)
         received = times.now()
         batch: list[Event] = []
         fresh: list[int] = []
@@ -194,9 +97,6 @@ class TtmtAdapter:
         # Only now are they the bus's: a replay of them is a duplicate from here on.
         for event_id in fresh:
             self._seen.add(event_id)
-        self._cursor = decoder.last_event_id
-        if decoder.retry is not None:
-            self._retry_floor = decoder.retry / 1000
         return self._control
 
     def _message(
