@@ -26,10 +26,14 @@ POLL = 0.002
 
 
 class SenderSpec(msgspec.Struct, frozen=True):
-    """``python -m benchmarks.sender`` arguments after ``--info``/``--name``."""
+    """``python -m benchmarks.sender`` arguments after ``--info``/``--name``.
+
+    ``overrides`` change the sender's ``[[sources]]`` table (a ``None`` value removes the key).
+    """
 
     name: str
     args: tuple[str, ...]
+    overrides: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class Work:
@@ -96,22 +100,56 @@ def file_sink(path: Path, name: str = "file") -> dict[str, Any]:
 
 def start_sender(work: Work, spec: SenderSpec) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """Start a sender on the sender core; its info (``port``, ``table``) once it listens."""
-    info = work.path(f"{spec.name}.json")
-    cmd = [PYTHON, "-m", "benchmarks.sender", "--info", str(info), "--name", spec.name]
-    proc = procs.spawn([*cmd, *spec.args], core=procs.SENDER_CORE, log=work.path("sender.log"))
+    started = start_senders(work, [spec])
+    return started[0]
+
+
+def start_senders(
+    work: Work, specs: Sequence[SenderSpec]
+) -> list[tuple[subprocess.Popen[bytes], dict[str, Any]]]:
+    """Start senders side by side (some pre-build for seconds); each one's info once ready."""
+    pending: list[tuple[SenderSpec, Path, subprocess.Popen[bytes]]] = []
     try:
-        data: dict[str, Any] = msgspec.json.decode(procs.wait_file(info, proc, timeout=60))
+        for spec in specs:
+            info = work.path(f"{spec.name}.json")
+            cmd = [PYTHON, "-m", "benchmarks.sender", "--info", str(info), "--name", spec.name]
+            log = work.path("sender.log")
+            proc = procs.spawn([*cmd, *spec.args], core=procs.SENDER_CORE, log=log)
+            pending.append((spec, info, proc))
+        return [(proc, _info(spec, info, proc)) for spec, info, proc in pending]
     except BaseException:
-        procs.stop(proc)
+        for _, _, proc in pending:
+            procs.stop(proc)
         raise
-    return proc, data
+
+
+def _info(spec: SenderSpec, path: Path, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+    data: dict[str, Any] = msgspec.json.decode(procs.wait_file(path, proc, timeout=60))
+    table = data["table"]
+    for key, value in spec.overrides.items():
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
+    return data
 
 
 def watch_lines(
-    path: Path, proc: subprocess.Popen[bytes], expected: int, timeout: float
+    path: Path,
+    proc: subprocess.Popen[bytes],
+    expected: int | None,
+    timeout: float,
+    *,
+    duration: float | None = None,
+    warmup: float = 0.0,
 ) -> RunResult:
-    """Follow ``path`` until it holds ``expected`` lines; ``proc`` is what writes it."""
+    """Follow ``path`` until it holds ``expected`` lines, or for ``duration`` s from the first.
+
+    ``proc`` is what writes it: its CPU time and peak RSS are the run's. With ``warmup``, the
+    measure starts that long after the first line (sources connect one by one).
+    """
     started = time.perf_counter()
+    seen = 0.0
     deadline = started + timeout
     lines = 0
     first: tuple[float, int, float] | None = None
@@ -123,9 +161,13 @@ def watch_lines(
             if f is not None:
                 lines += (f.readall() or b"").count(b"\n")
             now = time.perf_counter()
-            if lines and first is None:
+            if lines and not seen:
+                seen = now
+            if lines and first is None and now - seen >= warmup:
                 first = (now, lines, procs.cpu_seconds(proc.pid))
-            if lines >= expected:
+            if expected is not None and lines >= expected:
+                break
+            if duration is not None and first is not None and now - first[0] >= duration:
                 break
             if proc.poll() is not None:
                 raise RuntimeError(f"exited with {proc.returncode} after {lines} lines")
@@ -151,19 +193,19 @@ def run_daemon(
     senders: Sequence[SenderSpec],
     sinks: Sequence[dict[str, Any]],
     watched: Path,
-    expected: int,
+    expected: int | None,
     *,
     command: Sequence[str] | None = None,
     timeout: float = 60.0,
+    duration: float | None = None,
+    warmup: float = 0.0,
 ) -> RunResult:
     """Senders on one core, the daemon on the other; measure until ``watched`` is complete."""
     started: list[subprocess.Popen[bytes]] = []
     try:
-        tables = []
-        for spec in senders:
-            proc, info = start_sender(work, spec)
-            started.append(proc)
-            tables.append(info["table"])
+        ready = start_senders(work, senders)
+        started.extend(proc for proc, _ in ready)
+        tables = [info["table"] for _, info in ready]
         config = daemon_config(work, tables, sinks)
         cmd = command or [PYTHON, "-m", "tradebus", "run", "-c"]
         daemon = procs.spawn(
@@ -173,7 +215,7 @@ def run_daemon(
             stdout=Path("/dev/null"),
         )
         started.append(daemon)
-        return watch_lines(watched, daemon, expected, timeout)
+        return watch_lines(watched, daemon, expected, timeout, duration=duration, warmup=warmup)
     finally:
         for proc in reversed(started):
             procs.stop(proc)

@@ -8,6 +8,7 @@ import time
 from array import array
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -27,10 +28,12 @@ class Sizes(msgspec.Struct, frozen=True):
     latency_seconds: float
     latency_loads: tuple[float, ...]
     timeout: float
+    window: float  # seconds measured for the sources that never stop sending
+    mixed_events: int  # what the SSE simulators script for row 5 (they pre-build it all)
 
 
-FULL = Sizes(3, 1_000_000, 1_000_000, 200_000, 3.0, (0.01, 0.10, 0.30), 90.0)
-TINY = Sizes(1, 2_000, 2_000, 2_000, 0.5, (0.01,), 30.0)
+FULL = Sizes(3, 1_000_000, 1_000_000, 200_000, 3.0, (0.01, 0.10, 0.30), 90.0, 2.5, 250_000)
+TINY = Sizes(1, 2_000, 2_000, 2_000, 0.5, (0.01,), 30.0, 0.3, 2_000)
 
 
 def adapter_missing(kind: str) -> str | None:
@@ -166,25 +169,105 @@ def _percentiles(path: Path, rate: float) -> str:
     )
 
 
+TRADER_USER = ("--username", "bench", "--password", "bench-pass")
+QUOTES_ONLY: dict[str, Any] = {
+    "events": ["quoteEvent"],
+    "depth": [],
+    "depth_levels": None,
+    "metrics_accounts": [],
+}
+
+
 def traderws(work: Work, sizes: Sizes) -> list[Row]:
     """Row 4: Trader WS quotes → daemon → file, beside a bare aiohttp reader of the same sender."""
     row = Row(name="4 Trader WS quotes → file")
     ref = Row(name="4 ref: bare ws_connect reader")
-    why = adapter_missing("traderws") or simulator_missing("traderws")
-    if why:
+    if why := simulator_missing("traderws"):
         row.na = ref.na = why
         return [row, ref]
-    row.na = ref.na = "not wired yet"
+    spec = SenderSpec(
+        "trader-bench", ("sim", "traderws", "--rate", "0", "--no-fills", *TRADER_USER), QUOTES_ONLY
+    )
+    _repeat(ref, sizes.runs, lambda: _ws_reference(work, spec, sizes))
+    if why := adapter_missing("traderws"):
+        row.na = why
+        return [row, ref]
+
+    def once() -> RunResult:
+        out = work.path("trader.jsonl")
+        return run_daemon(
+            work,
+            [spec],
+            [file_sink(out)],
+            out,
+            None,
+            timeout=sizes.timeout,
+            duration=sizes.window,
+            warmup=sizes.window / 5,
+        )
+
+    _repeat(row, sizes.runs, once)
+    if row.runs and ref.runs:
+        row.note = f"{row.rate / ref.rate:.0%} of the bare reader"
     return [row, ref]
 
 
+def _ws_reference(work: Work, spec: SenderSpec, sizes: Sizes) -> RunResult:
+    sender, info = start_sender(work, spec)
+    reader = None
+    out = work.path("wsref.json")
+    try:
+        table = info["table"]
+        reader = procs.spawn(
+            [
+                PYTHON,
+                "-m",
+                "benchmarks.wsref",
+                table["url"],
+                table["username"],
+                table["password"],
+                ",".join(table["symbols"]),
+                str(sizes.window),
+                str(out),
+            ],
+            core=procs.DAEMON_CORE,
+            log=work.path("wsref.log"),
+        )
+        return msgspec.json.decode(procs.wait_file(out, reader, sizes.timeout), type=RunResult)
+    finally:
+        if reader is not None:
+            procs.stop(reader)
+        procs.stop(sender)
+
+
 def all_sources(work: Work, sizes: Sizes) -> Row:
-    """Row 5: every simulator at once → daemon → file + stdout."""
+    """Row 5: every simulator at once (on the sender core) → daemon → file + stdout."""
     row = Row(name="5 all sources → file+stdout")
     kinds = ("ttmt", "tpalerts", "traderws", "mt4bridge")
     missing = [k for k in kinds if adapter_missing(k) or simulator_missing(k)]
     if missing:
         row.na = "missing: " + ", ".join(missing)
         return row
-    row.na = "not wired yet"
-    return row
+    many = str(sizes.mixed_events)
+    specs = [
+        SenderSpec("ttmt-all", ("sim", "ttmt", "--rate", "0", "--events", many)),
+        SenderSpec("alerts-all", ("sim", "tpalerts", "--rate", "0", "--events", many)),
+        SenderSpec("trader-all", ("sim", "traderws", "--rate", "0", *TRADER_USER)),
+        SenderSpec("mt4-all", ("sim", "mt4bridge", "--rate", "0")),
+    ]
+
+    def once() -> RunResult:
+        out = work.path("all.jsonl")
+        sinks = [file_sink(out), {"name": "stdout", "type": "stdout"}]
+        return run_daemon(
+            work,
+            specs,
+            sinks,
+            out,
+            None,
+            timeout=sizes.timeout,
+            duration=sizes.window,
+            warmup=sizes.window / 5,
+        )
+
+    return _repeat(row, sizes.runs, once)
