@@ -327,3 +327,20 @@ async def test_bad_and_unknown_messages_are_counted_and_skipped(
     }
     assert executions(collector) == []
     assert collector.of_type("status.disconnected") == []
+
+
+async def test_rate_zero_streams_distinct_quotes_fast(collector: Collector) -> None:
+    """--rate 0 streams pre-framed quotes on a 1 ms synthetic clock; acks still get through."""
+    server = simulator(rate=0.0)
+    await server.start()
+    try:
+        async with running(source(server), collector):
+            await collector.wait_count("quote.updated", 3000)
+    finally:
+        await server.stop()
+    quotes = collector.of_type("quote.updated")
+    assert len({q.id for q in quotes}) == len(quotes)
+    first = {q.symbol: q.time for q in reversed(quotes)}
+    assert first == {"EURUSD": "2026-06-01T00:00:00.000Z", "GBPUSD": "2026-06-01T00:00:00.000Z"}
+    assert collector.types()[0] == "status.connected"
+    assert collector.of_type("status.disconnected") == []

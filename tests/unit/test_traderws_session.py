@@ -6,6 +6,7 @@ import msgspec
 
 from tradebus.adapters.traderws import session as s
 from tradebus.adapters.traderws import wire
+from tradebus.adapters.traderws.adapter import endpoints
 from tradebus.schemas.events import Event, event_type
 
 T0 = 1_780_315_200.0  # 2026-06-01T12:00:00Z
@@ -277,3 +278,45 @@ def test_history_keeps_only_subscribed_symbols() -> None:
         sess, [msg("dealHistory", requestId="dealHistory-2-1", deals=[execution(9)])], T0 + 6
     )
     assert [e.id for e in out] == ["tws:exec:ex-9"]
+
+
+def test_endpoints_derive_ws_scheme_from_url() -> None:
+    """http → ws and https → wss, under the configured path, without the config's query."""
+    login, ws = endpoints("https://broker.example/trader/?x=1")
+    assert (str(login), str(ws)) == (
+        "https://broker.example/trader/api/v1/login",
+        "wss://broker.example/trader/api/v1/ws",
+    )
+    login, ws = endpoints("http://127.0.0.1:8080")
+    assert (str(login), str(ws)) == (
+        "http://127.0.0.1:8080/api/v1/login",
+        "ws://127.0.0.1:8080/api/v1/ws",
+    )
+
+
+def test_data_before_all_acks_is_held_until_connected() -> None:
+    """Data arriving before every ack is in is released right after Connected, in order."""
+    sess = s.Session("tws", PLAN)
+    sess.open(T0)
+    assert feed(sess, acks()[:1], T0) == []
+    early = [quote("2026-06-01T12:00:00.100Z"), msg("executionEvent", **execution(1))]  # type: ignore[arg-type]
+    assert feed(sess, early, T0) == []
+    err = msg("error", code="X", message="nope")
+    assert [event_type(e) for e in feed(sess, [err], T0)] == ["status.error"]
+    out = feed(sess, acks()[1:], T0)
+    assert sess.take_actions() == [s.Connected()]
+    assert [e.id for e in out] == [
+        "tws:quote:EURUSD:2026-06-01T12:00:00.100Z:1.1:1.2",
+        "tws:exec:ex-1",
+    ]
+
+
+def test_cut_before_first_ack_backfills_from_first_open() -> None:
+    """A first connection lost before going live is back-filled from when it opened."""
+    sess = s.Session("tws", PLAN)
+    sess.open(T0)
+    sess.closed()
+    sess.open(T0 + 20)
+    feed(sess, acks(), T0 + 20)
+    sent = [a.message for a in sess.take_actions() if isinstance(a, s.Send)]
+    assert [m.payload.from_ for m in sent] == ["2026-06-01T11:59:55.000Z"] * 2  # type: ignore[union-attr]

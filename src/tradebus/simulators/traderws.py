@@ -50,9 +50,9 @@ each exactly as it was sent live, so together they replay every execution of the
 
 Streams: quotes are a random walk per symbol; with ``auto_fills`` every 25th tick fills an order
 (NEW then FILLED, a portfolioEvent and a metricsEvent after it), alternately opening and closing
-positions. ``rate`` is ticks per second; ``rate=0`` streams pre-built quote frames as fast as
-the socket takes them, their ``ts`` a synthetic clock advancing 1 ms per quote. Prices, sizes,
-sides and ids depend only on the seed; timestamps are the wall clock.
+positions. ``rate`` is ticks per second; ``rate=0`` streams quote frames built ahead in bursts
+as fast as the socket takes them, their ``ts`` a synthetic clock advancing 1 ms per quote.
+Prices, sizes, sides and ids depend only on the seed; timestamps are the wall clock.
 
 Fault knobs (plain attributes and methods): ``reject_logins``, ``reject_tokens``,
 ``refuse_connections``, ``hold_history`` / ``release_history()``, ``cut()``, ``stall()``,
@@ -69,6 +69,7 @@ import hashlib
 import hmac
 import itertools
 import random
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -86,13 +87,24 @@ EVENT_KINDS = ("quoteEvent", "executionEvent", "portfolioEvent")
 _FILLS = ("FILLED", "PARTIALLY_FILLED")
 _START_PRICES = {"EURUSD": 1.0843, "GBPUSD": 1.2710, "USDJPY": 156.20, "XAUUSD": 2331.5}
 _QUEUE_LIMIT = 10_000
-_PREBUILT = 65_536
+_BURST = 256
+_HIGH_WATER = 256 * 1024
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
 
 def _frame(type_: str, payload: dict[str, Any]) -> str:
     return _encode({"type": type_, "payload": payload}).decode()
+
+
+def _text_frame(payload: bytes) -> bytes:
+    # FIN + opcode 1 (text), no mask: the header of a server's frame, RFC 6455 §5.2.
+    size = len(payload)
+    if size < 126:
+        return struct.pack("!BB", 0x81, size) + payload
+    if size < 65536:
+        return struct.pack("!BBH", 0x81, 126, size) + payload
+    return struct.pack("!BBQ", 0x81, 127, size) + payload
 
 
 def _b64(data: bytes) -> str:
@@ -126,6 +138,43 @@ class Connection:
             if sub[0] == "depthEvent" and sub[1] == symbol:
                 return int(sub[2])
         return None
+
+
+class _QuoteTape:
+    """Quote frames for ``rate=0``: a seeded random walk stamped by a synthetic clock that
+    advances 1 ms per quote, so every frame (and every event id) is distinct, however fast."""
+
+    _START = 1_780_272_000  # 2026-06-01T00:00:00Z
+
+    def __init__(self, symbol: str, price: float, digits: int, seed: int) -> None:
+        self.symbol = symbol
+        self.price = price
+        self.digits = digits
+        self.pip = 10.0 ** -(digits - 1)
+        self.rng = random.Random(f"{seed}-{symbol}")
+        self.ms = 0
+        self._second = -1
+        self._prefix = ""
+
+    def frames(self, n: int) -> bytes:
+        """``n`` quotes as unmasked server→client text frames (RFC 6455 §5.2), concatenated."""
+        frames = []
+        steps = self.rng.choices((-1, 0, 1), k=n)
+        for step in steps:
+            second, ms = divmod(self.ms, 1000)
+            if second != self._second:
+                self._second = second
+                self._prefix = times.from_epoch(self._START + second)[:-5]
+            self.ms += 1
+            bid = round(self.price + step * self.pip, self.digits)
+            self.price = bid
+            ask = round(bid + self.pip, self.digits)
+            payload = (
+                f'{{"type":"quoteEvent","payload":{{"symbol":"{self.symbol}","bid":{bid!r},'
+                f'"ask":{ask!r},"ts":"{self._prefix}.{ms:03d}Z"}}}}'.encode()
+            )
+            frames.append(_text_frame(payload))
+        return b"".join(frames)
 
 
 @dataclass
@@ -189,7 +238,7 @@ class TraderWsSimulator:
         self._balance = dict.fromkeys(accounts, 100_000.0)
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._prebuilt: dict[str, list[bytes]] = {}
+        self._tapes: dict[str, _QuoteTape] = {}
         app = web.Application()
         app.router.add_post("/api/v1/login", self._login)
         app.router.add_get("/api/v1/ws", self._ws)
@@ -203,8 +252,11 @@ class TraderWsSimulator:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
+        seed = self.seed
         if self.rate == 0:
-            self._prebuilt = {s: self._build_quotes(s) for s in self.symbols}
+            self._tapes = {
+                s: _QuoteTape(s, self._prices[s], self._digits(s), seed) for s in self.symbols
+            }
         await self._server.start(host, port)
         if self.rate > 0:
             self._spawn(self._market())
@@ -392,23 +444,26 @@ class TraderWsSimulator:
                 return
 
     async def _writer(self, conn: Connection) -> None:
-        position = 0
         while True:
             if conn.stalled or conn.quiet:
                 await asyncio.Event().wait()  # until the connection ends and cancels us
-            bursts = [
-                frames for s, frames in self._prebuilt.items() if conn.wants(("quoteEvent", s))
-            ]
-            if not bursts:
+            tapes = [t for s, t in self._tapes.items() if conn.wants(("quoteEvent", s))]
+            if not tapes:
                 await conn.ws.send_str(await conn.out.get())
                 continue
             while not conn.out.empty():
                 await conn.ws.send_str(conn.out.get_nowait())
-            # rate 0: pre-built frames, a burst per symbol between checks of the control queue.
-            for frames in bursts:
-                for i in range(position, position + 64):
-                    await conn.ws.send_frame(frames[i % _PREBUILT], WSMsgType.TEXT)
-            position += 64
+            transport = conn.request.transport
+            if transport is None or transport.is_closing():
+                return
+            # rate 0: whole WebSocket frames, built ahead, written as one blob per symbol. Text
+            # frames of aiohttp's own writer (acks, history) are written whole as well, so the
+            # two never interleave inside a frame.
+            for tape in tapes:
+                transport.write(tape.frames(_BURST))
+            # aiohttp has no public drain for raw transport writes: poll the buffer instead.
+            while transport.get_write_buffer_size() > _HIGH_WATER and not transport.is_closing():  # noqa: ASYNC110
+                await asyncio.sleep(0.0005)
 
     async def _pinger(self, conn: Connection) -> None:
         while True:
@@ -626,21 +681,6 @@ class TraderWsSimulator:
                 "ts": ts,
             }
             self._send(conn, _frame("depthEvent", book))
-
-    def _build_quotes(self, symbol: str) -> list[bytes]:
-        rng = random.Random(f"{self.seed}-{symbol}")
-        digits = self._digits(symbol)
-        pip = 10.0 ** -(digits - 1)
-        price = self._prices[symbol]
-        start = _epoch("2026-06-01T00:00:00+00:00")
-        frames = []
-        for i in range(_PREBUILT):
-            price = round(price + rng.choice((-1, 0, 1)) * pip, digits)
-            ask = round(price + pip, digits)
-            ts = times.from_epoch(start + i / 1000)
-            payload = {"symbol": symbol, "bid": price, "ask": ask, "ts": ts}
-            frames.append(_encode({"type": "quoteEvent", "payload": payload}))
-        return frames
 
     async def _market(self) -> None:
         interval = 1.0 / self.rate

@@ -46,9 +46,10 @@ from tradebus.schemas.events import Event
 AUTH_CLOSE_CODES = frozenset({1008, 4001, 4003, 4401, 4403})
 # The watchdog re-reads deadlines the reader may have moved at least this often (seconds).
 _TICK = 0.25
+_MAX_MESSAGE = 64 * 1024 * 1024
 
 
-def _urls(base: str) -> tuple[URL, URL]:
+def endpoints(base: str) -> tuple[URL, URL]:
     """The login URL and the WebSocket URL (http → ws, https → wss) under ``base``."""
     url = URL(base).with_query(None).with_fragment(None)
     root = url.path.rstrip("/")
@@ -86,7 +87,7 @@ class TraderWsAdapter:
             stable_after=config.stable_after,
             auth_delay=config.auth_retry,
         )
-        self._login_url, self._ws_url = _urls(config.url)
+        self._login_url, self._ws_url = endpoints(config.url)
         self._log: Any = ctx.log.bind(url=log.redact_url(str(self._ws_url)))
         self._message: str | None = None
         self._last_rx = 0.0
@@ -139,6 +140,8 @@ class TraderWsAdapter:
                     self._ws_url.with_query(token=token),
                     autoping=False,
                     compress=0,
+                    # A history reply holds every execution of the away-window in one message.
+                    max_msg_size=_MAX_MESSAGE,
                     timeout=aiohttp.ClientWSTimeout(
                         ws_receive=None, ws_close=min(cfg.ping_timeout, 2.0)
                     ),
@@ -234,7 +237,7 @@ class TraderWsAdapter:
         return self._stamp
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> Failure:
-        session, publish, decode = self.session, self.ctx.publish, wire.decode
+        session, publish, decode = self.session, self.ctx.publish, wire.decoder.decode
         text, binary = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
         while True:
             msg = await ws.receive()

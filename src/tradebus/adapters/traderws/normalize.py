@@ -93,10 +93,6 @@ def _digest(payload: msgspec.Struct) -> str:
     return hashlib.blake2b(_encoder.encode(payload), digest_size=4).hexdigest()
 
 
-def _num(value: float | None) -> str:
-    return "" if value is None else repr(value)
-
-
 def _side(value: str | None) -> Side | None:
     return None if value is None else _SIDES.get(value.upper())
 
@@ -105,7 +101,9 @@ def quote(msg: wire.QuoteEvent, source: str, received: str) -> list[Event]:
     p = msg.payload
     return [
         QuoteUpdated(
-            id=f"{source}:quote:{p.symbol}:{p.ts or received}:{_num(p.bid)}:{_num(p.ask)}",
+            # Formatted inline, not through a helper: this is the hot path.
+            id=f"{source}:quote:{p.symbol}:{p.ts or received}:"
+            f"{'' if p.bid is None else p.bid}:{'' if p.ask is None else p.ask}",
             source=source,
             provider=PROVIDER,
             time=_time(p.ts, received),

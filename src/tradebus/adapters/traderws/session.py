@@ -9,10 +9,11 @@ Messages in, actions and events out; the adapter moves the bytes and the clock. 
    tick the requests off. When all are in (``Connected``), and this is a reconnect, the session
    sends ``dealHistory`` and ``orderHistory`` for the window it was away, from the last message
    before the cut (less a slack, dedupe absorbs the overlap) to now (plus the slack).
-3. Until both replies are in, live messages are normalized and held back; then the missed
-   executions (deduped by execution id against everything already emitted) go out first, the
-   held-back live events after them. Quotes and depth are not back-filled: a ``Gap`` action
-   says so, once per reconnect.
+3. Until every ack (and after a cut both history replies) is in, data messages are normalized
+   and held back, so ``Connected`` and the gap precede them; then the missed executions
+   (deduped by execution id against everything already emitted) go out first, the held-back
+   live events after them. ``error`` messages are never held. Quotes and depth are not
+   back-filled: a ``Gap`` action says so, once per reconnect.
 
 ``deadline()`` is when the pending acks or history replies are overdue; the adapter gives up on
 the connection then (reason ``subscribe_timeout`` / ``history_timeout``).
@@ -211,6 +212,9 @@ class Session:
         requests = self.plan.requests()
         self._pending_acks = {_ack_key(r) for r in requests}
         self._away_since = self.covered_until
+        if self.covered_until is None:
+            # Nothing before the first connection is ours to back-fill; from here on it is.
+            self.covered_until = now
         if self._pending_acks:
             self.phase = Phase.SUBSCRIBING
             self._deadline = now + self.subscribe_timeout
@@ -250,18 +254,21 @@ class Session:
         except ValueError as exc:
             self.actions.append(Problem(msg.__struct_config__.tag, str(exc)))  # type: ignore[arg-type]
             return []
-        if self.phase is Phase.LIVE or self._away_since is None:
-            # Live, or the first connection (nothing to back-fill, so nothing to hold back).
-            if self.phase is Phase.LIVE:
-                self.covered_until = now
+        if self.phase is Phase.LIVE:
+            self.covered_until = now
             if type(msg) is wire.ExecutionEvent:
                 return self._dedupe(events)
             return events
-        # Held back until the history is in; deduped (and marked seen) only when released, so
-        # a cut before then loses nothing: the next away-window still covers these.
+        if type(msg) is wire.Error:
+            # About the session itself (a rejected subscription, a failed query): never held,
+            # or a connection that then times out would swallow the reason.
+            if msg.payload.request_id in self._pending_history:
+                return events + self._history_failed(msg.payload.request_id, now)
+            return events
+        # Held back until every ack (and, after a cut, the history) is in, so status.connected
+        # and the gap come first; deduped (and marked seen) only when released, so a cut
+        # before then loses nothing: the next away-window still covers these.
         self._held.extend(events)
-        if isinstance(msg, wire.Error) and msg.payload.request_id in self._pending_history:
-            return self._history_failed(msg.payload.request_id, now)
         return []
 
     def _control(self, msg: wire.ServerMessage, now: float) -> list[Event]:

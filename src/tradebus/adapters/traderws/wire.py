@@ -211,14 +211,14 @@ class _TypeOnly(msgspec.Struct):
     type: str = ""
 
 
-_decoder: msgspec.json.Decoder[ServerMessage] = msgspec.json.Decoder(ServerMessage)
+decoder: msgspec.json.Decoder[ServerMessage] = msgspec.json.Decoder(ServerMessage)
 _type_decoder = msgspec.json.Decoder(_TypeOnly)
 _login_decoder = msgspec.json.Decoder(LoginResponse)
 
 
 def decode(raw: bytes | str) -> ServerMessage:
     """One server message; raises ``msgspec.DecodeError`` (a ValidationError included)."""
-    return _decoder.decode(raw)
+    return decoder.decode(raw)
 
 
 def message_type(raw: bytes | str) -> str | None:
