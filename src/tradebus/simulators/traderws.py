@@ -83,6 +83,9 @@ from tradebus import times
 from tradebus.simulators.base import AppServer
 
 AUTH_CLOSE = 4001
+# Public demo credentials (config/demo.toml's defaults); source_table hands them out anyway.
+DEMO_USERNAME = "demo"
+DEMO_PASSWORD = "demo-password"  # noqa: S105
 EVENT_KINDS = ("quoteEvent", "executionEvent", "portfolioEvent")
 _FILLS = ("FILLED", "PARTIALLY_FILLED")
 _START_PRICES = {"EURUSD": 1.0843, "GBPUSD": 1.2710, "USDJPY": 156.20, "XAUUSD": 2331.5}
@@ -885,8 +888,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     _add(parser, "--port", type=int, default=0)
     _add(parser, "--rate", type=float, default=10.0, help="ticks/s; 0 = as fast as possible")
     _add(parser, "--seed", type=int, default=0)
-    _add(parser, "--username", required=True)
-    _add(parser, "--password", required=True)
+    # The defaults are the ones config/demo.toml uses.
+    _add(parser, "--username", default=DEMO_USERNAME, help="the login it accepts")
+    _add(parser, "--password", default=DEMO_PASSWORD, help="the password it accepts")
     _add(parser, "--token-lifetime", type=float, default=3600.0, help="JWT lifetime, seconds")
     _add(parser, "--symbols", default="EURUSD,GBPUSD,USDJPY", help="comma-separated")
     _add(parser, "--accounts", default="acc_123", help="comma-separated")
@@ -909,10 +913,4 @@ def from_cli(args: argparse.Namespace) -> TraderWsSimulator:
 
 
 def for_demo(seed: int) -> TraderWsSimulator:
-    # The demo's credentials are public by design: source_table hands them to the demo config.
-    return TraderWsSimulator(
-        username="demo-trader",
-        password="demo-password",  # noqa: S106
-        rate=3.0,
-        seed=seed,
-    )
+    return TraderWsSimulator(username=DEMO_USERNAME, password=DEMO_PASSWORD, rate=3.0, seed=seed)
