@@ -27,7 +27,6 @@ Failures, classified once (``_closed``, ``_attempt``):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import Any
 
@@ -47,6 +46,8 @@ AUTH_CLOSE_CODES = frozenset({1008, 4001, 4003, 4401, 4403})
 # The watchdog re-reads deadlines the reader may have moved at least this often (seconds).
 _TICK = 0.25
 _MAX_MESSAGE = 64 * 1024 * 1024
+# Events waiting for the bus before the reader pauses: bounds memory when the bus is behind.
+_MAX_OUTBOX = 4096
 
 
 def endpoints(base: str) -> tuple[URL, URL]:
@@ -94,6 +95,11 @@ class TraderWsAdapter:
         self._pong_due: float | None = None
         self._stamp_ms = -1
         self._stamp = ""
+        # Events read but not yet handed to the bus, in order (see _flush).
+        self._outbox: list[Event] = []
+        self._ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._closing = False
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -205,21 +211,25 @@ class TraderWsAdapter:
         self._last_rx = time.monotonic()
         self._pong_due = None
         self._log.info("ws_connected", connection=self.session.connections + 1)
+        self._outbox = []
+        self._closing = False
         for message in self.session.open(now):
             await ws.send_str(wire.encode(message))
-        events = await self._act(ws, [], b"")
-        if events:
-            await self.ctx.publish(events)
+        self._outbox.extend(await self._act(ws, [], b""))
+        flusher = asyncio.ensure_future(self._flush())
+        self._ready.set()
         reader = asyncio.ensure_future(self._read(ws))
         watchdog = asyncio.ensure_future(self._watch(ws))
         try:
             done, _ = await asyncio.wait({reader, watchdog}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (reader, watchdog):
-                task.cancel()
-            for task in (reader, watchdog):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        except BaseException:
+            await _reap(reader, watchdog, flusher)
+            raise
+        await _reap(reader, watchdog)
+        # What was read goes to the bus before the status event that ends this connection.
+        self._closing = True
+        self._ready.set()
+        await flusher
         finished = done.pop()
         error = finished.exception()
         if isinstance(error, aiohttp.ClientError | OSError):
@@ -227,6 +237,22 @@ class TraderWsAdapter:
             self._message = type(error).__name__
             return Failure(Kind.RETRYABLE, "connection_lost")
         return finished.result()
+
+    async def _flush(self) -> None:
+        """Hand the outbox to the bus: everything read since the last hand-over is one batch.
+
+        The reader does not yield while aiohttp has parsed frames queued, so one batch holds
+        every message of one socket read (up to ``_MAX_OUTBOX`` events), not one per message.
+        """
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            while self._outbox:
+                batch, self._outbox = self._outbox, []
+                self._room.set()
+                await self.ctx.publish(batch)
+            if self._closing:
+                return
 
     def _received(self, now: float) -> str:
         # One canonical string per millisecond: formatting it is the costly part.
@@ -237,7 +263,8 @@ class TraderWsAdapter:
         return self._stamp
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> Failure:
-        session, publish, decode = self.session, self.ctx.publish, wire.decoder.decode
+        session, decode = self.session, wire.decoder.decode
+        ready, room = self._ready, self._room
         text, binary = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
         while True:
             msg = await ws.receive()
@@ -254,7 +281,13 @@ class TraderWsAdapter:
                 if session.actions:
                     events = await self._act(ws, events, msg.data)
                 if events:
-                    await publish(events)
+                    self._outbox.extend(events)
+                    if not ready.is_set():
+                        ready.set()
+                    if len(self._outbox) >= _MAX_OUTBOX:
+                        # The bus is behind: stop reading until it took this batch.
+                        room.clear()
+                        await room.wait()
             elif kind is aiohttp.WSMsgType.PING:
                 await ws.pong(msg.data)
             elif kind is aiohttp.WSMsgType.PONG:
@@ -328,6 +361,14 @@ class TraderWsAdapter:
             if self._pong_due is not None:
                 wake = min(wake, self._pong_due)
             await asyncio.sleep(max(wake - time.monotonic(), 0.001))
+
+
+async def _reap(*tasks: asyncio.Future[Any]) -> None:
+    """Cancel ``tasks`` and wait until they are done."""
+    for task in tasks:
+        task.cancel()
+    # wait(), not await: a task that ended with an error is the caller's to inspect.
+    await asyncio.wait(tasks)
 
 
 def _code(code: int | None) -> str | None:
