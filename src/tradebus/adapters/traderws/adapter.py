@@ -61,7 +61,7 @@ def endpoints(base: str) -> tuple[URL, URL]:
 
 @register("traderws")
 class TraderWsAdapter:
-    """One Trader WS source: reconnects forever, publishes one batch per message read."""
+    """One Trader WS source: reconnects forever, publishes one batch per socket read."""
 
     def __init__(self, config: TraderWsSource, ctx: SourceContext) -> None:
         self.config = config
