@@ -6,6 +6,8 @@ import argparse
 import sys
 import time
 
+import msgspec
+
 from benchmarks import rows, soak
 from benchmarks.harness import workdir
 from benchmarks.report import environment, table
@@ -48,6 +50,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--soak", action="store_true", help="the soak (row 8) alone")
     parser.add_argument("--tiny", action="store_true", help="tiny runs: proves the harness works")
     parser.add_argument("--rows", default="", help="comma-separated row numbers (default: all)")
+    parser.add_argument("--runs", type=int, default=0, help="runs per row (default: 3)")
     parser.add_argument("--soak-seconds", type=float, default=600.0)
     parser.add_argument("--soak-rate", type=float, default=5000.0)
     args = parser.parse_args(argv)
@@ -58,6 +61,8 @@ def main(argv: list[str]) -> int:
         return 0
     started = time.monotonic()
     sizes = rows.TINY if args.tiny else rows.FULL
+    if args.runs:
+        sizes = msgspec.structs.replace(sizes, runs=args.runs)
     result = bench(sizes, {r.strip() for r in args.rows.split(",") if r.strip()})
     floor = next((r for r in result if r.name.startswith("1 ")), None)
     print(table(result, floor, {}))

@@ -44,7 +44,7 @@ def table(rows: list[Row], floor: Row | None, extra: dict[str, str]) -> str:
             continue
         low = min(r.rate for r in row.runs)
         high = max(r.rate for r in row.runs)
-        pct = f"{row.rate / base:.0%}" if base else "-"
+        pct = f"{row.rate / base:.0%}" if base and row.relative else "-"
         lines.append(
             [
                 row.name,

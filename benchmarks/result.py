@@ -23,6 +23,8 @@ class Row(msgspec.Struct, kw_only=True):
     runs: list[RunResult] = msgspec.field(default_factory=list)
     na: str | None = None
     note: str = ""
+    # False where the rate is set by the row itself (a paced sender): no % of the floor then.
+    relative: bool = True
 
     @property
     def rate(self) -> float:

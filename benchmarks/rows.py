@@ -124,7 +124,7 @@ def naive(work: Work, sizes: Sizes) -> Row:
 
 def latency(work: Work, sizes: Sizes, load: float, full_rate: float) -> Row:
     """Row 7 at ``load`` times row 2's rate: stamped, paced frames; stamp → sink write returned."""
-    row = Row(name=f"7 latency @ {load:.0%}")
+    row = Row(name=f"7 latency @ {load:.0%}", relative=False)
     if why := adapter_missing("ttmt"):
         row.na = why
         return row
