@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -136,7 +138,7 @@ def write_config(tmp_path: Path, sims: list[Simulator]) -> Path:
     return path
 
 
-async def start_daemon(config: Path) -> Daemon:
+async def start_daemon(config: Path, env: dict[str, str] | None = None) -> Daemon:
     proc = await asyncio.create_subprocess_exec(
         *TRADEBUS,
         "run",
@@ -144,6 +146,7 @@ async def start_daemon(config: Path) -> Daemon:
         str(config),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
     )
     return Daemon(proc)
 
@@ -184,3 +187,23 @@ async def test_sighup_reopens_the_file_sink(tmp_path: Path, simulators: list[Sim
     new = decode_lines((tmp_path / "events.jsonl").read_bytes())
     assert new, "no event reached the reopened file"
     assert [e.seq for e in old + new] == list(range(1, stopped["published"] + 1))
+
+
+async def test_daemon_tells_systemd_when_ready_and_when_stopping(
+    tmp_path: Path, simulators: list[Simulator]
+) -> None:
+    """Under Type=notify the daemon sends READY=1 once running and STOPPING=1 on SIGTERM."""
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(path)
+        server.setblocking(False)
+        loop = asyncio.get_running_loop()
+        daemon = await start_daemon(write_config(tmp_path, simulators), {"NOTIFY_SOCKET": path})
+        ready = await asyncio.wait_for(loop.sock_recv(server, 4096), 20)
+        assert ready.startswith(b"READY=1\n")
+        assert f"MAINPID={daemon.proc.pid}".encode() in ready
+        daemon.proc.send_signal(signal.SIGTERM)
+        stopping = await asyncio.wait_for(loop.sock_recv(server, 4096), 20)
+        assert stopping.startswith(b"STOPPING=1")
+        await asyncio.wait_for(daemon.proc.communicate(), 20)
+        assert daemon.proc.returncode == 0

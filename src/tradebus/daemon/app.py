@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
@@ -17,6 +18,7 @@ from tradebus.adapters.base import Adapter, AdapterFactory, SourceContext, facto
 from tradebus.backoff import Backoff, Failure, Kind
 from tradebus.bus import Bus, SinkWorker
 from tradebus.config import Config, SourceConfig, kind
+from tradebus.daemon import systemd
 from tradebus.schemas.events import Provider
 from tradebus.sinks.base import Sink
 from tradebus.sinks.base import factory_for as sink_factory_for
@@ -119,9 +121,20 @@ async def serve(config: Config, *, duration: float | None = None) -> int:
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, daemon.bus.reopen)
     timer = loop.call_later(duration, stop.set) if duration is not None else None
+
+    async def lifecycle() -> None:
+        await daemon.ready.wait()
+        systemd.notify(
+            f"READY=1\nSTATUS=running {len(daemon.adapters)} sources\nMAINPID={os.getpid()}"
+        )
+        await stop.wait()
+        systemd.notify("STOPPING=1\nSTATUS=draining sinks")
+
+    notifier = asyncio.create_task(lifecycle())
     try:
         drained = await daemon.run(stop)
     finally:
+        notifier.cancel()
         if timer is not None:
             timer.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
