@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 import msgspec
 
-from benchmarks import rows, soak
+from benchmarks import procs, rows, soak
 from benchmarks.harness import workdir
 from benchmarks.report import environment, table
 from benchmarks.result import Row
@@ -54,6 +55,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--soak-seconds", type=float, default=600.0)
     parser.add_argument("--soak-rate", type=float, default=5000.0)
     args = parser.parse_args(argv)
+    # The harness polls and parses on the senders' core, never on the daemon's.
+    procs.pin(os.getpid(), procs.SENDER_CORE)
     print("\n".join(environment()), flush=True)
     if args.soak:
         with workdir() as work:
