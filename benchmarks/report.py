@@ -34,13 +34,13 @@ def environment() -> list[str]:
 
 
 def table(rows: list[Row], floor: Row | None, extra: dict[str, str]) -> str:
-    head = ["row", "events/s", "min-max", "% floor", "CPU µs/ev", "peak RSS MB", "notes"]
+    head = ["row", "events/s", "min-max", "% floor", "CPU µs/ev", "CPU %", "peak RSS MB", "notes"]
     lines = [head]
     base = floor.rate if floor is not None and floor.runs else 0.0
     for row in rows:
         note = " ".join(x for x in (row.note, extra.get(row.name, "")) if x)
         if row.na is not None:
-            lines.append([row.name, f"n/a ({row.na})", "", "", "", "", note])
+            lines.append([row.name, f"n/a ({row.na})", "", "", "", "", "", note])
             continue
         low = min(r.rate for r in row.runs)
         high = max(r.rate for r in row.runs)
@@ -52,6 +52,8 @@ def table(rows: list[Row], floor: Row | None, extra: dict[str, str]) -> str:
                 f"{low:,.0f}-{high:,.0f}",
                 pct,
                 f"{row.cpu_us:.2f}",
+                # Below ~90% the process waited for its sender: the row measured the sender.
+                f"{row.rate * row.cpu_us / 1e4:.0f}%",
                 f"{row.rss_mb:.1f}",
                 note,
             ]
