@@ -89,7 +89,8 @@ class TtmtAdapter(SSESource):
         self._count_oversized(read)
         received = times.now()
         batch: list[Event] = []
-        fresh: list[int] = []
+        # A dict, not a list: every message asks `in fresh`, and one read holds hundreds.
+        fresh: dict[int, None] = {}
         for message in read.messages:
             self._message(message, received, batch, fresh)
         if batch:
@@ -100,7 +101,7 @@ class TtmtAdapter(SSESource):
         return self._control
 
     def _message(
-        self, message: SSEMessage, received: str, batch: list[Event], fresh: list[int]
+        self, message: SSEMessage, received: str, batch: list[Event], fresh: dict[int, None]
     ) -> None:
         try:
             decoded = wire.decode(message.data)
@@ -133,7 +134,7 @@ class TtmtAdapter(SSESource):
             self.ctx.bad_input("malformed", message.data, exc)
             return
         batch.extend(self._symbols.apply(events))
-        fresh.append(event_id)
+        fresh[event_id] = None
 
     def _track(self, event_id: int | None, batch: list[Event]) -> None:
         """Gap detection on the first id after a resume; the highest id seen."""
