@@ -34,7 +34,9 @@ Timestamp: TypeAlias = Annotated[
 ]
 
 
-class Origin(msgspec.Struct, frozen=True, omit_defaults=False):
+# gc=False on every struct here: an event is a frozen tree of scalars and structs, so it can
+# never be part of a reference cycle, and the cyclic GC need not track the millions made.
+class Origin(msgspec.Struct, frozen=True, gc=False, omit_defaults=False):
     """Provenance of an event: the signal (and its Telegram message) that caused it."""
 
     signal_id: str | None = None
@@ -44,7 +46,7 @@ class Origin(msgspec.Struct, frozen=True, omit_defaults=False):
 # --- payloads -------------------------------------------------------------------------------
 
 
-class QuoteData(msgspec.Struct, frozen=True):
+class QuoteData(msgspec.Struct, frozen=True, gc=False):
     bid: float | None = None
     ask: float | None = None
     last: float | None = None
@@ -52,19 +54,19 @@ class QuoteData(msgspec.Struct, frozen=True):
     ask_size: float | None = None
 
 
-class DepthLevel(msgspec.Struct, frozen=True, array_like=True):
+class DepthLevel(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """One order-book level, written as ``[price, volume]``."""
 
     price: float
     volume: float
 
 
-class DepthData(msgspec.Struct, frozen=True):
+class DepthData(msgspec.Struct, frozen=True, gc=False):
     bids: tuple[DepthLevel, ...] = ()
     asks: tuple[DepthLevel, ...] = ()
 
 
-class OrderData(msgspec.Struct, frozen=True):
+class OrderData(msgspec.Struct, frozen=True, gc=False):
     order_id: str
     position_id: str | None = None
     execution_id: str | None = None
@@ -78,7 +80,7 @@ class OrderData(msgspec.Struct, frozen=True):
     reason: str | None = None
 
 
-class PositionData(msgspec.Struct, frozen=True):
+class PositionData(msgspec.Struct, frozen=True, gc=False):
     position_id: str
     trade_id: str | None = None
     side: Side | None = None
@@ -93,14 +95,14 @@ class PositionData(msgspec.Struct, frozen=True):
     reason: str | None = None
 
 
-class BreakevenData(msgspec.Struct, frozen=True):
+class BreakevenData(msgspec.Struct, frozen=True, gc=False):
     position_id: str
     trade_id: str | None = None
     new_stop_loss: float | None = None
     reason: str | None = None
 
 
-class AccountData(msgspec.Struct, frozen=True):
+class AccountData(msgspec.Struct, frozen=True, gc=False):
     balance: float | None = None
     equity: float | None = None
     margin: float | None = None
@@ -110,7 +112,7 @@ class AccountData(msgspec.Struct, frozen=True):
     currency: str | None = None
 
 
-class TradeData(msgspec.Struct, frozen=True):
+class TradeData(msgspec.Struct, frozen=True, gc=False):
     trade_id: str
     channel: str | None = None
     positions_count: int | None = None
@@ -120,7 +122,7 @@ class TradeData(msgspec.Struct, frozen=True):
     profit_loss: float | None = None
 
 
-class SignalData(msgspec.Struct, frozen=True):
+class SignalData(msgspec.Struct, frozen=True, gc=False):
     alert_id: int
     strategy: str | None = None
     market: str | None = None
@@ -135,7 +137,7 @@ class SignalData(msgspec.Struct, frozen=True):
     closed_at: Timestamp | None = None
 
 
-class StatusData(msgspec.Struct, frozen=True):
+class StatusData(msgspec.Struct, frozen=True, gc=False):
     """The feed's own state; ``code`` is the upstream's (HTTP status, error code) if it gave one."""
 
     reason: str | None = None
@@ -144,7 +146,7 @@ class StatusData(msgspec.Struct, frozen=True):
     retry_in: float | None = None
 
 
-class GapData(msgspec.Struct, frozen=True):
+class GapData(msgspec.Struct, frozen=True, gc=False):
     """Upstream ids that could not be replayed, or (no ids) the window that was not back-filled."""
 
     first_missing: int | None = None
@@ -157,7 +159,7 @@ class GapData(msgspec.Struct, frozen=True):
 # --- events ---------------------------------------------------------------------------------
 
 
-class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+class _Event(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field="type"):
     id: str
     seq: int = 0
     source: str

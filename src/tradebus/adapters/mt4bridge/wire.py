@@ -22,7 +22,8 @@ Number: TypeAlias = float | None
 Time: TypeAlias = str | float | None
 
 
-class _Wire(msgspec.Struct, frozen=True, rename="camel"):
+# gc=False: decoded JSON is a tree, never a cycle; untracked structs spare the cyclic GC.
+class _Wire(msgspec.Struct, frozen=True, rename="camel", gc=False):
     """Shared config: camelCase on the wire (``freeMargin``), unknown fields ignored."""
 
 

@@ -18,7 +18,8 @@ from typing import Any, Final, TypeAlias
 import msgspec
 
 
-class _Wire(msgspec.Struct, frozen=True, rename="camel"):
+# gc=False: decoded JSON is a tree, never a cycle; untracked structs spare the cyclic GC.
+class _Wire(msgspec.Struct, frozen=True, rename="camel", gc=False):
     """Shared config: camelCase on the wire (``startedAt``), unknown fields ignored."""
 
 

@@ -17,7 +17,8 @@ from typing import Literal, TypeAlias
 import msgspec
 
 
-class _Payload(msgspec.Struct, kw_only=True, rename="camel"):
+# gc=False: decoded JSON is a tree, never a cycle; untracked structs spare the cyclic GC.
+class _Payload(msgspec.Struct, kw_only=True, rename="camel", gc=False):
     pass
 
 
@@ -36,7 +37,7 @@ class QuotePayload(_Payload):
     ts: str | None = None
 
 
-class Level(msgspec.Struct, array_like=True):
+class Level(msgspec.Struct, array_like=True, gc=False):
     """One book level on the wire: ``[price, volume]`` (trailing extras are ignored)."""
 
     price: float
@@ -146,7 +147,7 @@ class LoginResponse(_Payload):
 # --- server → client envelopes --------------------------------------------------------------
 
 
-class _Envelope(msgspec.Struct, tag_field="type"):
+class _Envelope(msgspec.Struct, tag_field="type", gc=False):
     pass
 
 

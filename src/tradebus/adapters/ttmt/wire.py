@@ -17,21 +17,22 @@ from typing import Final, TypeAlias
 import msgspec
 
 
-class Signal(msgspec.Struct, frozen=True):
+# gc=False: decoded JSON is a tree, never a cycle; untracked structs spare the cyclic GC.
+class Signal(msgspec.Struct, frozen=True, gc=False):
     """``signal``: "the Telegram message that originated the trade" (snake_case on the wire)."""
 
     signal_id: str | None = None
     telegram_message_id: int | None = None
 
 
-class _Data(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+class _Data(msgspec.Struct, frozen=True, gc=False, kw_only=True, rename="camel"):
     """Shared by every ``data`` object: camelCase on the wire, unknown fields ignored."""
 
     account_id: str | None = None
     signal: Signal | None = None
 
 
-class PositionItem(msgspec.Struct, frozen=True, rename="camel"):
+class PositionItem(msgspec.Struct, frozen=True, gc=False, rename="camel"):
     """One entry of a batch ``position_update``'s ``positions`` (it has ``id``, not positionId)."""
 
     id: str
@@ -97,13 +98,15 @@ class BreakevenFailedData(_Data, frozen=True):
     trade_id: str | None = None
 
 
-class ReasonData(msgspec.Struct, frozen=True):
+class ReasonData(msgspec.Struct, frozen=True, gc=False):
     """``auth_revoked`` and ``recycle``: ``{"reason": ...}``."""
 
     reason: str | None = None
 
 
-class _Envelope(msgspec.Struct, frozen=True, kw_only=True, rename="camel", tag_field="type"):
+class _Envelope(
+    msgspec.Struct, frozen=True, gc=False, kw_only=True, rename="camel", tag_field="type"
+):
     """ "All events share a common outer envelope" (``userId`` is not in every example)."""
 
     event_id: int
@@ -149,7 +152,9 @@ class AuthRevoked(_Envelope, frozen=True, tag="auth_revoked"):
     data: ReasonData = msgspec.field(default_factory=ReasonData)
 
 
-class Recycle(msgspec.Struct, frozen=True, rename="camel", tag_field="type", tag="recycle"):
+class Recycle(
+    msgspec.Struct, frozen=True, gc=False, rename="camel", tag_field="type", tag="recycle"
+):
     """ "Fired before the server-initiated 5-minute recycle close. Reconnect immediately."
 
     The doc shows it bare (``reason`` at the top) and enveloped (``data.reason``): both decode.
@@ -191,7 +196,7 @@ class UnknownTypeError(ValueError):
         super().__init__(f"unknown event type {name[:64]!r}")
 
 
-class _TypeOnly(msgspec.Struct, frozen=True):
+class _TypeOnly(msgspec.Struct, frozen=True, gc=False):
     type: str
 
 
