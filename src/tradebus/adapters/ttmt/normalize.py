@@ -81,13 +81,26 @@ def _common(message: wire.Message, source: str, received: str, suffix: str = "")
     }
 
 
+def _time(message: wire.Message, received: str) -> str:
+    stamp = message.timestamp
+    return (times.canonical(stamp) if stamp else None) or received
+
+
 def _position_update(m: wire.PositionUpdate, source: str, received: str) -> list[Event]:
+    # The hottest message of the stream: fields are passed one by one, as ``**_common(...)``
+    # costs a dict and an unpacking per event.
     d = m.data
+    time = _time(m, received)
     if d.positions is not None:
         origin = origin_of(d.signal)
+        prefix = f"{source}:{m.event_id}#"
         return [
             PositionUpdated(
-                **_common(m, source, received, f"#{n}"),
+                id=f"{prefix}{n}",
+                source=source,
+                provider=PROVIDER,
+                time=time,
+                received=received,
                 account=d.account_id,
                 symbol=p.symbol,
                 origin=origin_of(p.signal) or origin,
@@ -103,7 +116,11 @@ def _position_update(m: wire.PositionUpdate, source: str, received: str) -> list
         raise ValueError("position_update has neither positionId nor positions")
     return [
         PositionUpdated(
-            **_common(m, source, received),
+            id=f"{source}:{m.event_id}",
+            source=source,
+            provider=PROVIDER,
+            time=time,
+            received=received,
             account=d.account_id,
             symbol=d.symbol,
             origin=origin_of(d.signal),
