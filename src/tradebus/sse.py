@@ -7,7 +7,9 @@ the spec's sentences are quoted at the lines that implement them.
 Work is done on whole buffers, never byte by byte: each ``feed()`` finds the last line end in the
 chunk, decodes every complete line in one call and splits them with ``str.split`` (or a regex
 when a CR is present). Only the incomplete last line is kept, as bytes, so a multi-byte
-character split across chunks is decoded once its line is whole.
+character split across chunks is decoded once its line is whole. Text with LF line ends takes
+a fast path: each event of the common shape (``id``, ``event``, one ``data`` line) is one
+anchored regex match; any other event goes through the same line-by-line steps.
 
 Deviations from a browser, both deliberate:
 
@@ -42,6 +44,9 @@ _LF: Final = 0x0A
 _LINE_END_STR: Final = re.compile(r"\r\n|\r|\n")
 _LINE_END_BYTES: Final = re.compile(rb"\r\n|\r|\n")
 _ANY_EOL: Final = re.compile(rb"[\r\n]")
+# One whole event of the common shape: [id line] [event line] data line, then the blank line.
+# "If value starts with a U+0020 SPACE character, remove it from value": the optional space.
+_FRAME: Final = re.compile(r"(?:id: ?([^\n]*)\n)?(?:event: ?([^\n]*)\n)?data: ?([^\n]*)\n\n")
 
 
 class SSEMessage(msgspec.Struct, frozen=True, gc=False):
@@ -137,7 +142,11 @@ class SSEDecoder:
         # A CR ends its line at once; only an LF opening the next chunk may belong to it.
         self._skip_lf = cut == len(chunk) - 1 and chunk[cut] == _CR
         if len(block) <= self.max_line:
-            self._lines(_split(block.decode("utf-8", "replace")), out)
+            text = block.decode("utf-8", "replace")
+            if "\r" in text or "\n\n" not in text:
+                self._lines(_split(text), out)
+            else:
+                self._frames(text, out)
         else:
             self._long_block(block, out)
         self._check_tail()
@@ -208,6 +217,48 @@ class SSEDecoder:
         self._lines(good, out)
 
     # --- interpretation ----------------------------------------------------------------------
+
+    def _frames(self, text: str, out: list[SSEMessage]) -> None:
+        """The fast path for LF-only text that holds a blank line: one anchored match per event.
+
+        An event of the common shape (an optional ``id``, an optional ``event``, one ``data``
+        line, in that order, then the blank line) is dispatched straight from the match.
+        Anything else (comments, ``retry``, several ``data`` lines, an ``id`` with NUL, extra
+        blank lines, an event still open) goes through ``_lines``, the spec's own steps, up to
+        the next blank line, so every event is handled in stream order by one path or the other.
+        """
+        pos = 0
+        end = len(text)
+        if self._data or self._event or self._poisoned:
+            # The text begins by completing an event an earlier chunk began.
+            cut = text.find("\n\n")
+            self._lines([*text[:cut].split("\n"), ""], out)
+            pos = cut + 2
+        id_buffer = self._id_buffer
+        retry = self.retry
+        match = _FRAME.match
+        append = out.append
+        while pos < end:
+            m = match(text, pos)
+            if m is not None and (m[1] is None or "\x00" not in m[1]):
+                if m[1] is not None:
+                    id_buffer = m[1]
+                append(SSEMessage(m[2] or "message", m[3], id_buffer or None, retry))
+                # Dispatch step 1: "Set the last event ID string ... to the ... buffer."
+                self.last_event_id = id_buffer
+                pos = m.end()
+                continue
+            self._id_buffer = id_buffer
+            cut = text.find("\n\n", pos)
+            if cut < 0:
+                # An event still open: its lines, each ended by an LF, wait for their blank line.
+                self._lines(text[pos:].split("\n")[:-1], out)
+                return
+            self._lines([*text[pos:cut].split("\n"), ""], out)
+            id_buffer = self._id_buffer
+            retry = self.retry
+            pos = cut + 2
+        self._id_buffer = id_buffer
 
     def _lines(self, lines: list[str], out: list[SSEMessage]) -> None:
         """ "Lines must be processed, in the order they are received, as follows"."""
