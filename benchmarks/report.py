@@ -27,7 +27,7 @@ def environment() -> list[str]:
             versions.append(f"{name} -")
     return [
         f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-        f"cpu: {cpu} ({len(os.sched_getaffinity(0))} cores)",
+        f"cpu: {cpu} ({os.cpu_count()} cores)",
         f"python: {platform.python_implementation()} {platform.python_version()}",
         "packages: " + ", ".join(versions),
     ]
