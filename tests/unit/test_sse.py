@@ -632,3 +632,26 @@ def test_ten_megabyte_line_in_one_chunk_is_dropped() -> None:
     messages, decoder = decode(stream)
     assert messages == [msg("a"), msg("c")]
     assert decoder.oversized_lines == 1
+
+
+# LF-only streams take the decoder's fast path (one regex match per event of the common
+# shape); mixing such frames with arbitrary lines makes both paths meet inside one chunk.
+_FAST_FRAME = st.builds(
+    lambda i, e, d: i + e + b"data:" + d + b"\n\n",
+    st.one_of(st.just(b""), _VALUE.map(lambda v: b"id: " + v + b"\n")),
+    st.one_of(st.just(b""), _VALUE.map(lambda v: b"event: " + v + b"\n")),
+    st.one_of(_VALUE, _VALUE.map(lambda v: b" " + v)),
+)
+_LF_STREAM = st.lists(
+    st.one_of(_FAST_FRAME, _FAST_FRAME, _LINE.map(lambda line: line + b"\n")), max_size=30
+).map(b"".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(stream=_LF_STREAM, cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=8))
+def test_fast_path_frames_match_the_reference(stream: bytes, cuts: list[int]) -> None:
+    """LF-only streams of common-shape frames mixed with other lines decode as the spec says."""
+    got, decoder = decode(*chunked(stream, cuts))
+    expected = Reference(1 << 20).run(stream)
+    assert got == expected.messages
+    assert state(decoder) == state(expected)
