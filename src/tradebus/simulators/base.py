@@ -32,6 +32,13 @@ class SimulatorModule(Protocol):
     def for_demo(self, seed: int) -> Simulator: ...
 
 
+def abort(request: web.Request) -> None:
+    """Close the socket under a streaming response: the client sees the body end mid-way,
+    not a clean end of a chunked body (a cut connection, as a network fault would make)."""
+    if request.transport is not None:
+        request.transport.close()
+
+
 class AppServer:
     """An aiohttp application bound to one TCP port; ``port`` is known after ``start``."""
 

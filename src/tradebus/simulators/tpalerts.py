@@ -43,7 +43,7 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from tradebus.simulators.base import AppServer
+from tradebus.simulators.base import AppServer, abort
 
 PATH: Final = "/api/v1/alerts"
 FIRST_ALERT_ID: Final = 35443
@@ -446,7 +446,7 @@ class TpAlertsSimulator:
             (name, payload, raw), *_ = self._take(1)
             self.lost.append((name, payload))
             await response.write(raw[: len(raw) // 2])
-            self._abort(request)
+            abort(request)
             return False
         batch = self._take(self._budget())
         await response.write(b"".join(raw for _, _, raw in batch))
@@ -457,16 +457,9 @@ class TpAlertsSimulator:
             self._cut_after -= len(batch)
             if self._cut_after <= 0:
                 self._cut_after = None
-                self._abort(request)
+                abort(request)
                 return False
         return True
-
-    @staticmethod
-    def _abort(request: web.Request) -> None:
-        # Close the socket under the response: the client sees the stream end mid-way, not
-        # a clean end of a chunked body.
-        if request.transport is not None:
-            request.transport.close()
 
 
 # --- CLI and demo hooks -----------------------------------------------------------------------

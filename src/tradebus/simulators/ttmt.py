@@ -60,7 +60,7 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from tradebus.simulators.base import AppServer
+from tradebus.simulators.base import AppServer, abort
 
 PATH: Final = "/api/v1/stream"
 DEMO_KEY: Final = "ttmt_live_demo_4b7e2d9a"  # the fake server's own demo credential
@@ -414,7 +414,7 @@ class TtmtSimulator:
         """Drop every open stream at once, as a crashed proxy would (no control frame)."""
         for conn in list(self._active.values()):
             self._unregister(conn)
-            self._abort(conn.request)
+            abort(conn.request)
 
     def cut_after(self, k: int) -> None:
         """Close the connection abruptly after the next ``k`` event frames sent."""
@@ -621,7 +621,7 @@ class TtmtSimulator:
             self.lost.append(batch[0].event_id)
             self._unregister(conn)
             await response.write(batch[0].raw[: len(batch[0].raw) // 2])
-            self._abort(request)
+            abort(request)
             return False
         await response.write(b"".join(f.raw for f in batch))
         conn.last_sent = batch[-1].event_id
@@ -630,7 +630,7 @@ class TtmtSimulator:
             if self._cut_after <= 0:
                 self._cut_after = None
                 self._unregister(conn)
-                self._abort(request)
+                abort(request)
                 return False
         return True
 
@@ -656,12 +656,6 @@ class TtmtSimulator:
 
     def _poke(self) -> None:
         self._wake.set()
-
-    @staticmethod
-    def _abort(request: web.Request) -> None:
-        # Close the socket under the response: the client sees the body end mid-way.
-        if request.transport is not None:
-            request.transport.close()
 
 
 # --- CLI and demo hooks -----------------------------------------------------------------------
