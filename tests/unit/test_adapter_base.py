@@ -83,13 +83,26 @@ def test_status_events_have_unique_ids_and_no_secret_in_message() -> None:
     assert (gap.data.first_missing, gap.data.last_missing) == (5, 9)  # type: ignore[union-attr]
 
 
-def test_bounded_set_forgets_the_oldest() -> None:
-    """BoundedSet keeps at most maxsize members, evicting the oldest first."""
+def test_bounded_set_remembers_the_newest_maxsize_and_forgets_the_oldest() -> None:
+    """BoundedSet always holds its newest maxsize members and never more than twice that."""
     seen: BoundedSet[int] = BoundedSet(3)
-    for n in range(5):
+    for n in range(7):
         seen.add(n)
-    assert [n in seen for n in range(5)] == [False, False, True, True, True]
-    assert len(seen) == 3
+        assert all(m in seen for m in range(max(0, n - 2), n + 1))
+        assert len(seen) <= 6
+    assert [n in seen for n in range(7)] == [False, False, False, True, True, True, True]
+
+
+def test_bounded_set_update_adds_a_batch() -> None:
+    """update() adds every member of a batch, and a batch past maxsize is still remembered."""
+    seen: BoundedSet[int] = BoundedSet(4)
+    seen.update(range(10))
+    assert all(n in seen for n in range(10))
+    seen.update([10, 11])
+    assert all(n in seen for n in range(12))
+    seen.update(range(12, 16))
+    assert 0 not in seen
+    assert all(n in seen for n in range(10, 16))
 
 
 def test_bounded_dict_evicts_least_recently_set() -> None:

@@ -397,6 +397,28 @@ def test_symbol_cache_is_bounded_and_leaves_unknown_ids_null() -> None:
     assert symbols == [None, "S1", "S2", None]
 
 
+def test_symbol_cache_forgets_the_id_learnt_longest_ago_and_relearns_it() -> None:
+    """Eviction goes by when an id was learnt; its next event that names the symbol teaches it."""
+    cache = SymbolCache(2)
+    executed = '{{"type":"trade_executed","eventId":1,"data":{{"tradeId":"{}","symbol":"{}"}}}}'
+    tp = '{{"type":"tp_hit","eventId":9,"data":{{"tradeId":"{}"}}}}'
+
+    def learn(trade: str, symbol: str) -> None:
+        cache.apply(normalize(wire.decode(executed.format(trade, symbol)), SOURCE, RECEIVED))
+
+    def symbol_of(trade: str) -> str | None:
+        return cache.apply(normalize(wire.decode(tp.format(trade)), SOURCE, RECEIVED))[0].symbol
+
+    learn("t0", "S0")
+    learn("t1", "S1")
+    learn("t0", "S0")  # already known: not learnt again, so still the oldest
+    learn("t2", "S2")
+    assert [symbol_of(t) for t in ("t0", "t1", "t2")] == [None, "S1", "S2"]
+    learn("t0", "S0")
+    learn("t2", "S9")  # a changed symbol is learnt again
+    assert [symbol_of(t) for t in ("t0", "t1", "t2")] == ["S0", None, "S9"]
+
+
 def test_sse_frame_through_decoder_and_wire() -> None:
     """An SSE frame as the doc shows it (``id:`` then ``data:``) yields the same event."""
     frame = b"id: 18\ndata: " + json.dumps(json.loads(golden("tp_hit"))).encode() + b"\n\n"

@@ -34,14 +34,15 @@ from tradebus import times
 from tradebus.adapters.base import BoundedSet, SourceContext, register
 from tradebus.adapters.ssehttp import ReadTimeoutError, SSERead, SSESource
 from tradebus.adapters.ttmt import wire
-from tradebus.adapters.ttmt.normalize import SymbolCache, normalize
+from tradebus.adapters.ttmt.normalize import BUILDERS, SymbolCache
 from tradebus.backoff import Failure, Kind
 from tradebus.config import TtmtSource
 from tradebus.schemas.events import Event
-from tradebus.sse import SSEMessage
 
 _RECYCLE: Final = Failure(Kind.RECYCLE, "recycle")
 _REVOKED: Final = Failure(Kind.AUTH, "auth_revoked")
+# Below every eventId (a counter, never negative): no id seen yet.
+_NONE_YET: Final = -1
 
 
 def _int_id(value: str | None) -> int | None:
@@ -65,14 +66,14 @@ class TtmtAdapter(SSESource):
         )
         self.config = config
         self._seen: BoundedSet[int] = BoundedSet(config.dedupe_size)
-        self._highest: int | None = None
+        self._highest = _NONE_YET  # the highest eventId seen, across connections
         self._resumed = False  # the next event with an id is the first after a resume
         self._control: Failure | None = None  # set by recycle / auth_revoked: the stream ends
         self._symbols = SymbolCache(config.symbol_cache)
 
     def _on_connected(self) -> None:
         self._control = None
-        self._resumed = self._highest is not None
+        self._resumed = self._highest != _NONE_YET
 
     def _timed_out(self, exc: ReadTimeoutError, connected: bool) -> Failure:
         # A server that accepts and never sends, or a stream gone silent: counted either way.
@@ -85,74 +86,80 @@ class TtmtAdapter(SSESource):
         """Everything one read gave, published as one batch; then ids are marked seen.
 
         Returns the planned end a control frame announced (recycle, auth_revoked), if any.
+        The loop is the hot path: one decode, one dedupe lookup and one normalize per message;
+        everything rare (resume, control frames, bad input) leaves it through a method call.
         """
         self._count_oversized(read)
         received = times.now()
         batch: list[Event] = []
-        # A dict, not a list: every message asks `in fresh`, and one read holds hundreds.
-        fresh: dict[int, None] = {}
+        fresh: set[int] = set()
+        seen = self._seen
+        source = self.name
+        highest = self._highest
         for message in read.messages:
-            self._message(message, received, batch, fresh)
+            try:
+                decoded = wire.decode(message.data)
+            except wire.UnknownTypeError as exc:
+                self.ctx.unknown_type(exc.name)
+                highest = self._track(_int_id(message.id), highest, batch)
+                continue
+            except msgspec.DecodeError as exc:
+                self.ctx.bad_input("malformed", message.data, exc)
+                highest = self._track(_int_id(message.id), highest, batch)
+                continue
+            builder = BUILDERS[type(decoded)]
+            if builder is None:
+                self._control_frame(decoded, batch)
+                continue
+            # Only control frames may lack an eventId, and they have no builder.
+            event_id: int = decoded.event_id  # type: ignore[assignment]
+            if self._resumed:
+                self._first_after_resume(event_id, highest, batch)
+            if event_id > highest:  # noqa: PLR1730 - cheaper than a max() call per event
+                highest = event_id
+            if event_id in seen or event_id in fresh:
+                self.ctx.counters["duplicates"] += 1
+                continue
+            try:
+                batch += builder(decoded, source, received)
+            except ValueError as exc:
+                self.ctx.bad_input("malformed", message.data, exc)
+                continue
+            fresh.add(event_id)
+        self._highest = highest
         if batch:
-            await self.ctx.publish(batch)
+            await self.ctx.publish(self._symbols.apply(batch))
         # Only now are they the bus's: a replay of them is a duplicate from here on.
-        for event_id in fresh:
-            self._seen.add(event_id)
+        seen.update(fresh)
         return self._control
 
-    def _message(
-        self, message: SSEMessage, received: str, batch: list[Event], fresh: dict[int, None]
-    ) -> None:
-        try:
-            decoded = wire.decode(message.data)
-        except wire.UnknownTypeError as exc:
-            self.ctx.unknown_type(exc.name)
-            self._track(_int_id(message.id), batch)
-            return
-        except msgspec.DecodeError as exc:
-            self.ctx.bad_input("malformed", message.data, exc)
-            self._track(_int_id(message.id), batch)
-            return
+    def _control_frame(self, decoded: wire.Message, batch: list[Event]) -> None:
         if isinstance(decoded, wire.Recycle):
             self._control = _RECYCLE
-            return
-        if isinstance(decoded, wire.AuthRevoked):
+        elif isinstance(decoded, wire.AuthRevoked):
             self._control = _REVOKED
             status = self.ctx.status(
                 "status.auth_revoked", reason=decoded.data.reason, account=self.config.account_id
             )
             batch.append(status)
-            return
-        event_id = decoded.event_id
-        self._track(event_id, batch)
-        if event_id in self._seen or event_id in fresh:
-            self.ctx.counters["duplicates"] += 1
-            return
-        try:
-            events = normalize(decoded, self.name, received)
-        except ValueError as exc:
-            self.ctx.bad_input("malformed", message.data, exc)
-            return
-        batch.extend(self._symbols.apply(events))
-        fresh[event_id] = None
 
-    def _track(self, event_id: int | None, batch: list[Event]) -> None:
-        """Gap detection on the first id after a resume; the highest id seen."""
+    def _track(self, event_id: int | None, highest: int, batch: list[Event]) -> int:
+        """The highest id once ``event_id`` (if any) is seen; a gap check if it is the first."""
         if event_id is None:
-            return
-        highest = self._highest
+            return highest
         if self._resumed:
-            self._resumed = False
-            if highest is not None and event_id > highest + 1 and not self.config.account_id:
-                self.ctx.log.warning(
-                    "replay_gap", first_missing=highest + 1, last_missing=event_id - 1
+            self._first_after_resume(event_id, highest, batch)
+        return max(event_id, highest)
+
+    def _first_after_resume(self, event_id: int, highest: int, batch: list[Event]) -> None:
+        """An id past the highest seen + 1: the replay buffer no longer held what we missed."""
+        self._resumed = False
+        if event_id > highest + 1 and not self.config.account_id:
+            self.ctx.log.warning("replay_gap", first_missing=highest + 1, last_missing=event_id - 1)
+            batch.append(
+                self.ctx.gap(
+                    first_missing=highest + 1,
+                    last_missing=event_id - 1,
+                    reason="replay_buffer_exceeded",
                 )
-                batch.append(
-                    self.ctx.gap(
-                        first_missing=highest + 1,
-                        last_missing=event_id - 1,
-                        reason="replay_buffer_exceeded",
-                    )
-                )
-        if highest is None or event_id > highest:
-            self._highest = event_id
+            )

@@ -36,12 +36,11 @@ Later events lack the symbol an earlier one gave (``tp_hit`` has only a ``tradeI
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import msgspec
 
 from tradebus import times
-from tradebus.adapters.base import BoundedDict
 from tradebus.adapters.ttmt import wire
 from tradebus.schemas.events import (
     BreakevenData,
@@ -254,11 +253,9 @@ def _breakeven_failed(m: wire.BreakevenFailed, source: str, received: str) -> li
     ]
 
 
-def _control(_m: wire.Control, _source: str, _received: str) -> list[Event]:
-    return []
-
-
-_DISPATCH: Final[dict[type, Callable[[Any, str, str], list[Event]]]] = {
+Builder: TypeAlias = Callable[[Any, str, str], list[Event]]
+# Each wire struct's builder; None for the control frames, which give no event.
+BUILDERS: Final[dict[type, Builder | None]] = {
     wire.PositionUpdate: _position_update,
     wire.OrderFill: _order_fill,
     wire.PositionClosed: _position_closed,
@@ -267,8 +264,8 @@ _DISPATCH: Final[dict[type, Callable[[Any, str, str], list[Event]]]] = {
     wire.TpHit: _tp_hit,
     wire.BreakevenSet: _breakeven_set,
     wire.BreakevenFailed: _breakeven_failed,
-    wire.AuthRevoked: _control,
-    wire.Recycle: _control,
+    wire.AuthRevoked: None,
+    wire.Recycle: None,
 }
 
 
@@ -278,7 +275,8 @@ def normalize(message: wire.Message, source: str, received: str) -> list[Event]:
     Raises ``ValueError`` for a message that decodes but cannot be an event (a
     ``position_update`` with neither ``positionId`` nor ``positions``): the caller counts it.
     """
-    return _DISPATCH[type(message)](message, source, received)
+    builder = BUILDERS[type(message)]
+    return [] if builder is None else builder(message, source, received)
 
 
 class SymbolCache:
@@ -288,30 +286,44 @@ class SymbolCache:
     position to one; ``position_closed`` and ``breakeven_failed`` tie a position to a trade, so
     either side teaches the other (``breakeven_failed`` is how a DB position UUID, the only id
     ``breakeven_set`` carries, learns its symbol). Sans-I/O: events in, events out.
+
+    Each map holds at most ``maxsize`` ids and forgets the one learnt longest ago. Learning what
+    is already known changes nothing, so the common event (a price update of a known position)
+    costs two dict lookups; an id forgotten while still live is learnt again from its next event
+    that carries the symbol.
     """
 
+    __slots__ = ("_positions", "_trades", "maxsize")
+
     def __init__(self, maxsize: int) -> None:
-        self._trades: BoundedDict[str, str] = BoundedDict(maxsize)
-        self._positions: BoundedDict[str, str] = BoundedDict(maxsize)
+        self.maxsize = max(1, maxsize)
+        self._trades: dict[str, str] = {}
+        self._positions: dict[str, str] = {}
 
     def apply(self, events: list[Event]) -> list[Event]:
-        """``events`` with each missing symbol filled in when it is known."""
-        return [self._one(e) for e in events]
+        """``events``, in place, with each missing symbol filled in when it is known."""
+        trades = self._trades
+        positions = self._positions
+        for i, event in enumerate(events):
+            data = event.data
+            trade_id: str | None = getattr(data, "trade_id", None)
+            position_id: str | None = getattr(data, "position_id", None)
+            symbol = event.symbol
+            if symbol is None:
+                symbol = (trade_id and trades.get(trade_id)) or (
+                    position_id and positions.get(position_id)
+                )
+                if not symbol:
+                    continue
+                events[i] = msgspec.structs.replace(event, symbol=symbol)
+            if trade_id is not None and trades.get(trade_id) != symbol:
+                self._learn(trades, trade_id, symbol)
+            if position_id is not None and positions.get(position_id) != symbol:
+                self._learn(positions, position_id, symbol)
+        return events
 
-    def _one(self, event: Event) -> Event:
-        data = event.data
-        trade_id: str | None = getattr(data, "trade_id", None)
-        position_id: str | None = getattr(data, "position_id", None)
-        symbol = event.symbol
-        if symbol is None:
-            symbol = (trade_id and self._trades.get(trade_id)) or (
-                position_id and self._positions.get(position_id)
-            )
-            if symbol:
-                event = msgspec.structs.replace(event, symbol=symbol)
-        if symbol:
-            if trade_id is not None:
-                self._trades.set(trade_id, symbol)
-            if position_id is not None:
-                self._positions.set(position_id, symbol)
-        return event
+    def _learn(self, known: dict[str, str], key: str, symbol: str) -> None:
+        known.pop(key, None)  # re-learnt goes to the young end: evicted last
+        known[key] = symbol
+        if len(known) > self.maxsize:
+            del known[next(iter(known))]
