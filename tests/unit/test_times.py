@@ -25,9 +25,23 @@ def assert_canonical(text: str) -> None:
 
 
 def test_canonical_string_passes_through_untouched() -> None:
-    """An already canonical time is returned as the very same object (the hot path)."""
+    """An already canonical time comes back unchanged, the first time and from the memo."""
     text = "2026-06-09T14:32:01.123Z"
-    assert times.canonical(text) is text
+    assert times.canonical(text) == text
+    assert times.canonical("".join(text)) == text
+    assert times.canonical("2026-06-09T14:32:01.123+02:00") == "2026-06-09T12:32:01.123Z"
+
+
+def test_canonical_memo_stays_bounded_and_never_admits_a_rewrite() -> None:
+    """Thousands of distinct times keep the memo bounded; rewritten times are never memoized."""
+    for n in range(10_000):
+        text = f"2026-06-09T14:{n // 60000:02d}:{n // 1000 % 60:02d}.{n % 1000:03d}Z"
+        assert times.canonical(text) == text
+        assert times.canonical("".join(text)) == text
+    assert times.canonical("2026-06-09T14:32:01.123+00:00") == "2026-06-09T14:32:01.123Z"
+    assert times.canonical("2026-06-09T14:32:01.123+00:00") == "2026-06-09T14:32:01.123Z"
+    assert len(times._checked) <= times._CHECKED_MAX
+    assert "2026-06-09T14:32:01.123+00:00" not in times._checked
 
 
 @pytest.mark.parametrize(

@@ -62,11 +62,11 @@ from tradebus.schemas.events import (
 PROVIDER: Final = "ttmt"
 
 
-def origin_of(signal: wire.Signal | None) -> Origin | None:
-    """ "signal is null when" the trade has none: then so is ``origin``."""
+def origin_of(signal: Origin | None) -> Origin | None:
+    """ "signal is null when" the trade has none: then so is ``origin`` (the wire's, shared)."""
     if signal is None or (signal.signal_id is None and signal.telegram_message_id is None):
         return None
-    return Origin(signal_id=signal.signal_id, telegram_message_id=signal.telegram_message_id)
+    return signal
 
 
 # Every builder passes the shared fields one by one: a dict of them unpacked per event cost

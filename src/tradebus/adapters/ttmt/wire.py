@@ -16,13 +16,15 @@ from typing import Final, TypeAlias
 
 import msgspec
 
+from tradebus.schemas.events import Origin
+
+# ``signal``: "the Telegram message that originated the trade". Its two snake_case fields are
+# the canonical ``Origin``'s, so it decodes straight into one that the event then shares (frozen)
+# rather than copies.
+Signal: TypeAlias = Origin
+
 
 # gc=False: decoded JSON is a tree, never a cycle; untracked structs spare the cyclic GC.
-class Signal(msgspec.Struct, frozen=True, gc=False):
-    """``signal``: "the Telegram message that originated the trade" (snake_case on the wire)."""
-
-    signal_id: str | None = None
-    telegram_message_id: int | None = None
 
 
 class _Data(msgspec.Struct, frozen=True, gc=False, kw_only=True, rename="camel"):
