@@ -32,6 +32,21 @@ def test_canonical_string_passes_through_untouched() -> None:
     assert times.canonical("2026-06-09T14:32:01.123+02:00") == "2026-06-09T12:32:01.123Z"
 
 
+@given(
+    st.integers(0, 23),
+    st.sampled_from([*"0123456789", "\u0663", "\uff11", "a", "-", ":", ".", "T", "Z", " "]),
+    st.integers(0, 10**6),
+)
+def test_canonical_passes_a_time_unchanged_exactly_when_it_matches_the_schema(
+    position: int, char: str, offset: int
+) -> None:
+    """One character of a canonical time changed: passed through iff the schema pattern holds."""
+    base = times.format_utc(datetime(2026, 6, 9, tzinfo=UTC) + timedelta(seconds=offset))
+    text = base[:position] + char + base[position + 1 :]
+    assert (times.canonical(text) == text) == bool(_SCHEMA_PATTERN.match(text))
+    assert (times.canonical(text) == text) == bool(_SCHEMA_PATTERN.match(text))  # memoized
+
+
 def test_canonical_memo_stays_bounded_and_never_admits_a_rewrite() -> None:
     """Thousands of distinct times keep the memo bounded; rewritten times are never memoized."""
     for n in range(10_000):

@@ -54,6 +54,32 @@ def test_doc_quote_event_normalizes_to_quote_updated() -> None:
     ]
 
 
+def quote_id(bid: float | None, ask: float | None) -> str:
+    raw = msgspec.json.encode(
+        {"type": "quoteEvent", "payload": {"symbol": "X", "bid": bid, "ask": ask, "ts": "t"}}
+    )
+    msg = wire.decode(raw)
+    assert isinstance(msg, wire.QuoteEvent)
+    [event] = normalize.quote(msg, SRC, RECEIVED)
+    return event.id
+
+
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False) | st.none(), min_size=1))
+def test_quote_ids_write_each_price_as_its_repr(prices: list[float | None]) -> None:
+    """Remembered price texts are the float's own repr (0.0 and -0.0 apart); no price is empty."""
+    for n, bid in enumerate(prices):
+        ask = prices[-n - 1]
+        text = ["" if p is None else repr(p) for p in (bid, ask)]
+        assert quote_id(bid, ask) == f"tws:quote:X:t:{text[0]}:{text[1]}"
+
+
+def test_quote_ids_stay_right_past_the_price_memo() -> None:
+    """Tens of thousands of distinct prices, each seen twice, keep their exact text."""
+    for n in range(20_000):
+        bid = 1.0 + n / 100_000
+        assert quote_id(bid, bid) == quote_id(bid, bid) == f"tws:quote:X:t:{bid!r}:{bid!r}"
+
+
 def test_quote_without_ts_uses_receipt_time() -> None:
     """A quote without ts is stamped (and identified) by its receipt time."""
     msg = wire.decode(b'{"type":"quoteEvent","payload":{"symbol":"X","bid":1,"extra":{"a":1}}}')
