@@ -62,6 +62,8 @@ __all__ = [
 
 # Enough of a non-SSE body to tell an HTML error page or a JSON error from a broken proxy.
 BODY_EXCERPT = 512
+# How much one read may bring: a busy stream is handled in batches of this size.
+READ_BUFFER = 256 * 1024
 EVENT_STREAM = "text/event-stream"
 
 
@@ -280,7 +282,7 @@ class SSESource:
 
     async def run(self) -> None:
         self.ctx.log.info("source_starting", url=log.redact_url(self.url))
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(read_bufsize=READ_BUFFER) as session:
             while True:
                 failure, connected = await self._connect_once(session)
                 delay = self.backoff.delay(failure, self._retry_floor)
