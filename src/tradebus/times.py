@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from datetime import UTC, datetime
@@ -19,9 +20,41 @@ def format_utc(moment: datetime) -> str:
     )
 
 
+# "YYYY-MM-DDTHH:MM:SS." of each whole Unix second met lately: building a datetime and its
+# string costs over a microsecond, and receipt stamps and epoch times mostly share a second.
+_second_heads: dict[int, str] = {}
+# ".mmmZ" after the head: the 1,000 valid tails, indexed by the millisecond.
+_TAIL_TEXT: Final = tuple(f"{ms:03d}Z" for ms in range(1000))
+
+
 def from_epoch(seconds: float) -> str:
-    """A Unix time as the canonical string."""
-    return format_utc(datetime.fromtimestamp(seconds, UTC))
+    """A Unix time as the canonical string, truncated to the millisecond.
+
+    The microseconds are rounded as ``datetime.fromtimestamp`` rounds them (half to even), so
+    the result is ``format_utc(datetime.fromtimestamp(seconds, UTC))``, at a fifth of the cost.
+    """
+    fraction, whole = math.modf(seconds)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        micros -= 1_000_000
+        whole += 1.0
+    elif micros < 0:
+        micros += 1_000_000
+        whole -= 1.0
+    second = int(whole)
+    head = _second_heads.get(second)
+    if head is None:
+        head = _second_head(second)
+    return head + _TAIL_TEXT[micros // 1000]
+
+
+def _second_head(second: int) -> str:
+    moment = datetime.fromtimestamp(second, UTC)
+    head = f"{moment:%Y-%m-%dT%H:%M:%S}." if moment.year >= 1000 else format_utc(moment)[:20]
+    if len(_second_heads) >= 4096:
+        _second_heads.clear()
+    _second_heads[second] = head
+    return head
 
 
 def now() -> str:
@@ -36,7 +69,7 @@ _CHECKED_MAX = 4096
 # A time of a new millisecond is checked in two parts, without a regex: its ".mmmZ" tail
 # against every valid one, its "YYYY-MM-DDTHH:MM:SS." head against the heads already matched
 # (one per second of the feed's clock), and only a new head against the pattern.
-_TAILS: Final = frozenset(f"{ms:03d}Z" for ms in range(1000))
+_TAILS: Final = frozenset(_TAIL_TEXT)
 _HEAD: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.")
 _heads: set[str] = set()
 

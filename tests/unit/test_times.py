@@ -142,6 +142,27 @@ def test_from_epoch() -> None:
     assert times.from_epoch(1749479521.1239) == "2025-06-09T14:32:01.123Z"
 
 
+@given(
+    st.floats(min_value=-62_135_596_800, max_value=253_402_300_799, allow_nan=False)
+    | st.integers(0, 4_000_000_000_000).map(lambda ms: ms / 1000)
+)
+def test_from_epoch_is_format_utc_of_fromtimestamp(seconds: float) -> None:
+    """The fast path rounds and truncates exactly as datetime.fromtimestamp + format_utc."""
+    try:
+        moment = datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, ValueError, OSError):
+        return  # outside datetime's years: not a time any upstream sends
+    assert times.from_epoch(seconds) == times.format_utc(moment)
+    assert times.from_epoch(seconds) == times.format_utc(moment)  # from the remembered second
+
+
+def test_from_epoch_at_rounding_edges() -> None:
+    """Microsecond rounding that carries into the next second, and times before 1970."""
+    for seconds in (1.9999995, 1.9999994, -0.0000005, -1.5, -0.0004, 1780272000.9995):
+        expected = times.format_utc(datetime.fromtimestamp(seconds, UTC))
+        assert times.from_epoch(seconds) == expected
+
+
 def test_now_is_canonical_and_current() -> None:
     """now() is canonical and within a few seconds of the clock."""
     stamp = times.now()
