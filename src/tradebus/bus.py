@@ -10,7 +10,7 @@ sink before it returns, and every queue is FIFO.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,19 +55,37 @@ class EventFilter:
 
 
 class SinkWorker:
-    """One sink's queue and the task that drains it into ``sink.write``."""
+    """One sink's queue and the task that drains it into ``sink.write``.
+
+    The queue is bounded in events, not batches: batch sizes follow read sizes (one event at a
+    quiet moment, a thousand under load), so a count of batches bounded nothing. A batch is
+    admitted while fewer than ``queue_size`` events wait, so one batch larger than the bound
+    still gets in, alone, and memory stays within about ``queue_size`` plus one read.
+
+    Publishers that find it full wait in line and are let in one at a time, in the order they
+    came; a newcomer queues behind them. Under saturation every source then gets its turn: with
+    a free-for-all, the source publishing most often took nearly all the room and the others
+    starved (measured: one source 1.2 M events, another 7 k in the same 8 s).
+    """
 
     def __init__(self, sink: Sink, config: SinkBase) -> None:
         self.sink = sink
         self.name = config.name
         self.filter = EventFilter(config)
-        self.queue: asyncio.Queue[Batch | None] = asyncio.Queue(config.queue_size)
+        self.limit = config.queue_size
+        self.queued = 0  # events waiting in _pending
         self.written = 0
         self.failed = False
+        self._pending: deque[Batch | None] = deque()
+        self._line: deque[asyncio.Future[None]] = deque()  # publishers waiting for room
+        self._work = asyncio.Event()  # set while _pending holds something
         self._log: Any = log.get(sink=config.name)
         self._backoff = Backoff(base=0.1, cap=10.0)
 
     async def put(self, batch: Batch) -> None:
+        """Queue ``batch`` (what passes the filter); waits its turn while the queue is full."""
+        if (self.queued >= self.limit or self._line) and not self.failed:
+            await self._wait_turn()
         if self.failed:
             return
         if self.filter:
@@ -76,26 +94,64 @@ class SinkWorker:
                 if not any(keep):
                     return
                 batch = batch.subset(keep)
-        await self.queue.put(batch)
+        self._pending.append(batch)
+        self.queued += len(batch)
+        self._work.set()
+        self._let_next_in()
+
+    @property
+    def blocked(self) -> int:
+        """Publishers waiting for room right now."""
+        return len(self._line)
+
+    async def _wait_turn(self) -> None:
+        turn = asyncio.get_running_loop().create_future()
+        self._line.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if not turn.cancelled():
+                self._let_next_in()  # it was let in as it was cancelled: the next one goes
+            elif turn in self._line:  # (``_let_next_in`` drops cancelled places it meets)
+                self._line.remove(turn)
+            raise
+
+    def _let_next_in(self) -> None:
+        """Wake the first publisher in line if there is room (or nothing will ever be written)."""
+        while self._line and (self.queued < self.limit or self.failed):
+            turn = self._line.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                if not self.failed:
+                    return
+
+    def end(self) -> None:
+        """Let the worker finish once it wrote what was queued before this call."""
+        self._pending.append(None)
+        self._work.set()
 
     async def run(self) -> None:
-        """Write batches until the ``None`` sentinel that ``Bus.close`` enqueues."""
-        done = False
-        while not done:
-            first = await self.queue.get()
-            if first is None:
-                return
-            batches = [first]
-            count = len(first)
-            while count < MERGE_LIMIT and not self.queue.empty():
-                more = self.queue.get_nowait()
+        """Write batches until the end that ``Bus.close`` queues."""
+        pending = self._pending
+        while True:
+            while not pending:
+                self._work.clear()
+                await self._work.wait()
+            batches: list[Batch] = []
+            count = 0
+            done = False
+            while pending and count < MERGE_LIMIT:
+                more = pending.popleft()
                 if more is None:
                     done = True
                     break
                 batches.append(more)
                 count += len(more)
-            await self._write(Batch.merge(batches))
-            if self.failed:
+            self.queued -= count
+            self._let_next_in()
+            if batches:
+                await self._write(Batch.merge(batches))
+            if done or self.failed:
                 return
 
     async def _write(self, batch: Batch) -> None:
@@ -110,9 +166,9 @@ class SinkWorker:
                 # This sink can never write again: stop feeding it rather than block the others.
                 self.failed = True
                 self._log.error("sink_failed", error=str(exc))
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    while True:
-                        self.queue.get_nowait()
+                self._pending.clear()
+                self.queued = 0
+                self._let_next_in()  # every publisher in line sees ``failed`` and moves on
             else:
                 self._backoff.reset()
                 self.written += len(batch)
@@ -162,7 +218,7 @@ class Bus:
         self._closed = True
         for worker in self.workers:
             if not worker.failed:
-                await worker.queue.put(None)
+                worker.end()
         drained = True
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=timeout)

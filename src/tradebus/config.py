@@ -138,8 +138,9 @@ class SinkBase(_Closed, tag_field="type", frozen=True, kw_only=True):
     types: list[str] = msgspec.field(default_factory=list)
     sources: list[str] = msgspec.field(default_factory=list)
     symbols: list[str] = msgspec.field(default_factory=list)
-    # Batches waiting for this sink; when full the bus waits (nothing is dropped).
-    queue_size: Count = 1024
+    # Events waiting for this sink; when full the bus waits (nothing is dropped). About 1 KB of
+    # memory each: the bound is what a stalled sink can cost before the sources slow down.
+    queue_size: Count = 8192
 
 
 class StdoutSinkConfig(SinkBase, tag="stdout", frozen=True, kw_only=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import msgspec
 import pytest
@@ -60,6 +61,7 @@ class RecordingSink:
         self.fail_next: list[Exception] = []
         self.closed = False
         self.attempts = 0
+        self.entered = asyncio.Event()  # a write began
         self.written = asyncio.Condition()
 
     async def open(self) -> None:
@@ -67,6 +69,7 @@ class RecordingSink:
 
     async def write(self, batch: Batch) -> None:
         self.attempts += 1
+        self.entered.set()
         if self.gate is not None:
             await self.gate.wait()
         if self.fail_next:
@@ -189,6 +192,83 @@ async def test_full_queue_makes_publish_wait_instead_of_dropping() -> None:
     await asyncio.wait_for(blocked, 5)
     assert await bus.close(5)
     assert [e.id for e in slow.events()] == ["s1:0", "s1:1", "s1:2"]
+
+
+async def held(queue_size: int) -> tuple[asyncio.Event, RecordingSink, SinkWorker, Bus]:
+    """A started bus whose one sink is stuck writing ``quote(0)`` until the gate is set."""
+    gate = asyncio.Event()
+    sink = RecordingSink("held", gate)
+    w = worker(sink, queue_size=queue_size)
+    bus = Bus([w])
+    await bus.start()
+    await bus.publish([quote(0)])
+    await asyncio.wait_for(sink.entered.wait(), 5)
+    return gate, sink, w, bus
+
+
+async def test_queue_is_bounded_in_events_not_batches() -> None:
+    """Batches are admitted while fewer than queue_size events wait; then publish waits."""
+    gate, slow, w, bus = await held(queue_size=10)
+    for n in range(3):  # 4 + 4 events fit under 10; the third batch is admitted at 8
+        await bus.publish([quote(10 * n + k) for k in range(1, 5)])
+    assert w.queued == 12
+    blocked = asyncio.create_task(bus.publish([quote(99)]))
+    await asyncio.sleep(0)  # one turn: the task runs up to where it parks
+    assert w.blocked == 1
+    assert not blocked.done()
+    gate.set()
+    await asyncio.wait_for(blocked, 5)
+    assert await bus.close(5)
+    assert len(slow.events()) == 14
+    assert [e.seq for e in slow.events()] == list(range(1, 15))
+
+
+async def test_publishers_waiting_for_room_take_turns() -> None:
+    """Under saturation sources are let in in turn: none is starved by a busier one."""
+    gate, sink, _, bus = await held(queue_size=1)
+
+    async def publisher(source: str) -> None:
+        for n in range(1, 9):
+            await bus.publish([quote(n, source=source)])
+
+    tasks = [asyncio.create_task(publisher(s)) for s in ("a", "b", "c")]
+    await asyncio.sleep(0)  # one turn: each publisher runs until it waits in line
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert await bus.close(5)
+    order = [e.source for e in sink.events()]
+    assert sorted(order) == ["a"] * 8 + ["b"] * 8 + ["c"] * 8 + ["s1"]
+    longest = max(len(list(run)) for _, run in itertools.groupby(order[2:]))
+    assert longest == 1, order
+
+
+async def test_a_publisher_cancelled_in_line_ends_cancelled_and_the_line_moves_on() -> None:
+    """Cancelled while waiting (even as its place is being skipped): CancelledError, no hang."""
+    gate, sink, w, bus = await held(queue_size=1)
+    await bus.publish([quote(1)])  # fills the queue
+    first = asyncio.create_task(bus.publish([quote(2)]))
+    second = asyncio.create_task(bus.publish([quote(3)]))
+    await asyncio.sleep(0)  # one turn: both wait in line
+    assert w.blocked == 2
+    gate.set()  # the worker runs first: it frees room and skips the cancelled place
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await asyncio.wait_for(second, 5)
+    assert w.blocked == 0
+    assert await bus.close(5)
+    assert [e.id for e in sink.events()] == ["s1:0", "s1:1", "s1:3"]
+
+
+async def test_a_batch_larger_than_the_bound_still_gets_in() -> None:
+    """One batch bigger than queue_size is admitted into an empty queue: no deadlock."""
+    sink = RecordingSink("big")
+    bus = Bus([worker(sink, queue_size=3)])
+    await bus.start()
+    await asyncio.wait_for(bus.publish([quote(n) for n in range(50)]), 5)
+    await asyncio.wait_for(bus.publish([quote(n) for n in range(50, 60)]), 5)
+    assert await bus.close(5)
+    assert [e.seq for e in sink.events()] == list(range(1, 61))
 
 
 async def test_queued_batches_are_merged_into_one_write_in_order() -> None:

@@ -41,6 +41,19 @@ class Sink:
             )
 
 
+def one_source() -> config.Config:
+    """One TTMT source (its adapter replaced by a fake) and one sink."""
+    return config.parse(
+        {
+            "sources": [
+                {"name": "t", "type": "ttmt", "url": "http://127.0.0.1:1/s", "api_key": "k"}
+            ],
+            "sinks": [{"name": "mem", "type": "stdout"}],
+        },
+        env={},
+    )
+
+
 class CrashOnce:
     """Raises a bug on its first run, then publishes one quote and idles."""
 
@@ -71,15 +84,7 @@ class CrashOnce:
 
 async def test_crashed_adapter_is_reported_and_restarted() -> None:
     """A bug in an adapter gives one status.error and a restart; the daemon keeps running."""
-    cfg = config.parse(
-        {
-            "sources": [
-                {"name": "t", "type": "ttmt", "url": "http://127.0.0.1:1/s", "api_key": "k"}
-            ],
-            "sinks": [{"name": "mem", "type": "stdout"}],
-        },
-        env={},
-    )
+    cfg = one_source()
     sink = Sink()
     daemon = Daemon(cfg, sinks=[sink], factories={"ttmt": CrashOnce})
     stop = asyncio.Event()
@@ -91,3 +96,42 @@ async def test_crashed_adapter_is_reported_and_restarted() -> None:
     assert error.data.reason == "adapter_crashed"  # type: ignore[union-attr]
     assert error.data.message == "KeyError"  # type: ignore[union-attr]
     assert daemon.contexts["t"].counters["adapter_crashed"] == 1
+
+
+class CrashOnStop:
+    """Idles until cancelled; the first run then fails with a bug while stopping."""
+
+    runs = 0
+
+    def __init__(self, cfg: Any, ctx: SourceContext) -> None:
+        self.name = cfg.name
+        self.started = asyncio.Event()
+
+    async def run(self) -> None:
+        CrashOnStop.runs += 1
+        self.started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            if CrashOnStop.runs == 1:  # a wrongly restarted run stops cleanly: no hung test
+                raise ValueError("a bug in cleanup") from None
+            raise
+
+
+async def test_adapter_failing_while_stopped_is_not_restarted() -> None:
+    """A bug raised during cancellation ends the source: stop completes, no second run."""
+    cfg = one_source()
+    adapters: list[CrashOnStop] = []
+
+    def factory(source: Any, ctx: SourceContext) -> CrashOnStop:
+        adapters.append(CrashOnStop(source, ctx))
+        return adapters[-1]
+
+    daemon = Daemon(cfg, sinks=[Sink()], factories={"ttmt": factory})
+    stop = asyncio.Event()
+    running = asyncio.create_task(daemon.run(stop))
+    await asyncio.wait_for(daemon.ready.wait(), 5)
+    await asyncio.wait_for(adapters[0].started.wait(), 5)
+    stop.set()
+    assert await asyncio.wait_for(running, 5)
+    assert CrashOnStop.runs == 1

@@ -94,6 +94,9 @@ class Daemon:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # it died while being stopped: a restart would outlive the stop
                 delay = backoff.delay(Failure(Kind.RETRYABLE, "adapter_crashed"))
                 ctx.log.exception("adapter_crashed", retry_in=round(delay, 3))
                 ctx.counters["adapter_crashed"] += 1

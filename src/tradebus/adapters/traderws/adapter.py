@@ -47,7 +47,7 @@ AUTH_CLOSE_CODES = frozenset({1008, 4001, 4003, 4401, 4403})
 _TICK = 0.25
 _MAX_MESSAGE = 64 * 1024 * 1024
 # Events waiting for the bus before the reader pauses: bounds memory when the bus is behind.
-_MAX_OUTBOX = 4096
+_MAX_OUTBOX = 1024
 
 
 def endpoints(base: str) -> tuple[URL, URL]:
