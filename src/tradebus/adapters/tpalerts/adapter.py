@@ -75,8 +75,7 @@ class TpAlertsAdapter(SSESource):
         if batch:
             await self.ctx.publish(batch)
         # Only now are they the bus's: a repeat of them is a duplicate from here on.
-        for seen in fresh:
-            self._seen.add(seen)
+        self._seen.update(fresh)
 
     def _message(
         self, message: SSEMessage, received: str, batch: list[Event], fresh: set[str]
