@@ -134,15 +134,17 @@ class SSEDecoder:
             return out
         if self._tail:
             self._tail += chunk[: cut + 1]
-            block: bytes | bytearray = self._tail
+            block: bytes | bytearray | memoryview = self._tail
             self._tail = bytearray(chunk[cut + 1 :])
         else:
-            block = chunk[: cut + 1]
+            # A view, not a slice: a read can be 256 KiB, and a copy of it is one more large
+            # buffer per read for the allocator to find and give back.
+            block = memoryview(chunk)[: cut + 1]
             self._tail = bytearray(chunk[cut + 1 :])
         # A CR ends its line at once; only an LF opening the next chunk may belong to it.
         self._skip_lf = cut == len(chunk) - 1 and chunk[cut] == _CR
         if len(block) <= self.max_line:
-            text = block.decode("utf-8", "replace")
+            text = str(block, "utf-8", "replace")
             if "\r" in text or "\n\n" not in text:
                 self._lines(_split(text), out)
             else:
@@ -204,7 +206,7 @@ class SSEDecoder:
         self.last_oversized_excerpt = bytes(line[:_EXCERPT])
         self._poisoned = True
 
-    def _long_block(self, block: bytes | bytearray, out: list[SSEMessage]) -> None:
+    def _long_block(self, block: bytes | bytearray | memoryview, out: list[SSEMessage]) -> None:
         """A block big enough to hold an oversized line: split in bytes and weed those out."""
         good: list[str] = []
         for line in _LINE_END_BYTES.split(block)[:-1]:

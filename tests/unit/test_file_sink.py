@@ -103,3 +103,25 @@ async def test_stdout_broken_pipe_is_fatal() -> None:
     await s.open()
     with pytest.raises(FatalSinkError):
         await s.write(batch('{"a":1}'))
+
+
+def test_merge_keeps_the_parts_and_joins_only_on_demand() -> None:
+    """A merged batch holds its parts' own bytes; data is their join, size their total."""
+    parts = [batch('{"a":1}'), batch('{"b":2}', '{"c":3}'), batch('{"d":4}')]
+    merged = Batch.merge(parts)
+    assert all(c is p.data for c, p in zip(merged.chunks, parts, strict=True))
+    assert merged.size == sum(len(p.data) for p in parts)
+    assert merged.data == b'{"a":1}\n{"b":2}\n{"c":3}\n{"d":4}\n'
+    assert merged.chunks == (merged.data,)
+
+
+async def test_merged_batch_is_written_whole_and_counted_for_rotation(tmp_path: Path) -> None:
+    """The parts of a merged batch land in order in one file; rotation sees their total size."""
+    path = tmp_path / "m.jsonl"
+    s = sink(path, max_bytes=39, backups=1)
+    await s.open()
+    await s.write(Batch.merge([batch('{"n":1}'), batch('{"n":2}', '{"n":3}')]))  # 24 bytes
+    await s.write(Batch.merge([batch('{"n":4}'), batch('{"n":5}')]))  # 40 > 39: rotate first
+    await s.close()
+    assert (tmp_path / "m.jsonl.1").read_bytes() == b'{"n":1}\n{"n":2}\n{"n":3}\n'
+    assert path.read_bytes() == b'{"n":4}\n{"n":5}\n'

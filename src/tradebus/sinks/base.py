@@ -12,17 +12,32 @@ class Batch:
     """Events in bus order, with their JSON lines encoded once and shared by every sink.
 
     ``data`` is JSONL: one ``\\n``-terminated line per event. msgspec escapes newlines inside
-    strings, so a line never spans two.
+    strings, so a line never spans two. A merged batch keeps its parts' bytes as ``chunks`` (a
+    writer takes them as they are, ``writelines``); ``data`` joins them only when asked.
     """
 
-    __slots__ = ("data", "events")
+    __slots__ = ("chunks", "events")
 
-    def __init__(self, events: Sequence[Event], data: bytes) -> None:
+    def __init__(
+        self, events: Sequence[Event], data: bytes = b"", *, chunks: Sequence[bytes] = ()
+    ) -> None:
         self.events = events
-        self.data = data
+        self.chunks: Sequence[bytes] = chunks or (data,)
 
     def __len__(self) -> int:
         return len(self.events)
+
+    @property
+    def data(self) -> bytes:
+        """All the lines as one buffer (joined once, on first use)."""
+        if len(self.chunks) != 1:
+            self.chunks = (b"".join(self.chunks),)
+        return self.chunks[0]
+
+    @property
+    def size(self) -> int:
+        """Bytes in the lines."""
+        return sum(map(len, self.chunks))
 
     def subset(self, keep: Sequence[bool]) -> Batch:
         """The events whose ``keep`` flag is set, reusing their encoded lines."""
@@ -33,12 +48,16 @@ class Batch:
 
     @staticmethod
     def merge(batches: Sequence[Batch]) -> Batch:
+        """One batch of ``batches`` in order; their bytes are not copied (a join would copy up
+        to half a megabyte per write)."""
         if len(batches) == 1:
             return batches[0]
         events: list[Event] = []
+        chunks: list[bytes] = []
         for b in batches:
             events.extend(b.events)
-        return Batch(events, b"".join(b.data for b in batches))
+            chunks.extend(b.chunks)
+        return Batch(events, chunks=chunks)
 
 
 class Sink(Protocol):

@@ -53,17 +53,19 @@ class FileSink:
         try:
             if self._file is None:
                 self._open()
-            if self.max_bytes and self._size and self._size + len(batch.data) > self.max_bytes:
+            size = batch.size
+            if self.max_bytes and self._size and self._size + size > self.max_bytes:
                 self._rotate()
             assert self._file is not None
-            self._file.write(batch.data)
+            for chunk in batch.chunks:  # a merged batch's parts, never joined
+                self._file.write(chunk)
             self._file.flush()
             if self.fsync:
                 os.fsync(self._file.fileno())
         except OSError as exc:
             self._close()  # start clean on retry: the next write re-opens and re-measures
             raise RetryableSinkError(f"sink {self.name}: write failed: {exc.strerror}") from exc
-        self._size += len(batch.data)
+        self._size += size
 
     def _rotate(self) -> None:
         self._close()

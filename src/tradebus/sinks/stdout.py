@@ -24,7 +24,8 @@ class StdoutSink:
     async def write(self, batch: Batch) -> None:
         assert self._stream is not None, "write before open"
         try:
-            self._stream.write(batch.data)
+            for chunk in batch.chunks:  # a merged batch's parts, never joined
+                self._stream.write(chunk)
             self._stream.flush()
         except BrokenPipeError as exc:
             # The reader went away (`| head`): nothing will ever read this stream again.
