@@ -92,6 +92,11 @@ def canonical(text: str) -> str | None:
     return _rewrite(text)
 
 
+def canonical_or(text: str | None, fallback: str) -> str:
+    """``text`` as a canonical time, or ``fallback`` (the receipt time) if it is none or junk."""
+    return (canonical(text) if text else None) or fallback
+
+
 def _new_head(head: str) -> bool:
     if not _HEAD.fullmatch(head):
         return False

@@ -196,3 +196,12 @@ def test_canonical_of_any_isoformat_is_canonical(moment: datetime, sep: str) -> 
     parsed = datetime.fromisoformat(result)
     assert timedelta(0) <= aware - parsed < timedelta(milliseconds=1)
     assert times.canonical(result) == result  # idempotent
+
+
+def test_canonical_or_falls_back_for_missing_or_junk_times() -> None:
+    """A missing, empty or unparseable upstream time gives the fallback; a time its canonical."""
+    fallback = "2026-01-01T00:00:00.000Z"
+    assert times.canonical_or(None, fallback) == fallback
+    assert times.canonical_or("", fallback) == fallback
+    assert times.canonical_or("yesterday", fallback) == fallback
+    assert times.canonical_or("2026-06-09T16:32:01.1+02:00", fallback) == "2026-06-09T14:32:01.100Z"

@@ -173,23 +173,16 @@ class Mt4BridgeAdapter:
                 return 0.0
         if failure.kind is Kind.AUTH:
             delay = self._backoff.delay(failure)
-            self.ctx.log.warning("auth_failed", reason=failure.reason, retry_in=round(delay, 3))
-            await self.ctx.emit_status(
-                "status.auth_failed",
-                reason=failure.reason,
-                code=failure.code,
-                message=exc.message,
-                retry_in=delay,
-                account=account,
-            )
-            return delay
-        if failure.reason == "bridge_unavailable":
-            delay = max(self._breaker.retry_in(now), self.config.reconnect_min)
+            kind, what = "status.auth_failed", "auth_failed"
         else:
-            delay = self._backoff.delay(failure, failure.retry_after or 0.0)
-        kind = "status.error" if failure.kind is Kind.FATAL else "status.disconnected"
+            if failure.reason == "bridge_unavailable":
+                delay = max(self._breaker.retry_in(now), self.config.reconnect_min)
+            else:
+                delay = self._backoff.delay(failure, failure.retry_after or 0.0)
+            kind = "status.error" if failure.kind is Kind.FATAL else "status.disconnected"
+            what = "disconnected"
         self.ctx.log.warning(
-            "disconnected", reason=failure.reason, code=failure.code, retry_in=round(delay, 3)
+            what, reason=failure.reason, code=failure.code, retry_in=round(delay, 3)
         )
         await self.ctx.emit_status(
             kind,

@@ -64,7 +64,7 @@ def upstream_time(value: wire.Time, received: str) -> str:
         return times.from_epoch(value / 1000 if value >= _EPOCH_MS else value)
     match = _MT4_TIME.fullmatch(value.strip())
     text = f"{match[1]}-{match[2]}-{match[3]}T{match[4]}" if match else value
-    return times.canonical(text) or received
+    return times.canonical_or(text, received)
 
 
 def side_of(kind: str | None) -> Side | None:

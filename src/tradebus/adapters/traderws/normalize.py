@@ -98,14 +98,6 @@ def _price_text(value: float | None) -> str:
     return text
 
 
-def _time(ts: str | None, received: str) -> str:
-    if ts:
-        parsed = times.canonical(ts)
-        if parsed is not None:
-            return parsed
-    return received
-
-
 def _digest(payload: msgspec.Struct) -> str:
     return hashlib.blake2b(_encoder.encode(payload), digest_size=4).hexdigest()
 
@@ -124,7 +116,7 @@ def quote(msg: wire.QuoteEvent, source: str, received: str) -> list[Event]:
             id=f"{source}:quote:{p.symbol}:{p.ts or received}:{bid}:{ask}",
             source=source,
             provider=PROVIDER,
-            time=_time(p.ts, received),
+            time=times.canonical_or(p.ts, received),
             received=received,
             symbol=p.symbol,
             data=QuoteData(
@@ -141,7 +133,7 @@ def depth(msg: wire.DepthEvent, source: str, received: str) -> list[Event]:
             id=f"{source}:depth:{p.symbol}:{p.ts or received}:{_digest(p)}",
             source=source,
             provider=PROVIDER,
-            time=_time(p.ts, received),
+            time=times.canonical_or(p.ts, received),
             received=received,
             symbol=p.symbol,
             data=DepthData(
@@ -164,7 +156,7 @@ def execution_event(p: wire.ExecutionPayload, source: str, received: str) -> Eve
         id=f"{source}:exec:{p.execution_id}",
         source=source,
         provider=PROVIDER,
-        time=_time(p.ts, received),
+        time=times.canonical_or(p.ts, received),
         received=received,
         account=p.account_id,
         symbol=p.symbol,
@@ -205,7 +197,7 @@ def _position_type(pos: wire.PositionPayload) -> PositionEvent:
 def portfolio(msg: wire.PortfolioEvent, source: str, received: str) -> list[Event]:
     """One ``position.*`` per position in the message, then ``account.updated`` for balances."""
     p = msg.payload
-    at = _time(p.ts, received)
+    at = times.canonical_or(p.ts, received)
     base = f"{source}:portfolio:{p.account_id}:{p.ts or received}:{_digest(p)}"
     events: list[Event] = [
         _position_type(pos)(
@@ -266,7 +258,7 @@ def metrics(msg: wire.MetricsEvent, source: str, received: str) -> list[Event]:
             id=f"{source}:metrics:{p.account_id}:{p.ts or received}:{_digest(p)}",
             source=source,
             provider=PROVIDER,
-            time=_time(p.ts, received),
+            time=times.canonical_or(p.ts, received),
             received=received,
             account=p.account_id,
             data=AccountData(
