@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import threading
 from pathlib import Path
 
 import pytest
 
 from tradebus.config import FileSinkConfig, StdoutSinkConfig
 from tradebus.errors import FatalSinkError, RetryableSinkError
+from tradebus.sinks import file
 from tradebus.sinks.base import Batch
 from tradebus.sinks.file import FileSink
 from tradebus.sinks.stdout import StdoutSink
@@ -57,6 +59,58 @@ async def test_rotation_by_size_keeps_whole_batches_and_n_backups(tmp_path: Path
     assert (tmp_path / "events.jsonl.1").read_text() == '{"n":3}\n{"n":3}\n'
     assert (tmp_path / "events.jsonl.2").read_text() == '{"n":2}\n{"n":2}\n'
     assert not (tmp_path / "events.jsonl.3").exists()
+
+
+async def test_rotation_without_backups_starts_afresh(tmp_path: Path) -> None:
+    """With backups = 0 the full file goes; only the new one is left, and nothing beside it."""
+    path = tmp_path / "events.jsonl"
+    s = sink(path, max_bytes=20, backups=0)
+    await s.open()
+    for n in range(3):
+        await s.write(batch(f'{{"n":{n}}}', f'{{"n":{n}}}'))
+    await s.close()
+    assert path.read_text() == '{"n":2}\n{"n":2}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["events.jsonl"]
+
+
+@pytest.mark.parametrize("backups", [0, 2])
+async def test_rotation_deletes_the_dropped_file_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backups: int
+) -> None:
+    """write() returns while the dropped file is still being deleted; close() waits for it."""
+    order: list[str] = []
+    release = threading.Event()
+
+    def slow_drop(path: Path) -> None:  # a deletion that takes as long as the test wants
+        release.wait(timeout=2)
+        order.append("deleted")
+        path.unlink()
+
+    monkeypatch.setattr(file, "_drop", slow_drop)
+    path = tmp_path / "events.jsonl"
+    s = sink(path, max_bytes=20, backups=backups)
+    await s.open()
+    for n in range(backups + 2):  # the last write rotates one file out
+        await s.write(batch(f'{{"n":{n}}}', f'{{"n":{n}}}'))
+    order.append("written")
+    assert path.read_text() == f'{{"n":{backups + 1}}}\n' * 2
+    release.set()
+    await s.close()
+    assert order == ["written", "deleted"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["events.jsonl", *(f"events.jsonl.{n}" for n in range(1, backups + 1))]
+    )
+
+
+async def test_a_file_left_aside_by_a_crash_is_deleted_at_open(tmp_path: Path) -> None:
+    """A rotation cut short by a crash left a dropped file: the next open deletes it."""
+    path = tmp_path / "events.jsonl"
+    (tmp_path / ".events.jsonl.3.dropped").write_text('{"old":1}\n')
+    (tmp_path / "other.jsonl").write_text("kept\n")
+    s = sink(path)
+    await s.open()
+    await s.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.jsonl", "other.jsonl"]
 
 
 async def test_reopen_after_logrotate_writes_to_the_new_file(tmp_path: Path) -> None:
