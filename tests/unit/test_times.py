@@ -40,11 +40,40 @@ def test_canonical_string_passes_through_untouched() -> None:
 def test_canonical_passes_a_time_unchanged_exactly_when_it_matches_the_schema(
     position: int, char: str, offset: int
 ) -> None:
-    """One character of a canonical time changed: passed through iff the schema pattern holds."""
+    """One character of a canonical time changed: passed through iff it is still a real time
+    in the schema's shape."""
     base = times.format_utc(datetime(2026, 6, 9, tzinfo=UTC) + timedelta(seconds=offset))
     text = base[:position] + char + base[position + 1 :]
-    assert (times.canonical(text) == text) == bool(_SCHEMA_PATTERN.match(text))
-    assert (times.canonical(text) == text) == bool(_SCHEMA_PATTERN.match(text))  # memoized
+    expected = bool(_SCHEMA_PATTERN.match(text)) and _real(text)
+    assert (times.canonical(text) == text) == expected
+    assert (times.canonical(text) == text) == expected  # memoized
+
+
+def _real(text: str) -> bool:
+    try:
+        datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-13-09T14:32:01.123Z",
+        "2026-02-30T14:32:01.123Z",
+        "2026-06-00T14:32:01.123Z",
+        "2026-06-09T24:00:00.000Z",
+        "2026-06-09T14:60:01.123Z",
+        "2026-06-09T14:32:61.123Z",
+        "0000-06-09T14:32:01.123Z",
+    ],
+)
+def test_a_time_of_the_right_shape_but_no_real_date_is_junk(text: str) -> None:
+    """No such day or hour: not canonical, so the event keeps its receipt time."""
+    assert times.canonical(text) is None
+    assert times.canonical(text) is None  # never memoized
+    assert times.canonical_or(text, "2026-06-09T14:32:01.500Z") == "2026-06-09T14:32:01.500Z"
 
 
 def test_canonical_memo_stays_bounded_and_never_admits_a_rewrite() -> None:
