@@ -173,6 +173,17 @@ def test_quote_normalizes_with_content_id() -> None:
     )
 
 
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False) | st.none(), min_size=1))
+def test_quote_ids_write_each_price_as_an_f_string_does(prices: list[float | None]) -> None:
+    """Remembered price texts are exactly what the id always wrote (0.0 and -0.0 apart, a
+    missing price as None), however often a price repeats."""
+    for n, bid in enumerate(prices):
+        ask = prices[-n - 1]
+        msg = wire.Quote(symbol="EURUSD", bid=bid, ask=ask, time="2026-06-09T14:32:01.123Z")
+        event = normalize.quote(msg, SRC, ACCOUNT, RECEIVED)
+        assert event.id == f"{SRC}:quote:EURUSD:2026-06-09T14:32:01.123Z:{bid}:{ask}"
+
+
 def test_profit_normalizes_to_position_updated() -> None:
     """A profit message → position.updated carrying the floating profit and current price."""
     msg = _one("ws_profit.json")

@@ -18,6 +18,7 @@ import re
 from typing import TypeAlias
 
 from tradebus import times
+from tradebus.adapters import prices
 from tradebus.adapters.mt4bridge import wire
 from tradebus.schemas.events import (
     AccountData,
@@ -92,8 +93,11 @@ def _symbol(value: str | None) -> str | None:
 def quote(msg: wire.Quote, source: str, account: str | None, received: str) -> QuoteUpdated:
     when = upstream_time(msg.time, received)
     symbol = _symbol(msg.symbol)
+    texts = prices.TEXTS
+    bid = "None" if msg.bid is None else texts.get(msg.bid) or prices.text(msg.bid)
+    ask = "None" if msg.ask is None else texts.get(msg.ask) or prices.text(msg.ask)
     return QuoteUpdated(
-        id=f"{source}:quote:{symbol}:{when}:{msg.bid}:{msg.ask}",
+        id=f"{source}:quote:{symbol}:{when}:{bid}:{ask}",
         source=source,
         provider="mt4bridge",
         time=when,

@@ -28,6 +28,7 @@ from typing import Final, TypeAlias
 import msgspec
 
 from tradebus import log, times
+from tradebus.adapters import prices
 from tradebus.adapters.traderws import wire
 from tradebus.schemas.events import (
     AccountData,
@@ -79,23 +80,6 @@ _POSITION_TYPES: dict[str, PositionEvent] = {
     "CLOSED": PositionClosed,
 }
 _encoder = msgspec.json.Encoder()
-# Quote prices as id text. Prices sit on a tick grid and repeat, and a dict hit costs a fifth
-# of formatting a float, twice per quote on the hottest path. Cleared whole when full.
-_PRICE_TEXTS_MAX = 8192
-_price_texts: dict[float | None, str] = {None: ""}
-
-
-def _price_text(value: float | None) -> str:
-    """``value`` as the id writes it (the float's repr; empty for a missing price), remembered."""
-    if value is None:
-        return ""
-    text = repr(value)
-    if value:  # 0.0 == -0.0 as a key, but not as text: zeros are never remembered
-        if len(_price_texts) >= _PRICE_TEXTS_MAX:
-            _price_texts.clear()
-            _price_texts[None] = ""
-        _price_texts[value] = text
-    return text
 
 
 def _digest(payload: msgspec.Struct) -> str:
@@ -108,9 +92,9 @@ def _side(value: str | None) -> Side | None:
 
 def quote(msg: wire.QuoteEvent, source: str, received: str) -> list[Event]:
     p = msg.payload
-    texts = _price_texts
-    bid = texts.get(p.bid) or _price_text(p.bid)
-    ask = texts.get(p.ask) or _price_text(p.ask)
+    texts = prices.TEXTS
+    bid = "" if p.bid is None else texts.get(p.bid) or prices.text(p.bid)
+    ask = "" if p.ask is None else texts.get(p.ask) or prices.text(p.ask)
     return [
         QuoteUpdated(
             id=f"{source}:quote:{p.symbol}:{p.ts or received}:{bid}:{ask}",
