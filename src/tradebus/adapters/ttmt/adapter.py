@@ -93,18 +93,15 @@ class TtmtAdapter(SSESource):
         received = times.now()
         batch: list[Event] = []
         fresh: set[int] = set()
-        seen = self._seen
+        young, old = self._seen.generations()  # nothing is marked seen until the loop is done
         source = self.name
         highest = self._highest
+        decode = wire.decode_known
         for message in read.messages:
             try:
-                decoded = wire.decode(message.data)
-            except wire.UnknownTypeError as exc:
-                self.ctx.unknown_type(exc.name)
-                highest = self._track(_int_id(message.id), highest, batch)
-                continue
+                decoded = decode(message.data)
             except msgspec.DecodeError as exc:
-                self.ctx.bad_input("malformed", message.data, exc)
+                self._undecodable(message.data, exc)
                 highest = self._track(_int_id(message.id), highest, batch)
                 continue
             builder = BUILDERS[type(decoded)]
@@ -117,7 +114,7 @@ class TtmtAdapter(SSESource):
                 self._first_after_resume(event_id, highest, batch)
             if event_id > highest:  # noqa: PLR1730 - cheaper than a max() call per event
                 highest = event_id
-            if event_id in seen or event_id in fresh:
+            if event_id in young or event_id in old or event_id in fresh:
                 self.ctx.counters["duplicates"] += 1
                 continue
             try:
@@ -130,8 +127,15 @@ class TtmtAdapter(SSESource):
         if batch:
             await self.ctx.publish(self._symbols.apply(batch))
         # Only now are they the bus's: a replay of them is a duplicate from here on.
-        seen.update(fresh)
+        self._seen.update(fresh)
         return self._control
+
+    def _undecodable(self, data: str, exc: msgspec.DecodeError) -> None:
+        name = wire.unknown_type(data, exc)
+        if name is not None:
+            self.ctx.unknown_type(name)
+        else:
+            self.ctx.bad_input("malformed", data, exc)
 
     def _control_frame(self, decoded: wire.Message, batch: list[Event]) -> None:
         if isinstance(decoded, wire.Recycle):
