@@ -81,6 +81,10 @@ async def test_demo_streams_canonical_events_and_stops_by_itself() -> None:
     seqs = [e.seq for e in events]
     assert seqs == list(range(1, len(seqs) + 1))
     assert b"daemon_stopped" in err
+    # The demo's own credentials are scrubbed from its logs, and no ordinary word is taken
+    # for one: every source is logged under its name.
+    for name in (DEMO_NAMES[k] for k in _simulator_modules()):
+        assert f"source={name}".encode() in err
 
 
 class Daemon:

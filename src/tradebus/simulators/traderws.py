@@ -84,7 +84,7 @@ from tradebus.simulators.base import AppServer
 
 AUTH_CLOSE = 4001
 # Public demo credentials (config/demo.toml's defaults); source_table hands them out anyway.
-DEMO_USERNAME = "demo"
+DEMO_USERNAME = "demo-user"  # not "demo": a secret is scrubbed wherever it occurs in a log line
 DEMO_PASSWORD = "demo-password"  # noqa: S105
 EVENT_KINDS = ("quoteEvent", "executionEvent", "portfolioEvent")
 _FILLS = ("FILLED", "PARTIALLY_FILLED")
