@@ -16,7 +16,6 @@ from pathlib import Path
 import msgspec
 
 from benchmarks.frames import ttmt_chunks
-from benchmarks.harness import ROTATE_BYTES
 from benchmarks.procs import self_cpu_seconds, self_peak_rss_mb
 from benchmarks.result import RunResult
 
@@ -64,7 +63,6 @@ def one_pass(chunks: list[bytes], out: Path) -> int:
     buf = bytearray()
     received = "2026-06-09T14:32:01.500Z"
     count = 0
-    size = 0
     with open(out, "wb") as f:
         for frame in _frames(chunks):
             msg = decoder.decode(frame[frame.index(b"data: ") + 6 :])
@@ -86,12 +84,7 @@ def one_pass(chunks: list[bytes], out: Path) -> int:
             count += 1
             if len(buf) >= FLUSH_AT:
                 f.write(buf)
-                size += len(buf)
                 buf.clear()
-                if size >= ROTATE_BYTES:  # start afresh, as every measured writer does
-                    f.seek(0)
-                    f.truncate()
-                    size = 0
         f.write(buf)
     return count
 
