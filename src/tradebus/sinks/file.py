@@ -4,7 +4,7 @@ Rotation renames ``path`` → ``path.1`` → … → ``path.N`` (N = ``backups``
 the file past ``max_bytes``; a batch is never split across files, so every file holds whole lines.
 ``reopen()`` (SIGHUP) closes and re-opens ``path`` so an external logrotate with ``create`` works.
 
-The file rotation drops (``path.N``, or ``path`` itself with no backups) is renamed aside and
+The file a rotation drops (``path.N``, or ``path`` itself with no backups) is renamed aside and
 deleted on a worker thread: freeing a file's pages takes the kernel 10 ms for 256 MiB on ext4
 and 23 ms on tmpfs, measured here, and the event loop (every source, every sink) would stand
 still for it. A file left aside by a crash is deleted at the next open.
