@@ -5,14 +5,14 @@ spans from the first poll that saw a line to the first that saw ``expected`` lin
 daemon's CPU time is read at those two polls. Peak RSS is the daemon's ``VmHWM`` at the end.
 
 The daemon's file sink and the naive script start their file afresh every ``ROTATE_BYTES``,
-and the watcher follows, as ``tail -F`` would. On a VM whose host
-backs memory lazily, a file growing into pages the guest never touched pays a host page fault
-per page: appending 450-byte lines to tmpfs measured 0.15-0.25 µs a line into recycled pages and
-2.4-6.9 µs into fresh ones, more than the daemon's own work, and which one a run got depended on
-what ran before it. A bounded file keeps recycling its pages, so the rows measure the writers.
-(The floor writes its own 270 MB file and deletes it after each run, after a warm-up pass: its
-runs reuse those pages. Truncating it every 64 MiB measured slower and more variable, 1.6-2.7
-against 1.8-2.1 µs an event, so it is left as it was: the % of the floor is never flattered.)
+and the watcher follows, as ``tail -F`` would. On a VM whose host backs memory lazily, a file
+growing into pages the guest never touched pays a host page fault per page: appending 450-byte
+lines to tmpfs measured 0.15-0.25 µs a line into recycled pages and 2.4-6.9 µs into fresh ones,
+more than the daemon's own work, and which one a run got depended on what ran before it. A
+bounded file keeps recycling its pages, so the rows measure the writers. (The floor writes its
+own 270 MB file and deletes it after each run, after a warm-up pass: its runs reuse those
+pages. Truncating it every 64 MiB measured slower and more variable, 1.6-2.7 against 1.8-2.1 µs
+an event, so it is left as it was: the % of the floor is never flattered.)
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ async def follow(url: str, out: str, api_key: str) -> int:
                 line_out = json.dumps(event) + "\n"  # ASCII: as many bytes as characters
                 f.write(line_out)
                 size += len(line_out)
-                if size >= ROTATE_BYTES:  # as the harness asks of every writer it measures
+                if size >= ROTATE_BYTES:  # as the file sink rotates in every row
                     size = 0
                     f.close()
                     os.unlink(out)

@@ -20,6 +20,8 @@ def format_utc(moment: datetime) -> str:
     )
 
 
+# Every memo below holds at most this many entries and is cleared whole when full.
+_CHECKED_MAX: Final = 4096
 # "YYYY-MM-DDTHH:MM:SS." of each whole Unix second met lately: building a datetime and its
 # string costs over a microsecond, and receipt stamps and epoch times mostly share a second.
 _second_heads: dict[int, str] = {}
@@ -51,7 +53,7 @@ def from_epoch(seconds: float) -> str:
 def _second_head(second: int) -> str:
     moment = datetime.fromtimestamp(second, UTC)
     head = f"{moment:%Y-%m-%dT%H:%M:%S}." if moment.year >= 1000 else format_utc(moment)[:20]
-    if len(_second_heads) >= 4096:
+    if len(_second_heads) >= _CHECKED_MAX:
         _second_heads.clear()
     _second_heads[second] = head
     return head
@@ -65,7 +67,6 @@ def now() -> str:
 # Times already checked and found canonical. A busy feed stamps many events with the same
 # millisecond, and a dict lookup is the cheapest check there is; cleared whole when full.
 _checked: dict[str, str] = {}
-_CHECKED_MAX = 4096
 # A time of a new millisecond is checked in two parts, without a regex: its ".mmmZ" tail
 # against every valid one, its "YYYY-MM-DDTHH:MM:SS." head against the heads already matched
 # (one per second of the feed's clock), and only a new head against the shape and the

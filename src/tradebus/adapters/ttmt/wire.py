@@ -25,8 +25,6 @@ Signal: TypeAlias = Origin
 
 
 # gc=False: decoded JSON is a tree, never a cycle; untracked structs spare the cyclic GC.
-
-
 class _Data(msgspec.Struct, frozen=True, gc=False, kw_only=True, rename="camel"):
     """Shared by every ``data`` object: camelCase on the wire, unknown fields ignored."""
 
