@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgspec
+import pytest
 
 from tradebus.adapters.traderws import session as s
 from tradebus.adapters.traderws import wire
@@ -309,6 +310,47 @@ def test_data_before_all_acks_is_held_until_connected() -> None:
         "tws:quote:EURUSD:2026-06-01T12:00:00.100Z:1.1:1.2",
         "tws:exec:ex-1",
     ]
+
+
+def test_market_data_held_before_connected_is_bounded_and_the_rest_is_a_gap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Quotes held back for a late ack stop at the bound; what came past it is a gap from the
+    first one dropped until the session went live. Executions are held whatever the count."""
+    monkeypatch.setattr(s, "HELD_MARKET_LIMIT", 3)
+    sess = s.Session("tws", PLAN)
+    sess.open(T0)
+    assert feed(sess, acks()[:1], T0) == []
+    early: list[wire.ServerMessage] = [quote(f"2026-06-01T12:00:00.{n:03d}Z") for n in range(1, 6)]
+    early.insert(4, msg("executionEvent", **execution(1)))  # type: ignore[arg-type]
+    early.append(msg("executionEvent", **execution(2)))  # type: ignore[arg-type]
+    for n, m in enumerate(early):
+        assert sess.receive(m, f"2026-06-01T12:00:00.{n + 1:03d}Z", T0) == []
+    out = feed(sess, acks()[1:], T0 + 2)
+    assert sess.take_actions() == [
+        s.Connected(),
+        s.Gap("market_data_not_held", "2026-06-01T12:00:00.004Z", "2026-06-01T12:00:02.000Z"),
+    ]
+    assert [e.id for e in out] == [
+        "tws:quote:EURUSD:2026-06-01T12:00:00.001Z:1.1:1.2",
+        "tws:quote:EURUSD:2026-06-01T12:00:00.002Z:1.1:1.2",
+        "tws:quote:EURUSD:2026-06-01T12:00:00.003Z:1.1:1.2",
+        "tws:exec:ex-1",
+        "tws:exec:ex-2",
+    ]
+    # The next connection starts with an empty hold and no gap of its own (this one holds
+    # until both history replies are in).
+    sess.closed()
+    sess.open(T0 + 10)
+    feed(sess, [*acks(), *[quote(f"2026-06-01T12:00:10.{n:03d}Z") for n in (1, 2, 3)]], T0 + 10)
+    replies = [
+        msg("dealHistory", requestId="dealHistory-2-1", deals=[]),
+        msg("orderHistory", requestId="orderHistory-2-2", orders=[]),
+    ]
+    released = feed(sess, replies, T0 + 11)
+    gaps = [a.reason for a in sess.take_actions() if isinstance(a, s.Gap)]
+    assert gaps == ["quotes_not_backfilled"]
+    assert len(released) == 3
 
 
 def test_cut_before_first_ack_backfills_from_first_open() -> None:

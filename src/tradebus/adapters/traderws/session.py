@@ -13,7 +13,9 @@ Messages in, actions and events out; the adapter moves the bytes and the clock. 
    and held back, so ``Connected`` and the gap precede them; then the missed executions
    (deduped by execution id against everything already emitted) go out first, the held-back
    live events after them. ``error`` messages are never held. Quotes and depth are not
-   back-filled: a ``Gap`` action says so, once per reconnect.
+   back-filled: a ``Gap`` action says so, once per reconnect. Market data is held up to
+   ``HELD_MARKET_LIMIT`` events; past that it is dropped, and a ``market_data_not_held`` gap
+   (from the first drop until the session went live) says so.
 
 ``deadline()`` is when the pending acks or history replies are overdue; the adapter gives up on
 the connection then (reason ``subscribe_timeout`` / ``history_timeout``).
@@ -36,6 +38,14 @@ from tradebus.schemas.events import Event
 HISTORY_SLACK = 5.0
 # A token this close to its expiry (seconds, capped at 10 % of its lifetime) counts as expired.
 TOKEN_MARGIN = 30.0
+# Quotes, depth and metrics held back before going live, at most. An ack can arrive behind a
+# flood of data on the subscriptions already made (measured against the simulator: 66,000
+# quotes, about 40 MB, held for one late ack); what a fast feed sends during the subscribe
+# timeout would otherwise all be held. Market data is never back-filled, so what is dropped
+# past the bound is a gap like the one after a cut. Executions, orders and portfolio updates
+# are always held: they are what back-fill and dedupe exist for.
+HELD_MARKET_LIMIT = 10_000
+_MARKET_DATA = frozenset((wire.QuoteEvent, wire.DepthEvent, wire.MetricsEvent))
 _ORDER_PREFIX = "order."
 
 
@@ -173,6 +183,8 @@ class Session:
         self._pending_history: dict[str, str] = {}
         self._history: list[Event] = []
         self._held: list[Event] = []
+        self._held_market = 0
+        self._dropped_since: str | None = None  # received time of the first market event dropped
         self._deadline: float | None = None
         self._away_since: float | None = None
         self._request_ids = itertools.count(1)
@@ -207,7 +219,7 @@ class Session:
         self.connections += 1
         self.actions = []
         self._history = []
-        self._held = []
+        self._release_held()
         self._pending_history = {}
         requests = self.plan.requests()
         self._pending_acks = {_ack_key(r) for r in requests}
@@ -228,7 +240,7 @@ class Session:
         self._pending_acks = set()
         self._pending_history = {}
         self._history = []
-        self._held = []
+        self._release_held()
         self._deadline = None
 
     def deadline(self) -> float | None:
@@ -268,6 +280,12 @@ class Session:
         # Held back until every ack (and, after a cut, the history) is in, so status.connected
         # and the gap come first; deduped (and marked seen) only when released, so a cut
         # before then loses nothing: the next away-window still covers these.
+        if type(msg) in _MARKET_DATA:
+            if self._held_market >= HELD_MARKET_LIMIT:
+                if self._dropped_since is None:
+                    self._dropped_since = received
+                return []
+            self._held_market += len(events)
         self._held.extend(events)
         return []
 
@@ -339,20 +357,29 @@ class Session:
             return []
         return self._go_live(now)
 
+    def _release_held(self) -> list[Event]:
+        held, self._held = self._held, []
+        self._held_market = 0
+        self._dropped_since = None
+        return held
+
     def _go_live(self, now: float) -> list[Event]:
         self.phase = Phase.LIVE
         self._deadline = None
         self.covered_until = now
+        if self._dropped_since is not None:
+            self.actions.append(
+                Gap("market_data_not_held", self._dropped_since, times.from_epoch(now))
+            )
         history = sorted(self._history, key=lambda e: (e.time, e.id))
         out = self._dedupe(history)
-        for e in self._held:
+        for e in self._release_held():
             if not _is_order(e):
                 out.append(e)
             elif e.id not in self.seen:
                 self.seen.add(e.id)
                 out.append(e)
         self._history = []
-        self._held = []
         return out
 
     def _dedupe(self, events: list[Event]) -> list[Event]:
