@@ -71,6 +71,34 @@ async def test_check_config_reports_field_paths_and_exits_2(tmp_path: Path) -> N
     )
 
 
+async def test_run_loads_neither_the_simulators_nor_a_web_server(tmp_path: Path) -> None:
+    """`tradebus run` parses its command line without importing the simulators (nor, through
+    them, aiohttp's server): a daemon would otherwise carry them for its whole life. `simulate`
+    still offers every simulator's options."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[daemon]\nlog_level = "loud"\n')
+    probe = (
+        "import sys\n"
+        "from tradebus.cli import main\n"
+        "code = main(['run', '-c', sys.argv[1]])\n"
+        "import tradebus.daemon.app\n"  # what a valid config would go on to load
+        "from tradebus.adapters.base import factory_for\n"
+        "from tradebus.sinks.base import factory_for as sink_for\n"
+        "factory_for('ttmt'); sink_for('file')\n"
+        "heavy = ('tradebus.simulators', 'aiohttp.web')\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(heavy))\n"
+        "print(code, loaded)\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", probe, str(bad), stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert out.decode().split() == ["2", "[]"]
+    code, out, _ = await run_cli("simulate", "ttmt", "--help")
+    assert code == 0
+    assert b"--rate" in out
+
+
 async def test_demo_streams_canonical_events_and_stops_by_itself() -> None:
     """`tradebus demo --duration` streams JSONL from every simulator to stdout and exits 0."""
     code, out, err = await run_cli("demo", "--duration", "4")
