@@ -25,6 +25,8 @@ from tradebus.sinks.file import FileSink
 
 
 class TimedFileSink(FileSink):
+    needs_events = True  # the stamps are read from the structs, after the clock
+
     def __init__(self, cfg: FileSinkConfig, samples: Path) -> None:
         super().__init__(cfg)
         self.samples_path = samples

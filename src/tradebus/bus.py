@@ -82,14 +82,15 @@ class SinkWorker:
         self._log: Any = log.get(sink=config.name)
         self._backoff = Backoff(base=0.1, cap=10.0)
 
-    async def put(self, batch: Batch) -> None:
-        """Queue ``batch`` (what passes the filter); waits its turn while the queue is full."""
+    async def put(self, batch: Batch, events: Sequence[Event]) -> None:
+        """Queue ``batch`` (what of ``events``, its lines, passes the filter); waits its turn
+        while the queue is full."""
         if (self.queued >= self.limit or self._line) and not self.failed:
             await self._wait_turn()
         if self.failed:
             return
         if self.filter:
-            keep = [self.filter(e) for e in batch.events]
+            keep = [self.filter(e) for e in events]
             if not all(keep):
                 if not any(keep):
                     return
@@ -183,6 +184,8 @@ class Bus:
         self.published = 0
         self._next_seq = first_seq
         self._encoder = msgspec.json.Encoder()
+        # Queued batches carry the structs only if a sink reads them (see ``Batch``).
+        self._keep_events = any(w.sink.needs_events for w in self.workers)
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
 
@@ -205,9 +208,11 @@ class Bus:
             seq += 1
         self._next_seq = seq
         self.published += len(events)
-        batch = Batch(events, self._encoder.encode_lines(events))
+        batch = Batch(
+            self._encoder.encode_lines(events), len(events), events if self._keep_events else ()
+        )
         for worker in self.workers:
-            await worker.put(batch)
+            await worker.put(batch, events)
 
     def reopen(self) -> None:
         for worker in self.workers:

@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 class Memory:
     """A sink that keeps events and lets the test await one real event per provider."""
 
+    needs_events = True
+
     def __init__(self) -> None:
         self.name = "console"
         self.events: list[Event] = []

@@ -54,8 +54,11 @@ def fill(n: int, *, source: str = "s1") -> Event:
 class RecordingSink:
     """A sink that keeps what it was given; ``gate`` (when set) holds writes back."""
 
-    def __init__(self, name: str, gate: asyncio.Event | None = None) -> None:
+    def __init__(
+        self, name: str, gate: asyncio.Event | None = None, *, needs_events: bool = True
+    ) -> None:
         self.name = name
+        self.needs_events = needs_events
         self.batches: list[Batch] = []
         self.gate = gate
         self.fail_next: list[Exception] = []
@@ -136,6 +139,23 @@ async def test_unfiltered_sinks_share_the_same_encoded_bytes() -> None:
     assert a.batches[0].data is b.batches[0].data
 
 
+@pytest.mark.parametrize("readers", [0, 1])
+async def test_batches_carry_the_structs_only_if_a_sink_reads_them(readers: int) -> None:
+    """Queued batches hold the lines; the Event structs too only when a sink needs_events."""
+    a = RecordingSink("a", needs_events=readers > 0)
+    b = RecordingSink("b", needs_events=False)
+    bus = Bus([worker(a), worker(b)])
+    await bus.start()
+    events = [quote(1), fill(2), quote(3)]
+    await bus.publish(events)
+    await bus.close(5)
+    for sink in (a, b):
+        assert [len(x) for x in sink.batches] == [3]
+        assert [msgspec.json.decode(x, type=Event) for x in sink.lines()] == events
+        assert sink.events() == (events if readers else [])
+
+
+@pytest.mark.parametrize("needs_events", [True, False])
 @pytest.mark.parametrize(
     ("config", "expected_ids"),
     [
@@ -149,16 +169,18 @@ async def test_unfiltered_sinks_share_the_same_encoded_bytes() -> None:
     ],
 )
 async def test_filters_select_events_and_their_lines(
-    config: dict[str, list[str]], expected_ids: list[str]
+    config: dict[str, list[str]], expected_ids: list[str], needs_events: bool
 ) -> None:
-    """Per-sink filters by provider, type prefix, source and symbol keep matching lines only."""
-    sink = RecordingSink("f")
+    """Per-sink filters by provider, type prefix, source and symbol keep matching lines only
+    (whether or not the batches carry the structs)."""
+    sink = RecordingSink("f", needs_events=needs_events)
     bus = Bus([worker(sink, **config)])
     await bus.start()
     await bus.publish([quote(1), fill(2), quote(3, source="s2")])
     await bus.close(5)
-    assert [e.id for e in sink.events()] == expected_ids
     assert [msgspec.json.decode(x, type=Event).id for x in sink.lines()] == expected_ids
+    assert sum(map(len, sink.batches)) == len(expected_ids)
+    assert [e.id for e in sink.events()] == (expected_ids if needs_events else [])
 
 
 async def test_a_held_sink_does_not_hold_back_another_sink() -> None:

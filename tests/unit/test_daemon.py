@@ -15,6 +15,8 @@ T = "2026-06-09T14:32:01.123Z"
 
 
 class Sink:
+    needs_events = True
+
     def __init__(self) -> None:
         self.name = "mem"
         self.events: list[Event] = []

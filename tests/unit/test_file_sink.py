@@ -17,7 +17,7 @@ from tradebus.sinks.stdout import StdoutSink
 
 
 def batch(*lines: str) -> Batch:
-    return Batch([], b"".join(line.encode() + b"\n" for line in lines))
+    return Batch(b"".join(line.encode() + b"\n" for line in lines), len(lines))
 
 
 def sink(path: Path, **kw: object) -> FileSink:

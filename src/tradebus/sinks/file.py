@@ -31,6 +31,8 @@ def _drop(path: Path) -> None:
 
 @register("file")
 class FileSink:
+    needs_events = False
+
     def __init__(self, config: FileSinkConfig) -> None:
         self.name = config.name
         self.path = Path(config.path)

@@ -13,6 +13,8 @@ from tradebus.sinks.base import Batch, register
 
 @register("stdout")
 class StdoutSink:
+    needs_events = False
+
     def __init__(self, config: StdoutSinkConfig, stream: BinaryIO | None = None) -> None:
         self.name = config.name
         self._stream = stream
