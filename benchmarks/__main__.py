@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 
@@ -22,11 +23,21 @@ def bench(sizes: rows.Sizes, only: set[str]) -> list[Row]:
         return not only or n in only
 
     with workdir() as work:
-        floor = rows.floor(work, sizes) if want("1") else None
+        row2: Row | None = None
+        pairs = []
+        floor = rows.Floor(work, sizes) if want("1") else None
         if floor is not None:
-            done.append(floor)
-        row2 = rows.ttmt_file(work, sizes) if want("2") or want("7") else None
+            pairs.append((floor.row, floor.once))
+        if want("2") or want("7"):
+            row2, once = rows.ttmt_file(work, sizes)
+            pairs.append((row2, once))
+        with floor or contextlib.nullcontext():
+            rows.alternate(pairs, sizes.runs)
+        if floor is not None:
+            done.append(floor.row)
         if row2 is not None and want("2"):
+            if floor is not None and (spread := rows.paired(row2, floor.row)):
+                row2.note = f"{spread} of the floor"
             done.append(row2)
         if want("3"):
             done.append(Row(name="3 TTMT SSE → file, durable", na="no journal yet"))

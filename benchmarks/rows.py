@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import select
 import subprocess
 import time
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,39 +55,92 @@ def simulator_missing(kind: str) -> str | None:
     return None
 
 
-def _repeat(row: Row, runs: int, once: Callable[[], RunResult]) -> Row:
-    """Run ``once`` ``runs`` times; a failure makes the row n/a with the reason."""
+def alternate(pairs: Sequence[tuple[Row, Callable[[], RunResult]]], runs: int) -> None:
+    """``runs`` rounds, each running every row once, in order; a failure makes a row n/a.
+
+    Rows whose ratio is a target (row 2 and the floor, row 4 and its reference) are measured
+    round by round rather than one after the other: a host that slows down mid-bench (this VM's
+    floor moved 1.6-2.1 us an event within minutes) then moves both sides of the ratio.
+    """
     for _ in range(runs):
+        for row, once in pairs:
+            if row.na is not None:
+                continue
+            try:
+                row.runs.append(once())
+            except (RuntimeError, TimeoutError, OSError, KeyError, ValueError) as exc:
+                row.na = f"failed: {exc}"[:120]
+                row.runs.clear()
+
+
+def _repeat(row: Row, runs: int, once: Callable[[], RunResult]) -> Row:
+    alternate([(row, once)], runs)
+    return row
+
+
+def paired(row: Row, base: Row) -> str:
+    """The spread of ``row``'s rate over ``base``'s, run by run (their runs alternated)."""
+    if len(row.runs) < 2 or len(row.runs) != len(base.runs):
+        return ""
+    ratios = [r.rate / b.rate for r, b in zip(row.runs, base.runs, strict=True)]
+    return f"run by run {min(ratios):.0%}-{max(ratios):.0%}"
+
+
+class Floor:
+    """Row 1's process: it builds its frames once, then runs one pass each time it is asked.
+
+    It waits between passes (blocked on its stdin, on the daemon's core) so that its runs can
+    alternate with row 2's. Use as a context manager; ``once`` is one run.
+    """
+
+    def __init__(self, work: Work, sizes: Sizes) -> None:
+        self.row = Row(name="1 floor (parts alone)")
+        self._timeout = sizes.timeout
+        out = work.path("floor.jsonl")
+        cmd = [PYTHON, "-m", "benchmarks.floor", str(sizes.floor_events), "0", str(out)]
+        self._log = work.path("floor.log")
+        with open(self._log, "ab") as err:
+            self._proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err
+            )
+        procs.pin(self._proc.pid, procs.DAEMON_CORE)
+
+    def __enter__(self) -> Floor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        proc = self._proc
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()  # EOF: the process ends after its current pass
         try:
-            row.runs.append(once())
-        except (RuntimeError, TimeoutError, OSError, KeyError, ValueError) as exc:
-            row.na = f"failed: {exc}"[:120]
-            row.runs.clear()
-            break
-    return row
+            proc.wait(self._timeout)
+        except subprocess.TimeoutExpired:
+            procs.stop(proc)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    def once(self) -> RunResult:
+        stdin, stdout = self._proc.stdin, self._proc.stdout
+        if stdin is None or stdout is None:
+            raise RuntimeError("the floor process has no pipes")
+        stdin.write(b"\n")
+        stdin.flush()
+        # The first pass also waits for the frames to be built: the row's timeout covers both.
+        ready, _, _ = select.select([stdout], [], [], self._timeout)
+        if not ready:
+            raise TimeoutError(f"no floor result in {self._timeout:.0f} s")
+        line = stdout.readline()
+        if not line:
+            tail = self._log.read_bytes()[-300:].decode(errors="replace")
+            raise RuntimeError(f"the floor process ended: {tail}")
+        return msgspec.json.decode(line, type=RunResult)
 
 
-def floor(work: Work, sizes: Sizes) -> Row:
-    """Row 1, in a process pinned to the daemon's core."""
-    row = Row(name="1 floor (parts alone)")
-    out = work.path("floor.jsonl")
-    cmd = [PYTHON, "-m", "benchmarks.floor", str(sizes.floor_events), str(sizes.runs), str(out)]
-    done = subprocess.run(
-        ["taskset", "-c", str(procs.DAEMON_CORE), *cmd] if len(procs.cores()) > 1 else cmd,
-        check=True,
-        capture_output=True,
-        timeout=sizes.timeout * sizes.runs,
-    )
-    row.runs = [msgspec.json.decode(line, type=RunResult) for line in done.stdout.splitlines()]
-    return row
-
-
-def ttmt_file(work: Work, sizes: Sizes) -> Row:
-    """Row 2: pre-built TTMT frames → daemon → file sink."""
+def ttmt_file(work: Work, sizes: Sizes) -> tuple[Row, Callable[[], RunResult]]:
+    """Row 2: pre-built TTMT frames → daemon → file sink; the row, and one run of it."""
     row = Row(name="2 TTMT SSE → file")
-    if why := adapter_missing("ttmt"):
-        row.na = why
-        return row
+    row.na = adapter_missing("ttmt")
     n = sizes.sse_events
 
     def once() -> RunResult:
@@ -93,7 +148,7 @@ def ttmt_file(work: Work, sizes: Sizes) -> Row:
         spec = SenderSpec("ttmt-bench", ("ttmt", "--events", str(n)))
         return run_daemon(work, [spec], [file_sink(out)], out, n, timeout=sizes.timeout)
 
-    return _repeat(row, sizes.runs, once)
+    return row, once
 
 
 def naive(work: Work, sizes: Sizes) -> Row:
@@ -188,10 +243,7 @@ def traderws(work: Work, sizes: Sizes) -> list[Row]:
     spec = SenderSpec(
         "trader-bench", ("sim", "traderws", "--rate", "0", "--no-fills", *TRADER_USER), QUOTES_ONLY
     )
-    _repeat(ref, sizes.runs, lambda: _ws_reference(work, spec, sizes))
-    if why := adapter_missing("traderws"):
-        row.na = why
-        return [row, ref]
+    row.na = adapter_missing("traderws")
 
     def once() -> RunResult:
         out = work.path("trader.jsonl")
@@ -206,9 +258,12 @@ def traderws(work: Work, sizes: Sizes) -> list[Row]:
             warmup=sizes.window / 5,
         )
 
-    _repeat(row, sizes.runs, once)
+    alternate([(ref, lambda: _ws_reference(work, spec, sizes)), (row, once)], sizes.runs)
     if row.runs and ref.runs:
+        spread = paired(row, ref)
         row.note = f"{row.rate / ref.rate:.0%} of the bare reader"
+        if spread:
+            row.note += f", {spread}"
     return [row, ref]
 
 
