@@ -95,7 +95,13 @@ def canonical(text: str) -> str | None:
 
 def canonical_or(text: str | None, fallback: str) -> str:
     """``text`` as a canonical time, or ``fallback`` (the receipt time) if it is none or junk."""
-    return (canonical(text) if text else None) or fallback
+    if not text:
+        return fallback
+    # The memo first, here: a time already checked then costs one call, not two.
+    hit = _checked.get(text)
+    if hit is not None:
+        return hit
+    return canonical(text) or fallback
 
 
 def _new_head(head: str) -> bool:
