@@ -6,7 +6,7 @@ import math
 import re
 import time
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, TypeVar
 
 
 def format_utc(moment: datetime) -> str:
@@ -73,6 +73,7 @@ _checked: dict[str, str] = {}
 # calendar.
 _TAILS: Final = frozenset(_TAIL_TEXT)
 _heads: set[str] = set()
+_T = TypeVar("_T")
 
 
 def canonical(text: str) -> str | None:
@@ -82,6 +83,17 @@ def canonical(text: str) -> str | None:
     (offsets, nanoseconds, no fraction) are parsed and rewritten. A time without an offset is
     taken to be UTC, as the upstream docs write their times.
     """
+    return canonical_or(text, None)
+
+
+def canonical_or(text: str | None, fallback: _T) -> str | _T:
+    """``text`` as a canonical time (see ``canonical``), or ``fallback`` if it is none or junk.
+
+    Every event's time comes through here, so this is the one implementation and ``canonical``
+    calls it, not the other way round: a call less per event.
+    """
+    if not text:
+        return fallback
     hit = _checked.get(text)
     if hit is not None:
         return hit
@@ -90,18 +102,7 @@ def canonical(text: str) -> str | None:
             _checked.clear()
         _checked[text] = text
         return text
-    return _rewrite(text)
-
-
-def canonical_or(text: str | None, fallback: str) -> str:
-    """``text`` as a canonical time, or ``fallback`` (the receipt time) if it is none or junk."""
-    if not text:
-        return fallback
-    # The memo first, here: a time already checked then costs one call, not two.
-    hit = _checked.get(text)
-    if hit is not None:
-        return hit
-    return canonical(text) or fallback
+    return _rewrite(text) or fallback
 
 
 def _new_head(head: str) -> bool:
