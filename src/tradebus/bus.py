@@ -76,6 +76,8 @@ class SinkWorker:
         self.queued = 0  # events waiting in _pending
         self.written = 0
         self.failed = False
+        self.retries = 0  # writes that failed and were retried
+        self.last_error: str | None = None
         self._pending: deque[Batch | None] = deque()
         self._line: deque[asyncio.Future[None]] = deque()  # publishers waiting for room
         self._work = asyncio.Event()  # set while _pending holds something
@@ -161,17 +163,21 @@ class SinkWorker:
                 await self.sink.write(batch)
             except RetryableSinkError as exc:
                 delay = self._backoff.delay(Failure(Kind.RETRYABLE, "sink_error"))
+                self.retries += 1
+                self.last_error = str(exc)
                 self._log.warning("sink_retry", error=str(exc), retry_in=round(delay, 3))
                 await asyncio.sleep(delay)
             except FatalSinkError as exc:
                 # This sink can never write again: stop feeding it rather than block the others.
                 self.failed = True
+                self.last_error = str(exc)
                 self._log.error("sink_failed", error=str(exc))
                 self._pending.clear()
                 self.queued = 0
                 self._let_next_in()  # every publisher in line sees ``failed`` and moves on
             else:
                 self._backoff.reset()
+                self.last_error = None
                 self.written += len(batch)
                 return
 

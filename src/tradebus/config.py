@@ -39,12 +39,27 @@ def _check_url(url: str, schemes: tuple[str, ...]) -> None:
         raise ValueError(f"url: expected an {'/'.join(schemes)} URL, got {shown!r}")
 
 
+def http_address(value: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` for IPv6) as a pair, or ValueError naming the field."""
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"http: expected host:port, got {value[:80]!r}")
+    return host, int(port)
+
+
 class DaemonConfig(_Closed, frozen=True, kw_only=True):
     state_dir: str = "/var/lib/tradebus"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
     # How long SIGTERM waits for sinks to write what was received before giving up.
     drain_timeout: Positive = 15.0
+    # The ops endpoint (/healthz /readyz /metrics) as "host:port"; off when unset.
+    http: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.http is not None:
+            http_address(self.http)
 
 
 # --- sources --------------------------------------------------------------------------------
@@ -60,6 +75,8 @@ class SourceBase(_Closed, tag_field="type", frozen=True, kw_only=True):
     stable_after: Positive = 30.0
     # After 401 / auth_revoked / a rejected login: retry this slowly, never in a hot loop.
     auth_retry: Positive = 60.0
+    # A source that is not required does not hold the daemon's readiness (/readyz).
+    required: bool = True
 
     def __post_init__(self) -> None:
         _check_url(self.url, ("http", "https"))

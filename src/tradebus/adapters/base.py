@@ -10,7 +10,7 @@ import itertools
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from tradebus import log, times
 from tradebus.schemas.events import (
@@ -18,8 +18,12 @@ from tradebus.schemas.events import (
     Event,
     GapData,
     Provider,
+    StatusConnected,
     StatusData,
+    StatusDisconnected,
+    StatusError,
     StatusGap,
+    event_type,
 )
 
 Publish = Callable[[Sequence[Event]], Awaitable[None]]
@@ -29,6 +33,8 @@ V = TypeVar("V")
 # Log the first few of each kind of bad input, then only every power of ten: a feed gone bad
 # must not flood the journal, and the counter keeps the true number.
 _LOG_FIRST = 10
+# The status events that change a source's connection state, and gaps; counted like any type.
+_WATCHED: tuple[type[Event], ...] = (*STATUS_TYPES.values(), StatusGap)
 
 
 class Adapter(Protocol):
@@ -40,7 +46,14 @@ class Adapter(Protocol):
 
 
 class SourceContext:
-    """The adapter's window on the daemon: publish, status events, bad-input accounting."""
+    """The adapter's window on the daemon: publish, status events, bad-input accounting.
+
+    It also keeps the source's connection state for the ops endpoint, derived from what passes
+    through ``publish``: every adapter already announces its connects and disconnects as status
+    events, so none of them needs to report its state a second time. The cost is per batch: one
+    C-level count of the batch's event classes and a handful of lookups; only a batch that holds
+    a status event is looked at event by event.
+    """
 
     def __init__(
         self,
@@ -52,12 +65,71 @@ class SourceContext:
     ) -> None:
         self.name = name
         self.provider: Provider = provider
-        self.publish = publish
+        self._publish = publish
         self.clock = clock
         self.log: Any = log.get(source=name, provider=provider)
         self.counters: Counter[str] = Counter()
+        # Events published, by class (``event_type`` of the class gives the wire name).
+        self.published: Counter[type[Event]] = Counter()
+        self.connected = False
+        self.since = clock()  # when ``connected`` last changed (or the context was made)
+        self.last_event: float | None = None  # clock() of the last batch published
+        self.connects = 0
+        self.last_error: str | None = None
+        self.last_reason: str | None = None  # the reason of the last status event
+        self._watched_seen = 0
         self._status_ids = itertools.count(1)
         self._boot = f"{int(clock() * 1000):x}"
+
+    def publish(self, events: Sequence[Event]) -> Awaitable[None]:
+        """Hand a batch to the bus, noting what it says about this source's state."""
+        if events:
+            published = self.published
+            published.update(map(type, events))
+            self.last_event = self.clock()
+            seen = sum(published[c] for c in _WATCHED if c in published)
+            if seen != self._watched_seen:
+                self._watched_seen = seen
+                self._note_status(events)
+        return self._publish(events)
+
+    @property
+    def reconnects(self) -> int:
+        """Connections after the first."""
+        return max(0, self.connects - 1)
+
+    @property
+    def gaps(self) -> int:
+        return self.published[StatusGap]
+
+    def _note_status(self, events: Sequence[Event]) -> None:
+        for event in events:
+            if not isinstance(event, _WATCHED) or isinstance(event, StatusGap):
+                continue
+            data = cast(StatusData, event.data)
+            self.last_reason = data.reason
+            if isinstance(event, StatusConnected):
+                self.connects += 1
+                self._set_connected(True)
+                continue
+            if not isinstance(event, StatusDisconnected) or data.reason not in _PLANNED:
+                self.last_error = ":".join(
+                    str(p) for p in (event_type(event), data.reason, data.code) if p is not None
+                )
+            if not isinstance(event, StatusError) or data.retry_in is not None:
+                # An error that announces a retry ends the connection (a failed attempt, a
+                # crash); one without (an upstream's error message in-band) leaves it up.
+                self._set_connected(False)
+
+    def _set_connected(self, connected: bool) -> None:
+        if connected != self.connected:
+            self.connected = connected
+            self.since = self.clock()
+
+    @property
+    def planned_reconnect(self) -> bool:
+        """Down because the upstream asked for a reconnect (a TTMT recycle), not a failure."""
+        return not self.connected and self.last_reason in _PLANNED
 
     def bad_input(self, kind: str, raw: bytes | str, error: object = None) -> None:
         """Count a bad upstream message and log it (bounded excerpt); the caller skips it."""
@@ -141,6 +213,10 @@ class SourceContext:
 
     async def emit_status(self, type_: str, **kwargs: Any) -> None:
         await self.publish([self.status(type_, **kwargs)])
+
+
+# Disconnect reasons that are planned: the adapter reconnects at once, no failure behind them.
+_PLANNED = frozenset({"recycle", "token_expired"})
 
 
 def _is_power_of_ten(n: int) -> bool:

@@ -10,8 +10,9 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Mapping, Sequence
-from typing import Any, cast
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from tradebus import log
 from tradebus.adapters.base import Adapter, AdapterFactory, SourceContext, factory_for
@@ -19,9 +20,13 @@ from tradebus.backoff import Backoff, Failure, Kind
 from tradebus.bus import Bus, SinkWorker
 from tradebus.config import Config, SourceConfig, kind
 from tradebus.daemon import systemd
+from tradebus.daemon.state import snapshot, summary
 from tradebus.schemas.events import Provider
 from tradebus.sinks.base import Sink
 from tradebus.sinks.base import factory_for as sink_factory_for
+
+if TYPE_CHECKING:
+    from tradebus.daemon.ops import OpsServer
 
 
 class Daemon:
@@ -52,8 +57,13 @@ class Daemon:
             self.contexts[source.name] = ctx
             factory = (factories or {}).get(provider) or factory_for(provider)
             self.adapters.append(factory(source, ctx))
+        self.required = {s.name: s.required for s in config.sources if s.enabled}
         self.ready = asyncio.Event()
         self._log: Any = log.get()
+
+    def state(self) -> dict[str, Any]:
+        """Per-source and per-sink state, and whether the daemon is ready (``/readyz``)."""
+        return snapshot(self.contexts, self.required, self.bus.workers, now=time.time())
 
     async def run(self, stop: asyncio.Event) -> bool:
         """Run until ``stop``; True if every sink wrote everything it was given in time."""
@@ -115,6 +125,30 @@ def source_names(sources: Sequence[SourceConfig]) -> list[str]:
     return [s.name for s in sources]
 
 
+def status_line(daemon: Daemon) -> Callable[[], str]:
+    """systemd's STATUS: the state summary, with the event rate since the previous call."""
+    last = [time.monotonic(), daemon.bus.published]
+
+    def status() -> str:
+        now, published = time.monotonic(), daemon.bus.published
+        rate = (published - last[1]) / max(now - last[0], 1e-3)
+        last[:] = [now, published]
+        return summary(daemon.state(), rate)
+
+    return status
+
+
+async def start_ops(daemon: Daemon) -> OpsServer | None:
+    """The ops endpoint when ``[daemon] http`` is set; aiohttp's server is imported only then."""
+    if daemon.config.daemon.http is None:
+        return None
+    from tradebus.daemon.ops import OpsServer
+
+    server = OpsServer(daemon, daemon.config.daemon.http)
+    await server.start()
+    return server
+
+
 async def serve(config: Config, *, duration: float | None = None) -> int:
     """Run the daemon until SIGTERM/SIGINT (or ``duration`` seconds); the process exit code."""
     loop = asyncio.get_running_loop()
@@ -125,19 +159,31 @@ async def serve(config: Config, *, duration: float | None = None) -> int:
     loop.add_signal_handler(signal.SIGHUP, daemon.bus.reopen)
     timer = loop.call_later(duration, stop.set) if duration is not None else None
 
+    status = status_line(daemon)
+
     async def lifecycle() -> None:
         await daemon.ready.wait()
-        systemd.notify(
-            f"READY=1\nSTATUS=running {len(daemon.adapters)} sources\nMAINPID={os.getpid()}"
+        systemd.notify(f"READY=1\nSTATUS={status()}\nMAINPID={os.getpid()}")
+        pings = (
+            asyncio.create_task(systemd.keepalive(status))
+            if os.environ.get("NOTIFY_SOCKET")
+            else None
         )
-        await stop.wait()
+        try:
+            await stop.wait()
+        finally:
+            if pings is not None:
+                pings.cancel()
         systemd.notify("STOPPING=1\nSTATUS=draining sinks")
 
+    ops = await start_ops(daemon)
     notifier = asyncio.create_task(lifecycle())
     try:
         drained = await daemon.run(stop)
     finally:
         notifier.cancel()
+        if ops is not None:
+            await ops.stop()
         if timer is not None:
             timer.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

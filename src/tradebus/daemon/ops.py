@@ -1,0 +1,171 @@
+"""The ops endpoint: ``/healthz``, ``/readyz`` and ``/metrics`` over HTTP (``[daemon] http``).
+
+``/healthz`` is answered by the event loop itself, so a wedged loop fails it. ``/readyz`` is
+200 only while every required source is connected and every sink writes. ``/metrics`` is the
+Prometheus text format from prometheus-client; its collector reads, at scrape time, the counters
+the sources and sink workers keep anyway, so metrics cost the event path nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from tradebus import log
+from tradebus.config import http_address
+from tradebus.schemas.events import event_type
+
+if TYPE_CHECKING:
+    from tradebus.daemon.app import Daemon
+
+_LOCAL = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+class DaemonCollector(Collector):
+    """Every ``tradebus_*`` metric, read from the daemon when scraped."""
+
+    def __init__(self, daemon: Daemon, clock: Callable[[], float] = time.time) -> None:
+        self.daemon = daemon
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._sources()
+        yield from self._sinks()
+        bus = self.daemon.bus
+        yield CounterMetricFamily(
+            "tradebus_bus_events", "Events numbered by the bus.", value=bus.published
+        )
+        yield GaugeMetricFamily("tradebus_bus_last_seq", "The last seq assigned.", bus.last_seq)
+
+    def _sources(self) -> Iterator[Metric]:
+        now = self.clock()
+        events = CounterMetricFamily(
+            "tradebus_source_events", "Events published by source and type.", labels=_ST
+        )
+        bad = CounterMetricFamily(
+            "tradebus_source_bad_input", "Upstream messages skipped as bad.", labels=_SK
+        )
+        unknown = CounterMetricFamily(
+            "tradebus_source_unknown_types",
+            "Upstream messages of a type this version does not know.",
+            labels=["source"],
+        )
+        reconnects = CounterMetricFamily(
+            "tradebus_source_reconnects", "Connections after the first.", labels=["source"]
+        )
+        gaps = CounterMetricFamily(
+            "tradebus_source_gaps",
+            "status.gap events (what could not be replayed).",
+            labels=["source"],
+        )
+        connected = GaugeMetricFamily(
+            "tradebus_source_connected", "1 while the source is connected.", labels=["source"]
+        )
+        age = GaugeMetricFamily(
+            "tradebus_source_last_event_age_seconds",
+            "Seconds since the source last published (absent before its first event).",
+            labels=["source"],
+        )
+        for name, ctx in self.daemon.contexts.items():
+            for cls, n in ctx.published.items():
+                events.add_metric([name, event_type(cls)], n)  # type: ignore[arg-type]
+            unknown_total = 0
+            for key, n in ctx.counters.items():
+                if key.startswith("bad."):
+                    bad.add_metric([name, key[4:]], n)
+                elif key.startswith("unknown."):
+                    # The names are the upstream's: summed, so labels stay bounded.
+                    unknown_total += n
+            unknown.add_metric([name], unknown_total)
+            reconnects.add_metric([name], ctx.reconnects)
+            gaps.add_metric([name], ctx.gaps)
+            connected.add_metric([name], 1 if ctx.connected else 0)
+            if ctx.last_event is not None:
+                age.add_metric([name], max(0.0, now - ctx.last_event))
+        yield from (events, bad, unknown, reconnects, gaps, connected, age)
+
+    def _sinks(self) -> Iterator[Metric]:
+        written = CounterMetricFamily(
+            "tradebus_sink_events", "Events the sink wrote and had acknowledged.", labels=["sink"]
+        )
+        retries = CounterMetricFamily(
+            "tradebus_sink_retries", "Writes that failed and were retried.", labels=["sink"]
+        )
+        failed = GaugeMetricFamily(
+            "tradebus_sink_failed", "1 once the sink failed for good.", labels=["sink"]
+        )
+        backlog = GaugeMetricFamily(
+            "tradebus_sink_backlog_events", "Events waiting for the sink.", labels=["sink"]
+        )
+        for worker in self.daemon.bus.workers:
+            written.add_metric([worker.name], worker.written)
+            retries.add_metric([worker.name], worker.retries)
+            failed.add_metric([worker.name], 1 if worker.failed else 0)
+            backlog.add_metric([worker.name], worker.queued)
+        yield from (written, retries, failed, backlog)
+
+
+_ST = ["source", "type"]
+_SK = ["source", "kind"]
+
+
+def registry_for(daemon: Daemon) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DaemonCollector(daemon))
+    ProcessCollector(namespace="tradebus", registry=registry)
+    return registry
+
+
+def application(daemon: Daemon) -> web.Application:
+    """The ops routes for ``daemon``."""
+    registry = registry_for(daemon)
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(_request: web.Request) -> web.Response:
+        state = daemon.state()
+        return web.Response(
+            body=msgspec.json.encode(state) + b"\n",
+            status=200 if state["ready"] else 503,
+            content_type="application/json",
+        )
+
+    async def metrics(_request: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+class OpsServer:
+    """The endpoint's listener; ``port`` is the bound one (useful with port 0)."""
+
+    def __init__(self, daemon: Daemon, address: str) -> None:
+        self.host, self.port = http_address(address)
+        self._runner = web.AppRunner(application(daemon), access_log=None)
+        self._log: Any = log.get()
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+        if self.host not in _LOCAL:
+            self._log.warning("ops_endpoint_public", host=self.host, port=self.port)
+        self._log.info("ops_endpoint_listening", host=self.host, port=self.port)
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
