@@ -30,6 +30,7 @@ test: lint typecheck tools unit
 # System tools the tests run (they fail, never skip, without them); CI runs as root.
 tools:
 	command -v promtool >/dev/null || (apt-get update && apt-get install -y --no-install-recommends prometheus)
+	command -v systemd-analyze >/dev/null || (apt-get update && apt-get install -y --no-install-recommends systemd)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
