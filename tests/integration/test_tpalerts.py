@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests import hostile
 from tests.conftest import Collector
 from tradebus import config
 from tradebus.adapters.base import SourceContext, factory_for
@@ -385,3 +386,33 @@ def test_the_script_is_deterministic_and_plays_whole_lifecycles() -> None:
             move = payload["exit"] - w["start"]
             assert payload["gain"] == round(move if long else -move, decimals)
             assert payload["closedAt"] > w["startedAt"]
+
+
+HOSTILE: list[bytes] = [
+    b"event: working\ndata: " + hostile.nested() + b"\n\n",
+    b"event: working\ndata: " + hostile.nested_objects() + b"\n\n",
+    hostile.envelope(
+        b'event: working\ndata: {"id":7,"ticker":"BTC/USD","x":@}\n\n', hostile.nested()
+    ),
+    hostile.envelope(b'event: promoted\ndata: {"id":7,"x":@}\n\n', hostile.nested()),
+    b'event: working\ndata: {"id":7,"start":NaN}\n\n',
+    b'event: closed\ndata: {"id":7,"exit":Infinity}\n\n',
+    b'event: closed\ndata: {"id":7,"gain":-1e999}\n\n',
+    b'event: working\ndata: {"id":"seven"}\n\n',
+    b'event: aborted\ndata: {"id":[7]}\n\n',
+    b'event: onGoing\ndata: {"id":7,"token":{"a":1}}\n\n',
+]
+
+
+async def test_hostile_payloads_are_bad_input_and_every_valid_event_follows(
+    sim: TpAlertsSimulator, collector: Collector
+) -> None:
+    """Deep nesting, NaN/Infinity, wrong types: each counted, no crash, all good events arrive."""
+    for payload in HOSTILE:
+        sim.inject(payload)
+    async with running(sim, collector) as adapter:
+        await collector.wait_for(n_signals(10))
+    assert adapter.ctx.counters["bad.malformed"] == len(HOSTILE) - 1
+    assert adapter.ctx.counters["unknown.promoted"] == 1
+    assert observed(signals(collector)) == expected(list(sim.sent))
+    assert sim.attempts == 1

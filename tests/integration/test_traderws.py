@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from tests import hostile
 from tests.conftest import Collector
 from tradebus import config, log
 from tradebus.adapters.base import SourceContext
@@ -346,3 +347,45 @@ async def test_rate_zero_streams_distinct_quotes_fast(collector: Collector) -> N
     assert collector.of_type("status.disconnected") == []
     # One publish per socket read, not per message: a fast sender gives many per batch.
     assert collector.batches * 4 < len(collector.events)
+
+
+HOSTILE: list[bytes] = [
+    hostile.nested(),
+    hostile.envelope(b'{"type":"quoteEvent","payload":@}', hostile.nested()),
+    hostile.envelope(
+        b'{"type":"quoteEvent","payload":{"symbol":"EURUSD","x":@}}', hostile.nested()
+    ),
+    hostile.envelope(b'{"type":"newsEvent","payload":@}', hostile.nested()),
+    hostile.envelope(b'{"payload":@,"type":"newsEvent"}', hostile.nested_objects()),
+    b'{"type":"quoteEvent","payload":{"symbol":"EURUSD","bid":NaN}}',
+    b'{"type":"quoteEvent","payload":{"symbol":"EURUSD","ask":Infinity}}',
+    b'{"type":"quoteEvent","payload":{"symbol":"EURUSD","ask":1e999}}',
+    b'{"type":"quoteEvent","payload":{"symbol":["EURUSD"]}}',
+    b'{"type":"executionEvent","payload":{"executionId":1,"orderId":"o","status":"FILLED"}}',
+]
+
+
+def valid_quote(n: int) -> str:
+    return (
+        '{"type":"quoteEvent","payload":{"symbol":"EURUSD","bid":1.5,"ask":1.6,'
+        f'"ts":"2030-01-01T00:00:00.{n:03d}Z"}}}}'
+    )
+
+
+async def test_hostile_messages_are_bad_input_and_every_valid_message_follows(
+    sim: TraderWsSimulator, collector: Collector
+) -> None:
+    """Deep nesting, NaN/Infinity, wrong types: each counted; the valid quotes after arrive."""
+    async with running(source(sim), collector) as ctx:
+        await collector.wait_count("status.connected", 1)
+        for payload in HOSTILE:
+            sim.inject(payload.decode())
+        for n in range(5):
+            sim.inject(valid_quote(n))
+        wanted = {f"tws:quote:EURUSD:2030-01-01T00:00:00.{n:03d}Z:1.5:1.6" for n in range(5)}
+        await collector.wait_for(lambda c: wanted <= {e.id for e in c.events})
+        counters = dict(ctx.counters)
+    bad = sum(v for k, v in counters.items() if k.startswith("bad."))
+    assert bad == len(HOSTILE)
+    assert len(collector.of_type("status.connected")) == 1
+    assert collector.of_type("status.disconnected") == []

@@ -13,6 +13,7 @@ import aiohttp
 import msgspec
 import pytest
 
+from tests import hostile
 from tests.conftest import Collector
 from tradebus import config
 from tradebus.adapters.base import SourceContext, factory_for
@@ -484,3 +485,41 @@ def test_cli_flags_configure_the_simulator() -> None:
     demo = ttmt_sim.for_demo(1)
     assert 0 < demo.rate <= 5
     assert demo.source_table("d")["api_key"] == ttmt_sim.DEMO_KEY
+
+
+# --- hostile input ----------------------------------------------------------------------------
+
+HOSTILE: list[bytes] = [
+    hostile.nested(),
+    hostile.nested_objects(),
+    hostile.envelope(b'{"type":"tp_hit","eventId":9,"data":@}', hostile.nested()),
+    hostile.envelope(
+        b'{"type":"tp_hit","eventId":9,"data":{"tradeId":"t","x":@}}', hostile.nested()
+    ),
+    hostile.envelope(b'{"type":"margin_call","eventId":9,"data":@}', hostile.nested()),
+    hostile.envelope(b'{"eventId":9,"data":@,"type":"margin_call"}', hostile.nested_objects()),
+    b'{"type":"order_fill","eventId":9,"data":{"orderId":"o","volume":NaN}}',
+    b'{"type":"order_fill","eventId":9,"data":{"orderId":"o","fillPrice":Infinity}}',
+    b'{"type":"order_fill","eventId":9,"data":{"orderId":"o","fillPrice":-1e999}}',
+    b'{"type":"tp_hit","eventId":"nine","data":{"tradeId":"t"}}',
+    b'{"type":"tp_hit","eventId":9,"data":{"tradeId":["t"]}}',
+    b'{"type":"tp_hit","eventId":123456789012345678901234567890,"data":{"tradeId":"t"}}',
+    b'{"type":"position_update","eventId":9,"data":{"symbol":"EURUSD"}}',
+]
+
+
+async def test_hostile_payloads_are_bad_input_and_every_valid_event_follows(
+    sim: TtmtSimulator, collector: Collector
+) -> None:
+    """Deep nesting, NaN/Infinity, wrong types: each counted once, no crash, no valid event lost."""
+    async with running(sim, collector) as adapter:
+        await connected(collector)
+        sim.produce(2)
+        bad = [sim.inject_raw(payload) for payload in HOSTILE]
+        sim.produce(3)
+        last = bad[-1] + 3
+        await collector.wait_for(has_ids(1, 2, last))
+        counters = dict(adapter.ctx.counters)
+    assert upstream_ids(collector) == [1, 2, *range(bad[-1] + 1, last + 1)]
+    assert counters["bad.malformed"] == len(HOSTILE)
+    assert len(collector.of_type("status.connected")) == 1  # never restarted, never reconnected

@@ -447,6 +447,11 @@ class TtmtSimulator:
         envelope = self._envelope(name, self._next_id, {"accountId": account, "marginLevel": 48.5})
         return self._append(account, msgspec.json.encode(envelope))
 
+    def inject_raw(self, data: bytes) -> int:
+        """A frame with the next id whose ``data:`` line is ``data`` as given (one line, no
+        newline inside: a hostile payload); returns the id."""
+        return self._append(None, data)
+
     def inject_oversized(self, size: int = HUGE_LINE) -> int:
         """One ``data:`` line of ``size`` bytes; returns the id it was sent under."""
         return self._append(None, b"x" * size)

@@ -229,7 +229,7 @@ class Mt4BridgeAdapter:
             raise
         try:
             info = wire.session_decoder.decode(raw)
-        except msgspec.DecodeError as err:
+        except Exception as err:  # noqa: BLE001 - a broken body, however broken, is bad input
             self.ctx.bad_input("session", raw, err)
             raise _failed(Kind.RETRYABLE, "bad_session_response") from None
         secret.register(info.session_id)  # a bearer of the account: never in a log line
@@ -352,7 +352,7 @@ class Mt4BridgeAdapter:
         raw = await self._call(http, "GET", "/account", "account")
         try:
             data = normalize.account_data(wire.account_decoder.decode(raw))
-        except msgspec.DecodeError as exc:
+        except Exception as exc:  # noqa: BLE001 - a broken body, however broken, is bad input
             self.ctx.bad_input("account", raw, exc)
         else:
             if data != self._account:
@@ -362,7 +362,7 @@ class Mt4BridgeAdapter:
         raw = await self._call(http, "GET", "/positions", "positions")
         try:
             decoded = wire.positions_decoder.decode(raw)
-        except msgspec.DecodeError as exc:
+        except Exception as exc:  # noqa: BLE001 - a broken body, however broken, is bad input
             self.ctx.bad_input("positions", raw, exc)
             return events
         listed = decoded.positions if isinstance(decoded, wire.Positions) else decoded
@@ -371,10 +371,15 @@ class Mt4BridgeAdapter:
         )
         received = times.now()
         for event, positions in (("opened", diff.opened), ("closed", diff.closed)):
-            events.extend(
-                normalize.position_event(event, p, source, account, received, reason="reconciled")
-                for p in positions
-            )
+            for p in positions:
+                try:
+                    events.append(
+                        normalize.position_event(
+                            event, p, source, account, received, reason="reconciled"
+                        )
+                    )
+                except Exception as exc:  # noqa: BLE001 - one bad position, not the listing
+                    self.ctx.bad_input("positions", wire.encoder.encode(p), exc)
         return events
 
     async def _reconcile_every(self, http: aiohttp.ClientSession) -> None:
@@ -444,7 +449,10 @@ class Mt4BridgeAdapter:
             self.ctx.bad_input("ws_message", data, error)
         events: list[Event] = []
         for msg in decoded.messages:
-            self._on_message(msg, received, events)
+            try:
+                self._on_message(msg, received, events)
+            except Exception as exc:  # noqa: BLE001 - a normalizer's refusal is the message's
+                self.ctx.bad_input("ws_message", wire.encoder.encode(msg), exc)
         if events:
             await self.ctx.publish(events)
 
@@ -500,11 +508,7 @@ class Mt4BridgeAdapter:
                 )
             )
             return
-        try:
-            event = normalize.order(msg, source, account, received)
-        except ValueError as exc:
-            self.ctx.bad_input("order", wire.encoder.encode(msg), exc)
-            return
+        event = normalize.order(msg, source, account, received)
         if event is None:
             self.ctx.unknown_type(f"order.{event_name}")
             return
@@ -518,7 +522,7 @@ def _request_id() -> str:
 def _error_body(payload: bytes) -> wire.ErrorBody:
     try:
         return wire.error_decoder.decode(payload)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return wire.ErrorBody()
 
 

@@ -53,6 +53,7 @@ POSITION_EVENTS = frozenset({"opened", "closed"})
 # MT4 terminals print times as "2026.06.09 14:32:01" (server time, taken as UTC like the rest).
 _MT4_TIME = re.compile(r"([0-9]{4})\.([0-9]{2})\.([0-9]{2})[ T]([0-9:.]+)")
 _EPOCH_MS = 1e11  # a number this large is milliseconds, not seconds
+_EPOCH_MAX_MS = 253402300799999.0  # 9999-12-31T23:59:59.999Z
 
 
 def upstream_time(value: wire.Time, received: str) -> str:
@@ -60,7 +61,8 @@ def upstream_time(value: wire.Time, received: str) -> str:
     if value is None:
         return received
     if isinstance(value, float | int):
-        if value <= 0:
+        # Past year 9999 (or NaN) no canonical time exists: from_epoch would raise.
+        if not 0 < value < _EPOCH_MAX_MS:
             return received
         return times.from_epoch(value / 1000 if value >= _EPOCH_MS else value)
     match = _MT4_TIME.fullmatch(value.strip())

@@ -204,6 +204,9 @@ account_decoder: Final = msgspec.json.Decoder(Account)
 positions_decoder: Final = msgspec.json.Decoder(Positions | list[Position])
 error_decoder: Final = msgspec.json.Decoder(ErrorBody)
 encoder: Final = msgspec.json.Encoder()
+# What decoding one message can raise: msgspec's errors, and RecursionError for a value nested
+# past msgspec's stack in a field it skips (an unknown field, or on the way to ``type``).
+_BAD: Final = (msgspec.DecodeError, RecursionError)
 
 
 def decode_frame(raw: bytes | str) -> Decoded:
@@ -214,11 +217,11 @@ def decode_frame(raw: bytes | str) -> Decoded:
     """
     try:
         decoded = frame_decoder.decode(raw)
-    except msgspec.DecodeError as exc:
+    except _BAD as exc:
         data = raw.encode() if isinstance(raw, str) else raw
         try:
             parts = batch_decoder.decode(data)
-        except msgspec.DecodeError:
+        except _BAD:
             parts = [msgspec.Raw(data)]
         if len(parts) == 1 and parts[0] == data:
             return _classify(data, exc)
@@ -235,16 +238,18 @@ def decode_frame(raw: bytes | str) -> Decoded:
 def _decode_one(data: bytes) -> Decoded:
     try:
         return Decoded([message_decoder.decode(data)], [], [])
-    except msgspec.DecodeError as exc:
+    except _BAD as exc:
         return _classify(data, exc)
 
 
-def _classify(data: bytes, exc: msgspec.DecodeError) -> Decoded:
+def _classify(data: bytes, exc: Exception) -> Decoded:
     """An unknown ``type`` is news, not an error; anything else that failed is bad input."""
-    try:
-        name = envelope_decoder.decode(data).type
-    except msgspec.DecodeError:
-        name = None
+    name = None
+    if isinstance(exc, msgspec.ValidationError):
+        try:
+            name = envelope_decoder.decode(data).type
+        except _BAD:
+            name = None
     if name is not None and name not in MESSAGE_TYPES:
         return Decoded([], [name], [])
     return Decoded([], [], [(data, str(exc))])

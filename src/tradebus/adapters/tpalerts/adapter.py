@@ -28,8 +28,6 @@ from __future__ import annotations
 
 from typing import Final
 
-import msgspec
-
 from tradebus import times
 from tradebus.adapters.base import BoundedSet, SourceContext, register
 from tradebus.adapters.ssehttp import ReadTimeoutError, SSERead, SSESource
@@ -89,14 +87,17 @@ class TpAlertsAdapter(SSESource):
         if decoder is None:
             self.ctx.unknown_type(name)
             return
+        # Whatever decoding or normalizing one message raises (a DecodeError, a RecursionError
+        # from nesting past msgspec's stack, a ValueError) is that message's bad input: the rest
+        # of the read is still published.
         try:
             decoded: wire.Alert = decoder.decode(message.data)
-        except msgspec.DecodeError as exc:
+            key = event_id(self.name, decoded)
+            if key in self._seen or key in fresh:
+                self.ctx.counters["duplicates"] += 1
+                return
+            batch.extend(self._alerts.events(decoded, self.name, received))
+        except Exception as exc:  # noqa: BLE001 - one message's fault, counted and skipped
             self.ctx.bad_input("malformed", message.data, exc)
             return
-        key = event_id(self.name, decoded)
-        if key in self._seen or key in fresh:
-            self.ctx.counters["duplicates"] += 1
-            return
-        batch.extend(self._alerts.events(decoded, self.name, received))
         fresh.add(key)

@@ -194,7 +194,7 @@ class TraderWsAdapter:
             return failure
         try:
             login = wire.decode_login(raw)
-        except msgspec.DecodeError as exc:
+        except Exception as exc:  # noqa: BLE001 - a broken body, however broken, is bad input
             # Never log the body: it may hold a token we could not find to scrub.
             self.ctx.bad_input("login", b"", exc)
             return Failure(Kind.FATAL, "bad_login_response")
@@ -274,7 +274,7 @@ class TraderWsAdapter:
                 now = time.time()
                 try:
                     decoded = decode(msg.data)
-                except msgspec.DecodeError as exc:
+                except Exception as exc:  # noqa: BLE001 - one message's fault, never the feed's
                     self._undecodable(msg.data, exc)
                     continue
                 events = session.receive(decoded, self._received(now), now)
@@ -299,7 +299,7 @@ class TraderWsAdapter:
                 return Failure(Kind.RETRYABLE, "connection_lost", _code(ws.close_code))
 
     def _undecodable(self, raw: str | bytes, exc: Exception) -> None:
-        name = wire.message_type(raw)
+        name = wire.message_type(raw) if isinstance(exc, msgspec.ValidationError) else None
         if name is not None and name not in wire.SERVER_TYPES:
             self.ctx.unknown_type(name)
         else:

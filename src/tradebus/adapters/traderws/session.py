@@ -263,7 +263,7 @@ class Session:
             return self._control(msg, now)
         try:
             events = normalizer(msg, self.source, received)
-        except ValueError as exc:
+        except Exception as exc:  # noqa: BLE001 - a normalizer's refusal is the message's fault
             self.actions.append(Problem(msg.__struct_config__.tag, str(exc)))  # type: ignore[arg-type]
             return []
         if self.phase is Phase.LIVE:
@@ -340,7 +340,7 @@ class Session:
                 continue  # the history covers the account; live we only get subscribed symbols
             try:
                 self._history.append(normalize.execution_event(item, self.source, received))
-            except ValueError as exc:
+            except Exception as exc:  # noqa: BLE001 - one bad item of a reply, not the reply
                 self.actions.append(Problem("history", str(exc)))
         if self._pending_history:
             return []

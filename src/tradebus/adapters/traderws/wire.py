@@ -218,7 +218,8 @@ _login_decoder = msgspec.json.Decoder(LoginResponse)
 
 
 def decode(raw: bytes | str) -> ServerMessage:
-    """One server message; raises ``msgspec.DecodeError`` (a ValidationError included)."""
+    """One server message; raises ``msgspec.DecodeError`` (a ValidationError included), or
+    ``RecursionError`` for nesting past the decoder's stack in a field it skips."""
     return decoder.decode(raw)
 
 
@@ -226,7 +227,8 @@ def message_type(raw: bytes | str) -> str | None:
     """The envelope's ``type`` of a message ``decode`` refused (error path only), or None."""
     try:
         name = _type_decoder.decode(raw).type
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
+        # Reaching ``type`` past a value nested thousands deep overflows msgspec's stack.
         return None
     return name or None
 

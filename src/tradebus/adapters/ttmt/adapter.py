@@ -28,8 +28,6 @@ from __future__ import annotations
 
 from typing import Final
 
-import msgspec
-
 from tradebus import times
 from tradebus.adapters.base import BoundedSet, SourceContext, register
 from tradebus.adapters.ssehttp import ReadTimeoutError, SSERead, SSESource
@@ -100,7 +98,7 @@ class TtmtAdapter(SSESource):
         for message in read.messages:
             try:
                 decoded = decode(message.data)
-            except msgspec.DecodeError as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever one message raises is its own fault
                 self._undecodable(message.data, exc)
                 highest = self._track(_int_id(message.id), highest, batch)
                 continue
@@ -119,7 +117,7 @@ class TtmtAdapter(SSESource):
                 continue
             try:
                 batch += builder(decoded, source, received)
-            except ValueError as exc:
+            except Exception as exc:  # noqa: BLE001 - a normalizer's refusal is the message's fault
                 self.ctx.bad_input("malformed", message.data, exc)
                 continue
             fresh.add(event_id)
@@ -130,7 +128,7 @@ class TtmtAdapter(SSESource):
         self._seen.update(fresh)
         return self._control
 
-    def _undecodable(self, data: str, exc: msgspec.DecodeError) -> None:
+    def _undecodable(self, data: str, exc: Exception) -> None:
         name = wire.unknown_type(data, exc)
         if name is not None:
             self.ctx.unknown_type(name)

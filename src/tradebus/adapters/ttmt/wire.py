@@ -12,7 +12,7 @@ envelope with ``data.reason``: both decode.
 
 from __future__ import annotations
 
-from typing import Final, TypeAlias
+from typing import Annotated, Final, TypeAlias
 
 import msgspec
 
@@ -22,6 +22,11 @@ from tradebus.schemas.events import Origin
 # the canonical ``Origin``'s, so it decodes straight into one that the event then shares (frozen)
 # rather than copies.
 Signal: TypeAlias = Origin
+
+
+# "eventId" is a counter: outside a signed 64-bit range it is hostile, not an id (and would lift
+# the highest id seen past every real one, hiding gaps).
+EventId: TypeAlias = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
 
 # gc=False: decoded JSON is a tree, never a cycle; untracked structs spare the cyclic GC.
@@ -109,7 +114,7 @@ class _Envelope(
 ):
     """ "All events share a common outer envelope" (``userId`` is not in every example)."""
 
-    event_id: int
+    event_id: EventId
     timestamp: str | None = None
     user_id: str | None = None
 
@@ -160,7 +165,7 @@ class Recycle(
     The doc shows it bare (``reason`` at the top) and enveloped (``data.reason``): both decode.
     """
 
-    event_id: int | None = None
+    event_id: EventId | None = None
     timestamp: str | None = None
     user_id: str | None = None
     reason: str | None = None
@@ -207,13 +212,14 @@ _type_only: Final[msgspec.json.Decoder[_TypeOnly]] = msgspec.json.Decoder(_TypeO
 def decode(raw: bytes | str) -> Message:
     """One SSE ``data`` payload as its struct.
 
-    Raises ``UnknownTypeError`` for a type this version does not know and ``msgspec.DecodeError``
-    (``ValidationError`` included) for anything malformed. Only on the error path is the
-    envelope read a second time, for its ``type`` alone, to tell the two apart.
+    Raises ``UnknownTypeError`` for a type this version does not know, and for anything malformed
+    ``msgspec.DecodeError`` (``ValidationError`` included) or ``RecursionError`` (nesting deeper
+    than the decoder's stack, met while skipping an unknown field). Only on the error path is
+    the envelope read a second time, for its ``type`` alone, to tell the two apart.
     """
     try:
         return _decoder.decode(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         name = unknown_type(raw, exc)
         if name is not None:
             raise UnknownTypeError(name) from None
@@ -225,12 +231,14 @@ def decode(raw: bytes | str) -> Message:
 decode_known: Final = _decoder.decode
 
 
-def unknown_type(raw: bytes | str, exc: msgspec.DecodeError) -> str | None:
+def unknown_type(raw: bytes | str, exc: BaseException) -> str | None:
     """The ``type`` a payload ``decode_known`` refused has, if this version does not know it."""
     if not isinstance(exc, msgspec.ValidationError):
-        return None  # not JSON at all
+        return None  # not JSON at all, or nested past the decoder's stack
     try:
         name = _type_only.decode(raw).type
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
+        # Skipping a value nested thousands deep to reach ``type`` overflows msgspec's stack:
+        # that message is malformed, never a crash of the feed.
         return None
     return None if name in TYPES else name
