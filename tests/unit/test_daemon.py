@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 from tradebus import config
@@ -137,3 +138,54 @@ async def test_adapter_failing_while_stopped_is_not_restarted() -> None:
     stop.set()
     assert await asyncio.wait_for(running, 5)
     assert CrashOnStop.runs == 1
+
+
+class CrashLoop:
+    """Dies of a bug on every run; runs ``stable_runs`` (by number) last long before dying."""
+
+    def __init__(self, cfg: Any, ctx: SourceContext, stable_runs: set[int], hold: float) -> None:
+        self.name = cfg.name
+        self.runs = 0
+        self.stable_runs = stable_runs
+        self.hold = hold
+
+    async def run(self) -> None:
+        self.runs += 1
+        if self.runs in self.stable_runs:
+            await asyncio.sleep(self.hold)  # the behaviour under test: a run that lasts a while
+        raise KeyError("a bug")
+
+
+def _at_least(sink: Sink, n: int) -> bool:
+    return len(sink.events) >= n
+
+
+async def test_a_crash_loop_backs_off_and_a_stable_run_resets_the_escalation() -> None:
+    """Each crash escalates the restart delay (never below a floor); a long run resets it."""
+    cfg = one_source()
+    sink = Sink()
+    adapters: list[CrashLoop] = []
+
+    def factory(source: Any, ctx: SourceContext) -> CrashLoop:
+        adapters.append(CrashLoop(source, ctx, stable_runs={4}, hold=0.8))
+        return adapters[-1]
+
+    daemon = Daemon(cfg, sinks=[sink], factories={"ttmt": factory})
+    # Delays of at least 0.05 s: the test reads the count well before the next crash.
+    daemon.restart_base = 0.1
+    daemon.restart_cap = 0.4
+    daemon.restart_stable_after = 0.5
+    stop = asyncio.Event()
+    running = asyncio.create_task(daemon.run(stop))
+    attempts: list[int] = []
+    async with sink.changed:
+        for n in range(1, 6):
+            await asyncio.wait_for(sink.changed.wait_for(partial(_at_least, sink, n)), 10)
+            attempts.append(daemon.restart_backoffs["t"].attempts)
+    stop.set()
+    assert await running
+    # Crashes 1-3 escalate; run 4 lasted past stable_after, so crash 4 starts again at 1.
+    assert attempts == [1, 2, 3, 1, 2]
+    delays = [e.data.retry_in for e in sink.events[:5]]  # type: ignore[union-attr]
+    assert all(d is not None and 0.05 <= d <= 0.4 for d in delays), delays
+    assert daemon.contexts["t"].counters["adapter_crashed"] >= 5

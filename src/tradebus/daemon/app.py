@@ -59,6 +59,12 @@ class Daemon:
             self.adapters.append(factory(source, ctx))
         self.required = {s.name: s.required for s in config.sources if s.enabled}
         self.ready = asyncio.Event()
+        # Restarts of an adapter that died of a bug: exponential, capped, reset after a run
+        # that lasted ``restart_stable_after`` seconds.
+        self.restart_base = 1.0
+        self.restart_cap = 60.0
+        self.restart_stable_after = 60.0
+        self.restart_backoffs: dict[str, Backoff] = {}
         self._log: Any = log.get()
 
     def state(self) -> dict[str, Any]:
@@ -96,9 +102,14 @@ class Daemon:
 
     async def _supervise(self, adapter: Adapter) -> None:
         """Restart an adapter whose ``run`` died of a bug, after a backoff: the others go on."""
-        backoff = Backoff(base=1.0, cap=60.0)
+        backoff = Backoff(
+            base=self.restart_base, cap=self.restart_cap, stable_after=self.restart_stable_after
+        )
+        self.restart_backoffs[adapter.name] = backoff
         ctx = self.contexts[adapter.name]
+        loop = asyncio.get_running_loop()
         while True:
+            backoff.connected(loop.time())
             try:
                 await adapter.run()
             except asyncio.CancelledError:
@@ -107,7 +118,13 @@ class Daemon:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
                     raise  # it died while being stopped: a restart would outlive the stop
-                delay = backoff.delay(Failure(Kind.RETRYABLE, "adapter_crashed"))
+                # A run that lasted ``restart_stable_after`` starts the escalation afresh; the
+                # floor keeps a crash loop to two restarts a second at most (no CPU spin, no
+                # log flood) where full jitter alone could draw a delay of zero.
+                backoff.disconnected(loop.time())
+                delay = backoff.delay(
+                    Failure(Kind.RETRYABLE, "adapter_crashed"), floor=self.restart_base / 2
+                )
                 ctx.log.exception("adapter_crashed", retry_in=round(delay, 3))
                 ctx.counters["adapter_crashed"] += 1
                 await ctx.emit_status(
