@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck tools unit bench soak clean
+.PHONY: demo test lint typecheck tools unit bench soak docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: lint typecheck tools unit
 tools:
 	command -v promtool >/dev/null || (apt-get update && apt-get install -y --no-install-recommends prometheus)
 	command -v systemd-analyze >/dev/null || (apt-get update && apt-get install -y --no-install-recommends systemd)
+
+# The generated parts of docs/*.md (config keys, event types, example lines); a test checks them.
+docs: $(STAMP)
+	$(BIN)/python -m tradebus.docsgen
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -1,0 +1,700 @@
+"""The generated parts of ``docs/*.md``: ``python -m tradebus.docsgen`` (``make docs``).
+
+A generated part sits between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``; the
+prose around it is written by hand. Everything inside comes from the code itself:
+
+- ``configuration.md``: every key of ``[daemon]``, ``[[sources]]`` and ``[[sinks]]``, walked from
+  the msgspec config structs (name, type, default) with its meaning from ``CONFIG_DOCS``.
+- ``events.md``: the envelope and every event ``type`` with its ``data`` fields, walked from
+  ``tradebus.schemas.events``, meanings from ``EVENT_DOCS`` / ``FIELD_DOCS``, and one example
+  line per type: the upstream docs' own example messages (the golden payloads the unit tests
+  use) decoded and normalized by each adapter's own sans-I/O functions, status events built by
+  ``SourceContext`` as the adapters build them; ``received``, status times and ``seq`` fixed.
+
+A key or field without a meaning fails ``tests/unit/test_docs.py`` naming it; documenting it is
+one line in the dict below. ``--check`` exits 1 when a generated part is stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import typing
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import msgspec.inspect as mi
+
+from tradebus import config
+from tradebus.schemas import events as ev
+from tradebus.secret import Secret
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+GOLDEN = ROOT / "tests" / "data"
+REGION = re.compile(
+    r"(<!-- generated:(?P<name>[a-z_-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)",
+    re.DOTALL,
+)
+
+# --- what each config key means -------------------------------------------------------------
+# Keys: ``daemon.<key>``; ``sources.<key>`` / ``sinks.<key>`` for a key every type has;
+# ``sources.<type>.<key>`` / ``sinks.<type>.<key>`` for a key of one type.
+CONFIG_DOCS: dict[str, str] = {
+    "daemon.state_dir": "Directory for the daemon's durable state.",
+    "daemon.log_level": "Least severe log level written (logs go to stderr).",
+    "daemon.log_format": "`json`: one JSON object per log line; `console`: for a terminal.",
+    "daemon.drain_timeout": "Seconds SIGTERM waits for the sinks to write what was received "
+    "before the daemon gives up and exits.",
+    "daemon.http": "The ops endpoint (`/healthz`, `/readyz`, `/metrics`) as `host:port` "
+    "(`[v6]:port` for IPv6); off when unset. An address beyond loopback is allowed and logged.",
+    "sources.name": "The source's name: the `source` field and the prefix of every event `id` "
+    "it gives. Unique among sources.",
+    "sources.url": "The upstream's endpoint (`http` or `https`).",
+    "sources.enabled": "`false` keeps the source configured but not started.",
+    "sources.reconnect_min": "Seconds: the first reconnect delay; later ones double up to "
+    "`reconnect_max`, each drawn with full jitter.",
+    "sources.reconnect_max": "Seconds: the cap of the reconnect delay.",
+    "sources.stable_after": "Seconds a connection must stay up before the backoff resets.",
+    "sources.auth_retry": "Seconds between retries after an auth failure (401, `auth_revoked`, "
+    "a rejected login): slow, never a hot loop.",
+    "sources.required": "`false` keeps the source out of the daemon's readiness (`/readyz`).",
+    "sources.ttmt.api_key": "The TTMT API key, sent as `Authorization: Bearer`.",
+    "sources.ttmt.account_id": "Only this account's events (the account's UUID); all accounts "
+    "when unset. Set, it turns replay-gap detection off (the ids skip other accounts' events).",
+    "sources.ttmt.read_timeout": "Seconds without a byte before the stream counts as dead and is "
+    "reopened. The server recycles every 300 s, so a healthy stream is never silent longer.",
+    "sources.ttmt.dedupe_size": "Event ids remembered to drop what a resume replays.",
+    "sources.ttmt.symbol_cache": "Trades and positions whose symbol is remembered for later "
+    "events that lack it (`trade.tp_hit`).",
+    "sources.tpalerts.token": "The TradingPartners API token, sent as `Authorization: Bearer`.",
+    "sources.tpalerts.ping_interval": "Seconds between the server's pings.",
+    "sources.tpalerts.missed_pings": "No byte for this many ping intervals: "
+    "`status.disconnected` (`ping_timeout`) and a reconnect.",
+    "sources.tpalerts.symbol_cache": "Live alerts whose `working` event (ticker, prices) is "
+    "remembered to fill in their later events.",
+    "sources.tpalerts.dedupe_size": "Event ids remembered to drop what a reconnect repeats.",
+    "sources.traderws.username": "Login user name (`POST /api/v1/login`).",
+    "sources.traderws.password": "Login password.",
+    "sources.traderws.symbols": "Symbols subscribed to for the `events` kinds.",
+    "sources.traderws.events": "Event kinds subscribed to for `symbols`.",
+    "sources.traderws.depth": "Symbols whose order book is subscribed to (`depth.updated`).",
+    "sources.traderws.depth_levels": "Levels per side of each book; the server's default when "
+    "unset.",
+    "sources.traderws.metrics_accounts": "Accounts whose balances are subscribed to "
+    "(`account.updated`).",
+    "sources.traderws.account_id": "Account whose deals and orders are back-filled after a cut; "
+    "`metrics_accounts[0]` when unset. With neither, the cut is a `status.gap`.",
+    "sources.traderws.ping_interval": "Seconds between our WebSocket pings.",
+    "sources.traderws.ping_timeout": "Seconds a pong may take before the connection counts as "
+    "dead.",
+    "sources.traderws.idle_timeout": "Seconds without any message before reconnecting.",
+    "sources.traderws.subscribe_timeout": "Seconds the subscription acks (and, after a cut, the "
+    "history replies) may take before reconnecting.",
+    "sources.traderws.connect_timeout": "Seconds for the login request and for the WebSocket "
+    "handshake, each.",
+    "sources.traderws.dedupe_size": "Execution ids remembered so that a back-fill never repeats "
+    "an order event.",
+    "sources.mt4bridge.api_key": "The bridge API key.",
+    "sources.mt4bridge.account_id": "The bridge account id; also the `account` of every event.",
+    "sources.mt4bridge.server": "The MT4 broker server the bridge session logs in to.",
+    "sources.mt4bridge.login": "The MT4 login number.",
+    "sources.mt4bridge.password": "The MT4 terminal password.",
+    "sources.mt4bridge.symbols": "Symbols whose quotes are subscribed to.",
+    "sources.mt4bridge.heartbeat_interval": "Seconds between session heartbeats.",
+    "sources.mt4bridge.reconcile_interval": "Seconds between REST polls of the account and the "
+    "positions (also done on every connect), so an open or close missed by the stream is still "
+    "reported, once.",
+    "sources.mt4bridge.idle_timeout": "Seconds without a WebSocket message before reconnecting.",
+    "sources.mt4bridge.request_timeout": "Seconds for each REST call.",
+    "sources.mt4bridge.breaker_threshold": "502 BridgeUnavailable answers in a row that open the "
+    "circuit breaker.",
+    "sources.mt4bridge.breaker_reset": "Seconds the open breaker waits before trying again.",
+    "sinks.name": "The sink's name, in logs and metrics. Unique among sinks.",
+    "sinks.providers": "Only events of these providers; all when empty.",
+    "sinks.types": 'Only events whose `type` starts with one of these (`"order."`, `"status"`); '
+    "all when empty.",
+    "sinks.sources": "Only events of these sources (by name); all when empty.",
+    "sinks.symbols": "Only events of these symbols; all when empty.",
+    "sinks.queue_size": "Events waiting for this sink; when full the bus waits (nothing is "
+    "dropped). About 1 KB of memory each.",
+    "sinks.file.path": "The JSONL file appended to; reopened on SIGHUP.",
+    "sinks.file.max_bytes": "Rotate when the file would pass this size; 0: never.",
+    "sinks.file.backups": "Rotated files kept (`path.1` … `path.N`).",
+    "sinks.file.fsync": "`fsync` after every batch: survives a power loss, costs throughput.",
+}
+
+# --- what each event field means ------------------------------------------------------------
+# ``envelope.<field>`` for the fields every event has, ``<DataStruct>.<field>`` for ``data``.
+FIELD_DOCS: dict[str, str] = {
+    "envelope.type": "The event type, `kind.action` (the table below).",
+    "envelope.id": "The dedupe key (see [ids](#ids)).",
+    "envelope.seq": "Assigned by the bus: strictly increasing in the stream.",
+    "envelope.source": "The configured name of the source that gave it.",
+    "envelope.provider": "Which upstream kind the source is.",
+    "envelope.time": "The upstream's own timestamp, else the receipt time.",
+    "envelope.received": "When tradebus read it.",
+    "envelope.account": "The account the event belongs to, or null.",
+    "envelope.symbol": "The instrument, upper case as the upstream names it, or null.",
+    "envelope.origin": "The signal that caused it (TTMT), or null.",
+    "envelope.data": "The payload of this `type` (below).",
+    "Origin.signal_id": "The upstream's signal id.",
+    "Origin.telegram_message_id": "The Telegram message the signal was read from.",
+    "QuoteData.bid": "Best bid price.",
+    "QuoteData.ask": "Best ask price.",
+    "QuoteData.last": "Last traded price.",
+    "QuoteData.bid_size": "Volume at the best bid.",
+    "QuoteData.ask_size": "Volume at the best ask.",
+    "DepthData.bids": "Bid levels, best first, each `[price, volume]`; `[]` is an empty side.",
+    "DepthData.asks": "Ask levels, best first, each `[price, volume]`; `[]` is an empty side.",
+    "OrderData.order_id": "The upstream's order (or task, or ticket) id.",
+    "OrderData.position_id": "The position the order opened or changed.",
+    "OrderData.execution_id": "The upstream's execution id.",
+    "OrderData.side": "`buy` or `sell`.",
+    "OrderData.order_type": "The upstream's order type, lower case (`market`, `limit`, …).",
+    "OrderData.volume": "Ordered volume (lots, or the upstream's quantity unit).",
+    "OrderData.filled_volume": "Volume filled so far.",
+    "OrderData.remaining_volume": "Volume still open.",
+    "OrderData.price": "Fill price, else the order's price.",
+    "OrderData.layer": "TTMT: the entry layer of the trade this fill belongs to.",
+    "OrderData.reason": "Why it was cancelled or rejected, as the upstream says.",
+    "PositionData.position_id": "The upstream's position id (ticket).",
+    "PositionData.trade_id": "TTMT: the trade the position belongs to.",
+    "PositionData.side": "`buy` or `sell`.",
+    "PositionData.volume": "Position volume (lots, or the upstream's quantity unit).",
+    "PositionData.open_price": "Price the position was opened at.",
+    "PositionData.current_price": "Price the profit is marked at.",
+    "PositionData.close_price": "Price it was closed at.",
+    "PositionData.stop_loss": "Stop-loss price.",
+    "PositionData.take_profit": "Take-profit price.",
+    "PositionData.unrealized_profit": "Open profit, in the account currency.",
+    "PositionData.profit": "Realized profit on close, in the account currency.",
+    "PositionData.reason": "Why it closed, as the upstream says (`tp_hit`, `sl_hit`, …).",
+    "BreakevenData.position_id": "The position whose stop was to move.",
+    "BreakevenData.trade_id": "The trade the position belongs to.",
+    "BreakevenData.new_stop_loss": "The stop-loss price it was moved to.",
+    "BreakevenData.reason": "Why moving it failed, as the upstream says.",
+    "AccountData.balance": "Balance, in `currency`.",
+    "AccountData.equity": "Equity (balance plus open profit), in `currency`.",
+    "AccountData.margin": "Margin in use, in `currency`.",
+    "AccountData.free_margin": "Margin still available, in `currency`.",
+    "AccountData.margin_level": "Equity over margin, in percent.",
+    "AccountData.profit": "Open profit, in `currency`.",
+    "AccountData.currency": "The account currency (`USD`).",
+    "TradeData.trade_id": "TTMT's trade id (one signal's trade, over one or more positions).",
+    "TradeData.channel": "The signal channel the trade came from.",
+    "TradeData.positions_count": "Positions the trade opened.",
+    "TradeData.orders_count": "Orders the trade placed.",
+    "TradeData.tp_level": "The take-profit level reached (`TP1`, `TP2`, …).",
+    "TradeData.status": "The trade's final status, as TTMT says.",
+    "TradeData.profit_loss": "The trade's realized profit or loss, in the account currency.",
+    "SignalData.alert_id": "The upstream's alert id: one alert goes through each state once.",
+    "SignalData.strategy": "`long` or `short`, as the upstream says.",
+    "SignalData.market": "The upstream's market class (`CRYPTOCURRENCIES`, …).",
+    "SignalData.entry": "Entry price.",
+    "SignalData.target": "Target price.",
+    "SignalData.stop": "Stop price.",
+    "SignalData.exit": "Exit price (`signal.closed`).",
+    "SignalData.gain": "Gain at close, as the upstream reports it.",
+    "SignalData.token": "The upstream's token for this alert state.",
+    "SignalData.token_state": "The upstream's state of that token.",
+    "SignalData.started_at": "When the alert started (upstream time).",
+    "SignalData.closed_at": "When the alert closed (upstream time).",
+    "StatusData.reason": "Why, in one word (the table below).",
+    "StatusData.code": "The upstream's code if it gave one: HTTP status, close code, error code.",
+    "StatusData.message": "The upstream's own words, scrubbed of secrets, at most 500 characters.",
+    "StatusData.retry_in": "Seconds until the next connection attempt.",
+    "GapData.first_missing": "First upstream event id that could not be replayed.",
+    "GapData.last_missing": "Last upstream event id that could not be replayed.",
+    "GapData.reason": "Why (the table below).",
+    "GapData.since": "Start of the window not back-filled (no ids).",
+    "GapData.until": "End of that window.",
+}
+
+# --- what each event type means -------------------------------------------------------------
+EVENT_DOCS: dict[str, str] = {
+    "quote.updated": "A new best bid / ask (top of book).",
+    "depth.updated": "A new order-book snapshot for `symbol`: the whole book, not a delta.",
+    "order.accepted": "The upstream accepted an order; nothing is filled yet.",
+    "order.filled": "An order (or one fill of it) was executed in full.",
+    "order.partially_filled": "Part of an order was executed; `remaining_volume` is still open.",
+    "order.cancelled": "An order was cancelled (or expired) before it filled.",
+    "order.rejected": "The upstream refused an order; `reason` says why.",
+    "position.opened": "A position was opened.",
+    "position.updated": "An open position's price or profit moved.",
+    "position.closed": "A position was closed.",
+    "position.breakeven_set": "A position's stop loss was moved to break even.",
+    "position.breakeven_failed": "Moving a position's stop loss to break even failed.",
+    "account.updated": "The account's balance, equity or margin changed.",
+    "trade.opened": "TTMT executed a signal: a trade with its positions and orders.",
+    "trade.tp_hit": "A trade reached one of its take-profit levels.",
+    "trade.closed": "A trade was finalized: all its positions are closed.",
+    "signal.detected": "An alert started: ticker, direction and prices.",
+    "signal.active": "An alert is still running.",
+    "signal.aborted": "An alert was aborted before it reached its target or stop.",
+    "signal.closed": "An alert ended: exit price and gain.",
+    "status.connected": "The source is connected (and subscribed): events flow.",
+    "status.disconnected": "A connection that was up ended; the source reconnects.",
+    "status.auth_failed": "The upstream refused the credentials; the source retries slowly.",
+    "status.auth_revoked": "The upstream revoked the credentials on an open stream.",
+    "status.error": "An attempt failed, or the upstream reported an error in-band.",
+    "status.gap": "Events were lost and cannot be replayed: the range or window is named.",
+}
+
+
+def config_key(section: str, tag: str | None, field: str, shared: bool) -> str:
+    """The ``CONFIG_DOCS`` key of one config field."""
+    if tag is None or shared:
+        return f"{section}.{field}"
+    return f"{section}.{tag}.{field}"
+
+
+# --- rendering types and defaults -----------------------------------------------------------
+
+
+def _num_bounds(t: mi.IntType | mi.FloatType) -> str:
+    bounds = [
+        f"{op} {value}"
+        for op, value in ((">", t.gt), ("≥", t.ge), ("<", t.lt), ("≤", t.le))
+        if value is not None
+    ]
+    return f", {' and '.join(bounds)}" if bounds else ""
+
+
+def _timestamp_pattern() -> str | None:
+    info = mi.type_info(ev.Timestamp)
+    assert isinstance(info, mi.Metadata)
+    assert isinstance(info.type, mi.StrType)
+    return info.type.pattern
+
+
+_TIMESTAMP_PATTERN = _timestamp_pattern()
+
+
+def type_text(t: mi.Type) -> str:
+    """A config or event field's type, in words."""
+    if isinstance(t, mi.Metadata):
+        return type_text(t.type)
+    if isinstance(t, mi.StrType):
+        if t.pattern == _TIMESTAMP_PATTERN:
+            return "timestamp"
+        if t.min_length is not None and t.max_length is not None:
+            return f"string, {t.min_length}-{t.max_length} chars of `A-Za-z0-9_.-`"
+        return "string"
+    if isinstance(t, mi.BoolType):
+        return "boolean"
+    if isinstance(t, mi.IntType):
+        return "integer" + _num_bounds(t)
+    if isinstance(t, mi.FloatType):
+        return "number" + _num_bounds(t)
+    if isinstance(t, mi.LiteralType):
+        return " \\| ".join(f"`{json.dumps(v)}`" for v in t.values)
+    if isinstance(t, mi.ListType | mi.VarTupleType):
+        return f"list of {type_text(t.item_type)}"
+    if isinstance(t, mi.UnionType):
+        parts = [type_text(u) for u in t.types if not isinstance(u, mi.NoneType)]
+        nullable = any(isinstance(u, mi.NoneType) for u in t.types)
+        return " or ".join(parts) + (" or null" if nullable else "")
+    if isinstance(t, mi.CustomType) and t.cls.__name__ == "Secret":
+        return "secret string"
+    if isinstance(t, mi.StructType):
+        if t.array_like:
+            return "[" + ", ".join(f.name for f in t.fields) + "]"
+        return "object"
+    if isinstance(t, mi.NoneType):
+        return "null"
+    raise TypeError(f"no words for {t!r}: teach docsgen.type_text")
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
+def default_text(f: mi.Field) -> str:
+    if f.required:
+        return "required"
+    value = f.default_factory() if f.default is msgspec.NODEFAULT else f.default
+    return "unset" if value is None else f"`{_toml(value)}`"
+
+
+# --- configuration.md -----------------------------------------------------------------------
+
+
+def _fields(cls: type) -> list[mi.Field]:
+    info = mi.type_info(cls)
+    assert isinstance(info, mi.StructType)
+    return list(info.fields)
+
+
+def _variants(union: Any) -> list[type[msgspec.Struct]]:
+    return list(typing.get_args(union))
+
+
+def _tag(cls: type[msgspec.Struct]) -> str:
+    return str(cls.__struct_config__.tag)
+
+
+def config_keys() -> Iterator[tuple[str, mi.Field]]:
+    """Every config key as its ``CONFIG_DOCS`` key and its field, in document order."""
+    for f in _fields(config.DaemonConfig):
+        yield config_key("daemon", None, f.name, shared=True), f
+    for section, base, union in (
+        ("sources", config.SourceBase, config.SourceConfig),
+        ("sinks", config.SinkBase, config.SinkConfig),
+    ):
+        shared = {f.name for f in _fields(base)}
+        for f in _fields(base):
+            yield config_key(section, None, f.name, shared=True), f
+        for cls in _variants(union):
+            tag = _tag(cls)
+            for f in _fields(cls):
+                if f.name not in shared:
+                    yield config_key(section, tag, f.name, shared=False), f
+
+
+def undocumented_config(docs: dict[str, str] = CONFIG_DOCS) -> list[str]:
+    return [key for key, _ in config_keys() if key not in docs]
+
+
+def stale_config_docs() -> list[str]:
+    keys = {key for key, _ in config_keys()}
+    return sorted(set(CONFIG_DOCS) - keys)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _key_table(section: str, tag: str | None, fields: Sequence[mi.Field], shared: bool) -> str:
+    rows = []
+    for f in fields:
+        kind = type_text(f.type)
+        if f.name in config.SECRET_FIELDS:
+            kind += f"; or `{f.name}_file`"
+        meaning = CONFIG_DOCS[config_key(section, tag, f.name, shared)]
+        rows.append([f"`{f.name}`", kind, default_text(f), meaning])
+    return "\n".join(_table(["key", "type", "default", "meaning"], rows))
+
+
+def _section(section: str, base: type, union: Any) -> str:
+    shared = {f.name for f in _fields(base)}
+    types = ", ".join(f"`{_tag(cls)}`" for cls in _variants(union))
+    out = [
+        f"Every `[[{section}]]` table has a `type` ({types}) and these keys:",
+        "",
+        _key_table(section, None, _fields(base), shared=True),
+    ]
+    for cls in _variants(union):
+        tag = _tag(cls)
+        own = [f for f in _fields(cls) if f.name not in shared]
+        out += ["", f'### `type = "{tag}"`', ""]
+        out.append(_key_table(section, tag, own, shared=False) if own else "No keys of its own.")
+    return "\n".join(out)
+
+
+def check_documented(docs: dict[str, str] = CONFIG_DOCS) -> None:
+    """Exit naming every config key, event field or type that has no description."""
+    missing = undocumented_config(docs) + undocumented_fields() + undocumented_types()
+    if missing:
+        raise SystemExit(
+            "no description for: "
+            + ", ".join(missing)
+            + " (add one line each to CONFIG_DOCS / FIELD_DOCS / EVENT_DOCS in"
+            " src/tradebus/docsgen.py)"
+        )
+
+
+def render_daemon() -> str:
+    return _key_table("daemon", None, _fields(config.DaemonConfig), shared=True)
+
+
+def render_sources() -> str:
+    return _section("sources", config.SourceBase, config.SourceConfig)
+
+
+def render_sinks() -> str:
+    return _section("sinks", config.SinkBase, config.SinkConfig)
+
+
+# --- events.md ------------------------------------------------------------------------------
+
+
+def _data_struct(cls: type) -> type:
+    (data,) = [f for f in _fields(cls) if f.name == "data"]
+    assert isinstance(data.type, mi.StructType)
+    return data.type.cls
+
+
+def event_fields() -> Iterator[str]:
+    """Every ``FIELD_DOCS`` key the event model has."""
+    yield "envelope.type"
+    yield from (f"envelope.{f.name}" for f in _fields(ev.QuoteUpdated))
+    yield from (f"Origin.{f.name}" for f in _fields(ev.Origin))
+    seen: set[type] = set()
+    for cls in _variants(ev.Event):
+        data = _data_struct(cls)
+        if data not in seen:
+            seen.add(data)
+            yield from (f"{data.__name__}.{f.name}" for f in _fields(data))
+
+
+def undocumented_fields() -> list[str]:
+    return [key for key in event_fields() if key not in FIELD_DOCS]
+
+
+def undocumented_types() -> list[str]:
+    return [t for t in ev.EVENT_TYPES if t not in EVENT_DOCS]
+
+
+def render_envelope() -> str:
+    rows = [["`type`", "string", FIELD_DOCS["envelope.type"]]]
+    for f in _fields(ev.QuoteUpdated):
+        kind = "object" if f.name == "data" else type_text(f.type)
+        rows.append([f"`{f.name}`", kind, FIELD_DOCS[f"envelope.{f.name}"]])
+    origin = [
+        [f"`origin.{f.name}`", type_text(f.type), FIELD_DOCS[f"Origin.{f.name}"]]
+        for f in _fields(ev.Origin)
+    ]
+    return "\n".join(_table(["field", "type", "meaning"], rows + origin))
+
+
+def render_events() -> str:
+    examples = example_lines()
+    groups: list[tuple[type, list[str]]] = []
+    for cls in _variants(ev.Event):
+        data, tag = _data_struct(cls), _tag(cls)
+        if groups and groups[-1][0] is data:
+            groups[-1][1].append(tag)
+        else:
+            groups.append((data, [tag]))
+    out = ["| type | meaning |", "|---|---|"]
+    out += [f"| [`{t}`](#{_anchor(t)}) | {EVENT_DOCS[t]} |" for t in ev.EVENT_TYPES]
+    for data, tags in groups:
+        rows = [
+            [f"`{f.name}`", type_text(f.type), FIELD_DOCS[f"{data.__name__}.{f.name}"]]
+            for f in _fields(data)
+        ]
+        out += ["", f"### {', '.join(f'`{t}`' for t in tags)}", ""]
+        out += [f"`data` ({data.__name__}):", ""]
+        out += _table(["field", "type", "meaning"], rows)
+        for tag in tags:
+            out += ["", f'<a id="{_anchor(tag)}"></a>**`{tag}`**: {EVENT_DOCS[tag]}', ""]
+            out += ["```json", examples[tag], "```"]
+    return "\n".join(out)
+
+
+def _anchor(tag: str) -> str:
+    return tag.replace(".", "-").replace("_", "-")
+
+
+# --- example lines --------------------------------------------------------------------------
+# The receipt time every example is given; status events are stamped with it too (their ids'
+# boot stamp included), so the examples never depend on when they were made.
+RECEIVED = "2026-06-09T14:32:02.004Z"
+_RECEIVED_EPOCH = datetime.fromisoformat(RECEIVED).timestamp()
+
+
+def _golden(provider: str, name: str) -> bytes:
+    return (GOLDEN / provider / name).read_bytes()
+
+
+def _ttmt(source: str) -> Iterator[ev.Event]:
+    from tradebus.adapters.ttmt import wire
+    from tradebus.adapters.ttmt.normalize import SymbolCache, normalize
+
+    symbols = SymbolCache(100)
+    for name in (
+        "trade_executed",
+        "order_fill",
+        "position_update_single",
+        "tp_hit",
+        "breakeven_set",
+        "breakeven_failed",
+        "position_closed",
+        "trade_finalized",
+    ):
+        yield from symbols.apply(
+            normalize(wire.decode(_golden("ttmt", f"{name}.json")), source, RECEIVED)
+        )
+
+
+def _tpalerts(source: str) -> Iterator[ev.Event]:
+    from tradebus.adapters.tpalerts import wire
+    from tradebus.adapters.tpalerts.normalize import AlertCache
+    from tradebus.sse import SSEDecoder
+
+    # The golden events are one alert's; aborted and closed both end it, so each is shown
+    # after its own working event, with the context the adapter would have cached.
+    for names in (("working", "ongoing", "closed"), ("working", "aborted")):
+        alerts = AlertCache(100)
+        for name in names:
+            for message in SSEDecoder().feed(_golden("tpalerts", f"{name}.sse")):
+                decoded = wire.decode(message.event, message.data)
+                if decoded is not None:
+                    yield from alerts.events(decoded, source, RECEIVED)
+
+
+def _traderws(source: str) -> Iterator[ev.Event]:
+    from tradebus.adapters.traderws import normalize, wire
+
+    live: dict[type, Callable[[Any, str, str], list[ev.Event]]] = {
+        wire.QuoteEvent: normalize.quote,
+        wire.DepthEvent: normalize.depth,
+        wire.ExecutionEvent: normalize.execution,
+        wire.PortfolioEvent: normalize.portfolio,
+        wire.MetricsEvent: normalize.metrics,
+        wire.Error: normalize.error,
+    }
+    # Server messages only: the other golden files are what the client sends.
+    for name in (
+        "quoteEvent",
+        "depthEvent",
+        "executionEvent_new",
+        "executionEvent_partially_filled",
+        "executionEvent_filled",
+        "executionEvent_cancelled",
+        "executionEvent_rejected",
+        "portfolioEvent",
+        "metricsEvent",
+        "error",
+    ):
+        message = wire.decode(_golden("traderws", f"{name}.json"))
+        yield from live[type(message)](message, source, RECEIVED)
+
+
+def _mt4bridge(source: str, account: str) -> Iterator[ev.Event]:
+    from tradebus.adapters.mt4bridge import normalize, wire
+
+    (quote,) = wire.decode_frame(_golden("mt4bridge", "ws_quote.json")).messages
+    assert isinstance(quote, wire.Quote)
+    yield normalize.quote(quote, source, account, RECEIVED)
+    snapshot = wire.account_decoder.decode(_golden("mt4bridge", "account.json"))
+    yield normalize.account(normalize.account_data(snapshot), source, account, RECEIVED)
+
+
+def _status(source: str) -> Iterator[ev.Event]:
+    """Status events as the TTMT adapter (and ``SSESource``) makes them, at a fixed clock."""
+    from tradebus.adapters.base import SourceContext
+    from tradebus.adapters.ttmt import wire
+    from tradebus.backoff import classify_http
+
+    async def nowhere(_: Sequence[ev.Event]) -> None:
+        return None
+
+    ctx = SourceContext(source, "ttmt", nowhere, clock=lambda: _RECEIVED_EPOCH)
+    defaults = config.TtmtSource(name=source, url="http://x", api_key=Secret("x"))
+    revoked = wire.decode(_golden("ttmt", "auth_revoked.json"))
+    assert isinstance(revoked, wire.AuthRevoked)
+    refused = classify_http(401)
+    made = [
+        ctx.status("status.connected"),
+        ctx.gap(first_missing=113, last_missing=120, reason="replay_buffer_exceeded"),
+        ctx.status("status.disconnected", reason="recycle", retry_in=0.0),
+        ctx.status("status.auth_revoked", reason=revoked.data.reason),
+        ctx.status(
+            "status.auth_failed",
+            reason=refused.reason,
+            code=refused.code,
+            retry_in=defaults.auth_retry,
+        ),
+    ]
+    for event in made:
+        yield msgspec.structs.replace(event, time=RECEIVED, received=RECEIVED)
+
+
+def example_events() -> list[ev.Event]:
+    """Every example candidate, in preference order (the first of each type is shown)."""
+    return [
+        *_status("ttmt-main"),
+        *_ttmt("ttmt-main"),
+        *_tpalerts("alerts"),
+        *_mt4bridge("mt4", "demo-mt4-01"),
+        *_traderws("trader"),
+    ]
+
+
+def example_lines() -> dict[str, str]:
+    """One JSON line per event type, ``seq`` numbered in document order."""
+    chosen: dict[str, ev.Event] = {}
+    for event in example_events():
+        chosen.setdefault(ev.event_type(event), event)
+    missing = [t for t in ev.EVENT_TYPES if t not in chosen]
+    if missing:
+        raise SystemExit(f"no example for: {', '.join(missing)} (add one in docsgen.py)")
+    encoder = msgspec.json.Encoder()
+    lines = {}
+    for seq, tag in enumerate(ev.EVENT_TYPES, start=1001):
+        event = msgspec.structs.replace(chosen[tag], seq=seq)
+        lines[tag] = encoder.encode(event).decode()
+    return lines
+
+
+# --- the files ------------------------------------------------------------------------------
+
+RENDERERS: dict[str, Callable[[], str]] = {
+    "daemon": render_daemon,
+    "sources": render_sources,
+    "sinks": render_sinks,
+    "envelope": render_envelope,
+    "events": render_events,
+}
+
+
+def fill(text: str, rendered: dict[str, str]) -> str:
+    """``text`` with every generated region's body replaced by its fresh rendering."""
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group("name")
+        if name not in rendered:
+            raise SystemExit(f"unknown generated region {name!r}")
+        return f"{m.group(1)}{rendered[name]}\n{m.group(4)}"
+
+    return REGION.sub(sub, text)
+
+
+def render_all() -> dict[str, str]:
+    check_documented()
+    return {name: render() for name, render in RENDERERS.items()}
+
+
+def stale(docs: Path = DOCS) -> dict[Path, str]:
+    """Each docs file whose generated regions are out of date, with its fresh text."""
+    rendered = render_all()
+    out = {}
+    for path in sorted(docs.glob("*.md")):
+        text = path.read_text(encoding="utf-8")
+        fresh = fill(text, rendered)
+        if fresh != text:
+            out[path] = fresh
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tradebus.docsgen", description=__doc__)
+    parser.add_argument("--check", action="store_true", help="exit 1 if a region is stale")
+    args = parser.parse_args(argv)
+    changed = stale()
+    for path, text in changed.items():
+        rel = path.relative_to(ROOT)
+        if args.check:
+            print(f"{rel} is stale: run `make docs`", file=sys.stderr)
+        else:
+            path.write_text(text, encoding="utf-8")
+            print(f"rewrote {rel}", file=sys.stderr)
+    return 1 if args.check and changed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""docs/: the generated parts match the code, and every key, field and type is described."""
+
+from __future__ import annotations
+
+import tomllib
+import typing
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from tradebus import config, docsgen
+from tradebus.schemas import events as ev
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_every_config_key_has_a_description() -> None:
+    """A key added to a config struct without a line in CONFIG_DOCS fails here, by name."""
+    missing = docsgen.undocumented_config()
+    assert missing == [], f"add a line to CONFIG_DOCS in src/tradebus/docsgen.py for: {missing}"
+
+
+def test_a_missing_description_is_named_exactly() -> None:
+    """Without its description, the key itself is what the check and `make docs` report."""
+    docs = {k: v for k, v in docsgen.CONFIG_DOCS.items() if k != "sources.ttmt.read_timeout"}
+    assert docsgen.undocumented_config(docs) == ["sources.ttmt.read_timeout"]
+    with pytest.raises(SystemExit, match=r"no description for: sources\.ttmt\.read_timeout \("):
+        docsgen.check_documented(docs)
+
+
+def test_descriptions_name_only_existing_keys() -> None:
+    """A description left behind by a removed or renamed key fails too."""
+    assert docsgen.stale_config_docs() == []
+
+
+def test_every_event_type_and_field_has_a_meaning() -> None:
+    """Every type, envelope field and data field of the event model is described."""
+    assert docsgen.undocumented_types() == []
+    assert docsgen.undocumented_fields() == []
+    assert set(docsgen.EVENT_DOCS) == set(ev.EVENT_TYPES)
+    assert set(docsgen.FIELD_DOCS) == set(docsgen.event_fields())
+
+
+def test_generated_docs_are_fresh() -> None:
+    """docs/*.md hold what `make docs` generates now."""
+    stale = [str(p.relative_to(REPO)) for p in docsgen.stale()]
+    assert stale == [], f"{stale} stale: run `make docs` and commit the result"
+
+
+def test_every_generated_region_is_in_a_doc() -> None:
+    """Each renderer fills a region that exists (a lost marker would hide a table)."""
+    text = "".join(p.read_text(encoding="utf-8") for p in (REPO / "docs").glob("*.md"))
+    names = [m.group("name") for m in docsgen.REGION.finditer(text)]
+    assert sorted(names) == sorted(docsgen.RENDERERS)
+
+
+def test_fill_replaces_region_bodies_only() -> None:
+    """Prose around a region is kept; the body between the markers is replaced."""
+    text = "a\n<!-- generated:x -->\nold\n<!-- /generated:x -->\nb\n"
+    assert docsgen.fill(text, {"x": "new"}) == (
+        "a\n<!-- generated:x -->\nnew\n<!-- /generated:x -->\nb\n"
+    )
+
+
+def test_examples_are_canonical_events_of_their_type() -> None:
+    """Each example line decodes as an Event of the type it illustrates, with fixed stamps."""
+    lines = docsgen.example_lines()
+    assert list(lines) == list(ev.EVENT_TYPES)
+    seqs = []
+    for tag, line in lines.items():
+        event = ev.decoder.decode(line)
+        assert ev.event_type(event) == tag
+        assert event.received == docsgen.RECEIVED
+        seqs.append(event.seq)
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == len(seqs)
+    assert docsgen.example_lines() == lines
+
+
+def test_examples_cover_every_provider() -> None:
+    """The examples come from all four adapters, not one."""
+    providers = {ev.decoder.decode(line).provider for line in docsgen.example_lines().values()}
+    assert providers == set(typing.get_args(ev.Provider))
+
+
+def _used_keys(data: dict[str, typing.Any]) -> list[str]:
+    """The CONFIG_DOCS keys a config file's tables use (``*_file`` secrets as their field)."""
+    keys = [f"daemon.{k}" for k in data.get("daemon", {})]
+    for section in ("sources", "sinks"):
+        for table in data.get(section, []):
+            tag = table["type"]
+            for key in table:
+                if key == "type":
+                    continue
+                field = key.removesuffix("_file") if key.endswith("_file") else key
+                keys.append(f"{section}.{tag}.{field}")
+    return keys
+
+
+def _known_keys() -> set[str]:
+    known = set()
+    for key, _ in docsgen.config_keys():
+        section, *rest = key.split(".")
+        if len(rest) == 2:
+            known.add(key)
+            continue
+        if section == "daemon":
+            known.add(key)
+            continue
+        union = config.SourceConfig if section == "sources" else config.SinkConfig
+        for cls in typing.get_args(union):
+            known.add(f"{section}.{cls.__struct_config__.tag}.{rest[0]}")
+    return known
+
+
+def test_production_example_uses_only_existing_keys() -> None:
+    """Every key in config/production.example.toml is one the structs (and this page) know."""
+    data = tomllib.loads((REPO / "config" / "production.example.toml").read_text("utf-8"))
+    unknown = [k for k in _used_keys(data) if k not in _known_keys()]
+    assert unknown == [], f"config/production.example.toml uses keys that do not exist: {unknown}"
+
+
+def test_production_example_shows_every_source_and_sink_type() -> None:
+    """Each source and sink type has a table in the production example."""
+    data = tomllib.loads((REPO / "config" / "production.example.toml").read_text("utf-8"))
+    for section, union in (("sources", config.SourceConfig), ("sinks", config.SinkConfig)):
+        shown = {table["type"] for table in data[section]}
+        tags = {str(c.__struct_config__.tag) for c in typing.get_args(union)}
+        assert tags - shown == set(), f"production.example.toml has no [[{section}]] for these"
+
+
+def test_used_keys_catches_a_misspelt_key() -> None:
+    """The walk above would name a misspelt key (so the example test can fail)."""
+    data = {"daemon": {"drain_timout": 1}, "sources": [{"type": "ttmt", "api_key_file": "k"}]}
+    used = _used_keys(data)
+    assert used == ["daemon.drain_timout", "sources.ttmt.api_key"]
+    assert [k for k in used if k not in _known_keys()] == ["daemon.drain_timout"]
+
+
+def test_defaults_in_the_page_are_the_structs_defaults() -> None:
+    """The default column shows each key's real default (spot-check of the rendering)."""
+    page = (REPO / "docs" / "configuration.md").read_text("utf-8")
+    assert "| `drain_timeout` | number, > 0 | `15.0` |" in page
+    assert "| `api_key` | secret string; or `api_key_file` | required |" in page
+    default = msgspec.structs.fields(config.FileSinkConfig)
+    (max_bytes,) = [f for f in default if f.name == "max_bytes"]
+    assert f"| `max_bytes` | integer, ≥ 0 | `{max_bytes.default}` |" in page
