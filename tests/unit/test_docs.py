@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import re
 import tomllib
 import typing
 from pathlib import Path
@@ -146,3 +148,99 @@ def test_defaults_in_the_page_are_the_structs_defaults() -> None:
     default = msgspec.structs.fields(config.FileSinkConfig)
     (max_bytes,) = [f for f in default if f.name == "max_bytes"]
     assert f"| `max_bytes` | integer, ≥ 0 | `{max_bytes.default}` |" in page
+
+
+# --- ARCHITECTURE.md's invariants that a machine can check ----------------------------------
+
+SRC = REPO / "src" / "tradebus"
+IO = frozenset({"asyncio", "aiohttp", "websockets", "uvloop"})
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module ``path`` imports (top-level and lazy), as dotted names."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _sans_io_modules() -> list[Path]:
+    fixed = ["sse.py", "backoff.py", "times.py", "journal/records.py", "schemas/events.py"]
+    found = [SRC / name for name in fixed]
+    for pattern in ("wire.py", "normalize.py", "session.py", "reconcile.py"):
+        found += sorted((SRC / "adapters").glob(f"*/{pattern}"))
+    return found
+
+
+def test_sans_io_modules_import_no_io_library() -> None:
+    """Decoders, normalizers and state machines never import asyncio, aiohttp or websockets."""
+    offenders = {
+        str(path.relative_to(SRC)): sorted(n for n in _imports(path) if n.split(".")[0] in IO)
+        for path in _sans_io_modules()
+    }
+    assert len(offenders) >= 13
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_sources_never_import_the_bus_or_a_sink() -> None:
+    """Nothing under adapters/ knows the bus or the sinks: it sees only SourceContext."""
+    offenders = {
+        str(path.relative_to(SRC)): sorted(
+            n for n in _imports(path) if n.startswith(("tradebus.bus", "tradebus.sinks"))
+        )
+        for path in (SRC / "adapters").rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+# The one known exception, named in ARCHITECTURE.md: request structs, pinned by golden tests.
+SIMULATOR_EXCEPTIONS = {"mt4bridge.py": {"tradebus.adapters.mt4bridge.wire"}}
+
+
+def test_simulators_never_import_an_adapter() -> None:
+    """A fake that shared the code it tests would agree with its bugs."""
+    for path in sorted((SRC / "simulators").glob("*.py")):
+        used = {n for n in _imports(path) if n.startswith("tradebus.adapters")}
+        allowed = SIMULATOR_EXCEPTIONS.get(path.name, set())
+        # ``from tradebus.adapters.mt4bridge import wire`` names the package and the module.
+        used -= {a.rsplit(".", 1)[0] for a in allowed}
+        assert used <= allowed, f"simulators/{path.name} imports {sorted(used - allowed)}"
+
+
+def test_import_walk_sees_lazy_and_from_imports() -> None:
+    """The walk the invariant tests use finds what a module really imports."""
+    assert "asyncio" in _imports(SRC / "adapters" / "ssehttp.py")
+    assert "tradebus.adapters.mt4bridge.wire" in _imports(SRC / "simulators" / "mt4bridge.py")
+
+
+# --- the prose pages point at things that exist ---------------------------------------------
+
+PAGES = ["README.md", "ARCHITECTURE.md", "CONTRIBUTING.md", "CHANGELOG.md", "docs/events.md"]
+_LINK = re.compile(r"\]\(([^)#:]+)(?:#[^)]*)?\)")
+_PATH = re.compile(r"`((?:src|tests|config|docs|benchmarks|systemd)/[A-Za-z0-9_./]+)`")
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_relative_links_and_named_paths_exist(page: str) -> None:
+    """Every relative link, and every repository path in backticks, names a real file."""
+    path = REPO / page
+    text = path.read_text("utf-8")
+    links = [path.parent / m.group(1) for m in _LINK.finditer(text)]
+    # ``foo`` is the placeholder of the how-to sections: a file to create, not one that exists.
+    named = [REPO / m.group(1).rstrip("/.") for m in _PATH.finditer(text) if "foo" not in m[1]]
+    missing = [str(p.relative_to(REPO)) for p in links + named if not p.exists()]
+    assert missing == []
+
+
+def test_readme_points_to_the_docs() -> None:
+    """The README's development section and its event section link the pages of this repo."""
+    readme = (REPO / "README.md").read_text("utf-8")
+    development = readme.split("## Development", 1)[1]
+    for page in ("ARCHITECTURE.md", "CONTRIBUTING.md", "docs/events.md", "CHANGELOG.md"):
+        assert f"]({page})" in development
+    event_part = readme.split("## The canonical event", 1)[1].split("\n## ", 1)[0]
+    assert "](docs/events.md)" in event_part
