@@ -12,7 +12,8 @@ prose around it is written by hand. Everything inside comes from the code itself
   ``SourceContext`` as the adapters build them; ``received``, status times and ``seq`` fixed.
 
 A key or field without a meaning fails ``tests/unit/test_docs.py`` naming it; documenting it is
-one line in the dict below. ``--check`` exits 1 when a generated part is stale.
+one line in the dict below. ``--check`` exits 1 when a generated part is stale. It runs from a
+checkout (it reads ``tests/data``), not from an installed wheel.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ FIELD_DOCS: dict[str, str] = {
     "envelope.time": "The upstream's own timestamp, else the receipt time.",
     "envelope.received": "When tradebus read it.",
     "envelope.account": "The account the event belongs to, or null.",
-    "envelope.symbol": "The instrument, upper case as the upstream names it, or null.",
+    "envelope.symbol": "The instrument as the upstream names it (`EURUSD`, `BTC/USD`), or null.",
     "envelope.origin": "The signal that caused it (TTMT), or null.",
     "envelope.data": "The payload of this `type` (below).",
     "Origin.signal_id": "The upstream's signal id.",
@@ -174,7 +175,8 @@ FIELD_DOCS: dict[str, str] = {
     "PositionData.take_profit": "Take-profit price.",
     "PositionData.unrealized_profit": "Open profit, in the account currency.",
     "PositionData.profit": "Realized profit on close, in the account currency.",
-    "PositionData.reason": "Why it closed, as the upstream says (`tp_hit`, `sl_hit`, …).",
+    "PositionData.reason": "Why it closed or changed, as the upstream says (`tp_hit`, …); "
+    "`reconciled` when the MT4 bridge's REST poll found it.",
     "BreakevenData.position_id": "The position whose stop was to move.",
     "BreakevenData.trade_id": "The trade the position belongs to.",
     "BreakevenData.new_stop_loss": "The stop-loss price it was moved to.",
@@ -191,18 +193,18 @@ FIELD_DOCS: dict[str, str] = {
     "TradeData.positions_count": "Positions the trade opened.",
     "TradeData.orders_count": "Orders the trade placed.",
     "TradeData.tp_level": "The take-profit level reached (`TP1`, `TP2`, …).",
-    "TradeData.status": "The trade's final status, as TTMT says.",
+    "TradeData.status": "The trade's terminal status, as TTMT says (`closed_profit`, …).",
     "TradeData.profit_loss": "The trade's realized profit or loss, in the account currency.",
     "SignalData.alert_id": "The upstream's alert id: one alert goes through each state once.",
-    "SignalData.strategy": "`long` or `short`, as the upstream says.",
-    "SignalData.market": "The upstream's market class (`CRYPTOCURRENCIES`, …).",
-    "SignalData.entry": "Entry price.",
-    "SignalData.target": "Target price.",
-    "SignalData.stop": "Stop price.",
-    "SignalData.exit": "Exit price (`signal.closed`).",
-    "SignalData.gain": "Gain at close, as the upstream reports it.",
-    "SignalData.token": "The upstream's token for this alert state.",
-    "SignalData.token_state": "The upstream's state of that token.",
+    "SignalData.strategy": "The strategy that detected the alert (`durationStrategy`: `short`, …).",
+    "SignalData.market": "The market (`CRYPTOCURRENCIES`, `FOREX`, `INDICES`, `STOCKS`, …).",
+    "SignalData.entry": "Starting price of the alert.",
+    "SignalData.target": "Price the alert aims at.",
+    "SignalData.stop": "Stop-loss price of the alert.",
+    "SignalData.exit": "Closing price (`signal.closed`).",
+    "SignalData.gain": "Gain the alert realized, as the upstream gives it; negative for a loss.",
+    "SignalData.token": "Id of the credit the user spent to receive the alert.",
+    "SignalData.token_state": "What became of that credit: `REIMBURSED` or `CONSUMED`.",
     "SignalData.started_at": "When the alert started (upstream time).",
     "SignalData.closed_at": "When the alert closed (upstream time).",
     "StatusData.reason": "Why, in one word (the table below).",
@@ -231,13 +233,13 @@ EVENT_DOCS: dict[str, str] = {
     "position.breakeven_set": "A position's stop loss was moved to break even.",
     "position.breakeven_failed": "Moving a position's stop loss to break even failed.",
     "account.updated": "The account's balance, equity or margin changed.",
-    "trade.opened": "TTMT executed a signal: a trade with its positions and orders.",
-    "trade.tp_hit": "A trade reached one of its take-profit levels.",
-    "trade.closed": "A trade was finalized: all its positions are closed.",
-    "signal.detected": "An alert started: ticker, direction and prices.",
-    "signal.active": "An alert is still running.",
-    "signal.aborted": "An alert was aborted before it reached its target or stop.",
-    "signal.closed": "An alert ended: exit price and gain.",
+    "trade.opened": "TTMT processed a signal and placed its orders: a new trade.",
+    "trade.tp_hit": "A trade reached one of its take-profit levels; partial orders close.",
+    "trade.closed": "A trade reached a terminal state: all its positions closed, P&L computed.",
+    "signal.detected": "An alert was detected: ticker, strategy and prices.",
+    "signal.active": "An alert reached its starting price: it is running.",
+    "signal.aborted": "An alert was invalidated; `token_state` says what became of the credit.",
+    "signal.closed": "An alert closed (stop hit, or profits taken): exit price and gain.",
     "status.connected": "The source is connected (and subscribed): events flow.",
     "status.disconnected": "A connection that was up ended; the source reconnects.",
     "status.auth_failed": "The upstream refused the credentials; the source retries slowly.",
@@ -306,9 +308,12 @@ def type_text(t: mi.Type) -> str:
         if t.array_like:
             return "[" + ", ".join(f.name for f in t.fields) + "]"
         return "object"
+    if isinstance(t, mi.DictType):
+        return f"table of {type_text(t.key_type)} to {type_text(t.value_type)}"
     if isinstance(t, mi.NoneType):
         return "null"
-    raise TypeError(f"no words for {t!r}: teach docsgen.type_text")
+    # Anything rarer (a datetime, an enum) by msgspec's own name for it: "DateTimeType" → datetime.
+    return type(t).__name__.removesuffix("Type").lower()
 
 
 def _toml(value: Any) -> str:
@@ -377,10 +382,17 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
+def _without_none(t: mi.Type) -> mi.Type:
+    if isinstance(t, mi.UnionType):
+        rest = [u for u in t.types if not isinstance(u, mi.NoneType)]
+        return rest[0] if len(rest) == 1 else mi.UnionType(tuple(rest))
+    return t
+
+
 def _key_table(section: str, tag: str | None, fields: Sequence[mi.Field], shared: bool) -> str:
     rows = []
     for f in fields:
-        kind = type_text(f.type)
+        kind = type_text(_without_none(f.type))  # TOML has no null: such a key is left out
         if f.name in config.SECRET_FIELDS:
             kind += f"; or `{f.name}_file`"
         meaning = CONFIG_DOCS[config_key(section, tag, f.name, shared)]
@@ -500,9 +512,10 @@ def _anchor(tag: str) -> str:
 
 
 # --- example lines --------------------------------------------------------------------------
-# The receipt time every example is given; status events are stamped with it too (their ids'
-# boot stamp included), so the examples never depend on when they were made.
-RECEIVED = "2026-06-09T14:32:02.004Z"
+# The receipt time every example is given (after every golden payload's own time, as a real
+# receipt would be); status events are stamped with it too (their ids' boot stamp included),
+# so the examples never depend on when they were made.
+RECEIVED = "2026-06-09T15:00:00.004Z"
 _RECEIVED_EPOCH = datetime.fromisoformat(RECEIVED).timestamp()
 
 

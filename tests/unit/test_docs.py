@@ -9,6 +9,7 @@ import typing
 from pathlib import Path
 
 import msgspec
+import msgspec.inspect as mi
 import pytest
 
 from tradebus import config, docsgen
@@ -74,6 +75,7 @@ def test_examples_are_canonical_events_of_their_type() -> None:
         event = ev.decoder.decode(line)
         assert ev.event_type(event) == tag
         assert event.received == docsgen.RECEIVED
+        assert event.time <= event.received
         seqs.append(event.seq)
     assert seqs == sorted(seqs)
     assert len(set(seqs)) == len(seqs)
@@ -244,3 +246,11 @@ def test_readme_points_to_the_docs() -> None:
         assert f"]({page})" in development
     event_part = readme.split("## The canonical event", 1)[1].split("\n## ", 1)[0]
     assert "](docs/events.md)" in event_part
+
+
+def test_type_words_cover_what_config_keys_may_use() -> None:
+    """Types a new key may bring (tables, optional numbers, enums of strings) read as words."""
+    assert docsgen.type_text(mi.type_info(dict[str, str])) == "table of string to string"
+    assert docsgen.type_text(mi.type_info(int | None)) == "integer or null"
+    assert docsgen.type_text(mi.type_info(typing.Literal["a", "b"])) == '`"a"` \\| `"b"`'
+    assert docsgen.type_text(mi.type_info(list[float])) == "list of number"
