@@ -47,7 +47,8 @@ REGION = re.compile(
 # Keys: ``daemon.<key>``; ``sources.<key>`` / ``sinks.<key>`` for a key every type has;
 # ``sources.<type>.<key>`` / ``sinks.<type>.<key>`` for a key of one type.
 CONFIG_DOCS: dict[str, str] = {
-    "daemon.state_dir": "Directory for the daemon's durable state.",
+    "daemon.state_dir": "Directory for the daemon's durable state: the journal and the sinks' "
+    "cursors (nothing is written there until the journal lands).",
     "daemon.log_level": "Least severe log level written (logs go to stderr).",
     "daemon.log_format": "`json`: one JSON object per log line; `console`: for a terminal.",
     "daemon.drain_timeout": "Seconds SIGTERM waits for the sinks to write what was received "
