@@ -49,7 +49,16 @@ def http_address(value: str) -> tuple[str, int]:
 
 
 class DaemonConfig(_Closed, frozen=True, kw_only=True):
+    # The journal, the sinks' cursors and the lock live here; one daemon per state dir.
     state_dir: str = "/var/lib/tradebus"
+    # "interval": fsync the journal every 100 ms (a power loss costs at most that; a crash of
+    # the process nothing); "always": before any sink sees a batch; "never": the OS decides.
+    fsync: Literal["interval", "always", "never"] = "interval"
+    segment_bytes: Annotated[int, msgspec.Meta(ge=4096)] = 64 * 1024 * 1024
+    # Segments go once every sink has passed them, or (with a status.gap to the sinks that had
+    # not) once the journal holds more than retention_bytes or they are older than retention_age.
+    retention_bytes: Annotated[int, msgspec.Meta(ge=4096)] = 1024 * 1024 * 1024
+    retention_age: Positive = 7 * 86400.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
     # How long SIGTERM waits for sinks to write what was received before giving up.
@@ -85,6 +94,9 @@ class SourceBase(_Closed, tag_field="type", frozen=True, kw_only=True):
 class TtmtSource(SourceBase, tag="ttmt", frozen=True, kw_only=True):
     api_key: Secret
     account_id: str | None = None
+    # With nothing journaled for this source yet: "earliest" asks the upstream for all it still
+    # buffers (Last-Event-ID: 0), "latest" only for what comes next.
+    start: Literal["earliest", "latest"] = "earliest"
     # No byte for this long → reconnect. The server recycles every 300 s, so a healthy stream
     # is never silent longer than that plus slack.
     read_timeout: Positive = 330.0
@@ -155,8 +167,8 @@ class SinkBase(_Closed, tag_field="type", frozen=True, kw_only=True):
     types: list[str] = msgspec.field(default_factory=list)
     sources: list[str] = msgspec.field(default_factory=list)
     symbols: list[str] = msgspec.field(default_factory=list)
-    # Events waiting for this sink; when full the bus waits (nothing is dropped). About 1 KB of
-    # memory each: the bound is what a stalled sink can cost before the sources slow down.
+    # Events held in memory for this sink (about 1 KB each); a sink further behind reads the
+    # journal instead, so this bounds memory, never what is delivered.
     queue_size: Count = 8192
 
 
