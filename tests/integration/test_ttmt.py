@@ -50,6 +50,7 @@ async def sim() -> AsyncIterator[TtmtSimulator]:
 async def running(
     sim: TtmtSimulator,
     collector: Collector,
+    *,
     history: Sequence[Event] = (),
     **overrides: Any,
 ) -> AsyncIterator[TtmtAdapter]:
