@@ -226,7 +226,7 @@ async def test_recycle_reconnects_at_once_without_escalation(
 ) -> None:
     """recycle → status.disconnected "recycle", retry_in 0, an instant resume; no backoff."""
     sim.lifetime = 0.3
-    slow = {"reconnect_min": 2.0, "reconnect_max": 4.0}
+    slow: dict[str, Any] = {"reconnect_min": 2.0, "reconnect_max": 4.0}
     async with running(sim, collector, **slow) as adapter:
         await connected(collector)
         sim.produce(3)
