@@ -6,8 +6,8 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from pathlib import Path
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -454,6 +454,7 @@ async def test_a_restart_says_status_gap_for_the_time_away_and_keeps_the_tickers
     assert isinstance(data, GapData)
     assert data.reason == "daemon_restart"
     assert data.since == times.from_epoch(stopped_at)
-    assert data.until is not None and data.until > data.since
+    assert data.until is not None
+    assert data.until > data.since
     assert [e.symbol for e in after.events if e.id.endswith(":99001:closed")] == ["BTC/USD"]
     assert not any(e.id.endswith(":99001:working") for e in after.events)

@@ -27,7 +27,6 @@ they cause get the adapter's own status ids (``ctx.status``) rather than ``<sour
 from __future__ import annotations
 
 from collections.abc import Sequence
-
 from typing import Final
 
 from tradebus import times
