@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import logging
+import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -15,6 +17,7 @@ from typing import Any
 
 import msgspec
 import pytest
+import trustme
 from aiohttp import web
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
@@ -53,7 +56,8 @@ def quote(n: int, source: str = "sim") -> QuoteUpdated:
 
 
 def batch(events: Sequence[Event]) -> Batch:
-    return Batch(b"".join(_enc.encode(e) + b"\n" for e in events), len(events), events)
+    """A batch as the bus hands it to a sink that does not ask for the structs: lines only."""
+    return Batch(b"".join(_enc.encode(e) + b"\n" for e in events), len(events))
 
 
 def line(event: Event) -> bytes:
@@ -126,19 +130,37 @@ class Receiver:
         return [g for g in self.got if 200 <= g.status < 300]
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
+@contextlib.asynccontextmanager
+async def serving(tls: ssl.SSLContext | None = None) -> AsyncIterator[Receiver]:
     r = Receiver()
     app = web.Application()
     app.router.add_post("/hook", r.handle)
     runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
     await site.start()
-    r.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
-    yield r
-    r.release.set()
-    await runner.cleanup()
+    r.url = f"{'https' if tls else 'http'}://127.0.0.1:{runner.addresses[0][1]}/hook"
+    try:
+        yield r
+    finally:
+        r.release.set()
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with serving() as r:
+        yield r
+
+
+@pytest.fixture
+async def tls_receiver() -> AsyncIterator[Receiver]:
+    """A receiver over HTTPS whose certificate comes from a CA the system does not trust."""
+    cert = trustme.CA().issue_cert("127.0.0.1")
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(tls)
+    async with serving(tls) as r:
+        yield r
 
 
 def config(url: str, **kw: Any) -> WebhookSinkConfig:
@@ -252,7 +274,7 @@ async def test_cloudevents_structured_mode_maps_every_field(
     subject without a symbol."""
     events: list[Event] = [quote(1), _status_event()]
     s = await open_sink(sinks, receiver.url, format="cloudevents")
-    assert s.needs_events
+    assert not s.needs_events  # the envelope is read from the lines: no structs kept for it
     await s.write(batch(events))
     assert {g.content_type for g in receiver.got} == {"application/cloudevents+json"}
     first, second = (verify(g) for g in receiver.got)
@@ -392,6 +414,43 @@ async def test_cancellation_stops_a_write_at_once(
         await task
     assert time.monotonic() - started < 1
     assert s.delivered == 0
+
+
+async def test_unsigned_without_a_secret(receiver: Receiver, sinks: list[WebhookSink]) -> None:
+    """No secret: webhook-id and webhook-timestamp still go, no signature; a warning at open."""
+    with capture_logs() as logs:
+        s = await open_sink(sinks, receiver.url, secret=None)
+    await s.write(batch([quote(1)]))
+    (got,) = receiver.got
+    assert got.headers["webhook-id"] == "sim:1"
+    assert "webhook-timestamp" in got.headers
+    assert "webhook-signature" not in got.headers
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["webhook_unsigned"]
+
+
+# --- TLS --------------------------------------------------------------------------------------
+
+
+async def test_tls_is_verified_by_default(
+    tls_receiver: Receiver, sinks: list[WebhookSink], tmp_path: Path
+) -> None:
+    """An untrusted certificate is refused: nothing reaches the receiver, it ends dead."""
+    s = await open_sink(sinks, tls_receiver.url, state_dir=tmp_path, give_up_after=0.2)
+    await s.write(batch([quote(1)]))
+    assert tls_receiver.got == []
+    assert s.dead_letters == 1
+    assert "certificate" in str(s.last_error).lower()
+
+
+async def test_verify_tls_false_delivers_and_warns(
+    tls_receiver: Receiver, sinks: list[WebhookSink]
+) -> None:
+    """verify_tls = false takes the same certificate, and says so at start."""
+    with capture_logs() as logs:
+        s = await open_sink(sinks, tls_receiver.url, verify_tls=False)
+    await s.write(batch([quote(1)]))
+    assert verify(tls_receiver.got[0])["id"] == "sim:1"
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["webhook_tls_unverified"]
 
 
 # --- dead letters -----------------------------------------------------------------------------

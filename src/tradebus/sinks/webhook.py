@@ -32,7 +32,6 @@ import tradebus
 from tradebus import log, times
 from tradebus.backoff import Backoff, Failure, Kind
 from tradebus.config import WebhookSinkConfig, webhook_key
-from tradebus.schemas.events import Event, event_type
 from tradebus.sinks.base import Batch, register
 
 CONTENT_TYPES: Final = {
@@ -52,11 +51,21 @@ _RETRY: Final = Failure(Kind.RETRYABLE, "webhook_failed")
 # --- pure parts: ids, signatures, CloudEvents, Retry-After, status classes ------------------
 
 
-class _Id(msgspec.Struct):
+class Head(msgspec.Struct):
+    """The envelope fields a request needs, decoded from an event's line (the rest is skipped).
+
+    Reading them from the line rather than the struct spares the bus keeping every batch's
+    structs for this sink (as much memory again as the lines).
+    """
+
     id: str
+    source: str
+    type: str
+    time: str
+    symbol: str | None = None
 
 
-_id_decoder: Final = msgspec.json.Decoder(_Id)
+_head: Final = msgspec.json.Decoder(Head)
 
 
 class CloudEvent(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -78,16 +87,17 @@ class CloudEvent(msgspec.Struct, frozen=True, omit_defaults=True):
 _encoder: Final = msgspec.json.Encoder()
 
 
-def cloudevent(event: Event, line: bytes) -> CloudEvent:
-    """The CloudEvent of ``event`` whose canonical JSON is ``line`` (reused, not re-encoded)."""
+def cloudevent(line: bytes) -> CloudEvent:
+    """The CloudEvent of the canonical event ``line`` (its bytes reused as ``data``)."""
+    head = _head.decode(line)
     return CloudEvent(
         specversion="1.0",
-        id=event.id,
-        source=f"tradebus/{event.source}",
-        type=f"tradebus.{event_type(event)}",
-        time=event.time,
+        id=head.id,
+        source=f"tradebus/{head.source}",
+        type=f"tradebus.{head.type}",
+        time=head.time,
         datacontenttype="application/json",
-        subject=event.symbol,
+        subject=head.symbol,
         data=msgspec.Raw(line),
     )
 
@@ -164,20 +174,17 @@ class Request:
     lines: Sequence[bytes]
 
 
-def requests(
-    fmt: str, lines: Sequence[bytes], events: Sequence[Event], max_events: int
-) -> Iterator[Request]:
+def requests(fmt: str, lines: Sequence[bytes], max_events: int) -> Iterator[Request]:
     """The requests of one batch in order; bodies are built as they are asked for."""
     step = max_events if fmt in _BATCHED else 1
     for start in range(0, len(lines), step):
         part = lines[start : start + step]
         if fmt in _CLOUDEVENTS:
-            evs = events[start : start + step]
-            ces = [cloudevent(e, line) for e, line in zip(evs, part, strict=True)]
-            wid = batch_id(evs[0].id, evs[-1].id)
+            ces = [cloudevent(line) for line in part]
+            wid = batch_id(ces[0].id, ces[-1].id)
             body = _encoder.encode(ces if fmt == "cloudevents-batch" else ces[0])
         else:
-            wid = batch_id(_id_decoder.decode(part[0]).id, _id_decoder.decode(part[-1]).id)
+            wid = batch_id(_head.decode(part[0]).id, _head.decode(part[-1]).id)
             body = b"\n".join(part) + b"\n" if fmt == "jsonl" else part[0]
         yield Request(wid, body, part)
 
@@ -235,7 +242,7 @@ class WebhookSink:
 
     def __init__(self, config: WebhookSinkConfig, *, state_dir: Path | None = None) -> None:
         self.name = config.name
-        self.needs_events = config.format in _CLOUDEVENTS
+        self.needs_events = False  # every format reads the encoded lines only
         self.delivered = 0  # events the receiver acknowledged
         self.retries = 0  # requests sent again after a failure
         self.dead_letters = 0  # events given up on
@@ -284,7 +291,7 @@ class WebhookSink:
         if not batch.count:
             return
         lines = split_lines(batch.chunks)
-        reqs = requests(self._config.format, lines, batch.events, self._config.batch_max_events)
+        reqs = requests(self._config.format, lines, self._config.batch_max_events)
         if self._config.max_in_flight == 1:
             for req in reqs:
                 await self._deliver(req)
@@ -293,13 +300,14 @@ class WebhookSink:
         slots = asyncio.Semaphore(self._config.max_in_flight)
 
         async def one(req: Request) -> None:
-            async with slots:
+            try:
                 await self._deliver(req)
+            finally:
+                slots.release()
 
         async with asyncio.TaskGroup() as tg:
             for req in reqs:
-                await slots.acquire()  # build a body only when a slot is free for it
-                slots.release()
+                await slots.acquire()  # the next body is built only once a slot is free
                 tg.create_task(one(req))
 
     async def _deliver(self, req: Request) -> None:
@@ -316,11 +324,11 @@ class WebhookSink:
                 return
             self.last_error = result.error
             if not result.retry:
-                self._dead_letter(req, result, attempts)
+                await self._dead_letter(req, result, attempts)
                 return
             delay = backoff.delay(_RETRY, floor=result.wait or 0.0)
             if loop.time() - started + delay > self._config.give_up_after:
-                self._dead_letter(req, result, attempts)
+                await self._dead_letter(req, result, attempts)
                 return
             self.retries += 1
             self._log.warning(
@@ -361,7 +369,7 @@ class WebhookSink:
         except aiohttp.ClientError as exc:
             return _Attempt(False, True, None, log.scrub_text(f"{type(exc).__name__}: {exc}"))
 
-    def _dead_letter(self, req: Request, result: _Attempt, attempts: int) -> None:
+    async def _dead_letter(self, req: Request, result: _Attempt, attempts: int) -> None:
         count = len(req.lines)
         self.dead_letters += count
         message = (
@@ -387,7 +395,8 @@ class WebhookSink:
                 attempts=attempts,
                 events=[msgspec.Raw(line) for line in req.lines],
             )
-            _append(self.dead_letter_path, _encoder.encode(record) + b"\n")
+            # fsync takes milliseconds: on a thread, so no source or sink waits for it.
+            await asyncio.to_thread(_append, self.dead_letter_path, _encoder.encode(record) + b"\n")
         if self.on_dead_letter is not None:
             self.on_dead_letter(message)
 
