@@ -24,6 +24,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from structlog.testing import capture_logs
 
 from tradebus.config import WebhookSinkConfig
+from tradebus.errors import RetryableSinkError
 from tradebus.schemas.events import (
     Event,
     QuoteData,
@@ -78,7 +79,7 @@ class Got:
     headers: dict[str, str]
     body: bytes
     content_type: str
-    status: int = 0
+    status: int = 0  # what the receiver answered; 0 for a request it left hanging
 
 
 class Receiver:
@@ -103,7 +104,7 @@ class Receiver:
             dict(request.headers),
             body,
             request.content_type,
-            reply.status,
+            0 if reply.hang else reply.status,  # a hung request is never answered in time
         )
         async with self._changed:
             self.got.append(got)
@@ -197,6 +198,11 @@ def verify(got: Got, secret: str = SECRET) -> Any:
     return Webhook(secret).verify(got.body, got.headers)
 
 
+def verify_raw(got: Got) -> None:
+    """The reference library's check of a body that is not one JSON document (jsonl)."""
+    Webhook(SECRET).verify(got.body, got.headers, json_parse=False)
+
+
 # --- formats ----------------------------------------------------------------------------------
 
 
@@ -251,7 +257,7 @@ async def test_jsonl_splits_batches_across_chunks(
         "sim:5",
     ]
     for g in receiver.got:
-        assert Webhook(SECRET).verify(g.body, g.headers, json_parse=False) is None
+        verify_raw(g)
     assert s.delivered == 5
 
 
@@ -545,6 +551,46 @@ async def test_a_torn_dead_letter_tail_is_cut_at_open(
     assert json.loads(lines[0]) == {"whole": 1}
     assert json.loads(lines[1])["status"] == 404
     assert len(lines) == 2
+
+
+async def test_a_dead_letter_that_cannot_be_written_is_not_given_up(
+    receiver: Receiver, sinks: list[WebhookSink], tmp_path: Path
+) -> None:
+    """If the dead-letter file cannot be written, write raises RetryableSinkError (the bus
+    sends the batch again): nothing is counted or reported as dead."""
+    told: list[str] = []
+    s = await open_sink(sinks, receiver.url, state_dir=tmp_path)
+    s.on_dead_letter = told.append
+    (tmp_path / "dead-letter-hook.jsonl").mkdir()  # a directory where the file should be
+    receiver.script.append(Reply(400))
+    with pytest.raises(RetryableSinkError, match="cannot write"):
+        await s.write(batch([quote(1)]))
+    assert (s.dead_letters, told) == (0, [])
+
+
+# --- the issue's fault script ---------------------------------------------------------------
+
+
+async def test_fault_script_delivers_everything_in_order(
+    receiver: Receiver, sinks: list[WebhookSink]
+) -> None:
+    """500 three times, a 429 with Retry-After, a hang past the timeout, then recovery: every
+    event arrives, in order per source, every request verifies, and the retries of one batch
+    carry one webhook-id."""
+    receiver.script.extend([Reply(500)] * 3 + [Reply(429, {"Retry-After": "1"}), Reply(hang=True)])
+    events = [quote(n, source) for n in range(1, 7) for source in ("ttmt-a", "mt4-b")]
+    s = await open_sink(sinks, receiver.url, format="jsonl", batch_max_events=4, timeout=0.3)
+    await s.write(batch(events[:8]))
+    await s.write(batch(events[8:]))
+    assert [g.status for g in receiver.got][:6] == [500, 500, 500, 429, 0, 200]
+    assert len({g.headers["webhook-id"] for g in receiver.got[:6]}) == 1
+    for g in receiver.got:
+        verify_raw(g)
+    arrived = [json.loads(x) for g in receiver.accepted() for x in g.body.splitlines()]
+    assert arrived == [json.loads(line(e)) for e in events]
+    for source in ("ttmt-a", "mt4-b"):
+        assert [e["seq"] for e in arrived if e["source"] == source] == list(range(1, 7))
+    assert (s.delivered, s.retries, s.dead_letters) == (12, 5, 0)
 
 
 # --- secrets ----------------------------------------------------------------------------------

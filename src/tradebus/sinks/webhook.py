@@ -32,6 +32,7 @@ import tradebus
 from tradebus import log, times
 from tradebus.backoff import Backoff, Failure, Kind
 from tradebus.config import WebhookSinkConfig, webhook_key
+from tradebus.errors import RetryableSinkError
 from tradebus.sinks.base import Batch, register
 
 CONTENT_TYPES: Final = {
@@ -246,7 +247,7 @@ class WebhookSink:
         self.delivered = 0  # events the receiver acknowledged
         self.retries = 0  # requests sent again after a failure
         self.dead_letters = 0  # events given up on
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # the latest failure, kept after a recovery
         # Told a short, secret-free line per dead letter (the daemon emits a status.error).
         self.on_dead_letter: Callable[[str], None] | None = None
         self.dead_letter_path = (
@@ -269,8 +270,13 @@ class WebhookSink:
 
     async def open(self) -> None:
         if self.dead_letter_path is not None:
-            self.dead_letter_path.parent.mkdir(parents=True, exist_ok=True)
-            _cut_torn_tail(self.dead_letter_path)
+            try:
+                self.dead_letter_path.parent.mkdir(parents=True, exist_ok=True)
+                _cut_torn_tail(self.dead_letter_path)
+            except OSError as exc:
+                raise RetryableSinkError(
+                    f"sink {self.name}: cannot open {self.dead_letter_path}: {exc.strerror}"
+                ) from exc
         connector = aiohttp.TCPConnector(ssl=self._config.verify_tls)
         self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         self._log.info("webhook_open", url=self._shown_url, format=self._config.format)
@@ -370,21 +376,8 @@ class WebhookSink:
             return _Attempt(False, True, None, log.scrub_text(f"{type(exc).__name__}: {exc}"))
 
     async def _dead_letter(self, req: Request, result: _Attempt, attempts: int) -> None:
+        """Write ``req`` down as given up on, then count it, log it and tell the daemon."""
         count = len(req.lines)
-        self.dead_letters += count
-        message = (
-            f"webhook sink {self.name}: {count} event(s) dead-lettered after {attempts} "
-            f"attempt(s): {result.error}"
-        )
-        self._log.error(
-            "webhook_dead_letter",
-            webhook_id=req.webhook_id,
-            events=count,
-            status=result.status,
-            error=result.error,
-            attempts=attempts,
-            path=str(self.dead_letter_path) if self.dead_letter_path else None,
-        )
         if self.dead_letter_path is not None:
             record = DeadLetter(
                 time=times.now(),
@@ -396,9 +389,30 @@ class WebhookSink:
                 events=[msgspec.Raw(line) for line in req.lines],
             )
             # fsync takes milliseconds: on a thread, so no source or sink waits for it.
-            await asyncio.to_thread(_append, self.dead_letter_path, _encoder.encode(record) + b"\n")
+            try:
+                await asyncio.to_thread(
+                    _append, self.dead_letter_path, _encoder.encode(record) + b"\n"
+                )
+            except OSError as exc:
+                # Not written down, so not given up on: the bus sends the batch again later.
+                raise RetryableSinkError(
+                    f"sink {self.name}: cannot write {self.dead_letter_path}: {exc.strerror}"
+                ) from exc
+        self.dead_letters += count
+        self._log.error(
+            "webhook_dead_letter",
+            webhook_id=req.webhook_id,
+            events=count,
+            status=result.status,
+            error=result.error,
+            attempts=attempts,
+            path=str(self.dead_letter_path) if self.dead_letter_path else None,
+        )
         if self.on_dead_letter is not None:
-            self.on_dead_letter(message)
+            self.on_dead_letter(
+                f"webhook sink {self.name}: {count} event(s) dead-lettered after {attempts} "
+                f"attempt(s): {result.error}"
+            )
 
 
 async def _drain(resp: aiohttp.ClientResponse) -> bytes:
