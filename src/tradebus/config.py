@@ -217,7 +217,7 @@ class WebhookSinkConfig(SinkBase, tag="webhook", frozen=True, kw_only=True):
     # Static extra headers (an API key, say): values are secrets, never logged.
     headers: dict[str, Secret] = msgspec.field(default_factory=dict)
     # jsonl / cloudevents-batch: events per request; the bus waits up to the linger to fill one.
-    batch_max_events: Count = 100
+    batch_max_events: Count = 500
     batch_linger_ms: Annotated[int, msgspec.Meta(ge=0)] = 0
     # Seconds: one request is cut after ``timeout``; retries back off from ``retry_base`` up to
     # ``retry_cap`` (full jitter); after ``give_up_after`` a request is dead-lettered.

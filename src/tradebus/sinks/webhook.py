@@ -6,7 +6,10 @@ idempotency key (the ``webhook-id`` of a single event, the CloudEvents ``id``). 
 here, not in the bus, because only the sink knows Retry-After and when to give up.
 
 Requests go one at a time in batch order (``max_in_flight = 1``): a later request never leaves
-before the earlier one was acknowledged, so order per source holds through retries.
+before the earlier one was acknowledged, so order per source holds through retries. A request
+given up on (refused with a 4xx, or still failing after ``give_up_after``) is appended to
+``dead-letter-<name>.jsonl`` in the state dir, counted, reported through ``on_dead_letter``, and
+delivery moves on.
 """
 
 from __future__ import annotations
