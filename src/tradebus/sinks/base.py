@@ -124,6 +124,7 @@ def register(type_: str) -> Callable[[SinkFactory], SinkFactory]:
 
 def factory_for(type_: str) -> SinkFactory:
     import tradebus.sinks.file
-    import tradebus.sinks.stdout  # noqa: F401
+    import tradebus.sinks.stdout
+    import tradebus.sinks.webhook  # noqa: F401
 
     return _registry[type_]
