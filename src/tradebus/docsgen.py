@@ -31,9 +31,10 @@ from typing import Any
 import msgspec
 import msgspec.inspect as mi
 
-from tradebus import config
+from tradebus import config, log
 from tradebus.schemas import events as ev
 from tradebus.secret import Secret
+from tradebus.sinks.base import Batch
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -47,8 +48,16 @@ REGION = re.compile(
 # Keys: ``daemon.<key>``; ``sources.<key>`` / ``sinks.<key>`` for a key every type has;
 # ``sources.<type>.<key>`` / ``sinks.<type>.<key>`` for a key of one type.
 CONFIG_DOCS: dict[str, str] = {
-    "daemon.state_dir": "Directory for the daemon's durable state: the journal and the sinks' "
-    "cursors (nothing is written there until the journal lands).",
+    "daemon.state_dir": "Directory for the daemon's durable state: the journal, the sinks' "
+    "cursors, dead letters and the lock (one daemon per state dir; a locked one exits 2).",
+    "daemon.fsync": "When the journal is fsynced: `interval` every 100 ms (a power loss costs at "
+    "most that, a crash of the process nothing), `always` before any sink sees a batch, "
+    "`never` when the OS decides.",
+    "daemon.segment_bytes": "Size at which a journal segment file is closed and a new one begun.",
+    "daemon.retention_bytes": "Journal size past which the oldest segments are deleted, even if a "
+    "sink has not read them (that sink then gets a `status.gap` naming the seqs).",
+    "daemon.retention_age": "Seconds after which a segment is deleted, even if a sink has not "
+    "read it (with the same `status.gap`). Segments every sink has passed go sooner.",
     "daemon.log_level": "Least severe log level written (logs go to stderr).",
     "daemon.log_format": "`json`: one JSON object per log line; `console`: for a terminal.",
     "daemon.drain_timeout": "Seconds SIGTERM waits for the sinks to write what was received "
@@ -69,6 +78,8 @@ CONFIG_DOCS: dict[str, str] = {
     "sources.ttmt.api_key": "The TTMT API key, sent as `Authorization: Bearer`.",
     "sources.ttmt.account_id": "Only this account's events (the account's UUID); all accounts "
     "when unset. Set, it turns replay-gap detection off (the ids skip other accounts' events).",
+    "sources.ttmt.start": "With nothing journaled for this source yet: `earliest` asks the "
+    "upstream for all it still buffers (`Last-Event-ID: 0`), `latest` only for what comes next.",
     "sources.ttmt.read_timeout": "Seconds without a byte before the stream counts as dead and is "
     "reopened. The server recycles every 300 s, so a healthy stream is never silent longer.",
     "sources.ttmt.dedupe_size": "Event ids remembered to drop what a resume replays.",
@@ -123,12 +134,33 @@ CONFIG_DOCS: dict[str, str] = {
     "all when empty.",
     "sinks.sources": "Only events of these sources (by name); all when empty.",
     "sinks.symbols": "Only events of these symbols; all when empty.",
-    "sinks.queue_size": "Events waiting for this sink; when full the bus waits (nothing is "
-    "dropped). About 1 KB of memory each.",
+    "sinks.queue_size": "Events held in memory for this sink (about 1 KB each); a sink further "
+    "behind reads the journal instead, so this bounds memory, never what is delivered.",
     "sinks.file.path": "The JSONL file appended to; reopened on SIGHUP.",
     "sinks.file.max_bytes": "Rotate when the file would pass this size; 0: never.",
     "sinks.file.backups": "Rotated files kept (`path.1` … `path.N`).",
     "sinks.file.fsync": "`fsync` after every batch: survives a power loss, costs throughput.",
+    "sinks.webhook.url": "The endpoint events are POSTed to (`http` or `https`).",
+    "sinks.webhook.secret": "`whsec_<base64>`: requests are signed per Standard Webhooks "
+    "(`webhook-id`, `webhook-timestamp`, `webhook-signature`); unsigned when unset.",
+    "sinks.webhook.format": "`json`: one event a request, as is; `jsonl`: up to "
+    "`batch_max_events` a request, one a line; `cloudevents`: one CloudEvent a request "
+    "(structured mode); `cloudevents-batch`: a JSON array of them.",
+    "sinks.webhook.headers": "Static extra headers (an API key, say); values are secrets, never "
+    "logged. The sink's own headers cannot be replaced.",
+    "sinks.webhook.batch_max_events": "Events per request for `jsonl` and `cloudevents-batch`.",
+    "sinks.webhook.batch_linger_ms": "Milliseconds the sink waits for a batch to fill before it "
+    "sends what it has; 0: never waits.",
+    "sinks.webhook.timeout": "Seconds one request may take before it counts as failed.",
+    "sinks.webhook.retry_base": "Seconds: the first retry delay; later ones double up to "
+    "`retry_cap`, with full jitter. 429 and 503 wait at least their `Retry-After`.",
+    "sinks.webhook.retry_cap": "Seconds: the cap of the retry delay.",
+    "sinks.webhook.give_up_after": "Seconds a request is retried before it goes to "
+    "`dead-letter-<name>.jsonl` in the state dir (a 3xx, or a 4xx but 408 / 429, goes at once); "
+    "delivery then moves on.",
+    "sinks.webhook.max_in_flight": "Requests in flight at once; above 1, order across parallel "
+    "requests is not kept.",
+    "sinks.webhook.verify_tls": "`false` skips TLS certificate checks (warned about at start).",
 }
 
 # --- what each event field means ------------------------------------------------------------
@@ -505,7 +537,17 @@ def render_events() -> str:
         for tag in tags:
             out += ["", f'<a id="{_anchor(tag)}"></a>**`{tag}`**: {EVENT_DOCS[tag]}', ""]
             out += ["```json", examples[tag], "```"]
+            if tag == "status.gap":
+                out += ["", JOURNAL_GAP, "", "```json", journal_gap_line(), "```"]
     return "\n".join(out)
+
+
+JOURNAL_GAP = (
+    "A sink's own gap: the journal deleted (retention) or could not read (damage) seqs this sink "
+    "had not yet written. `source` is `journal`, `provider` `tradebus`, `seq` the last seq "
+    "lost, and `first_missing` / `last_missing` are **seqs**, not upstream ids; for damage a "
+    "`status.error` (`journal_corrupt`) follows. Every sink gets it, whatever its filters."
+)
 
 
 def _anchor(tag: str) -> str:
@@ -628,6 +670,39 @@ def _status(source: str) -> Iterator[ev.Event]:
         yield msgspec.structs.replace(event, time=RECEIVED, received=RECEIVED)
 
 
+class _Nowhere:
+    """A sink that is never opened: what the bus needs of one to say what it lost."""
+
+    name = "archive"
+    needs_events = False
+
+    async def open(self) -> None:
+        return None
+
+    async def write(self, batch: Batch) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def reopen(self) -> None:
+        return None
+
+
+def journal_gap_line() -> str:
+    """The ``status.gap`` a sink gets for seqs retention deleted before it read them."""
+    from tradebus.bus import SinkWorker
+    from tradebus.journal.store import Gap
+
+    sink = _Nowhere()
+    worker = SinkWorker(sink, config.StdoutSinkConfig(name=sink.name))
+    # The bus's own gap batch (private to it): the example is exactly what a sink is sent.
+    batch = worker._gap_batch(Gap(4001, 4096, "retention"))
+    (event,) = [ev.decoder.decode(line) for line in batch.data.splitlines()]
+    event = msgspec.structs.replace(event, time=RECEIVED, received=RECEIVED)
+    return msgspec.json.encode(event).decode()
+
+
 def example_events() -> list[ev.Event]:
     """Every example candidate, in preference order (the first of each type is shown)."""
     return [
@@ -699,6 +774,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tradebus.docsgen", description=__doc__)
     parser.add_argument("--check", action="store_true", help="exit 1 if a region is stale")
     args = parser.parse_args(argv)
+    log.configure("error")  # the journal gap example logs a warning, as the bus does
     changed = stale()
     for path, text in changed.items():
         rel = path.relative_to(ROOT)
