@@ -359,11 +359,22 @@ def _toml(value: Any) -> str:
     return repr(value)
 
 
+def _scale(value: object) -> str:
+    """A reading aid for big round defaults: bytes in MiB / GiB, seconds in hours / days."""
+    mib, hour = 1 << 20, 3600.0
+    if isinstance(value, int) and not isinstance(value, bool) and value and value % mib == 0:
+        return f" ({value >> 30} GiB)" if value % (1 << 30) == 0 else f" ({value // mib} MiB)"
+    if isinstance(value, float) and value >= hour and value % hour == 0:
+        hours = int(value // hour)
+        return f" ({hours // 24} days)" if hours % 24 == 0 and hours > 24 else f" ({hours} h)"
+    return ""
+
+
 def default_text(f: mi.Field) -> str:
     if f.required:
         return "required"
     value = f.default_factory() if f.default is msgspec.NODEFAULT else f.default
-    return "unset" if value is None else f"`{_toml(value)}`"
+    return "unset" if value is None else f"`{_toml(value)}`{_scale(value)}"
 
 
 # --- configuration.md -----------------------------------------------------------------------

@@ -157,7 +157,8 @@ def test_defaults_in_the_page_are_the_structs_defaults() -> None:
     assert "| `api_key` | secret string; or `api_key_file` | required |" in page
     default = msgspec.structs.fields(config.FileSinkConfig)
     (max_bytes,) = [f for f in default if f.name == "max_bytes"]
-    assert f"| `max_bytes` | integer, ≥ 0 | `{max_bytes.default}` |" in page
+    assert f"| `max_bytes` | integer, ≥ 0 | `{max_bytes.default}` (256 MiB) |" in page
+    assert "| `give_up_after` | number, > 0 | `86400.0` (24 h) |" in page
 
 
 # --- ARCHITECTURE.md's invariants that a machine can check ----------------------------------
