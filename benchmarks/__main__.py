@@ -31,6 +31,10 @@ def bench(sizes: rows.Sizes, only: set[str]) -> list[Row]:
         if want("2") or want("7"):
             row2, once = rows.ttmt_file(work, sizes)
             pairs.append((row2, once))
+        row3 = None
+        if want("3"):
+            row3, once3 = rows.ttmt_durable(work, sizes)
+            pairs.append((row3, once3))
         with floor or contextlib.nullcontext():
             rows.alternate(pairs, sizes.runs)
         if floor is not None:
@@ -39,8 +43,11 @@ def bench(sizes: rows.Sizes, only: set[str]) -> list[Row]:
             if floor is not None and (spread := rows.paired(row2, floor.row)):
                 row2.note = f"{spread} of the floor"
             done.append(row2)
-        if want("3"):
-            done.append(Row(name="3 TTMT SSE → file, durable", na="no journal yet"))
+        if row3 is not None:
+            spread = rows.paired(row3, floor.row) if floor is not None else ""
+            cost = rows.journal_append_cost(work, sizes)
+            row3.note = f"{spread} of the floor; {cost}" if spread else cost
+            done.append(row3)
         if want("4"):
             done.extend(rows.traderws(work, sizes))
         if want("5"):
