@@ -66,6 +66,9 @@ def bench(sizes: rows.Sizes, only: set[str]) -> list[Row]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--soak", action="store_true", help="the soak (row 8) alone")
+    parser.add_argument(
+        "--soak-sink-down", action="store_true", help="the soak with one sink down (row 8b)"
+    )
     parser.add_argument("--tiny", action="store_true", help="tiny runs: proves the harness works")
     parser.add_argument("--rows", default="", help="comma-separated row numbers (default: all)")
     parser.add_argument("--runs", type=int, default=0, help="runs per row (default: 3)")
@@ -75,6 +78,10 @@ def main(argv: list[str]) -> int:
     # The harness itself is left unpinned: pinned beside the senders it halved what a busy
     # sender (row 4's) could send, and it sleeps between 2 ms polls, so it barely competes.
     print("\n".join(environment()), flush=True)
+    if args.soak_sink_down:
+        with workdir() as work:
+            print(soak.run_sink_down(work, args.soak_seconds, args.soak_rate, sample_every=10.0))
+        return 0
     if args.soak:
         with workdir() as work:
             print(soak.run(work, args.soak_seconds, args.soak_rate, sample_every=10.0))
