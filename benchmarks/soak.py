@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+import urllib.error
 import urllib.request
 
 from benchmarks import procs
@@ -60,8 +61,12 @@ def _free_port() -> int:
 
 
 def _backlog(port: int, sink: str) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
-        body = r.read()
+    url = f"http://127.0.0.1:{port}/readyz"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            body = r.read()
+    except urllib.error.HTTPError as exc:  # 503 while the sink is down: the body is the same
+        body = exc.read()
     return int(json.loads(body)["sinks"][sink]["backlog"])
 
 
@@ -100,8 +105,10 @@ def run_sink_down(work: Work, seconds: float, rate: float, sample_every: float) 
                 return (
                     f"8b soak: daemon exited with {daemon.returncode} after {elapsed:.0f} s: {logs}"
                 )
-            samples.append((elapsed, procs.status_kib(daemon.pid, "VmRSS") / 1024))
-            print(f"  {elapsed:6.0f} s  RSS {samples[-1][1]:.1f} MB (sink down)", flush=True)
+            rss = procs.status_kib(daemon.pid, "VmRSS") / 1024
+            if rss:  # 0 until the interpreter has mapped itself
+                samples.append((elapsed, rss))
+                print(f"  {elapsed:6.0f} s  RSS {rss:.1f} MB (sink down)", flush=True)
             time.sleep(min(sample_every, max(seconds - elapsed, 0.01)))
         behind = _backlog(port, "down")
         blocker.unlink()
