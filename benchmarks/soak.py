@@ -121,9 +121,9 @@ def run_sink_down(work: Work, seconds: float, rate: float, sample_every: float) 
     finally:
         procs.stop(daemon)
         procs.stop(sender)
-    rss = summary(samples, rate, 0.0).split(": ", 1)[1].split("; daemon CPU")[0]
+    memory = summary(samples, rate, 0.0).split(": ", 1)[1].split("; daemon CPU")[0]
     return (
-        f"8b soak @ {rate:,.0f}/s, one sink down {seconds:.0f} s: {rss}; "
+        f"8b soak @ {rate:,.0f}/s, one sink down {seconds:.0f} s: {memory}; "
         f"{behind:,} events behind, caught up in {catch_up:.1f} s "
         f"({behind / max(catch_up, 1e-3):,.0f} events/s beside the live feed)"
     )
