@@ -401,6 +401,10 @@ HOSTILE: list[bytes] = [
     b'event: working\ndata: {"id":"seven"}\n\n',
     b'event: aborted\ndata: {"id":[7]}\n\n',
     b'event: onGoing\ndata: {"id":7,"token":{"a":1}}\n\n',
+    # Over their bounds (tradebus.adapters.bounds): a part of an id, a symbol, a time.
+    b'event: onGoing\ndata: {"id":7,"token":"' + b"t" * 257 + b'"}\n\n',
+    b'event: working\ndata: {"id":7,"ticker":"' + b"T" * 65 + b'"}\n\n',
+    b'event: closed\ndata: {"id":7,"closedAt":"' + b"9" * 65 + b'"}\n\n',
 ]
 
 

@@ -389,3 +389,38 @@ async def test_hostile_messages_are_bad_input_and_every_valid_message_follows(
     assert bad == len(HOSTILE)
     assert len(collector.of_type("status.connected")) == 1
     assert collector.of_type("status.disconnected") == []
+
+
+OVERLONG = [
+    # The issue's own case: a quote whose ``ts`` is 4 MB of ``x``.
+    '{"type":"quoteEvent","payload":{"symbol":"EURUSD","bid":1.5,"ts":"' + "x" * 4_000_000 + '"}}',
+    '{"type":"quoteEvent","payload":{"symbol":"' + "E" * 65 + '","bid":1.5}}',
+    '{"type":"executionEvent","payload":{"executionId":"' + "e" * 257 + '","orderId":"o",'
+    '"status":"FILLED"}}',
+]
+# No event built from bounded fields comes near this; a 4 MB field would pass it by far.
+LINE_BOUND = 16 * 1024
+
+
+async def test_overlong_strings_are_bad_input_and_a_junk_time_is_the_receipt_time(
+    sim: TraderWsSimulator, collector: Collector
+) -> None:
+    """Over-long ts, symbol and id: each message counted and skipped, no line over a bound; a
+    short ``ts`` that is no time keeps its quote, stamped with the receipt time, and counted."""
+    async with running(source(sim), collector) as ctx:
+        await collector.wait_count("status.connected", 1)
+        for payload in OVERLONG:
+            sim.inject(payload)
+        sim.inject('{"type":"quoteEvent","payload":{"symbol":"EURUSD","bid":1.5,"ts":"soon"}}')
+        for n in range(3):
+            sim.inject(valid_quote(n))
+        wanted = {f"tws:quote:EURUSD:2030-01-01T00:00:00.{n:03d}Z:1.5:1.6" for n in range(3)}
+        await collector.wait_for(lambda c: wanted <= {e.id for e in c.events})
+        counters = dict(ctx.counters)
+    assert sum(v for k, v in counters.items() if k.startswith("bad.")) == len(OVERLONG)
+    assert counters["time_fallback"] == 1
+    junk = [e for e in collector.events if e.id.startswith("tws:quote:EURUSD:soon:")]
+    assert len(junk) == 1
+    assert junk[0].time == junk[0].received
+    assert max(len(msgspec.json.encode(e)) for e in collector.events) < LINE_BOUND
+    assert collector.of_type("status.disconnected") == []

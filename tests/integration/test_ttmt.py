@@ -505,6 +505,13 @@ HOSTILE: list[bytes] = [
     b'{"type":"tp_hit","eventId":9,"data":{"tradeId":["t"]}}',
     b'{"type":"tp_hit","eventId":123456789012345678901234567890,"data":{"tradeId":"t"}}',
     b'{"type":"position_update","eventId":9,"data":{"symbol":"EURUSD"}}',
+    # Over their bounds (tradebus.adapters.bounds): an id, a symbol, a time, free text.
+    b'{"type":"tp_hit","eventId":9,"data":{"tradeId":"' + b"t" * 257 + b'"}}',
+    b'{"type":"order_fill","eventId":9,"data":{"orderId":"o","symbol":"' + b"S" * 65 + b'"}}',
+    b'{"type":"tp_hit","eventId":9,"timestamp":"' + b"9" * 65 + b'","data":{"tradeId":"t"}}',
+    b'{"type":"position_closed","eventId":9,"data":{"positionId":"p","reason":"'
+    + b"r" * 4097
+    + b'"}}',
 ]
 
 

@@ -105,7 +105,7 @@ class Mt4BridgeAdapter:
                         await self._connect_and_serve(http)
                     except BridgeCallError as exc:
                         delay = await self._on_failure(exc)
-                    except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+                    except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is one
                         delay = await self._on_failure(
                             _failed(Kind.RETRYABLE, "network", message=type(exc).__name__)
                         )
@@ -370,6 +370,7 @@ class Mt4BridgeAdapter:
             [p for p in listed if normalize.is_open_position(p)], requested_at
         )
         received = times.now()
+        refused = times.REFUSED[0]
         for event, positions in (("opened", diff.opened), ("closed", diff.closed)):
             for p in positions:
                 try:
@@ -380,6 +381,7 @@ class Mt4BridgeAdapter:
                     )
                 except Exception as exc:  # noqa: BLE001 - one bad position, not the listing
                     self.ctx.bad_input("positions", wire.encoder.encode(p), exc)
+        self.ctx.times_refused(refused)
         return events
 
     async def _reconcile_every(self, http: aiohttp.ClientSession) -> None:
@@ -448,11 +450,13 @@ class Mt4BridgeAdapter:
         for data, error in decoded.bad:
             self.ctx.bad_input("ws_message", data, error)
         events: list[Event] = []
+        refused = times.REFUSED[0]
         for msg in decoded.messages:
             try:
                 self._on_message(msg, received, events)
             except Exception as exc:  # noqa: BLE001 - a normalizer's refusal is the message's
                 self.ctx.bad_input("ws_message", wire.encoder.encode(msg), exc)
+        self.ctx.times_refused(refused)
         if events:
             await self.ctx.publish(events)
 
