@@ -63,11 +63,11 @@ def _config(sim: Mt4BridgeSimulator, **overrides: Any) -> Mt4BridgeSource:
 
 
 @contextlib.asynccontextmanager
-async def _running(cfg: Mt4BridgeSource, collector: Collector) -> AsyncIterator[None]:
+async def _running(cfg: Mt4BridgeSource, collector: Collector) -> AsyncIterator[SourceContext]:
     ctx = SourceContext("mt4", "mt4bridge", collector.publish)
     task = asyncio.create_task(Mt4BridgeAdapter(cfg, ctx).run())
     try:
-        yield
+        yield ctx
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -440,3 +440,31 @@ async def test_credentials_never_reach_the_logs(
     sids = {r.session_id for r in sim.requests if r.session_id}
     for value in (sim.password, sim.api_key, *sids):
         assert value not in text
+
+
+async def test_a_frame_over_max_message_bytes_is_bad_input_then_reconnect_and_reconcile(
+    sim: Mt4BridgeSimulator, collector: Collector
+) -> None:
+    """One frame past ``max_message_bytes``: closed with 1009, counted, reconnected, and the
+    positions reconciled again; a frame of exactly the bound is taken."""
+    bound = 64 * 1024
+    async with _running(_config(sim, max_message_bytes=bound), collector) as ctx:
+        await collector.wait_count("status.connected", 1)
+        await sim.inject_huge(bound)
+        # The simulator's own quotes are near 1.08: a bid of 1.5 is the padded one.
+        await collector.wait_for(
+            lambda c: any(getattr(e.data, "bid", None) == 1.5 for e in c.events)
+        )
+        await sim.inject_huge(bound + 1)
+        await collector.wait_count("status.connected", 2)
+        counters = dict(ctx.counters)
+    assert counters["bad.oversized_message"] == 1
+    assert sum(v for k, v in counters.items() if k.startswith("bad.")) == 1
+    down = [e.data for e in collector.of_type("status.disconnected")]
+    assert [(d.reason, d.code) for d in down] == [("message_too_big", "1009")]  # type: ignore[union-attr]
+    assert len(sim.of("GET", "/positions")) == 2
+
+
+def test_max_message_bytes_defaults_to_sixteen_mebibytes(sim: Mt4BridgeSimulator) -> None:
+    """The documented default."""
+    assert _config(sim).max_message_bytes == 16 * 1024 * 1024

@@ -424,3 +424,33 @@ async def test_overlong_strings_are_bad_input_and_a_junk_time_is_the_receipt_tim
     assert junk[0].time == junk[0].received
     assert max(len(msgspec.json.encode(e)) for e in collector.events) < LINE_BOUND
     assert collector.of_type("status.disconnected") == []
+
+
+async def test_a_message_over_max_message_bytes_is_bad_input_then_reconnect_and_backfill(
+    sim: TraderWsSimulator, collector: Collector
+) -> None:
+    """One message past ``max_message_bytes``: closed with 1009, counted, reconnected, back-filled;
+    a message of exactly the bound is taken."""
+    bound = 64 * 1024
+    async with running(source(sim, max_message_bytes=bound), collector) as ctx:
+        await collector.wait_count("status.connected", 1)
+        sim.inject_huge(bound)
+        # The simulator's own quotes are near 1.08: a bid of 1.5 is the padded one.
+        await collector.wait_for(
+            lambda c: any(getattr(e.data, "bid", None) == 1.5 for e in c.events)
+        )
+        sim.inject_huge(bound + 1)
+        await collector.wait_count("status.connected", 2)
+        await sim.wait_until(lambda: len(sim.history_requests) == 2)
+        counters = dict(ctx.counters)
+    assert counters["bad.oversized_message"] == 1
+    assert sum(v for k, v in counters.items() if k.startswith("bad.")) == 1
+    down = statuses(collector, "status.disconnected")
+    assert [(d.reason, d.code) for d in down] == [("message_too_big", "1009")]
+    assert [r["type"] for r in sim.history_requests] == ["dealHistory", "orderHistory"]
+    assert sim.connections[1].subscriptions == EXPECTED_SUBSCRIPTIONS
+
+
+def test_max_message_bytes_defaults_to_sixteen_mebibytes(sim: TraderWsSimulator) -> None:
+    """The documented default."""
+    assert source(sim).max_message_bytes == 16 * 1024 * 1024

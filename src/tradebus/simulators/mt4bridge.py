@@ -65,7 +65,7 @@ from aiohttp import WSMsgType, web
 
 from tradebus import times
 from tradebus.adapters.mt4bridge import wire
-from tradebus.simulators.base import AppServer
+from tradebus.simulators.base import AppServer, padded
 
 BASE = "/mt4/client"
 _PIP = {"XAUUSD": 0.01, "USDJPY": 0.001}
@@ -284,6 +284,16 @@ class Mt4BridgeSimulator:
         self._has_clients.clear()
         for client in clients:
             await client.ws.close(code=code, message=b"cut")
+
+    async def inject(self, text: str) -> None:
+        """Send ``text`` as is to every WS client: malformed, unknown or hostile frames."""
+        for client in list(self._clients):
+            with contextlib.suppress(ConnectionError):
+                await client.ws.send_str(text)
+
+    async def inject_huge(self, size: int) -> None:
+        """Send every WS client one well-formed quote frame of ``size`` bytes."""
+        await self.inject(padded('{"type":"quote","symbol":"EURUSD","bid":1.5}', size))
 
     def set_account(self, *, balance: float) -> None:
         self.balance = balance

@@ -80,7 +80,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from tradebus import times
-from tradebus.simulators.base import AppServer
+from tradebus.simulators.base import AppServer, padded
 
 AUTH_CLOSE = 4001
 # Public demo credentials (config/demo.toml's defaults); source_table hands them out anyway.
@@ -327,6 +327,10 @@ class TraderWsSimulator:
         """Send ``text`` as is to every open connection: malformed or unknown messages."""
         for conn in list(self.live):
             self._send(conn, text)
+
+    def inject_huge(self, size: int) -> None:
+        """Send every open connection one well-formed quote of ``size`` bytes."""
+        self.inject(padded(_frame("quoteEvent", {"symbol": "EURUSD", "bid": 1.5}), size))
 
     async def expire_tokens(self) -> None:
         """Every issued token expires now; open connections are closed with 4001."""

@@ -31,6 +31,7 @@ from tradebus import log, secret, times
 from tradebus.adapters.base import SourceContext, register
 from tradebus.adapters.mt4bridge import normalize, wire
 from tradebus.adapters.mt4bridge.reconcile import Breaker, PositionBook
+from tradebus.adapters.websocket import oversized
 from tradebus.backoff import Backoff, Failure, Kind, parse_retry_after
 from tradebus.config import Mt4BridgeSource
 from tradebus.errors import SourceError
@@ -42,7 +43,6 @@ RELEASE_TIMEOUT = 2.0
 # until the breaker opens, which bounds them by ``breaker_threshold``.
 MAX_ATTEMPTS = 3
 CHANNELS = ("quotes", "profit", "orders")
-_MAX_FRAME = 16 * 1024 * 1024
 
 
 class BridgeCallError(SourceError):
@@ -404,7 +404,8 @@ class Mt4BridgeAdapter:
                     self._ws_url,
                     headers=headers,
                     heartbeat=min(self.config.idle_timeout / 2, 30.0),
-                    max_msg_size=_MAX_FRAME,
+                    # aiohttp refuses a message of max_msg_size bytes and more: this one is allowed.
+                    max_msg_size=self.config.max_message_bytes + 1,
                     timeout=aiohttp.ClientWSTimeout(ws_close=RELEASE_TIMEOUT),
                 )
         except aiohttp.WSServerHandshakeError as exc:
@@ -437,6 +438,9 @@ class Mt4BridgeAdapter:
                 raise _failed(Kind.RETRYABLE, "idle_timeout") from None
             if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                 await self._on_frame(msg.data)
+            elif (big := oversized(msg)) is not None:
+                self.ctx.bad_input("oversized_message", b"", big)
+                raise _failed(Kind.RETRYABLE, "message_too_big", ws.close_code)
             elif msg.type is aiohttp.WSMsgType.ERROR:
                 raise _failed(Kind.RETRYABLE, "ws_error", message=type(msg.data).__name__)
             else:  # CLOSE, CLOSING, CLOSED
