@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests import hostile
@@ -420,3 +421,20 @@ async def test_hostile_payloads_are_bad_input_and_every_valid_event_follows(
     assert adapter.ctx.counters["unknown.promoted"] == 1
     assert observed(signals(collector)) == expected(list(sim.sent))
     assert sim.attempts == 1
+
+
+async def test_the_simulator_survives_hostile_clients(
+    sim: TpAlertsSimulator, collector: Collector
+) -> None:
+    """Last-Event-IDs no server sent (5,000 digits, other scripts) get a stream, never a server
+    error; a real client is served after them."""
+    sim.send_ids = True
+    async with aiohttp.ClientSession() as http:
+        for last in ["9" * 5000, "\u0663", "-1"]:
+            headers = {"Authorization": f"Bearer {TOKEN}", "Last-Event-ID": last}
+            async with http.get(sim.url, headers=headers) as response:
+                assert response.status == 200, last[:10]
+    # The script's events went to those clients; a ping shows the next one is still served.
+    async with running(sim, collector) as adapter:
+        await until(lambda: adapter.ctx.counters["pings"] >= 1)
+    assert collector.types() == ["status.connected"]

@@ -9,6 +9,7 @@ import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import msgspec
 import pytest
 
@@ -454,3 +455,50 @@ async def test_a_message_over_max_message_bytes_is_bad_input_then_reconnect_and_
 def test_max_message_bytes_defaults_to_sixteen_mebibytes(sim: TraderWsSimulator) -> None:
     """The documented default."""
     assert source(sim).max_message_bytes == 16 * 1024 * 1024
+
+
+HOSTILE_CLIENT: list[bytes] = [
+    hostile.nested(),
+    hostile.nested_objects(),
+    hostile.envelope(b'{"type":"subscribe","payload":{"symbols":@}}', hostile.nested()),
+    b'{"type":"subscribe","payload":{"symbols":[{"a":1}],"events":5}}',
+    b'{"type":"depthSubscribe","payload":{"symbol":"EURUSD","depth":"' + b"9" * 5000 + b'"}}',
+    b'{"type":"createOrder","payload":{"quantity":"lots"}}',
+    b"\xff\xfe not json",
+]
+
+
+async def test_the_simulator_survives_hostile_clients(
+    sim: TraderWsSimulator, collector: Collector
+) -> None:
+    """Deep nesting and wrong types in a login body or a WS message get a 4xx or an ``error``
+    message, never a server error or a dropped connection; a message past the server's maximum
+    closes that connection alone (1009); a real client is served after them all."""
+    base = f"http://127.0.0.1:{sim.port}/api/v1"
+    async with aiohttp.ClientSession() as http:
+        for body in [*HOSTILE_CLIENT, b"x" * (2 * 1024 * 1024)]:
+            async with http.post(f"{base}/login", data=io.BytesIO(body)) as response:
+                assert 400 <= response.status < 500
+        login = {"username": USER, "password": PASSWORD}
+        async with http.post(f"{base}/login", json=login) as response:
+            token = (await response.json())["token"]
+        async with http.ws_connect(f"{base}/ws?token={token}", autoping=True) as ws:
+            for payload in HOSTILE_CLIENT:
+                await ws.send_str(payload.decode(errors="replace"))
+                reply = await ws.receive_json(timeout=5)
+                assert reply["type"] == "error", reply
+            await ws.send_json({"type": "subscribe", "payload": {"symbols": [], "events": []}})
+            assert (await ws.receive_json(timeout=5))["type"] == "subscribed"
+            # The server refuses it at its header (1009) and drops the connection while the
+            # rest is still being written: that connection ends, the server goes on.
+            with contextlib.suppress(ConnectionError):
+                await ws.send_str("x" * (8 * 1024 * 1024))
+            ended = await ws.receive(timeout=5)
+            assert ended.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.ERROR,
+            )
+    async with running(source(sim), collector):
+        await collector.wait_count("status.connected", 1)
+        await collector.wait_count("quote.updated", 3)

@@ -17,6 +17,9 @@ MAX_NAME: Final = 64
 MAX_TIME: Final = 64
 MAX_TEXT: Final = 4096
 
+# A numeric id (a ticket, an alert id, an event counter): JSON integers have no bound, and
+# outside a signed 64-bit range one is hostile, not an id.
+IntId: TypeAlias = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 # Ids and the parts of ids: event, order, position, trade, task and session ids.
 Id: TypeAlias = Annotated[str, msgspec.Meta(max_length=MAX_ID)]
 # Symbols, accounts, and the short words of the protocol (a side, a status, a currency).

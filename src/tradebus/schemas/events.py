@@ -41,7 +41,7 @@ class Origin(msgspec.Struct, frozen=True, gc=False, omit_defaults=False):
 
     # Bounded as the upstream ids it comes from are (tradebus.adapters.bounds.MAX_ID).
     signal_id: Annotated[str, msgspec.Meta(max_length=256)] | None = None
-    telegram_message_id: int | None = None
+    telegram_message_id: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
 
 
 # --- payloads -------------------------------------------------------------------------------

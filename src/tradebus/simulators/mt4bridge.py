@@ -417,7 +417,7 @@ class Mt4BridgeSimulator:
     async def _session_open(self, request: web.Request) -> web.Response:
         try:
             body = msgspec.json.decode(await request.read(), type=wire.SessionOpenRequest)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # nesting past msgspec's stack
             return _error(400)
         if self.reject_credentials or (
             body.account_id,
@@ -503,7 +503,7 @@ class Mt4BridgeSimulator:
         raw = await request.read()
         try:
             order = msgspec.json.decode(raw, type=wire.OrderRequest)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # nesting past msgspec's stack
             return _error(400)
         side = order.type.upper()
         if order.symbol not in self._prices or order.volume <= 0 or side not in ("BUY", "SELL"):
@@ -563,7 +563,7 @@ class Mt4BridgeSimulator:
     async def _on_client_message(self, client: _Client, data: str | bytes) -> None:
         try:
             sub = msgspec.json.decode(data, type=wire.Subscribe)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # nesting past msgspec's stack
             await client.ws.send_json(
                 {
                     "type": "error",

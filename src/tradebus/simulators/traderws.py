@@ -382,7 +382,7 @@ class TraderWsSimulator:
         await self._notify()
         try:
             body = _decode(await request.read())
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # nesting past msgspec's stack
             return web.json_response({"code": "BAD_REQUEST", "message": "invalid JSON"}, status=400)
         ok = (
             isinstance(body, dict)
@@ -514,7 +514,7 @@ class TraderWsSimulator:
     async def _handle(self, conn: Connection, text: str) -> None:
         try:
             msg = _decode(text)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # nesting past msgspec's stack
             self._error(conn, "BAD_REQUEST", "message is not valid JSON")
             return
         if not isinstance(msg, dict) or not isinstance(msg.get("payload"), dict):
@@ -548,8 +548,8 @@ class TraderWsSimulator:
     ) -> None:
         try:
             await handler(conn, msg)
-        except (KeyError, TypeError, ValueError) as exc:
-            self._error(conn, "BAD_REQUEST", f"invalid payload: {exc}", msg)
+        except Exception as exc:  # noqa: BLE001 - a client's bad message never kills the server
+            self._error(conn, "BAD_REQUEST", f"invalid payload: {str(exc)[:200]}", msg)
 
     async def _subscribe(self, conn: Connection, msg: dict[str, Any]) -> None:
         p = msg["payload"]

@@ -18,7 +18,7 @@ from typing import Final, NamedTuple, TypeAlias
 import msgspec
 
 from tradebus.adapters import bounds
-from tradebus.adapters.bounds import Id, Name, Text
+from tradebus.adapters.bounds import Id, IntId, Name, Text
 
 # Every field a price, a volume or a time; MT4 tickets are integers.
 Number: TypeAlias = float | None
@@ -38,7 +38,7 @@ class SessionOpenRequest(_Wire, frozen=True, kw_only=True):
 
     account_id: Name
     server: Name
-    login: int
+    login: IntId
     password: str
 
 
@@ -61,14 +61,14 @@ class Account(_Wire, frozen=True, kw_only=True):
     margin_level: Number = None
     profit: Number = None
     currency: Name | None = None
-    login: int | None = None
+    login: IntId | None = None
     account_id: Name | None = None
 
 
 class Position(_Wire, frozen=True, kw_only=True):
     """One entry of ``GET /positions``: "List open positions and pending orders"."""
 
-    ticket: int
+    ticket: IntId
     symbol: Name | None = None
     type: Name | None = None  # BUY | SELL; pending orders: BUY_LIMIT, SELL_STOP, ...
     volume: Number = None
@@ -140,7 +140,7 @@ class Quote(_Message, frozen=True, kw_only=True, tag="quote"):
 class Profit(_Message, frozen=True, kw_only=True, tag="profit"):
     """ "on-profit": the floating profit of one open position, as prices move."""
 
-    ticket: int
+    ticket: IntId
     symbol: Name | None = None
     profit: Number = None
     current_price: Number = None
@@ -152,7 +152,7 @@ class Order(_Message, frozen=True, kw_only=True, tag="order"):
 
     event: Name  # accepted | filled | partially_filled | cancelled | rejected | opened | closed
     task_id: Id | None = None
-    ticket: int | None = None
+    ticket: IntId | None = None
     symbol: Name | None = None
     side: Name | None = None  # BUY | SELL
     order_type: Name | None = None  # MARKET | LIMIT | STOP

@@ -17,7 +17,7 @@ from typing import Any, Final, TypeAlias
 
 import msgspec
 
-from tradebus.adapters.bounds import Id, Name, Time
+from tradebus.adapters.bounds import Id, IntId, Name, Time
 
 
 # gc=False: decoded JSON is a tree, never a cycle; untracked structs spare the cyclic GC.
@@ -34,7 +34,7 @@ class Ping(_Wire, frozen=True):
 class Working(_Wire, frozen=True):
     """``working``: "an alert that has just been detected by the algorithm"."""
 
-    id: int
+    id: IntId
     duration_strategy: Name | None = None
     instrument: Name | None = None
     ticker: Name | None = None
@@ -48,7 +48,7 @@ class Working(_Wire, frozen=True):
 class Aborted(_Wire, frozen=True):
     """``aborted``: "an alert that has been invalidated by the algorithm"."""
 
-    id: int
+    id: IntId
     token: Id | None = None
     token_state: Name | None = None
 
@@ -56,7 +56,7 @@ class Aborted(_Wire, frozen=True):
 class OnGoing(_Wire, frozen=True):
     """``onGoing``: "an alert that has reached its starting price"."""
 
-    id: int
+    id: IntId
     token: Id | None = None
 
 
@@ -64,7 +64,7 @@ class Closed(_Wire, frozen=True):
     """``closed``: "It either has reached its stopLoss price or the algorithm has detected the
     alert should close now and keep the present profits"."""
 
-    id: int
+    id: IntId
     exit: float | None = None
     gain: float | None = None
     closed_at: Time | None = None
