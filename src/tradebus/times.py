@@ -59,6 +59,11 @@ def _second_head(second: int) -> str:
     return head
 
 
+def to_epoch(stamp: str) -> float:
+    """Unix seconds of a canonical time (``ValueError`` if it is not one)."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
 def now() -> str:
     """The current wall-clock time as the canonical string."""
     return from_epoch(time.time())

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import io
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiohttp
@@ -19,7 +19,7 @@ from tradebus import config, log
 from tradebus.adapters.base import SourceContext
 from tradebus.adapters.traderws.adapter import TraderWsAdapter
 from tradebus.config import TraderWsSource
-from tradebus.schemas.events import GapData, StatusData, event_type
+from tradebus.schemas.events import Event, GapData, StatusData, event_type
 from tradebus.simulators.traderws import TraderWsSimulator
 
 USER = "trader-7"
@@ -69,8 +69,10 @@ def source(server: TraderWsSimulator, **overrides: Any) -> TraderWsSource:
 
 
 @contextlib.asynccontextmanager
-async def running(cfg: TraderWsSource, collector: Collector) -> AsyncIterator[SourceContext]:
-    ctx = SourceContext(cfg.name, "traderws", collector.publish)
+async def running(
+    cfg: TraderWsSource, collector: Collector, history: Sequence[Event] = ()
+) -> AsyncIterator[SourceContext]:
+    ctx = SourceContext(cfg.name, "traderws", collector.publish, history=history)
     task = asyncio.ensure_future(TraderWsAdapter(cfg, ctx).run())
     try:
         yield ctx
@@ -233,6 +235,26 @@ async def test_fills_during_cut_backfilled_once_before_live(
     kinds = [r["type"] for r in sim.history_requests]
     assert kinds == ["dealHistory", "orderHistory"] * 2
     assert all(r["accountId"] == "acc_123" for r in sim.history_requests)
+
+
+async def test_a_restart_back_fills_since_the_newest_journaled_event(
+    sim: TraderWsSimulator, collector: Collector
+) -> None:
+    """Fills made while the daemon was down come once after the restart; what the journal
+    holds is not given again, though the history window overlaps it."""
+    async with running(source(sim), collector):
+        await collector.wait_count("status.connected", 1)
+        before = exec_ids(await sim.make_fill(symbol="EURUSD"))
+        await collector.wait_for(lambda c: set(before) <= set(executions(c)))
+    await sim.wait_until(lambda: not sim.live)
+    away = exec_ids(await sim.make_fill(symbol="GBPUSD"))
+    after = Collector()
+    async with running(source(sim), after, history=collector.events):
+        await after.wait_for(lambda c: set(away) <= set(executions(c)))
+    assert executions(after) == away
+    assert [r["type"] for r in sim.history_requests] == ["dealHistory", "orderHistory"]
+    gaps = [e.data for e in after.of_type("status.gap") if isinstance(e.data, GapData)]
+    assert [g.reason for g in gaps] == ["quotes_not_backfilled"]
 
 
 async def test_live_messages_held_until_history_is_in(

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -82,6 +83,7 @@ class TraderWsAdapter:
             subscribe_timeout=config.subscribe_timeout,
             dedupe_size=config.dedupe_size,
         )
+        self._resume_from(ctx.history)
         self.backoff = Backoff(
             base=config.reconnect_min,
             cap=config.reconnect_max,
@@ -253,6 +255,19 @@ class TraderWsAdapter:
                 await self.ctx.publish(batch)
             if self._closing:
                 return
+
+    def _resume_from(self, history: Sequence[Event]) -> None:
+        """After a restart the first connect back-fills like a reconnect: from the newest event
+        of this source in the journal, deduped against the ids journaled."""
+        if not history:
+            return
+        try:
+            newest = max(times.to_epoch(e.received) for e in history)
+        except ValueError:
+            return  # a journal of another version: the first connect starts afresh
+        self.session.covered_until = newest
+        self.session.seen.update(e.id for e in history)
+        self.ctx.log.info("resuming", since=times.from_epoch(newest), journaled=len(history))
 
     def _received(self, now: float) -> str:
         # One canonical string per millisecond: formatting it is the costly part.
