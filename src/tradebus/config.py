@@ -137,8 +137,9 @@ class TraderWsSource(SourceBase, tag="traderws", frozen=True, kw_only=True):
     connect_timeout: Positive = 10.0
     dedupe_size: Count = 100_000
     # The largest WebSocket message taken; a larger one closes the connection (1009) and is
-    # bad input. A history reply holds every execution of the away-window in one message.
-    max_message_bytes: Count = 16 * 1024 * 1024
+    # bad input. A history reply holds every execution of the away-window in one message, and
+    # one refused would be asked for again on every reconnect: hence the larger default.
+    max_message_bytes: Count = 64 * 1024 * 1024
 
 
 class Mt4BridgeSource(SourceBase, tag="mt4bridge", frozen=True, kw_only=True):

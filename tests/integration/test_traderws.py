@@ -474,9 +474,9 @@ async def test_a_message_over_max_message_bytes_is_bad_input_then_reconnect_and_
     assert sim.connections[1].subscriptions == EXPECTED_SUBSCRIPTIONS
 
 
-def test_max_message_bytes_defaults_to_sixteen_mebibytes(sim: TraderWsSimulator) -> None:
+def test_max_message_bytes_defaults_to_sixty_four_mebibytes(sim: TraderWsSimulator) -> None:
     """The documented default."""
-    assert source(sim).max_message_bytes == 16 * 1024 * 1024
+    assert source(sim).max_message_bytes == 64 * 1024 * 1024
 
 
 HOSTILE_CLIENT: list[bytes] = [
