@@ -193,8 +193,31 @@ class SinkWorker:
         self._ending = True
         self._work.set()
 
+    async def open(self) -> None:
+        """Open the sink, retrying what may pass (a directory not there yet, a peer down): one
+        sink that cannot start holds neither the daemon nor the other sinks."""
+        while True:
+            try:
+                await self.sink.open()
+            except RetryableSinkError as exc:
+                delay = self._backoff.delay(Failure(Kind.RETRYABLE, "sink_open"))
+                self.retries += 1
+                self.last_error = str(exc)
+                self._log.warning("sink_open_retry", error=str(exc), retry_in=round(delay, 3))
+                await asyncio.sleep(delay)
+            except FatalSinkError as exc:
+                self.failed = True
+                self.last_error = str(exc)
+                self._log.error("sink_failed", error=str(exc))
+                return
+            else:
+                self._backoff.reset()
+                self.last_error = None
+                return
+
     async def run(self) -> None:
-        """Write batches until ``end`` and nothing is left."""
+        """Open the sink, then write batches until ``end`` and nothing is left."""
+        await self.open()
         pending = self._pending
         while not self.failed:
             if not pending:
@@ -398,7 +421,6 @@ class Bus:
 
     async def start(self) -> None:
         for worker in self.workers:
-            await worker.sink.open()
             self._tasks.append(asyncio.create_task(worker.run(), name=f"sink:{worker.name}"))
         if self.journal is not None:
             self._chores = asyncio.create_task(self._keep(self.journal), name="journal")

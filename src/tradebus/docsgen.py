@@ -111,6 +111,9 @@ CONFIG_DOCS: dict[str, str] = {
     "history replies) may take before reconnecting.",
     "sources.traderws.connect_timeout": "Seconds for the login request and for the WebSocket "
     "handshake, each.",
+    "sources.traderws.max_message_bytes": "The largest WebSocket message taken; a larger one "
+    "closes the connection (1009), counts as bad input and the source reconnects and back-fills. "
+    "Large because one history reply holds a whole away-window.",
     "sources.traderws.dedupe_size": "Execution ids remembered so that a back-fill never repeats "
     "an order event.",
     "sources.mt4bridge.api_key": "The bridge API key.",
@@ -125,6 +128,8 @@ CONFIG_DOCS: dict[str, str] = {
     "reported, once.",
     "sources.mt4bridge.idle_timeout": "Seconds without a WebSocket message before reconnecting.",
     "sources.mt4bridge.request_timeout": "Seconds for each REST call.",
+    "sources.mt4bridge.max_message_bytes": "The largest WebSocket frame taken; a larger one "
+    "closes the connection (1009), counts as bad input and the source reconnects and reconciles.",
     "sources.mt4bridge.breaker_threshold": "502 BridgeUnavailable answers in a row that open the "
     "circuit breaker.",
     "sources.mt4bridge.breaker_reset": "Seconds the open breaker waits before trying again.",
@@ -171,7 +176,8 @@ FIELD_DOCS: dict[str, str] = {
     "envelope.seq": "Assigned by the bus: strictly increasing in the stream.",
     "envelope.source": "The configured name of the source that gave it.",
     "envelope.provider": "Which upstream kind the source is.",
-    "envelope.time": "The upstream's own timestamp, else the receipt time.",
+    "envelope.time": "The upstream's own timestamp; the receipt time if it gives none, or one "
+    "that does not parse.",
     "envelope.received": "When tradebus read it.",
     "envelope.account": "The account the event belongs to, or null.",
     "envelope.symbol": "The instrument as the upstream names it (`EURUSD`, `BTC/USD`), or null.",
@@ -292,13 +298,16 @@ def config_key(section: str, tag: str | None, field: str, shared: bool) -> str:
 # --- rendering types and defaults -----------------------------------------------------------
 
 
+_INT64_MAX = (1 << 63) - 1
+
+
 def _num_bounds(t: mi.IntType | mi.FloatType) -> str:
     bounds = [
-        f"{op} {value}"
+        "64-bit" if value == _INT64_MAX else f"{op} {value}"
         for op, value in ((">", t.gt), ("≥", t.ge), ("<", t.lt), ("≤", t.le))
         if value is not None
     ]
-    return f", {' and '.join(bounds)}" if bounds else ""
+    return f", {', '.join(bounds)}" if bounds else ""
 
 
 def _timestamp_pattern() -> str | None:

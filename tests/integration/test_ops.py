@@ -147,6 +147,9 @@ async def test_readyz_follows_connects_and_disconnects(running: Running) -> None
         "failed": False,
         "retries": 0,
         "backlog": 0,
+        "cursor": 3,
+        "live": True,
+        "gaps": 0,
         "last_error": None,
         "ready": True,
     }

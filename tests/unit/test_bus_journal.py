@@ -13,7 +13,9 @@ import msgspec
 import pytest
 
 from tests.unit.test_bus import RecordingSink, fill, quote, worker
+from tradebus.backoff import Backoff
 from tradebus.bus import Bus, SinkWorker
+from tradebus.errors import RetryableSinkError
 from tradebus.journal import cursors
 from tradebus.journal.store import Journal
 from tradebus.schemas.events import Event, StatusGap, event_type
@@ -188,4 +190,29 @@ async def test_memory_stays_bounded_while_a_sink_is_down(tmp_path: Path) -> None
     gate.set()
     await wait_until(lambda: len(down.lines()) == 100_000, 30)
     assert seqs(down) == list(range(1, 100_001))
+    assert await bus.close(5)
+
+
+async def test_a_sink_that_cannot_open_yet_holds_nothing_and_gets_everything_later(
+    tmp_path: Path,
+) -> None:
+    class LateSink(RecordingSink):
+        fails = 2
+
+        async def open(self) -> None:
+            if self.fails:
+                self.fails -= 1
+                raise RetryableSinkError("not yet")
+
+    late, other = LateSink("late", needs_events=False), RecordingSink("other")
+    w = worker(late)
+    w._backoff = Backoff(base=0.01, cap=0.02)
+    bus = open_bus(tmp_path, w, worker(other))
+    await bus.start()
+    for n in range(10):
+        await asyncio.wait_for(bus.publish([quote(n)]), 1)
+    await other.wait_events(10)
+    await wait_until(lambda: len(late.lines()) == 10)
+    assert seqs(late) == list(range(1, 11))
+    assert w.retries == 2
     assert await bus.close(5)

@@ -12,6 +12,7 @@ import msgspec
 import msgspec.inspect as mi
 import pytest
 
+from tests.unit.test_layering import imported
 from tradebus import config, docsgen
 from tradebus.schemas import events as ev
 
@@ -169,14 +170,8 @@ IO = frozenset({"asyncio", "aiohttp", "websockets", "uvloop"})
 
 def _imports(path: Path) -> set[str]:
     """Every module ``path`` imports (top-level and lazy), as dotted names."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return names
+    package = ".".join(("tradebus", *path.relative_to(SRC).parent.parts))
+    return imported(ast.parse(path.read_text("utf-8")), package)
 
 
 def _sans_io_modules() -> list[Path]:
@@ -208,24 +203,12 @@ def test_sources_never_import_the_bus_or_a_sink() -> None:
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
-# The one known exception, named in ARCHITECTURE.md: request structs, pinned by golden tests.
-SIMULATOR_EXCEPTIONS = {"mt4bridge.py": {"tradebus.adapters.mt4bridge.wire"}}
-
-
-def test_simulators_never_import_an_adapter() -> None:
-    """A fake that shared the code it tests would agree with its bugs."""
-    for path in sorted((SRC / "simulators").glob("*.py")):
-        used = {n for n in _imports(path) if n.startswith("tradebus.adapters")}
-        allowed = SIMULATOR_EXCEPTIONS.get(path.name, set())
-        # ``from tradebus.adapters.mt4bridge import wire`` names the package and the module.
-        used -= {a.rsplit(".", 1)[0] for a in allowed}
-        assert used <= allowed, f"simulators/{path.name} imports {sorted(used - allowed)}"
-
-
 def test_import_walk_sees_lazy_and_from_imports() -> None:
     """The walk the invariant tests use finds what a module really imports."""
     assert "asyncio" in _imports(SRC / "adapters" / "ssehttp.py")
-    assert "tradebus.adapters.mt4bridge.wire" in _imports(SRC / "simulators" / "mt4bridge.py")
+    assert "tradebus.adapters.base.SourceContext" in _imports(
+        SRC / "adapters" / "ttmt" / "adapter.py"
+    )
 
 
 # --- the prose pages point at things that exist ---------------------------------------------
