@@ -216,3 +216,34 @@ async def test_a_sink_that_cannot_open_yet_holds_nothing_and_gets_everything_lat
     assert seqs(late) == list(range(1, 11))
     assert w.retries == 2
     assert await bus.close(5)
+
+
+async def test_a_damaged_record_is_a_gap_and_an_error_for_the_sink_and_the_rest_arrives(
+    tmp_path: Path,
+) -> None:
+    first = RecordingSink("a", needs_events=False)
+    bus = open_bus(tmp_path, worker(first))
+    await bus.start()
+    await bus.close(5)  # "a" now has a cursor at 0 in the state dir
+    bus = open_bus(tmp_path)  # a run without sink "a": its cursor stays on record
+    journal = bus.journal
+    assert journal is not None
+    for n in range(3):
+        await bus.publish([quote(2 * n), quote(2 * n + 1)])
+    seg = journal.segments[-1].path
+    await bus.close(1)
+    data = bytearray(seg.read_bytes())
+    middle = len(data) // 2
+    data[middle] ^= 0x20  # inside the second record's lines
+    seg.write_bytes(bytes(data))
+    sink = RecordingSink("a")
+    bus = open_bus(tmp_path, worker(sink))
+    await bus.start()
+    await wait_until(lambda: bus.workers[0].cursor == 6)
+    kinds = [event_type(e) for e in sink.events()]
+    assert kinds == ["quote.updated"] * 2 + ["status.gap", "status.error"] + ["quote.updated"] * 2
+    gap = sink.events()[2]
+    assert isinstance(gap, StatusGap)
+    assert (gap.data.first_missing, gap.data.last_missing, gap.data.reason) == (3, 4, "corrupt")
+    assert bus.workers[0].corrupt == 1
+    assert await bus.close(5)
