@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -208,8 +209,7 @@ async def test_a_torn_journal_tail_is_cut_and_logged_once_with_its_offset(
     whole = journal.segments[-1].size
     seg = journal.segments[-1].path
     journal.close()
-    with open(seg, "r+b") as f:
-        f.truncate(whole - 5)  # SIGKILL in the middle of the second record
+    os.truncate(seg, whole - 5)  # SIGKILL in the middle of the second record
     with capture_logs() as logs:
         daemon = Daemon(one_source(tmp_path), sinks=[Sink()], factories={"ttmt": CrashOnce})
     cut = [e for e in logs if e["event"] == "journal_torn_tail_cut"]
