@@ -247,3 +247,21 @@ async def test_a_damaged_record_is_a_gap_and_an_error_for_the_sink_and_the_rest_
     assert (gap.data.first_missing, gap.data.last_missing, gap.data.reason) == (3, 4, "corrupt")
     assert bus.workers[0].corrupt == 1
     assert await bus.close(5)
+
+
+async def test_a_sink_failing_retryably_for_a_while_catches_up_and_the_other_keeps_pace(
+    tmp_path: Path,
+) -> None:
+    flaky, steady = RecordingSink("flaky", needs_events=False), RecordingSink("steady")
+    flaky.fail_next = [RetryableSinkError("receiver down")] * 5
+    w = worker(flaky, queue_size=8)
+    w._backoff = Backoff(base=0.01, cap=0.05)
+    bus = open_bus(tmp_path, w, worker(steady))
+    await bus.start()
+    for n in range(500):
+        await asyncio.wait_for(bus.publish([quote(n)]), 1)
+    await steady.wait_events(500)  # while the flaky one is still failing or catching up
+    await wait_until(lambda: len(flaky.lines()) == 500)
+    assert seqs(flaky) == list(range(1, 501))
+    assert w.retries == 5
+    assert await bus.close(5)
