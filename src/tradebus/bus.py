@@ -406,8 +406,13 @@ class Bus:
         self._stuck = asyncio.Lock()  # held while an append is being retried (disk full)
         self._saved_cursors: dict[str, int] = {}
         self._log: Any = log.get()
+        # Cursors of sinks not in this config: kept as they are, so a sink taken out of the
+        # config for a while resumes where it was (retention does not wait for it).
+        self._other_cursors: dict[str, cursors.CursorEntry] = {}
         if journal is not None:
             saved = saved or {}
+            names = {w.name for w in self.workers}
+            self._other_cursors = {k: v for k, v in saved.items() if k not in names}
             for w in self.workers:
                 entry = saved.get(w.name)
                 # A sink new to this state dir starts at the journal's end: what it is given
@@ -423,6 +428,9 @@ class Bus:
         for worker in self.workers:
             self._tasks.append(asyncio.create_task(worker.run(), name=f"sink:{worker.name}"))
         if self.journal is not None:
+            # A sink new to this state dir begins at the journal's end: put that on record
+            # now, or a crash before its first write would have it begin later still.
+            await self._save_cursors(force=True)
             self._chores = asyncio.create_task(self._keep(self.journal), name="journal")
 
     async def publish(self, events: Sequence[Event]) -> None:
@@ -533,16 +541,18 @@ class Bus:
 
     def cursor_entries(self) -> dict[str, cursors.CursorEntry]:
         now = int(time.time() * 1000)
-        return {
-            w.name: cursors.CursorEntry(seq=w.cursor, updated_ms=now, error=w.last_error)
-            for w in self.workers
-        }
+        entries = dict(self._other_cursors)
+        for w in self.workers:
+            entries[w.name] = cursors.CursorEntry(seq=w.cursor, updated_ms=now, error=w.last_error)
+        return entries
 
-    async def _save_cursors(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    async def _save_cursors(
+        self, loop: asyncio.AbstractEventLoop | None = None, *, force: bool = False
+    ) -> None:
         if self.state_dir is None or self.journal is None:
             return
         current = {w.name: w.cursor for w in self.workers}
-        if current == self._saved_cursors:
+        if current == self._saved_cursors and not force:
             return
         entries = self.cursor_entries()
         durable = self.journal.fsync != "never"
@@ -580,7 +590,8 @@ class Bus:
             await worker.sink.close()
         if self.journal is not None:
             try:
-                await self._save_cursors()
+                # Forced: a sink new to this state dir is on record from now on, where it began.
+                await self._save_cursors(force=True)
             except OSError as exc:
                 self._log.error("cursor_save_failed", error=exc.strerror or str(exc))
             self.journal.close()

@@ -64,3 +64,38 @@ async def test_journal_without_a_journal_names_the_state_dir(tmp_path: Path) -> 
     code, _, err = await run_cli("journal", "-c", str(config_file(tmp_path, state)))
     assert code == 2
     assert str(state) in err.decode()
+
+
+def run_config(tmp_path: Path, state: Path) -> Path:
+    path = tmp_path / "run.toml"
+    path.write_text(
+        f'[daemon]\nstate_dir = "{state}"\n[[sources]]\nname = "s1"\ntype = "ttmt"\n'
+        'url = "http://127.0.0.1:1/"\napi_key = "k"\n[[sinks]]\nname = "o"\ntype = "stdout"\n'
+    )
+    return path
+
+
+async def test_a_missing_parent_exits_2_naming_the_path(tmp_path: Path) -> None:
+    state = tmp_path / "missing" / "state"
+    code, _, err = await run_cli("run", "-c", str(run_config(tmp_path, state)), timeout=30)
+    assert code == 2
+    assert f"state_dir {state}: parent directory" in err.decode()
+
+
+async def test_a_state_dir_that_is_a_file_exits_2(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.write_text("")
+    code, _, err = await run_cli("run", "-c", str(run_config(tmp_path, state)), timeout=30)
+    assert code == 2
+    assert "is not a directory" in err.decode()
+
+
+async def test_a_state_dir_held_by_another_tradebus_exits_2(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    holder, _ = Journal.open(state)  # as a running daemon holds it
+    try:
+        code, _, err = await run_cli("run", "-c", str(run_config(tmp_path, state)), timeout=30)
+    finally:
+        holder.close()
+    assert code == 2
+    assert f"state_dir {state}: is in use by another tradebus" in err.decode()

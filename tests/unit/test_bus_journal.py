@@ -216,3 +216,52 @@ async def test_a_sink_that_cannot_open_yet_holds_nothing_and_gets_everything_lat
     assert seqs(late) == list(range(1, 11))
     assert w.retries == 2
     assert await bus.close(5)
+
+
+async def test_a_damaged_record_is_a_gap_and_an_error_for_the_sink_and_the_rest_arrives(
+    tmp_path: Path,
+) -> None:
+    first = RecordingSink("a", needs_events=False)
+    bus = open_bus(tmp_path, worker(first))
+    await bus.start()
+    await bus.close(5)  # "a" now has a cursor at 0 in the state dir
+    bus = open_bus(tmp_path)  # a run without sink "a": its cursor stays on record
+    journal = bus.journal
+    assert journal is not None
+    for n in range(3):
+        await bus.publish([quote(2 * n), quote(2 * n + 1)])
+    seg = journal.segments[-1].path
+    await bus.close(1)
+    data = bytearray(seg.read_bytes())
+    middle = len(data) // 2
+    data[middle] ^= 0x20  # inside the second record's lines
+    seg.write_bytes(bytes(data))
+    sink = RecordingSink("a")
+    bus = open_bus(tmp_path, worker(sink))
+    await bus.start()
+    await wait_until(lambda: bus.workers[0].cursor == 6)
+    kinds = [event_type(e) for e in sink.events()]
+    assert kinds == ["quote.updated"] * 2 + ["status.gap", "status.error"] + ["quote.updated"] * 2
+    gap = sink.events()[2]
+    assert isinstance(gap, StatusGap)
+    assert (gap.data.first_missing, gap.data.last_missing, gap.data.reason) == (3, 4, "corrupt")
+    assert bus.workers[0].corrupt == 1
+    assert await bus.close(5)
+
+
+async def test_a_sink_failing_retryably_for_a_while_catches_up_and_the_other_keeps_pace(
+    tmp_path: Path,
+) -> None:
+    flaky, steady = RecordingSink("flaky", needs_events=False), RecordingSink("steady")
+    flaky.fail_next = [RetryableSinkError("receiver down")] * 5
+    w = worker(flaky, queue_size=8)
+    w._backoff = Backoff(base=0.01, cap=0.05)
+    bus = open_bus(tmp_path, w, worker(steady))
+    await bus.start()
+    for n in range(500):
+        await asyncio.wait_for(bus.publish([quote(n)]), 1)
+    await steady.wait_events(500)  # while the flaky one is still failing or catching up
+    await wait_until(lambda: len(flaky.lines()) == 500)
+    assert seqs(flaky) == list(range(1, 501))
+    assert w.retries == 5
+    assert await bus.close(5)

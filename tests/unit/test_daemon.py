@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -193,3 +194,27 @@ async def test_a_crash_loop_backs_off_and_a_stable_run_resets_the_escalation(
     delays = [e.data.retry_in for e in sink.events[:5]]  # type: ignore[union-attr]
     assert all(d is not None and 0.05 <= d <= 0.4 for d in delays), delays
     assert daemon.contexts["t"].counters["adapter_crashed"] >= 5
+
+
+async def test_a_torn_journal_tail_is_cut_and_logged_once_with_its_offset(
+    tmp_path: Path,
+) -> None:
+    from structlog.testing import capture_logs
+
+    from tradebus.journal.store import Journal
+
+    journal, _ = Journal.open(tmp_path)
+    journal.append([b'{"x":1}\n'], 1, 1)
+    journal.append([b'{"x":2}\n'], 1, 1)
+    whole = journal.segments[-1].size
+    seg = journal.segments[-1].path
+    journal.close()
+    os.truncate(seg, whole - 5)  # SIGKILL in the middle of the second record
+    with capture_logs() as logs:
+        daemon = Daemon(one_source(tmp_path), sinks=[Sink()], factories={"ttmt": CrashOnce})
+    cut = [e for e in logs if e["event"] == "journal_torn_tail_cut"]
+    assert len(cut) == 1
+    assert cut[0]["offset"] == whole // 2
+    assert daemon.bus.last_seq == 1
+    assert daemon.bus.journal is not None
+    daemon.bus.journal.close()
