@@ -1,4 +1,4 @@
-"""``tradebus run | check-config | demo | simulate | schema``."""
+"""``tradebus run | check-config | health | status | demo | simulate | schema``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
-from tradebus import __version__, config, log
+from tradebus import __version__, config, log, probe
 from tradebus.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -119,6 +119,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return _run_loop(_simulate(module.from_cli(args), args.host, args.port))
 
 
+def _cmd_health(args: argparse.Namespace) -> int:
+    code, line = probe.health(args.url, ready=args.ready, timeout=args.timeout)
+    print(line, file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
 def _cmd_schema(_args: argparse.Namespace) -> int:
     from tradebus.schemas.events import json_schema
 
@@ -143,6 +149,18 @@ def build_parser(*, simulators: bool = True) -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file (exit 2 if invalid)")
     check.add_argument("-c", "--config", required=True, help="TOML config file")
     check.set_defaults(func=_cmd_check_config)
+
+    health = sub.add_parser(
+        "health", help="ask a running daemon's ops endpoint (exit 0 healthy, 1 not)"
+    )
+    health.add_argument("--url", default=probe.DEFAULT_URL, help="the ops endpoint (%(default)s)")
+    health.add_argument(
+        "--ready", action="store_true", help="ask /readyz (every feed up) instead of /healthz"
+    )
+    health.add_argument(
+        "--timeout", type=float, default=probe.DEFAULT_TIMEOUT, help="seconds (%(default)s)"
+    )
+    health.set_defaults(func=_cmd_health)
 
     demo = sub.add_parser("demo", help="run the daemon on the built-in simulators")
     demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
