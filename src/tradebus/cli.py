@@ -125,11 +125,35 @@ def _cmd_health(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    import time
+
+    try:
+        before = probe.readyz(args.url, args.timeout) if args.interval > 0 else None
+        started = time.monotonic()
+        if before is not None:
+            time.sleep(args.interval)  # two readings make the rates; one gives only totals
+        state = probe.readyz(args.url, args.timeout)
+    except probe.ProbeError as exc:
+        print(f"tradebus status: {exc}", file=sys.stderr)
+        return 1
+    elapsed = time.monotonic() - started
+    print(probe.render(state, before, elapsed, color=sys.stdout.isatty()))
+    return 0 if state["ready"] else 1
+
+
 def _cmd_schema(_args: argparse.Namespace) -> int:
     from tradebus.schemas.events import json_schema
 
     sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(json_schema())) + b"\n")
     return 0
+
+
+def _ops_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=probe.DEFAULT_URL, help="the ops endpoint (%(default)s)")
+    parser.add_argument(
+        "--timeout", type=float, default=probe.DEFAULT_TIMEOUT, help="seconds (%(default)s)"
+    )
 
 
 def build_parser(*, simulators: bool = True) -> argparse.ArgumentParser:
@@ -153,14 +177,20 @@ def build_parser(*, simulators: bool = True) -> argparse.ArgumentParser:
     health = sub.add_parser(
         "health", help="ask a running daemon's ops endpoint (exit 0 healthy, 1 not)"
     )
-    health.add_argument("--url", default=probe.DEFAULT_URL, help="the ops endpoint (%(default)s)")
+    _ops_arguments(health)
     health.add_argument(
         "--ready", action="store_true", help="ask /readyz (every feed up) instead of /healthz"
     )
-    health.add_argument(
-        "--timeout", type=float, default=probe.DEFAULT_TIMEOUT, help="seconds (%(default)s)"
-    )
     health.set_defaults(func=_cmd_health)
+
+    status = sub.add_parser(
+        "status", help="a running daemon's sources and sinks (exit 0 ready, 1 not)"
+    )
+    _ops_arguments(status)
+    status.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between the readings that give ev/s"
+    )
+    status.set_defaults(func=_cmd_status)
 
     demo = sub.add_parser("demo", help="run the daemon on the built-in simulators")
     demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS")

@@ -63,3 +63,69 @@ def readyz(base: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
     if not isinstance(state, dict) or not {"ready", "sources", "sinks"} <= state.keys():
         raise ProbeError(f"/readyz answered {status} with an unexpected body")
     return state
+
+
+_GREEN, _RED, _YELLOW, _RESET = "\033[32m", "\033[31m", "\033[33m", "\033[0m"
+
+
+def _source_state(row: dict[str, Any]) -> tuple[str, str]:
+    if row["connected"]:
+        return "connected", _GREEN
+    if row["ready"]:  # a planned reconnect within its grace, or a source that is not required
+        return ("reconnecting", _YELLOW) if row["required"] else ("down (optional)", _YELLOW)
+    return "down", _RED
+
+
+def _sink_state(row: dict[str, Any]) -> tuple[str, str]:
+    if row["failed"]:
+        return "failed", _RED
+    if row["last_error"] is not None:
+        return "retrying", _RED
+    return "writing", _GREEN
+
+
+def _rate(now: dict[str, Any], before: dict[str, Any] | None, key: str, elapsed: float) -> str:
+    if before is None or elapsed <= 0:
+        return "-"
+    return f"{max(0, now[key] - before[key]) / elapsed:,.1f}"
+
+
+def _age(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:,.1f}s"
+
+
+def render(
+    state: dict[str, Any],
+    before: dict[str, Any] | None = None,
+    elapsed: float = 0.0,
+    *,
+    color: bool = False,
+) -> str:
+    """``/readyz`` as a table; events/s from ``before``, a body read ``elapsed`` seconds earlier."""
+    rows: list[tuple[list[str], str]] = []
+    rows.append((["SOURCE", "STATE", "EV/S", "LAST EVENT", "RECONNECTS", "GAPS", "ERROR"], ""))
+    old = before or {"sources": {}, "sinks": {}}
+    for name, row in state["sources"].items():
+        label, hue = _source_state(row)
+        prev = old["sources"].get(name)
+        rate = _rate(row, prev, "events", elapsed)
+        cells = [name, label, rate, _age(row["last_event_age"])]
+        cells += [str(row["reconnects"]), str(row["gaps"]), row["last_error"] or ""]
+        rows.append((cells, hue))
+    rows.append((["SINK", "STATE", "EV/S", "BACKLOG", "RETRIES", "", "ERROR"], ""))
+    for name, row in state["sinks"].items():
+        label, hue = _sink_state(row)
+        rate = _rate(row, old["sinks"].get(name), "written", elapsed)
+        cells = [name, label, rate, f"{row['backlog']:,}", str(row["retries"]), ""]
+        rows.append(([*cells, row["last_error"] or ""], hue))
+    widths = [max(len(cells[i]) for cells, _ in rows) for i in range(7)]
+    lines = []
+    for cells, hue in rows:
+        padded = [c.ljust(w) for c, w in zip(cells, widths, strict=True)]
+        if color and hue:  # colour after padding: escape codes take no column
+            padded[1] = f"{hue}{padded[1]}{_RESET}"
+        lines.append("  ".join(padded).rstrip())
+    verdict = "ready" if state["ready"] else "NOT READY"
+    if color:
+        verdict = f"{_GREEN if state['ready'] else _RED}{verdict}{_RESET}"
+    return "\n".join([*lines, verdict])

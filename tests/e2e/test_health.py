@@ -1,4 +1,5 @@
-"""`tradebus health` against a real daemon's ops endpoint, and against nothing at all."""
+"""`tradebus health` and `tradebus status` against a real daemon's ops endpoint, and against
+nothing at all."""
 
 from __future__ import annotations
 
@@ -47,6 +48,13 @@ async def test_health_is_0_for_a_ready_daemon(tmp_path: Path, simulators: list[S
                 connected.add(event.source)
     code, out, err = await run_cli("health", "--ready", "--url", url)
     assert (code, out, err) == (0, b"ok: /readyz answered 200\n", b"")
+    code, out, _ = await run_cli("status", "--url", url, "--interval", "0.3")
+    assert code == 0
+    rows = {line.split()[0]: line.split() for line in out.decode().splitlines()}
+    assert rows["src0"][1] == rows["src1"][1] == "connected"
+    assert float(rows["src0"][2]) >= 0  # a rate, from two readings
+    assert rows["archive"][1] == rows["console"][1] == "writing"
+    assert out.decode().splitlines()[-1] == "ready"  # stdout is a pipe: no colour
     # The image's HEALTHCHECK, word for word but for the port this daemon got.
     argv = [url if a == "http://127.0.0.1:9464" else a for a in healthcheck_argv()[1:]]
     assert url in argv
@@ -69,6 +77,11 @@ async def test_health_ready_is_1_while_a_source_is_down(tmp_path: Path, closed_p
     assert (code, out, err) == (1, b"", b"unhealthy: /readyz answered 503\n")
     code, _, _ = await run_cli("health", "--url", url)
     assert code == 0
+    code, out, _ = await run_cli("status", "--url", url, "--interval", "0")
+    assert code == 1
+    rows = {line.split()[0]: line.split() for line in out.decode().splitlines()}
+    assert rows["down"][1:3] == ["down", "-"]
+    assert out.decode().splitlines()[-1] == "NOT READY"
     await stop(daemon)
 
 
@@ -78,6 +91,9 @@ async def test_health_is_1_with_a_clear_message_when_nothing_listens(closed_port
     code, out, err = await run_cli("health", "--url", url)
     assert (code, out) == (1, b"")
     assert err.decode() == f"unhealthy: {url}/healthz: Connection refused\n"
+    code, out, err = await run_cli("status", "--url", url)
+    assert (code, out) == (1, b"")
+    assert err.decode() == f"tradebus status: {url}/readyz: Connection refused\n"
 
 
 async def test_health_times_out_on_a_silent_endpoint() -> None:
