@@ -56,7 +56,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from tradebus.daemon.app import serve
 
     cfg = config.load(args.config)
-    log.configure(cfg.daemon.log_level, fmt=cfg.daemon.log_format)
+    log.configure(
+        args.log_level or cfg.daemon.log_level, fmt=args.log_format or cfg.daemon.log_format
+    )
+    exposed = config.exposed_secrets(args.config)
+    if exposed:
+        log.get().warning(
+            "config_secrets_readable",
+            file=str(args.config),
+            keys=exposed,
+            hint="chmod 600 the file, or use ${VAR} or <key>_file for these",
+        )
     return _run_loop(serve(cfg))
 
 
@@ -168,6 +178,16 @@ def build_parser(*, simulators: bool = True) -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the daemon with a config file")
     run.add_argument("-c", "--config", required=True, help="TOML config file")
+    run.add_argument(
+        "--log-format",
+        choices=["json", "console"],
+        help="overrides [daemon] log_format (default: console on a terminal, else json)",
+    )
+    run.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="overrides [daemon] log_level",
+    )
     run.set_defaults(func=_cmd_run)
 
     check = sub.add_parser("check-config", help="validate a config file (exit 2 if invalid)")

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,12 +76,16 @@ def write_config(tmp_path: Path, sims: list[Simulator], daemon: str = "") -> Pat
     return path
 
 
-async def start_daemon(config: Path, env: dict[str, str] | None = None) -> Daemon:
+async def start_daemon(
+    config: Path, env: dict[str, str] | None = None, args: Sequence[str] = ()
+) -> Daemon:
+    """`tradebus run -c config *args`, its stdout and stderr piped to the test."""
     proc = await asyncio.create_subprocess_exec(
         *TRADEBUS,
         "run",
         "-c",
         str(config),
+        *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
