@@ -112,11 +112,12 @@ def render(
         cells = [name, label, rate, _age(row["last_event_age"])]
         cells += [str(row["reconnects"]), str(row["gaps"]), row["last_error"] or ""]
         rows.append((cells, hue))
-    rows.append((["SINK", "STATE", "EV/S", "BACKLOG", "RETRIES", "", "ERROR"], ""))
+    rows.append((["SINK", "STATE", "EV/S", "BACKLOG", "RETRIES", "DEAD", "ERROR"], ""))
     for name, row in state["sinks"].items():
         label, hue = _sink_state(row)
         rate = _rate(row, old["sinks"].get(name), "written", elapsed)
-        cells = [name, label, rate, f"{row['backlog']:,}", str(row["retries"]), ""]
+        dead = str(row.get("dead_letters", 0))  # a daemon of an older version has no count
+        cells = [name, label, rate, f"{row['backlog']:,}", str(row["retries"]), dead]
         rows.append(([*cells, row["last_error"] or ""], hue))
     widths = [max(len(cells[i]) for cells, _ in rows) for i in range(7)]
     lines = []

@@ -146,6 +146,7 @@ async def test_readyz_follows_connects_and_disconnects(running: Running) -> None
         "failed": False,
         "retries": 0,
         "backlog": 0,
+        "dead_letters": 0,
         "last_error": None,
         "ready": True,
     }
@@ -217,6 +218,14 @@ async def test_metrics_parse_with_prometheus_clients_parser(running: Running) ->
     assert ("tradebus_sink_backlog_events", (("sink", "out"),)) in samples
     assert ("tradebus_source_last_event_age_seconds", src) in samples
     assert all(name.startswith("tradebus_") for name, _ in samples)
+    # A sink without a dead-letter count reads 0; one that keeps it (a webhook) is read.
+    assert samples["tradebus_sink_dead_letters_total", (("sink", "out"),)] == 0
+    running.sink.dead_letters = 2  # type: ignore[attr-defined]
+    again = text_string_to_metric_families(await _scrape(running))
+    dead = [s for f in again for s in f.samples if s.name == "tradebus_sink_dead_letters_total"]
+    assert [s.value for s in dead] == [2]
+    _, body = await running.readyz()
+    assert body["sinks"]["out"]["dead_letters"] == 2
 
 
 async def test_promtool_accepts_the_metrics(running: Running) -> None:

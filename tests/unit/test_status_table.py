@@ -26,6 +26,7 @@ def body(**changes: Any) -> dict[str, Any]:
         "failed": False,
         "retries": 0,
         "backlog": 1234,
+        "dead_letters": 3,
         "last_error": None,
         "ready": True,
     }
@@ -47,8 +48,8 @@ def test_a_row_per_source_and_sink_with_rates_from_two_readings() -> None:
         "SOURCE   STATE      EV/S   LAST EVENT  RECONNECTS  GAPS  ERROR",
         "ttmt     connected  100.0  0.2s        2           1",
         "alerts   connected  0.0    -           2           1",
-        "SINK     STATE      EV/S   BACKLOG     RETRIES           ERROR",
-        "archive  writing    500.0  1,234       0",
+        "SINK     STATE      EV/S   BACKLOG     RETRIES     DEAD  ERROR",
+        "archive  writing    500.0  1,234       0           3",
         "ready",
     ]
 
@@ -66,7 +67,7 @@ def test_one_reading_gives_no_rates_and_states_say_what_is_wrong() -> None:
     lines = render(state).splitlines()
     assert lines[1].split()[:3] == ["ttmt", "connected", "-"]
     assert lines[2].split() == ["alerts", "down", "-", "-", "2", "1", AUTH]
-    assert lines[4].split()[:5] == ["archive", "retrying", "-", "1,234", "3"]
+    assert lines[4].split()[:6] == ["archive", "retrying", "-", "1,234", "3", "3"]
     assert lines[4].endswith("RetryableSinkError: disk full")
     assert lines[-1] == "NOT READY"
 

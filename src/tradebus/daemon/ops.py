@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from tradebus import log
 from tradebus.config import http_address
+from tradebus.daemon.state import dead_letters
 from tradebus.schemas.events import event_type
 
 if TYPE_CHECKING:
@@ -105,12 +106,18 @@ class DaemonCollector(Collector):
         backlog = GaugeMetricFamily(
             "tradebus_sink_backlog_events", "Events waiting for the sink.", labels=["sink"]
         )
+        dead = CounterMetricFamily(
+            "tradebus_sink_dead_letters",
+            "Events the sink gave up delivering and set aside.",
+            labels=["sink"],
+        )
         for worker in self.daemon.bus.workers:
             written.add_metric([worker.name], worker.written)
             retries.add_metric([worker.name], worker.retries)
             failed.add_metric([worker.name], 1 if worker.failed else 0)
             backlog.add_metric([worker.name], worker.queued)
-        yield from (written, retries, failed, backlog)
+            dead.add_metric([worker.name], dead_letters(worker))
+        yield from (written, retries, failed, backlog, dead)
 
 
 _ST = ["source", "type"]
