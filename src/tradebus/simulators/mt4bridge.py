@@ -64,8 +64,47 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from tradebus import times
-from tradebus.adapters.mt4bridge import wire
 from tradebus.simulators.base import AppServer
+
+# --- what clients send, read from the doc on the server's own terms ------------------------
+# Not the adapter's structs: a misreading of the doc must not hide by sitting in both sides.
+
+
+class _Body(msgspec.Struct, frozen=True, rename="camel"):
+    """camelCase as in the doc's examples (``accountId``); fields the doc does not show ignored."""
+
+
+class SessionOpenBody(_Body, frozen=True, kw_only=True):
+    """``POST /session/open``: the doc's curl example, ``{"accountId": "demo-mt4-01", "server":
+    "Broker-Demo", "login": 120045, "password": "<terminal-password>"}``."""
+
+    account_id: str
+    server: str
+    login: int
+    password: str
+
+
+class OrderBody(_Body, frozen=True, kw_only=True):
+    """``POST /orders``: the doc's example, ``{"symbol": "EURUSD", "type": "BUY", "volume": 0.2,
+    "sl": 1.0735, "tp": 1.0790, "comment": "alpha-engine"}``; ``price`` for pending orders."""
+
+    symbol: str
+    type: str
+    volume: float
+    price: float | None = None
+    sl: float | None = None
+    tp: float | None = None
+    comment: str | None = None
+
+
+class SubscribeBody(_Body, frozen=True, kw_only=True):
+    """The first client frame on ``WS /events`` (this module's docstring): the channels and the
+    symbol universe ("batch your subscription sets by symbol universe")."""
+
+    action: str = "subscribe"
+    channels: list[str] = msgspec.field(default_factory=list)
+    symbols: list[str] = msgspec.field(default_factory=list)
+
 
 BASE = "/mt4/client"
 _PIP = {"XAUUSD": 0.01, "USDJPY": 0.001}
@@ -406,7 +445,7 @@ class Mt4BridgeSimulator:
 
     async def _session_open(self, request: web.Request) -> web.Response:
         try:
-            body = msgspec.json.decode(await request.read(), type=wire.SessionOpenRequest)
+            body = msgspec.json.decode(await request.read(), type=SessionOpenBody)
         except msgspec.DecodeError:
             return _error(400)
         if self.reject_credentials or (
@@ -492,7 +531,7 @@ class Mt4BridgeSimulator:
     async def _order(self, request: web.Request) -> web.Response:
         raw = await request.read()
         try:
-            order = msgspec.json.decode(raw, type=wire.OrderRequest)
+            order = msgspec.json.decode(raw, type=OrderBody)
         except msgspec.DecodeError:
             return _error(400)
         side = order.type.upper()
@@ -552,7 +591,7 @@ class Mt4BridgeSimulator:
 
     async def _on_client_message(self, client: _Client, data: str | bytes) -> None:
         try:
-            sub = msgspec.json.decode(data, type=wire.Subscribe)
+            sub = msgspec.json.decode(data, type=SubscribeBody)
         except msgspec.DecodeError:
             await client.ws.send_json(
                 {
