@@ -77,6 +77,14 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 async def _demo(duration: float | None, seed: int) -> int:
+    import tempfile
+
+    # The demo keeps no state: its journal lives as long as the run.
+    with tempfile.TemporaryDirectory(prefix="tradebus-demo-") as state:
+        return await _demo_in(state, duration, seed)
+
+
+async def _demo_in(state: str, duration: float | None, seed: int) -> int:
     from tradebus.daemon.app import serve
 
     sims: list[Simulator] = []
@@ -89,7 +97,7 @@ async def _demo(duration: float | None, seed: int) -> int:
             tables.append(sim.source_table(DEMO_NAMES[kind]))
         cfg = config.parse(
             {
-                "daemon": {"log_level": "info", "drain_timeout": 5.0},
+                "daemon": {"log_level": "info", "drain_timeout": 5.0, "state_dir": state},
                 "sources": tables,
                 "sinks": [{"name": "console", "type": "stdout"}],
             },

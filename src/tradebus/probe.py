@@ -7,8 +7,6 @@ start fast and never load aiohttp (or anything of the daemon) to ask one questio
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 DEFAULT_URL = "http://127.0.0.1:9464"
@@ -22,6 +20,11 @@ class ProbeError(Exception):
 
 def get(base: str, path: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[int, bytes]:
     """``GET base+path``: the status and body, a 5xx included; ProbeError when nothing answers."""
+    # Here, not at the top: the CLI imports this module for its defaults, and urllib.request
+    # would add 50 ms to every start of the daemon itself.
+    import urllib.error
+    import urllib.request
+
     url = base.rstrip("/") + path
     if not url.startswith(("http://", "https://")):
         raise ProbeError(f"{url}: expected an http(s) URL")

@@ -67,7 +67,7 @@ def write_config(tmp_path: Path, sims: list[Simulator], daemon: str = "") -> Pat
     )
     path = tmp_path / "tradebus.toml"
     path.write_text(
-        '[daemon]\nlog_format = "json"\nstate_dir = "state"\n'
+        f'[daemon]\nlog_format = "json"\nstate_dir = "{tmp_path / "state"}"\n'
         + daemon
         + sources
         + f'\n[[sinks]]\nname = "archive"\ntype = "file"\npath = "{tmp_path / "events.jsonl"}"\n'

@@ -67,7 +67,7 @@ async def test_health_ready_is_1_while_a_source_is_down(tmp_path: Path, closed_p
     """A required source that cannot connect: alive (`health` 0) but not ready (`--ready` 1)."""
     path = tmp_path / "tradebus.toml"
     path.write_text(
-        '[daemon]\nhttp = "127.0.0.1:0"\nstate_dir = "state"\n'
+        f'[daemon]\nhttp = "127.0.0.1:0"\nstate_dir = "{tmp_path / "state"}"\n'
         f'[[sources]]\nname = "down"\ntype = "ttmt"\nurl = "http://127.0.0.1:{closed_port}/s"\n'
         'api_key = "${KEY}"\n[[sinks]]\nname = "out"\ntype = "stdout"\n'
     )

@@ -58,7 +58,8 @@ async def test_no_secret_in_any_output_also_on_auth_failures(
     assert len(secrets) >= 10
     path = tmp_path / "tradebus.toml"
     path.write_text(
-        '[daemon]\nlog_format = "console"\nlog_level = "error"\nstate_dir = "state"\n'
+        '[daemon]\nlog_format = "console"\nlog_level = "error"\n'
+        + f'state_dir = "{tmp_path / "state"}"\n'
         + "".join(map(toml_table, tables))
         + f'\n[[sinks]]\nname = "archive"\ntype = "file"\npath = "{tmp_path / "out.jsonl"}"\n'
         + '\n[[sinks]]\nname = "console"\ntype = "stdout"\n'
@@ -103,7 +104,8 @@ async def test_log_flags_and_the_readable_secret_warning(tmp_path: Path) -> None
     key = "ttmt_live_literal_9d2e4a"
     path = tmp_path / "tradebus.toml"
     path.write_text(
-        '[daemon]\nlog_format = "json"\nlog_level = "info"\nstate_dir = "state"\n'
+        '[daemon]\nlog_format = "json"\nlog_level = "info"\n'
+        + f'state_dir = "{tmp_path / "state"}"\n'
         + toml_table({"name": "lit", "type": "ttmt", "url": "http://127.0.0.1:9/s", "api_key": key})
         + toml_table(
             {"name": "env", "type": "tpalerts", "url": "http://127.0.0.1:9/a", "token": "${T}"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from structlog.testing import capture_logs
@@ -46,10 +47,11 @@ class Sink:
             )
 
 
-def one_source() -> config.Config:
+def one_source(state: Path) -> config.Config:
     """One TTMT source (its adapter replaced by a fake) and one sink."""
     return config.parse(
         {
+            "daemon": {"state_dir": str(state)},
             "sources": [
                 {"name": "t", "type": "ttmt", "url": "http://127.0.0.1:1/s", "api_key": "k"}
             ],
@@ -87,9 +89,9 @@ class CrashOnce:
         await asyncio.Event().wait()
 
 
-async def test_crashed_adapter_is_reported_and_restarted() -> None:
+async def test_crashed_adapter_is_reported_and_restarted(tmp_path: Path) -> None:
     """A bug in an adapter gives one status.error and a restart; the daemon keeps running."""
-    cfg = one_source()
+    cfg = one_source(tmp_path)
     sink = Sink()
     daemon = Daemon(cfg, sinks=[sink], factories={"ttmt": CrashOnce})
     stop = asyncio.Event()
@@ -123,9 +125,9 @@ class CrashOnStop:
             raise
 
 
-async def test_adapter_failing_while_stopped_is_not_restarted() -> None:
+async def test_adapter_failing_while_stopped_is_not_restarted(tmp_path: Path) -> None:
     """A bug raised during cancellation ends the source: stop completes, no second run."""
-    cfg = one_source()
+    cfg = one_source(tmp_path)
     adapters: list[CrashOnStop] = []
 
     def factory(source: Any, ctx: SourceContext) -> CrashOnStop:
@@ -162,9 +164,11 @@ def _at_least(sink: Sink, n: int) -> bool:
     return len(sink.events) >= n
 
 
-async def test_a_crash_loop_backs_off_and_a_stable_run_resets_the_escalation() -> None:
+async def test_a_crash_loop_backs_off_and_a_stable_run_resets_the_escalation(
+    tmp_path: Path,
+) -> None:
     """Each crash escalates the restart delay (never below a floor); a long run resets it."""
-    cfg = one_source()
+    cfg = one_source(tmp_path)
     sink = Sink()
     adapters: list[CrashLoop] = []
 

@@ -65,8 +65,14 @@ class SourceContext:
         publish: Publish,
         *,
         clock: Callable[[], float] = time.time,
+        history: Sequence[Event] = (),
+        stopped_at: float | None = None,
     ) -> None:
         self.name = name
+        # What the journal holds of this source (newest last) and when the daemon last wrote
+        # anything: an adapter resumes from them after a restart.
+        self.history = history
+        self.stopped_at = stopped_at
         self.provider: Provider = provider
         self._publish = publish
         self.clock = clock

@@ -23,7 +23,8 @@ from typing import Annotated, Literal, TypeAlias
 
 import msgspec
 
-Provider: TypeAlias = Literal["ttmt", "tpalerts", "traderws", "mt4bridge"]
+# "tradebus" marks what the daemon says itself (a journal gap), not an upstream.
+Provider: TypeAlias = Literal["ttmt", "tpalerts", "traderws", "mt4bridge", "tradebus"]
 Side: TypeAlias = Literal["buy", "sell"]
 Timestamp: TypeAlias = Annotated[
     str,
