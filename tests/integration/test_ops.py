@@ -147,6 +147,8 @@ async def test_readyz_follows_connects_and_disconnects(running: Running) -> None
         "failed": False,
         "retries": 0,
         "backlog": 0,
+        "cursor": 3,
+        "queued": 0,
         "dead_letters": 0,
         "last_error": None,
         "ready": True,
@@ -185,6 +187,10 @@ async def test_readyz_fails_once_a_sink_fails(running: Running) -> None:
     assert status == 503
     assert body["sinks"]["out"]["failed"] is True
     assert body["sinks"]["out"]["last_error"] == "disk gone"
+    # What it never acknowledged stays its backlog, behind its cursor, for after a restart.
+    out = body["sinks"]["out"]
+    assert out["backlog"] >= 1
+    assert out["cursor"] + out["backlog"] == running.daemon.bus.last_seq == 2
 
 
 async def _scrape(running: Running) -> str:
@@ -217,6 +223,8 @@ async def test_metrics_parse_with_prometheus_clients_parser(running: Running) ->
     assert samples["tradebus_bus_events_total", ()] == 4
     assert samples["tradebus_sink_failed", (("sink", "out"),)] == 0
     assert ("tradebus_sink_backlog_events", (("sink", "out"),)) in samples
+    assert ("tradebus_sink_queued_events", (("sink", "out"),)) in samples
+    assert ("tradebus_sink_cursor_seq", (("sink", "out"),)) in samples
     assert ("tradebus_source_last_event_age_seconds", src) in samples
     assert all(name.startswith("tradebus_") for name, _ in samples)
     # A sink without a dead-letter count reads 0; one that keeps it (a webhook) is read.

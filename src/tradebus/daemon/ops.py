@@ -104,7 +104,17 @@ class DaemonCollector(Collector):
             "tradebus_sink_failed", "1 once the sink failed for good.", labels=["sink"]
         )
         backlog = GaugeMetricFamily(
-            "tradebus_sink_backlog_events", "Events waiting for the sink.", labels=["sink"]
+            "tradebus_sink_backlog_events",
+            "Seqs published but not yet acknowledged by the sink (its lag in the journal).",
+            labels=["sink"],
+        )
+        queued = GaugeMetricFamily(
+            "tradebus_sink_queued_events", "Events waiting for the sink in memory.", labels=["sink"]
+        )
+        cursor = GaugeMetricFamily(
+            "tradebus_sink_cursor_seq",
+            "The last seq the sink wrote and had acknowledged (its durable cursor).",
+            labels=["sink"],
         )
         dead = CounterMetricFamily(
             "tradebus_sink_dead_letters",
@@ -115,9 +125,11 @@ class DaemonCollector(Collector):
             written.add_metric([worker.name], worker.written)
             retries.add_metric([worker.name], worker.retries)
             failed.add_metric([worker.name], 1 if worker.failed else 0)
-            backlog.add_metric([worker.name], worker.queued)
+            backlog.add_metric([worker.name], worker.backlog)
+            queued.add_metric([worker.name], worker.queued)
+            cursor.add_metric([worker.name], worker.cursor)
             dead.add_metric([worker.name], dead_letters(worker))
-        yield from (written, retries, failed, backlog, dead)
+        yield from (written, retries, failed, backlog, queued, cursor, dead)
 
 
 _ST = ["source", "type"]

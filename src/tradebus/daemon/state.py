@@ -40,12 +40,15 @@ def dead_letters(worker: SinkWorker) -> int:
 
 
 def sink_state(worker: SinkWorker) -> dict[str, Any]:
-    """One sink's row. The backlog is what waits for it in the bus (the journal's lag later)."""
+    """One sink's row: ``backlog`` is the journal's lag behind the sink's durable ``cursor``
+    (seqs published, not yet acknowledged), ``queued`` what of it waits in memory."""
     return {
         "written": worker.written,
         "failed": worker.failed,
         "retries": worker.retries,
-        "backlog": worker.queued,
+        "backlog": worker.backlog,
+        "cursor": worker.cursor,
+        "queued": worker.queued,
         "dead_letters": dead_letters(worker),
         "last_error": worker.last_error,
         "ready": not worker.failed and worker.last_error is None,
