@@ -412,6 +412,13 @@ def exposed_secrets(path: str | Path) -> list[str]:
                     for key, value in table.items()
                     if key in SECRET_FIELDS and isinstance(value, str) and _literal(value)
                 ]
+                headers = table.get("headers")  # a webhook's extra headers: every value a secret
+                if isinstance(headers, dict):
+                    found += [
+                        f"{section}[{i}].headers.{name}"
+                        for name, value in headers.items()
+                        if isinstance(value, str) and _literal(value)
+                    ]
     return found
 
 

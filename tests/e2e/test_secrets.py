@@ -4,6 +4,7 @@ warning for a config file that others may read and that holds a secret."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from tests.e2e.process import start_daemon
 from tradebus.cli import _simulator_modules
@@ -30,6 +32,47 @@ def toml_table(table: dict[str, Any]) -> str:
     return "\n[[sources]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items())
 
 
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"e2e-webhook-signing-key-32bytes!").decode()
+HEADER_SECRET = "hdr-api-key-0c9b8a7f"
+URL_PASSWORD = "url-pass-4e5f6a7b"
+
+
+class Echoing:
+    """A receiver that refuses every request (401) and echoes what it got back in the error
+    body: the credentials of the request included, as a careless upstream might."""
+
+    def __init__(self) -> None:
+        self.got = asyncio.Event()
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def hook(self, request: web.Request) -> web.Response:
+        self.got.set()
+        echoed = " ".join(f"{k}={v}" for k, v in request.headers.items())
+        return web.Response(status=401, text=f"unauthorized: {echoed} url={request.url}")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hook", self.hook)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = int(self.runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+@pytest.fixture
+async def echoing() -> Any:
+    receiver = Echoing()
+    await receiver.start()
+    yield receiver
+    await receiver.stop()
+
+
 @pytest.fixture
 async def every_simulator() -> Any:
     sims: dict[str, Simulator] = {}
@@ -42,10 +85,11 @@ async def every_simulator() -> Any:
 
 
 async def test_no_secret_in_any_output_also_on_auth_failures(
-    tmp_path: Path, every_simulator: dict[str, Simulator]
+    tmp_path: Path, every_simulator: dict[str, Simulator], echoing: Echoing
 ) -> None:
-    """Every source, with good credentials and with wrong ones (a key in a URL query too):
-    no configured secret, login token or session id is in stdout, stderr or the file sink.
+    """Every source, with good credentials and with wrong ones (a key in a URL query too), and
+    a webhook sink whose receiver refuses it and echoes its credentials back: no configured
+    secret, login token or session id is in stdout, stderr or the file sink.
     The flags override [daemon]: JSON at debug level where the file says console and error."""
     tables = []
     for kind, sim in every_simulator.items():
@@ -56,6 +100,8 @@ async def test_no_secret_in_any_output_also_on_auth_failures(
         tables += [good, bad]
     secrets = {v for t in tables for k, v in t.items() if k in SECRET_FIELDS}
     assert len(secrets) >= 10
+    secrets |= {WEBHOOK_SECRET, WEBHOOK_SECRET.removeprefix("whsec_"), HEADER_SECRET, URL_PASSWORD}
+    hook = f"http://tradebus:{URL_PASSWORD}@127.0.0.1:{echoing.port}/hook"
     path = tmp_path / "tradebus.toml"
     path.write_text(
         '[daemon]\nlog_format = "console"\nlog_level = "error"\n'
@@ -63,6 +109,8 @@ async def test_no_secret_in_any_output_also_on_auth_failures(
         + "".join(map(toml_table, tables))
         + f'\n[[sinks]]\nname = "archive"\ntype = "file"\npath = "{tmp_path / "out.jsonl"}"\n'
         + '\n[[sinks]]\nname = "console"\ntype = "stdout"\n'
+        + f'\n[[sinks]]\nname = "hook"\ntype = "webhook"\nurl = "{hook}"\n'
+        + f'secret = "{WEBHOOK_SECRET}"\nheaders = {{ X-Api-Key = "{HEADER_SECRET}" }}\n'
     )
     daemon = await start_daemon(path, args=["--log-format", "json", "--log-level", "debug"])
     assert daemon.proc.stdout is not None
@@ -80,6 +128,7 @@ async def test_no_secret_in_any_output_also_on_auth_failures(
             event = json.loads(line)
             if want.get(event["source"]) == event["type"]:
                 del want[event["source"]]
+    await asyncio.wait_for(echoing.got.wait(), 20)
     daemon.proc.send_signal(signal.SIGTERM)
     async with asyncio.timeout(20):
         out += await daemon.proc.stdout.read()
@@ -92,8 +141,13 @@ async def test_no_secret_in_any_output_also_on_auth_failures(
     sessions = set(every_simulator["mt4bridge"]._sessions)  # type: ignore[attr-defined]
     assert tokens
     assert sessions
-    everything = bytes(out) + err + (tmp_path / "out.jsonl").read_bytes()
+    # The daemon's webhook sink keeps no dead-letter file yet (no state dir given): if it does,
+    # the file is read too.
+    dead = b"".join(p.read_bytes() for p in (tmp_path / "state").glob("dead-letter-*"))
+    assert b"webhook_dead_letter" in err  # the refused request was given up on, and said so
+    everything = bytes(out) + err + (tmp_path / "out.jsonl").read_bytes() + dead
     assert b"auth_failed" in everything
+    assert b"HTTP 401" in err  # the receiver's echo was logged, scrubbed
     for value in secrets | tokens | sessions:
         assert value.encode() not in everything, value
 

@@ -192,13 +192,16 @@ def test_exposed_secrets_names_literal_secrets_in_a_readable_file(tmp_path: Path
         '[[sources]]\nname = "b"\ntype = "tpalerts"\nurl = "http://h/a"\ntoken = "${TP}"\n'
         '[[sources]]\nname = "c"\ntype = "traderws"\nurl = "http://h"\n'
         'username = "${U:-demo-user}"\npassword_file = "pw"\n'
+        '[[sinks]]\nname = "w"\ntype = "webhook"\nurl = "http://h/w"\nsecret = "${WH}"\n'
+        'headers = { X-Api-Key = "hdr-lit-1", X-Other = "${H}" }\n'
     )
+    exposed = ["sources[0].api_key", "sources[2].username", "sinks[0].headers.X-Api-Key"]
     path.chmod(0o640)
-    assert config.exposed_secrets(path) == ["sources[0].api_key", "sources[2].username"]
+    assert config.exposed_secrets(path) == exposed
     path.chmod(0o600)
     assert config.exposed_secrets(path) == []
     path.chmod(0o604)
-    assert config.exposed_secrets(path) == ["sources[0].api_key", "sources[2].username"]
+    assert config.exposed_secrets(path) == exposed
 
 
 def test_exposed_secrets_leaves_unreadable_and_invalid_files_to_load(tmp_path: Path) -> None:
