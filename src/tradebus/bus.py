@@ -193,8 +193,31 @@ class SinkWorker:
         self._ending = True
         self._work.set()
 
+    async def open(self) -> None:
+        """Open the sink, retrying what may pass (a directory not there yet, a peer down): one
+        sink that cannot start holds neither the daemon nor the other sinks."""
+        while True:
+            try:
+                await self.sink.open()
+            except RetryableSinkError as exc:
+                delay = self._backoff.delay(Failure(Kind.RETRYABLE, "sink_open"))
+                self.retries += 1
+                self.last_error = str(exc)
+                self._log.warning("sink_open_retry", error=str(exc), retry_in=round(delay, 3))
+                await asyncio.sleep(delay)
+            except FatalSinkError as exc:
+                self.failed = True
+                self.last_error = str(exc)
+                self._log.error("sink_failed", error=str(exc))
+                return
+            else:
+                self._backoff.reset()
+                self.last_error = None
+                return
+
     async def run(self) -> None:
-        """Write batches until ``end`` and nothing is left."""
+        """Open the sink, then write batches until ``end`` and nothing is left."""
+        await self.open()
         pending = self._pending
         while not self.failed:
             if not pending:
@@ -383,8 +406,13 @@ class Bus:
         self._stuck = asyncio.Lock()  # held while an append is being retried (disk full)
         self._saved_cursors: dict[str, int] = {}
         self._log: Any = log.get()
+        # Cursors of sinks not in this config: kept as they are, so a sink taken out of the
+        # config for a while resumes where it was (retention does not wait for it).
+        self._other_cursors: dict[str, cursors.CursorEntry] = {}
         if journal is not None:
             saved = saved or {}
+            names = {w.name for w in self.workers}
+            self._other_cursors = {k: v for k, v in saved.items() if k not in names}
             for w in self.workers:
                 entry = saved.get(w.name)
                 # A sink new to this state dir starts at the journal's end: what it is given
@@ -398,7 +426,6 @@ class Bus:
 
     async def start(self) -> None:
         for worker in self.workers:
-            await worker.sink.open()
             self._tasks.append(asyncio.create_task(worker.run(), name=f"sink:{worker.name}"))
         if self.journal is not None:
             self._chores = asyncio.create_task(self._keep(self.journal), name="journal")
@@ -511,16 +538,18 @@ class Bus:
 
     def cursor_entries(self) -> dict[str, cursors.CursorEntry]:
         now = int(time.time() * 1000)
-        return {
-            w.name: cursors.CursorEntry(seq=w.cursor, updated_ms=now, error=w.last_error)
-            for w in self.workers
-        }
+        entries = dict(self._other_cursors)
+        for w in self.workers:
+            entries[w.name] = cursors.CursorEntry(seq=w.cursor, updated_ms=now, error=w.last_error)
+        return entries
 
-    async def _save_cursors(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    async def _save_cursors(
+        self, loop: asyncio.AbstractEventLoop | None = None, *, force: bool = False
+    ) -> None:
         if self.state_dir is None or self.journal is None:
             return
         current = {w.name: w.cursor for w in self.workers}
-        if current == self._saved_cursors:
+        if current == self._saved_cursors and not force:
             return
         entries = self.cursor_entries()
         durable = self.journal.fsync != "never"
@@ -558,7 +587,8 @@ class Bus:
             await worker.sink.close()
         if self.journal is not None:
             try:
-                await self._save_cursors()
+                # Forced: a sink new to this state dir is on record from now on, where it began.
+                await self._save_cursors(force=True)
             except OSError as exc:
                 self._log.error("cursor_save_failed", error=exc.strerror or str(exc))
             self.journal.close()

@@ -70,6 +70,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return _run_loop(serve(cfg))
 
 
+def _cmd_journal(args: argparse.Namespace) -> int:
+    from tradebus.journal import report
+
+    cfg = config.load(args.config)
+    if args.from_seq is None:
+        return report.status(cfg, sys.stdout)
+    return report.replay(
+        cfg,
+        args.from_seq,
+        args.to_seq,
+        providers=args.provider,
+        types=args.type,
+        sources=args.source,
+        symbols=args.symbol,
+    )
+
+
 def _cmd_check_config(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
     print(f"{args.config}: ok ({len(cfg.sources)} sources, {len(cfg.sinks)} sinks)")
@@ -219,6 +236,21 @@ def build_parser(*, simulators: bool = True) -> argparse.ArgumentParser:
         "--interval", type=float, default=1.0, help="seconds between the readings that give ev/s"
     )
     status.set_defaults(func=_cmd_status)
+
+    journal = sub.add_parser(
+        "journal", help="the journal's state, or (--from-seq) its events as JSONL"
+    )
+    journal.add_argument("-c", "--config", required=True, help="TOML config file")
+    journal.add_argument("--from-seq", type=int, default=None, help="replay from this seq")
+    journal.add_argument("--to-seq", type=int, default=None, help="... through this one")
+    for flag, what in (
+        ("--provider", "upstream kind"),
+        ("--type", "type prefix (order., status)"),
+        ("--source", "source name"),
+        ("--symbol", "symbol"),
+    ):
+        journal.add_argument(flag, action="append", default=[], help=f"keep only this {what}")
+    journal.set_defaults(func=_cmd_journal)
 
     demo = sub.add_parser("demo", help="run the daemon on the built-in simulators")
     demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS")

@@ -137,6 +137,10 @@ class TraderWsSource(SourceBase, tag="traderws", frozen=True, kw_only=True):
     # Login request and WebSocket handshake, each.
     connect_timeout: Positive = 10.0
     dedupe_size: Count = 100_000
+    # The largest WebSocket message taken; a larger one closes the connection (1009) and is
+    # bad input. A history reply holds every execution of the away-window in one message, and
+    # one refused would be asked for again on every reconnect: hence the larger default.
+    max_message_bytes: Count = 64 * 1024 * 1024
 
 
 class Mt4BridgeSource(SourceBase, tag="mt4bridge", frozen=True, kw_only=True):
@@ -153,6 +157,9 @@ class Mt4BridgeSource(SourceBase, tag="mt4bridge", frozen=True, kw_only=True):
     # Circuit breaker around 502 BridgeUnavailable: open after this many in a row.
     breaker_threshold: Count = 3
     breaker_reset: Positive = 30.0
+    # The largest WebSocket frame taken; a larger one closes the connection (1009) and is bad
+    # input.
+    max_message_bytes: Count = 16 * 1024 * 1024
 
 
 SourceConfig: TypeAlias = TtmtSource | TpAlertsSource | TraderWsSource | Mt4BridgeSource

@@ -79,12 +79,10 @@ async def test_sigkill_at_random_moments_loses_nothing_and_writes_nothing_twice(
             await asyncio.sleep(rng.uniform(0.2, 1.5))  # the moment of the kill, by the seed
             proc.send_signal(signal.SIGKILL)
             await proc.wait()
-        proc = await start(config)
-        # Connected first: the last event may already be in the file from the killed run, and a
-        # SIGTERM before the daemon installed its handlers would kill it (exit -15).
         before = len(sim.attempts)
-        await wait_for(lambda: len(sim.attempts) > before, 20)
-        target = sim.last_event_id
+        proc = await start(config)
+        await wait_for(lambda: len(sim.attempts) > before, 20)  # it runs: SIGTERM is handled
+        target = sim.last_event_id + 10  # produced after this start
         await wait_for(lambda: target in set(_ids(out)), 30)
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 20) == 0

@@ -148,7 +148,8 @@ async def test_readyz_follows_connects_and_disconnects(running: Running) -> None
         "retries": 0,
         "backlog": 0,
         "cursor": 3,
-        "queued": 0,
+        "live": True,
+        "gaps": 0,
         "dead_letters": 0,
         "last_error": None,
         "ready": True,
@@ -223,7 +224,6 @@ async def test_metrics_parse_with_prometheus_clients_parser(running: Running) ->
     assert samples["tradebus_bus_events_total", ()] == 4
     assert samples["tradebus_sink_failed", (("sink", "out"),)] == 0
     assert ("tradebus_sink_backlog_events", (("sink", "out"),)) in samples
-    assert ("tradebus_sink_queued_events", (("sink", "out"),)) in samples
     assert ("tradebus_sink_cursor_seq", (("sink", "out"),)) in samples
     assert ("tradebus_source_last_event_age_seconds", src) in samples
     assert all(name.startswith("tradebus_") for name, _ in samples)

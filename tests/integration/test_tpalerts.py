@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests import hostile
@@ -411,6 +412,10 @@ HOSTILE: list[bytes] = [
     b'event: working\ndata: {"id":"seven"}\n\n',
     b'event: aborted\ndata: {"id":[7]}\n\n',
     b'event: onGoing\ndata: {"id":7,"token":{"a":1}}\n\n',
+    # Over their bounds (tradebus.adapters.bounds): a part of an id, a symbol, a time.
+    b'event: onGoing\ndata: {"id":7,"token":"' + b"t" * 257 + b'"}\n\n',
+    b'event: working\ndata: {"id":7,"ticker":"' + b"T" * 65 + b'"}\n\n',
+    b'event: closed\ndata: {"id":7,"closedAt":"' + b"9" * 65 + b'"}\n\n',
 ]
 
 
@@ -426,6 +431,23 @@ async def test_hostile_payloads_are_bad_input_and_every_valid_event_follows(
     assert adapter.ctx.counters["unknown.promoted"] == 1
     assert observed(signals(collector)) == expected(list(sim.sent))
     assert sim.attempts == 1
+
+
+async def test_the_simulator_survives_hostile_clients(
+    sim: TpAlertsSimulator, collector: Collector
+) -> None:
+    """Last-Event-IDs no server sent (5,000 digits, other scripts) get a stream, never a server
+    error; a real client is served after them."""
+    sim.send_ids = True
+    async with aiohttp.ClientSession() as http:
+        for last in ["9" * 5000, "\u0663", "-1"]:
+            headers = {"Authorization": f"Bearer {TOKEN}", "Last-Event-ID": last}
+            async with http.get(sim.url, headers=headers) as response:
+                assert response.status == 200, last[:10]
+    # The script's events went to those clients; a ping shows the next one is still served.
+    async with running(sim, collector) as adapter:
+        await until(lambda: adapter.ctx.counters["pings"] >= 1)
+    assert collector.types() == ["status.connected"]
 
 
 async def test_a_restart_says_status_gap_for_the_time_away_and_keeps_the_tickers(

@@ -555,6 +555,13 @@ HOSTILE: list[bytes] = [
     b'{"type":"tp_hit","eventId":9,"data":{"tradeId":["t"]}}',
     b'{"type":"tp_hit","eventId":123456789012345678901234567890,"data":{"tradeId":"t"}}',
     b'{"type":"position_update","eventId":9,"data":{"symbol":"EURUSD"}}',
+    # Over their bounds (tradebus.adapters.bounds): an id, a symbol, a time, free text.
+    b'{"type":"tp_hit","eventId":9,"data":{"tradeId":"' + b"t" * 257 + b'"}}',
+    b'{"type":"order_fill","eventId":9,"data":{"orderId":"o","symbol":"' + b"S" * 65 + b'"}}',
+    b'{"type":"tp_hit","eventId":9,"timestamp":"' + b"9" * 65 + b'","data":{"tradeId":"t"}}',
+    b'{"type":"position_closed","eventId":9,"data":{"positionId":"p","reason":"'
+    + b"r" * 4097
+    + b'"}}',
 ]
 
 
@@ -573,3 +580,24 @@ async def test_hostile_payloads_are_bad_input_and_every_valid_event_follows(
     assert upstream_ids(collector) == [1, 2, *range(bad[-1] + 1, last + 1)]
     assert counters["bad.malformed"] == len(HOSTILE)
     assert len(collector.of_type("status.connected")) == 1  # never restarted, never reconnected
+
+
+async def test_the_simulator_survives_hostile_clients(collector: Collector) -> None:
+    """Last-Event-IDs no server sent (5,000 digits, signs, other scripts) get a stream, never a
+    server error; a real client is served after them."""
+    hostile_ids = ["9" * 5000, "-1", "1e3", "\u0663", "x" * 4000]
+    keys = tuple(f"key-{n}" for n in range(len(hostile_ids)))
+    server = TtmtSimulator(seed=0, rate=50.0, api_keys=(KEY, *keys), paused=True)
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            for key, last in zip(keys, hostile_ids, strict=True):
+                headers = {"Authorization": f"Bearer {key}", "Last-Event-ID": last}
+                async with http.get(server.url, headers=headers) as response:
+                    assert response.status == 200, last[:10]
+        async with running(server, collector):
+            await connected(collector)
+            server.produce(3)
+            await collector.wait_for(has_ids(1, 2, 3))
+    finally:
+        await server.stop()

@@ -13,7 +13,9 @@ import msgspec
 import pytest
 
 from tests.unit.test_bus import RecordingSink, fill, quote, worker
+from tradebus.backoff import Backoff
 from tradebus.bus import Bus, SinkWorker
+from tradebus.errors import RetryableSinkError
 from tradebus.journal import cursors
 from tradebus.journal.store import Journal
 from tradebus.schemas.events import Event, StatusGap, event_type
@@ -188,4 +190,78 @@ async def test_memory_stays_bounded_while_a_sink_is_down(tmp_path: Path) -> None
     gate.set()
     await wait_until(lambda: len(down.lines()) == 100_000, 30)
     assert seqs(down) == list(range(1, 100_001))
+    assert await bus.close(5)
+
+
+async def test_a_sink_that_cannot_open_yet_holds_nothing_and_gets_everything_later(
+    tmp_path: Path,
+) -> None:
+    class LateSink(RecordingSink):
+        fails = 2
+
+        async def open(self) -> None:
+            if self.fails:
+                self.fails -= 1
+                raise RetryableSinkError("not yet")
+
+    late, other = LateSink("late", needs_events=False), RecordingSink("other")
+    w = worker(late)
+    w._backoff = Backoff(base=0.01, cap=0.02)
+    bus = open_bus(tmp_path, w, worker(other))
+    await bus.start()
+    for n in range(10):
+        await asyncio.wait_for(bus.publish([quote(n)]), 1)
+    await other.wait_events(10)
+    await wait_until(lambda: len(late.lines()) == 10)
+    assert seqs(late) == list(range(1, 11))
+    assert w.retries == 2
+    assert await bus.close(5)
+
+
+async def test_a_damaged_record_is_a_gap_and_an_error_for_the_sink_and_the_rest_arrives(
+    tmp_path: Path,
+) -> None:
+    first = RecordingSink("a", needs_events=False)
+    bus = open_bus(tmp_path, worker(first))
+    await bus.start()
+    await bus.close(5)  # "a" now has a cursor at 0 in the state dir
+    bus = open_bus(tmp_path)  # a run without sink "a": its cursor stays on record
+    journal = bus.journal
+    assert journal is not None
+    for n in range(3):
+        await bus.publish([quote(2 * n), quote(2 * n + 1)])
+    seg = journal.segments[-1].path
+    await bus.close(1)
+    data = bytearray(seg.read_bytes())
+    middle = len(data) // 2
+    data[middle] ^= 0x20  # inside the second record's lines
+    seg.write_bytes(bytes(data))
+    sink = RecordingSink("a")
+    bus = open_bus(tmp_path, worker(sink))
+    await bus.start()
+    await wait_until(lambda: bus.workers[0].cursor == 6)
+    kinds = [event_type(e) for e in sink.events()]
+    assert kinds == ["quote.updated"] * 2 + ["status.gap", "status.error"] + ["quote.updated"] * 2
+    gap = sink.events()[2]
+    assert isinstance(gap, StatusGap)
+    assert (gap.data.first_missing, gap.data.last_missing, gap.data.reason) == (3, 4, "corrupt")
+    assert bus.workers[0].corrupt == 1
+    assert await bus.close(5)
+
+
+async def test_a_sink_failing_retryably_for_a_while_catches_up_and_the_other_keeps_pace(
+    tmp_path: Path,
+) -> None:
+    flaky, steady = RecordingSink("flaky", needs_events=False), RecordingSink("steady")
+    flaky.fail_next = [RetryableSinkError("receiver down")] * 5
+    w = worker(flaky, queue_size=8)
+    w._backoff = Backoff(base=0.01, cap=0.05)
+    bus = open_bus(tmp_path, w, worker(steady))
+    await bus.start()
+    for n in range(500):
+        await asyncio.wait_for(bus.publish([quote(n)]), 1)
+    await steady.wait_events(500)  # while the flaky one is still failing or catching up
+    await wait_until(lambda: len(flaky.lines()) == 500)
+    assert seqs(flaky) == list(range(1, 501))
+    assert w.retries == 5
     assert await bus.close(5)

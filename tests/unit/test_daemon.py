@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -212,10 +213,11 @@ class Quiet:
         await asyncio.Event().wait()
 
 
-async def test_daemon_stopped_reports_the_counters_of_every_source() -> None:
+async def test_daemon_stopped_reports_the_counters_of_every_source(tmp_path: Path) -> None:
     """daemon_stopped lists each source's counters, an empty set included, whatever its type."""
     cfg = config.parse(
         {
+            "daemon": {"state_dir": str(tmp_path)},
             "sources": [
                 {"name": "busy", "type": "ttmt", "url": "http://127.0.0.1:1/s", "api_key": "k"},
                 {"name": "idle", "type": "tpalerts", "url": "http://127.0.0.1:1/a", "token": "t"},
@@ -235,3 +237,27 @@ async def test_daemon_stopped_reports_the_counters_of_every_source() -> None:
         await task
     (stopped,) = [e for e in logs if e["event"] == "daemon_stopped"]
     assert stopped["counters"] == {"busy": {"bad.malformed": 1}, "idle": {}}
+
+
+async def test_a_torn_journal_tail_is_cut_and_logged_once_with_its_offset(
+    tmp_path: Path,
+) -> None:
+    from structlog.testing import capture_logs
+
+    from tradebus.journal.store import Journal
+
+    journal, _ = Journal.open(tmp_path)
+    journal.append([b'{"x":1}\n'], 1, 1)
+    journal.append([b'{"x":2}\n'], 1, 1)
+    whole = journal.segments[-1].size
+    seg = journal.segments[-1].path
+    journal.close()
+    os.truncate(seg, whole - 5)  # SIGKILL in the middle of the second record
+    with capture_logs() as logs:
+        daemon = Daemon(one_source(tmp_path), sinks=[Sink()], factories={"ttmt": CrashOnce})
+    cut = [e for e in logs if e["event"] == "journal_torn_tail_cut"]
+    assert len(cut) == 1
+    assert cut[0]["offset"] == whole // 2
+    assert daemon.bus.last_seq == 1
+    assert daemon.bus.journal is not None
+    daemon.bus.journal.close()

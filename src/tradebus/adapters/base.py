@@ -154,6 +154,16 @@ class SourceContext:
                 excerpt=log.excerpt(raw),
             )
 
+    def times_refused(self, mark: int) -> None:
+        """Count the upstream times refused since ``times.REFUSED[0]`` was ``mark``.
+
+        Such an event was kept, stamped with its receipt time: not bad input, but a counter
+        (``time_fallback``) that shows an upstream whose clock field is junk.
+        """
+        n = times.REFUSED[0] - mark
+        if n:
+            self.counters["time_fallback"] += n
+
     def unknown_type(self, name: str) -> None:
         """An event type this version does not know: not an error, counted per name.
 

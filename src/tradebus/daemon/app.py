@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import signal
 import time
@@ -26,7 +27,7 @@ from tradebus import log
 from tradebus.adapters.base import Adapter, AdapterFactory, SourceContext, factory_for
 from tradebus.backoff import Backoff, Failure, Kind
 from tradebus.bus import Bus, SinkWorker
-from tradebus.config import Config, SourceConfig, kind
+from tradebus.config import Config, SinkConfig, SourceConfig, kind
 from tradebus.daemon import systemd
 from tradebus.daemon.state import snapshot, summary
 from tradebus.journal import cursors
@@ -54,11 +55,11 @@ class Daemon:
         self._log: Any = log.get()
         self.state_dir = Path(config.daemon.state_dir)
         journal, history, saved = open_state(config, self._log)
-        built = (
-            list(sinks)
-            if sinks is not None
-            else [sink_factory_for(kind(c))(c) for c in config.sinks]
-        )
+        try:
+            built = list(sinks) if sinks is not None else build_sinks(config.sinks, self.state_dir)
+        except BaseException:
+            journal.close()
+            raise
         d = config.daemon
         self.bus = Bus(
             [SinkWorker(s, c) for s, c in zip(built, config.sinks, strict=True)],
@@ -68,6 +69,13 @@ class Daemon:
             retention_bytes=d.retention_bytes,
             retention_age=d.retention_age,
         )
+        # What sinks report of themselves (a dead letter) goes out as events of "tradebus".
+        self.sink_reports = SourceContext("tradebus", "tradebus", self.bus.publish)
+        self._report_tasks: set[asyncio.Task[None]] = set()
+        self._last_report: dict[str, float] = {}
+        for sink in built:
+            if hasattr(sink, "on_dead_letter"):
+                sink.on_dead_letter = self._dead_letter_reporter(sink.name)
         self.contexts: dict[str, SourceContext] = {}
         self.adapters: list[Adapter] = []
         for source in config.sources:
@@ -92,6 +100,28 @@ class Daemon:
         self.restart_cap = 60.0
         self.restart_stable_after = 60.0
         self.restart_backoffs: dict[str, Backoff] = {}
+
+    def _dead_letter_reporter(self, sink: str) -> Callable[[str], None]:
+        """A ``status.error`` for a dead letter, at most one a minute per sink: the event goes
+        to every sink, this one too, and a receiver that refuses everything would otherwise
+        turn each report into the next dead letter."""
+
+        def report(message: str) -> None:
+            now = time.monotonic()
+            if now - self._last_report.get(sink, -1e9) < DEAD_LETTER_REPORT_EVERY:
+                self.sink_reports.counters[f"dead_letter_reports_skipped.{sink}"] += 1
+                return
+            self._last_report[sink] = now
+            event = self.sink_reports.status(
+                "status.error", reason="dead_letter", code=sink, message=message
+            )
+            # Published from its own task: the sink's write, which calls this, must not wait
+            # on the bus it is draining.
+            task = asyncio.get_running_loop().create_task(self.bus.publish([event]))
+            self._report_tasks.add(task)
+            task.add_done_callback(self._report_tasks.discard)
+
+        return report
 
     def state(self) -> dict[str, Any]:
         """Per-source and per-sink state, and whether the daemon is ready (``/readyz``)."""
@@ -162,6 +192,20 @@ class Daemon:
                 await asyncio.sleep(delay)
             else:
                 return
+
+
+DEAD_LETTER_REPORT_EVERY = 60.0
+
+
+def build_sinks(configs: Sequence[SinkConfig], state_dir: Path) -> list[Sink]:
+    """The configured sinks; those that keep files of their own (dead letters) get the state
+    dir."""
+    built: list[Sink] = []
+    for c in configs:
+        factory = sink_factory_for(kind(c))
+        wants = "state_dir" in inspect.signature(factory).parameters
+        built.append(factory(c, state_dir=state_dir) if wants else factory(c))  # type: ignore[call-arg]
+    return built
 
 
 # What an adapter may look back on at start: enough for TTMT's dedupe set and the symbol caches.

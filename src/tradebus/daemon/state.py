@@ -40,15 +40,16 @@ def dead_letters(worker: SinkWorker) -> int:
 
 
 def sink_state(worker: SinkWorker) -> dict[str, Any]:
-    """One sink's row: ``backlog`` is the journal's lag behind the sink's durable ``cursor``
-    (seqs published, not yet acknowledged), ``queued`` what of it waits in memory."""
+    """One sink's row. The backlog is what it has not acknowledged: in its window or, when it
+    fell behind, still only in the journal (``live`` is False while it reads from there)."""
     return {
         "written": worker.written,
         "failed": worker.failed,
         "retries": worker.retries,
         "backlog": worker.backlog,
         "cursor": worker.cursor,
-        "queued": worker.queued,
+        "live": worker.live,
+        "gaps": worker.gaps,
         "dead_letters": dead_letters(worker),
         "last_error": worker.last_error,
         "ready": not worker.failed and worker.last_error is None,

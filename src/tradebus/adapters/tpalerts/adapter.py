@@ -83,8 +83,10 @@ class TpAlertsAdapter(SSESource):
         received = times.now()
         batch: list[Event] = []
         fresh: set[str] = set()
+        refused = times.REFUSED[0]
         for message in read.messages:
             self._message(message, received, batch, fresh)
+        self.ctx.times_refused(refused)
         if batch:
             await self.ctx.publish(batch)
         # Only now are they the bus's: a repeat of them is a duplicate from here on.

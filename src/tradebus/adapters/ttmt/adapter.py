@@ -116,6 +116,7 @@ class TtmtAdapter(SSESource):
         source = self.name
         highest = self._highest
         decode = wire.decode_known
+        refused = times.REFUSED[0]
         for message in read.messages:
             try:
                 decoded = decode(message.data)
@@ -143,6 +144,7 @@ class TtmtAdapter(SSESource):
                 continue
             fresh.add(event_id)
         self._highest = highest
+        self.ctx.times_refused(refused)
         if batch:
             await self.ctx.publish(self._symbols.apply(batch))
         # Only now are they the bus's: a replay of them is a duplicate from here on.
