@@ -428,6 +428,9 @@ class Bus:
         for worker in self.workers:
             self._tasks.append(asyncio.create_task(worker.run(), name=f"sink:{worker.name}"))
         if self.journal is not None:
+            # A sink new to this state dir begins at the journal's end: put that on record
+            # now, or a crash before its first write would have it begin later still.
+            await self._save_cursors(force=True)
             self._chores = asyncio.create_task(self._keep(self.journal), name="journal")
 
     async def publish(self, events: Sequence[Event]) -> None:
