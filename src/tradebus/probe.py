@@ -84,6 +84,8 @@ def _sink_state(row: dict[str, Any]) -> tuple[str, str]:
         return "failed", _RED
     if row["last_error"] is not None:
         return "retrying", _RED
+    if not row.get("live", True):  # behind its window: reading the journal until it rejoins
+        return "catching up", _YELLOW
     return "writing", _GREEN
 
 

@@ -27,6 +27,7 @@ def body(**changes: Any) -> dict[str, Any]:
         "retries": 0,
         "backlog": 1234,
         "dead_letters": 3,
+        "live": True,
         "last_error": None,
         "ready": True,
     }
@@ -82,6 +83,12 @@ def test_optional_and_reconnecting_sources_are_not_called_down() -> None:
     lines = render(state).splitlines()
     assert lines[1].split()[1] == "reconnecting"
     assert lines[2].split()[1:3] == ["down", "(optional)"]
+
+
+def test_a_sink_reading_the_journal_is_catching_up() -> None:
+    """A sink that fell behind its window (``live`` false) reads the journal: not "writing"."""
+    lines = render(body(sinks__archive__live=False)).splitlines()
+    assert lines[4].split()[:3] == ["archive", "catching", "up"]
 
 
 def test_colour_only_when_asked_and_columns_stay_aligned() -> None:
