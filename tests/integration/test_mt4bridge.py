@@ -7,7 +7,7 @@ import contextlib
 import io
 import itertools
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiohttp
@@ -65,8 +65,10 @@ def _config(sim: Mt4BridgeSimulator, **overrides: Any) -> Mt4BridgeSource:
 
 
 @contextlib.asynccontextmanager
-async def _running(cfg: Mt4BridgeSource, collector: Collector) -> AsyncIterator[SourceContext]:
-    ctx = SourceContext("mt4", "mt4bridge", collector.publish)
+async def _running(
+    cfg: Mt4BridgeSource, collector: Collector, history: Sequence[Event] = ()
+) -> AsyncIterator[SourceContext]:
+    ctx = SourceContext("mt4", "mt4bridge", collector.publish, history=history)
     task = asyncio.create_task(Mt4BridgeAdapter(cfg, ctx).run())
     try:
         yield ctx
@@ -329,6 +331,36 @@ async def test_reconciliation_reports_opens_and_closes_missed_during_a_ws_cut(
     assert collector.of_type("status.gap")
     assert len(collector.of_type("position.opened")) == 3
     assert len(collector.of_type("position.closed")) == 1
+
+
+async def test_a_restart_reports_only_what_changed_while_away(
+    sim: Mt4BridgeSimulator, collector: Collector
+) -> None:
+    """After a restart, positions the journal holds are not reported opened again; one closed
+    while the daemon was down is reported closed once; one opened meanwhile, opened once."""
+    kept = await sim.open_position("EURUSD", "BUY", 0.2, silent=True)
+    gone = await sim.open_position("GBPUSD", "SELL", 0.1, silent=True)
+    async with _running(_config(sim), collector):
+        await collector.wait_for(
+            lambda c: (
+                bool(_with_id(c, f"mt4:pos:{kept}:opened"))
+                and bool(_with_id(c, f"mt4:pos:{gone}:opened"))
+            )
+        )
+    await sim.close_position(gone, silent=True)
+    new = await sim.open_position("XAUUSD", "BUY", 0.01, silent=True)
+    after = Collector()
+    async with _running(_config(sim), after, history=collector.events):
+        await after.wait_for(
+            lambda c: (
+                bool(_with_id(c, f"mt4:pos:{new}:opened"))
+                and bool(_with_id(c, f"mt4:pos:{gone}:closed"))
+            )
+        )
+    assert [e.id for e in after.of_type("position.opened")] == [f"mt4:pos:{new}:opened"]
+    (closed,) = after.of_type("position.closed")
+    assert isinstance(closed, PositionClosed)
+    assert (closed.id, closed.symbol) == (f"mt4:pos:{gone}:closed", "GBPUSD")
 
 
 async def test_account_updated_only_when_it_changes(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import aiohttp
@@ -35,7 +35,7 @@ from tradebus.adapters.websocket import oversized
 from tradebus.backoff import Backoff, Failure, Kind, parse_retry_after
 from tradebus.config import Mt4BridgeSource
 from tradebus.errors import SourceError
-from tradebus.schemas.events import AccountData, Event
+from tradebus.schemas.events import AccountData, Event, PositionClosed, PositionOpened
 
 # DELETE on shutdown must not hold the daemon's drain for long.
 RELEASE_TIMEOUT = 2.0
@@ -86,6 +86,7 @@ class Mt4BridgeAdapter:
         )
         self._breaker = Breaker(config.breaker_threshold, config.breaker_reset)
         self._book = PositionBook()
+        self._resume_from(ctx.history)
         self._rng = random.Random()
         self._session_id: str | None = None
         self._account: AccountData | None = None
@@ -344,6 +345,37 @@ class Mt4BridgeAdapter:
         """Full-jitter pause between in-place retries of one call."""
         ceiling = min(self.config.reconnect_max, self.config.reconnect_min * 2 ** (attempt - 1))
         return self._rng.uniform(ceiling / 2, ceiling)
+
+    def _resume_from(self, history: Sequence[Event]) -> None:
+        """The positions reported open and closed before a restart, from the journal: the
+        start-up reconciliation then reports only what changed while we were away."""
+        opened: dict[int, wire.Position] = {}
+        closed: list[int] = []
+        for event in history:
+            if not isinstance(event, PositionOpened | PositionClosed):
+                continue
+            d = event.data
+            if not d.position_id.isdigit() or len(d.position_id) > 18:
+                continue
+            ticket = int(d.position_id)
+            if isinstance(event, PositionClosed):
+                closed.append(ticket)
+                opened.pop(ticket, None)
+                continue
+            opened[ticket] = wire.Position(
+                ticket=ticket,
+                symbol=event.symbol,
+                type=d.side.upper() if d.side else None,
+                volume=d.volume,
+                open_price=d.open_price,
+                current_price=d.current_price,
+                sl=d.stop_loss,
+                tp=d.take_profit,
+                profit=d.unrealized_profit,
+            )
+        if opened or closed:
+            self._book.restore(list(opened.values()), closed)
+            self.ctx.log.info("resuming", open_positions=len(opened), closed_positions=len(closed))
 
     async def _reconcile(self, http: aiohttp.ClientSession) -> list[Event]:
         """``GET /account`` (reported when changed) and ``GET /positions`` (opens and closes)."""
