@@ -1,4 +1,4 @@
-"""``tradebus run | check-config | demo | simulate | schema``."""
+"""``tradebus run | check-config | health | status | demo | simulate | schema``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
-from tradebus import __version__, config, log
+from tradebus import __version__, config, log, probe
 from tradebus.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -56,7 +56,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from tradebus.daemon.app import serve
 
     cfg = config.load(args.config)
-    log.configure(cfg.daemon.log_level, fmt=cfg.daemon.log_format)
+    log.configure(
+        args.log_level or cfg.daemon.log_level, fmt=args.log_format or cfg.daemon.log_format
+    )
+    exposed = config.exposed_secrets(args.config)
+    if exposed:
+        log.get().warning(
+            "config_secrets_readable",
+            file=str(args.config),
+            keys=exposed,
+            hint="chmod 600 the file, or use ${VAR} or <key>_file for these",
+        )
     return _run_loop(serve(cfg))
 
 
@@ -144,11 +154,41 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return _run_loop(_simulate(module.from_cli(args), args.host, args.port))
 
 
+def _cmd_health(args: argparse.Namespace) -> int:
+    code, line = probe.health(args.url, ready=args.ready, timeout=args.timeout)
+    print(line, file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    import time
+
+    try:
+        before = probe.readyz(args.url, args.timeout) if args.interval > 0 else None
+        started = time.monotonic()
+        if before is not None:
+            time.sleep(args.interval)  # two readings make the rates; one gives only totals
+        state = probe.readyz(args.url, args.timeout)
+    except probe.ProbeError as exc:
+        print(f"tradebus status: {exc}", file=sys.stderr)
+        return 1
+    elapsed = time.monotonic() - started
+    print(probe.render(state, before, elapsed, color=sys.stdout.isatty()))
+    return 0 if state["ready"] else 1
+
+
 def _cmd_schema(_args: argparse.Namespace) -> int:
     from tradebus.schemas.events import json_schema
 
     sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(json_schema())) + b"\n")
     return 0
+
+
+def _ops_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=probe.DEFAULT_URL, help="the ops endpoint (%(default)s)")
+    parser.add_argument(
+        "--timeout", type=float, default=probe.DEFAULT_TIMEOUT, help="seconds (%(default)s)"
+    )
 
 
 def build_parser(*, simulators: bool = True) -> argparse.ArgumentParser:
@@ -163,11 +203,39 @@ def build_parser(*, simulators: bool = True) -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the daemon with a config file")
     run.add_argument("-c", "--config", required=True, help="TOML config file")
+    run.add_argument(
+        "--log-format",
+        choices=["json", "console"],
+        help="overrides [daemon] log_format (default: console on a terminal, else json)",
+    )
+    run.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="overrides [daemon] log_level",
+    )
     run.set_defaults(func=_cmd_run)
 
     check = sub.add_parser("check-config", help="validate a config file (exit 2 if invalid)")
     check.add_argument("-c", "--config", required=True, help="TOML config file")
     check.set_defaults(func=_cmd_check_config)
+
+    health = sub.add_parser(
+        "health", help="ask a running daemon's ops endpoint (exit 0 healthy, 1 not)"
+    )
+    _ops_arguments(health)
+    health.add_argument(
+        "--ready", action="store_true", help="ask /readyz (every feed up) instead of /healthz"
+    )
+    health.set_defaults(func=_cmd_health)
+
+    status = sub.add_parser(
+        "status", help="a running daemon's sources and sinks (exit 0 ready, 1 not)"
+    )
+    _ops_arguments(status)
+    status.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between the readings that give ev/s"
+    )
+    status.set_defaults(func=_cmd_status)
 
     journal = sub.add_parser(
         "journal", help="the journal's state, or (--from-seq) its events as JSONL"

@@ -62,7 +62,8 @@ class DaemonConfig(_Closed, frozen=True, kw_only=True):
     retention_bytes: Annotated[int, msgspec.Meta(ge=4096)] = 1024 * 1024 * 1024
     retention_age: Positive = 7 * 86400.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["json", "console"] = "json"
+    # Unset: the console renderer when stderr is a terminal, JSON lines otherwise.
+    log_format: Literal["json", "console"] | None = None
     # How long SIGTERM waits for sinks to write what was received before giving up.
     drain_timeout: Positive = 15.0
     # The ops endpoint (/healthz /readyz /metrics) as "host:port"; off when unset.
@@ -390,6 +391,42 @@ def load(path: str | Path, env: dict[str, str] | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
     return parse(data, env)
+
+
+def _literal(value: str) -> bool:
+    """Whether ``value`` holds text of its own once the environment is substituted: a
+    ``${VAR}`` is none, the default of a ``${VAR:-default}`` is."""
+    return bool(_VAR.sub(lambda m: m.group(2) or "", value).strip())
+
+
+def exposed_secrets(path: str | Path) -> list[str]:
+    """The secret fields (``sources[0].api_key``) written literally in a config file that
+    its group or others may read. Never their values."""
+    try:
+        if not os.stat(path).st_mode & 0o044:
+            return []
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError):
+        return []  # ``load`` reports those
+    found = []
+    for section in ("sources", "sinks"):
+        tables = data.get(section)
+        for i, table in enumerate(tables if isinstance(tables, list) else []):
+            if isinstance(table, dict):
+                found += [
+                    f"{section}[{i}].{key}"
+                    for key, value in table.items()
+                    if key in SECRET_FIELDS and isinstance(value, str) and _literal(value)
+                ]
+                headers = table.get("headers")  # a webhook's extra headers: every value a secret
+                if isinstance(headers, dict):
+                    found += [
+                        f"{section}[{i}].headers.{name}"
+                        for name, value in headers.items()
+                        if isinstance(value, str) and _literal(value)
+                    ]
+    return found
 
 
 def with_overrides(config: Config, **changes: Any) -> Config:

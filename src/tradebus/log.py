@@ -77,8 +77,15 @@ def redact_processor(
     return event_dict
 
 
-def configure(level: str = "info", *, fmt: str = "json", stream: Any = None) -> None:
-    """Set up structlog once per process; logs go to stderr so stdout stays pure JSONL events."""
+def configure(level: str = "info", *, fmt: str | None = "json", stream: Any = None) -> None:
+    """Set up structlog once per process; logs go to stderr so stdout stays pure JSONL events.
+
+    ``fmt=None``: the console renderer when the stream is a terminal (a person reads it), JSON
+    lines otherwise (journald, docker logs, a file).
+    """
+    stream = stream or sys.stderr
+    if fmt is None:
+        fmt = "console" if stream.isatty() else "json"
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -95,7 +102,7 @@ def configure(level: str = "info", *, fmt: str = "json", stream: Any = None) -> 
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
 

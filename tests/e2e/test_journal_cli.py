@@ -7,7 +7,7 @@ from pathlib import Path
 
 import msgspec
 
-from tests.e2e.test_cli import run_cli
+from tests.e2e.process import run_cli
 from tests.unit.test_bus import RecordingSink, fill, quote, worker
 from tradebus.bus import Bus
 from tradebus.journal.store import Journal

@@ -150,6 +150,7 @@ async def test_readyz_follows_connects_and_disconnects(running: Running) -> None
         "cursor": 3,
         "live": True,
         "gaps": 0,
+        "dead_letters": 0,
         "last_error": None,
         "ready": True,
     }
@@ -187,6 +188,10 @@ async def test_readyz_fails_once_a_sink_fails(running: Running) -> None:
     assert status == 503
     assert body["sinks"]["out"]["failed"] is True
     assert body["sinks"]["out"]["last_error"] == "disk gone"
+    # What it never acknowledged stays its backlog, behind its cursor, for after a restart.
+    out = body["sinks"]["out"]
+    assert out["backlog"] >= 1
+    assert out["cursor"] + out["backlog"] == running.daemon.bus.last_seq == 2
 
 
 async def _scrape(running: Running) -> str:
@@ -219,8 +224,17 @@ async def test_metrics_parse_with_prometheus_clients_parser(running: Running) ->
     assert samples["tradebus_bus_events_total", ()] == 4
     assert samples["tradebus_sink_failed", (("sink", "out"),)] == 0
     assert ("tradebus_sink_backlog_events", (("sink", "out"),)) in samples
+    assert ("tradebus_sink_cursor_seq", (("sink", "out"),)) in samples
     assert ("tradebus_source_last_event_age_seconds", src) in samples
     assert all(name.startswith("tradebus_") for name, _ in samples)
+    # A sink without a dead-letter count reads 0; one that keeps it (a webhook) is read.
+    assert samples["tradebus_sink_dead_letters_total", (("sink", "out"),)] == 0
+    running.sink.dead_letters = 2  # type: ignore[attr-defined]
+    again = text_string_to_metric_families(await _scrape(running))
+    dead = [s for f in again for s in f.samples if s.name == "tradebus_sink_dead_letters_total"]
+    assert [s.value for s in dead] == [2]
+    _, body = await running.readyz()
+    assert body["sinks"]["out"]["dead_letters"] == 2
 
 
 async def test_promtool_accepts_the_metrics(running: Running) -> None:

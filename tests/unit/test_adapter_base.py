@@ -9,7 +9,13 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from tradebus import log
-from tradebus.adapters.base import BoundedDict, BoundedSet, SourceContext
+from tradebus.adapters.base import (
+    UNKNOWN_NAMES,
+    UNKNOWN_OTHER,
+    BoundedDict,
+    BoundedSet,
+    SourceContext,
+)
 from tradebus.schemas.events import Event, event_type
 
 
@@ -67,6 +73,24 @@ def test_unknown_type_is_counted_and_logged_once_at_info(logs: io.StringIO) -> N
         "info",
         "new_thing",
     )
+
+
+def test_unknown_type_names_are_bounded_per_source(logs: io.StringIO) -> None:
+    """A feed inventing a type name per message fills UNKNOWN_NAMES counters, then one
+    ``unknown.other``; names seen before the bound keep their own count."""
+    ctx = SourceContext("s", "ttmt", _discard)
+    for i in range(UNKNOWN_NAMES + 50):
+        ctx.unknown_type(f"invented_{i}")
+    ctx.unknown_type("invented_0")
+    ctx.unknown_type("invented_999")
+    unknown = {k: n for k, n in ctx.counters.items() if k.startswith("unknown.")}
+    assert len(unknown) == UNKNOWN_NAMES + 1
+    assert unknown[UNKNOWN_OTHER] == 51
+    assert unknown["unknown.invented_0"] == 2
+    assert f"unknown.invented_{UNKNOWN_NAMES}" not in unknown
+    assert sum(unknown.values()) == UNKNOWN_NAMES + 52
+    events = [line["event"] for line in _lines(logs)]
+    assert events == ["unknown_event_type"] * UNKNOWN_NAMES + ["unknown_event_types_bounded"]
 
 
 def test_status_events_have_unique_ids_and_no_secret_in_message() -> None:

@@ -181,3 +181,33 @@ def test_shipped_example_configs_are_valid(name: str) -> None:
     cfg = config.load(REPO / "config" / name, env)
     assert cfg.sources
     assert cfg.sinks
+
+
+def test_exposed_secrets_names_literal_secrets_in_a_readable_file(tmp_path: Path) -> None:
+    """Literal values and ${VAR:-default} defaults count; ${VAR} and *_file do not; a file
+    only its owner reads exposes nothing."""
+    path = tmp_path / "t.toml"
+    path.write_text(
+        '[[sources]]\nname = "a"\ntype = "ttmt"\nurl = "http://h/s"\napi_key = "lit-key-1"\n'
+        '[[sources]]\nname = "b"\ntype = "tpalerts"\nurl = "http://h/a"\ntoken = "${TP}"\n'
+        '[[sources]]\nname = "c"\ntype = "traderws"\nurl = "http://h"\n'
+        'username = "${U:-demo-user}"\npassword_file = "pw"\n'
+        '[[sinks]]\nname = "w"\ntype = "webhook"\nurl = "http://h/w"\nsecret = "${WH}"\n'
+        'headers = { X-Api-Key = "hdr-lit-1", X-Other = "${H}" }\n'
+    )
+    exposed = ["sources[0].api_key", "sources[2].username", "sinks[0].headers.X-Api-Key"]
+    path.chmod(0o640)
+    assert config.exposed_secrets(path) == exposed
+    path.chmod(0o600)
+    assert config.exposed_secrets(path) == []
+    path.chmod(0o604)
+    assert config.exposed_secrets(path) == exposed
+
+
+def test_exposed_secrets_leaves_unreadable_and_invalid_files_to_load(tmp_path: Path) -> None:
+    """A missing or malformed file gives no warning here: ``load`` reports it properly."""
+    assert config.exposed_secrets(tmp_path / "missing.toml") == []
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[sources]\n")
+    bad.chmod(0o644)
+    assert config.exposed_secrets(bad) == []

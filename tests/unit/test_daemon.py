@@ -8,6 +8,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from structlog.testing import capture_logs
+
 from tradebus import config
 from tradebus.adapters.base import SourceContext
 from tradebus.daemon.app import Daemon
@@ -194,6 +196,47 @@ async def test_a_crash_loop_backs_off_and_a_stable_run_resets_the_escalation(
     delays = [e.data.retry_in for e in sink.events[:5]]  # type: ignore[union-attr]
     assert all(d is not None and 0.05 <= d <= 0.4 for d in delays), delays
     assert daemon.contexts["t"].counters["adapter_crashed"] >= 5
+
+
+class Quiet:
+    """Connects to nothing and counts nothing: its source must still be in the stop report."""
+
+    def __init__(self, cfg: Any, ctx: SourceContext) -> None:
+        self.name = cfg.name
+        self.ctx = ctx
+        self.counted = asyncio.Event()
+
+    async def run(self) -> None:
+        if self.name == "busy":
+            self.ctx.bad_input("malformed", b"{")
+        self.counted.set()
+        await asyncio.Event().wait()
+
+
+async def test_daemon_stopped_reports_the_counters_of_every_source(tmp_path: Path) -> None:
+    """daemon_stopped lists each source's counters, an empty set included, whatever its type."""
+    cfg = config.parse(
+        {
+            "daemon": {"state_dir": str(tmp_path)},
+            "sources": [
+                {"name": "busy", "type": "ttmt", "url": "http://127.0.0.1:1/s", "api_key": "k"},
+                {"name": "idle", "type": "tpalerts", "url": "http://127.0.0.1:1/a", "token": "t"},
+            ],
+            "sinks": [{"name": "mem", "type": "stdout"}],
+        },
+        env={},
+    )
+    daemon = Daemon(cfg, sinks=[Sink()], factories={"ttmt": Quiet, "tpalerts": Quiet})
+    stop = asyncio.Event()
+    with capture_logs() as logs:
+        task = asyncio.create_task(daemon.run(stop))
+        await asyncio.wait_for(daemon.ready.wait(), 5)
+        for adapter in daemon.adapters:
+            await asyncio.wait_for(adapter.counted.wait(), 5)  # type: ignore[attr-defined]
+        stop.set()
+        await task
+    (stopped,) = [e for e in logs if e["event"] == "daemon_stopped"]
+    assert stopped["counters"] == {"busy": {"bad.malformed": 1}, "idle": {}}
 
 
 async def test_a_torn_journal_tail_is_cut_and_logged_once_with_its_offset(

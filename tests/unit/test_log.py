@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -262,3 +263,24 @@ def test_redact_url_hides_userinfo_and_ignores_scheme_case() -> None:
     """Credentials in the URL's userinfo and an upper-case scheme's query are both hidden."""
     assert log.redact_url("https://bob:hunter2@h/x") == "https://***@h/x"
     assert log.redact_url("WSS://h/ws?token=abc") == "WSS://h/ws?***"
+
+
+def test_unset_format_is_console_on_a_terminal_and_json_elsewhere() -> None:
+    """``fmt=None`` (no log_format in the config, no --log-format): a person at a terminal gets
+    the console renderer, a pipe or file gets JSON lines."""
+    master, replica = os.openpty()
+    try:
+        with open(replica, "w", closefd=True) as tty:
+            log.configure("info", fmt=None, stream=tty)
+            log.get(source="s").info("hello", n=1)
+            tty.flush()
+            shown = os.read(master, 4096).decode()
+        assert "hello" in shown
+        assert not shown.lstrip().startswith("{")
+        pipe = io.StringIO()
+        log.configure("info", fmt=None, stream=pipe)
+        log.get(source="s").info("hello", n=1)
+        assert json.loads(pipe.getvalue())["event"] == "hello"
+    finally:
+        os.close(master)
+        log.configure("debug")  # what the session-wide fixture set up

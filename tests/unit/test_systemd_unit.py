@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -44,3 +45,29 @@ def test_the_unit_has_the_watchdog_and_the_hardening() -> None:
         "ProtectSystem=strict",
     ):
         assert setting in lines, setting
+
+
+# Measured 2026-12-02 with systemd 252: 1.8 OK. A change to the unit that loosens the sandbox
+# past this fails here; one that tightens it should lower the bound (and the README's number).
+EXPOSURE_AT_MOST = 1.8
+
+
+def test_systemd_analyze_security_exposure_stays_ok() -> None:
+    """``systemd-analyze security`` rates the unit's exposure "OK", at most the measured level."""
+    tool = shutil.which("systemd-analyze")
+    assert tool, "systemd-analyze is needed: `make test` installs Debian's systemd package"
+    result = subprocess.run(  # noqa: S603 - our fixed command
+        [tool, "security", "--offline=yes", "--no-pager", str(UNIT)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    found = re.search(
+        r"Overall exposure level for tradebus\.service: (\d+\.\d) (\w+)", result.stdout
+    )
+    assert found, result.stdout[-2000:] + result.stderr[-2000:]
+    level, label = float(found.group(1)), found.group(2)
+    print(f"systemd-analyze security: exposure {level} {label}")  # shown by `pytest -s`
+    assert label == "OK"
+    assert level <= EXPOSURE_AT_MOST

@@ -33,6 +33,9 @@ V = TypeVar("V")
 # Log the first few of each kind of bad input, then only every power of ten: a feed gone bad
 # must not flood the journal, and the counter keeps the true number.
 _LOG_FIRST = 10
+# Distinct unknown type names counted one by one per source; the rest share UNKNOWN_OTHER.
+UNKNOWN_NAMES = 100
+UNKNOWN_OTHER = "unknown.other"
 # The status events that change a source's connection state, and gaps; counted like any type.
 _WATCHED: tuple[type[Event], ...] = (*STATUS_TYPES.values(), StatusGap)
 
@@ -84,6 +87,7 @@ class SourceContext:
         self.last_error: str | None = None
         self.last_reason: str | None = None  # the reason of the last status event
         self._watched_seen = 0
+        self._unknown_names = 0
         self._status_ids = itertools.count(1)
         self._boot = f"{int(clock() * 1000):x}"
 
@@ -161,11 +165,24 @@ class SourceContext:
             self.counters["time_fallback"] += n
 
     def unknown_type(self, name: str) -> None:
-        """An event type this version does not know: not an error, counted per name."""
+        """An event type this version does not know: not an error, counted per name.
+
+        The names are the upstream's: past ``UNKNOWN_NAMES`` distinct ones (a feed sending a
+        new name per message), the rest share ``unknown.other``, so memory and the log stay
+        bounded however many it invents.
+        """
         key = f"unknown.{name[:64]}"
+        if key not in self.counters:
+            if self._unknown_names >= UNKNOWN_NAMES:
+                key = UNKNOWN_OTHER
+            else:
+                self._unknown_names += 1
         self.counters[key] += 1
         if self.counters[key] == 1:
-            self.log.info("unknown_event_type", name=name[:64])
+            if key == UNKNOWN_OTHER:
+                self.log.info("unknown_event_types_bounded", name=name[:64], limit=UNKNOWN_NAMES)
+            else:
+                self.log.info("unknown_event_type", name=name[:64])
 
     def _status_id(self, kind: str) -> str:
         # Status events have no upstream id: boot stamp + counter keeps them unique per process

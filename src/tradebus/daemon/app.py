@@ -152,7 +152,7 @@ class Daemon:
                 last_seq=self.bus.last_seq,
                 written={w.name: w.written for w in self.bus.workers},
                 drained=drained,
-                counters={n: dict(c.counters) for n, c in self.contexts.items() if c.counters},
+                counters={n: dict(c.counters) for n, c in self.contexts.items()},
             )
         return drained
 

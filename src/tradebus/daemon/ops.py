@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from tradebus import log
 from tradebus.config import http_address
+from tradebus.daemon.state import dead_letters
 from tradebus.schemas.events import event_type
 
 if TYPE_CHECKING:
@@ -116,6 +117,11 @@ class DaemonCollector(Collector):
             "Journal stretches the sink could not be given (retention, damage).",
             labels=["sink"],
         )
+        dead = CounterMetricFamily(
+            "tradebus_sink_dead_letters",
+            "Events the sink gave up delivering and set aside.",
+            labels=["sink"],
+        )
         for worker in self.daemon.bus.workers:
             written.add_metric([worker.name], worker.written)
             retries.add_metric([worker.name], worker.retries)
@@ -123,7 +129,8 @@ class DaemonCollector(Collector):
             backlog.add_metric([worker.name], worker.backlog)
             cursor.add_metric([worker.name], worker.cursor)
             gaps.add_metric([worker.name], worker.gaps)
-        yield from (written, retries, failed, backlog, cursor, gaps)
+            dead.add_metric([worker.name], dead_letters(worker))
+        yield from (written, retries, failed, backlog, cursor, gaps, dead)
 
     def _journal(self) -> Iterator[Metric]:
         bus = self.daemon.bus

@@ -33,6 +33,12 @@ def source_state(ctx: SourceContext, *, required: bool, now: float) -> dict[str,
     }
 
 
+def dead_letters(worker: SinkWorker) -> int:
+    """Events the sink gave up on and set aside, for a sink that keeps such a count."""
+    count: int = getattr(worker.sink, "dead_letters", 0)
+    return count
+
+
 def sink_state(worker: SinkWorker) -> dict[str, Any]:
     """One sink's row. The backlog is what it has not acknowledged: in its window or, when it
     fell behind, still only in the journal (``live`` is False while it reads from there)."""
@@ -44,6 +50,7 @@ def sink_state(worker: SinkWorker) -> dict[str, Any]:
         "cursor": worker.cursor,
         "live": worker.live,
         "gaps": worker.gaps,
+        "dead_letters": dead_letters(worker),
         "last_error": worker.last_error,
         "ready": not worker.failed and worker.last_error is None,
     }

@@ -1,0 +1,137 @@
+"""The client side of the ops endpoint: ``tradebus health`` and ``tradebus status``.
+
+Standard library only: a container's HEALTHCHECK starts this every few seconds, so it must
+start fast and never load aiohttp (or anything of the daemon) to ask one question.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+DEFAULT_URL = "http://127.0.0.1:9464"
+# A probe that hangs is worse than one that fails: Docker's own timeout would kill it silently.
+DEFAULT_TIMEOUT = 3.0
+
+
+class ProbeError(Exception):
+    """The endpoint did not answer at all (refused, timed out, not HTTP)."""
+
+
+def get(base: str, path: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[int, bytes]:
+    """``GET base+path``: the status and body, a 5xx included; ProbeError when nothing answers."""
+    # Here, not at the top: the CLI imports this module for its defaults, and urllib.request
+    # would add 50 ms to every start of the daemon itself.
+    import urllib.error
+    import urllib.request
+
+    url = base.rstrip("/") + path
+    if not url.startswith(("http://", "https://")):
+        raise ProbeError(f"{url}: expected an http(s) URL")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - scheme checked
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as exc:  # a 503 from /readyz is an answer, not a failure
+        with exc:
+            return exc.code, exc.read()
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        text = reason.strerror if isinstance(reason, OSError) and reason.strerror else reason
+        raise ProbeError(f"{url}: {text}") from None
+    except TimeoutError:
+        raise ProbeError(f"{url}: no answer within {timeout:g} s") from None
+    except (OSError, ValueError) as exc:  # a reset mid-answer, a malformed status line
+        raise ProbeError(f"{url}: {type(exc).__name__}: {exc}") from None
+
+
+def health(base: str, *, ready: bool, timeout: float = DEFAULT_TIMEOUT) -> tuple[int, str]:
+    """Exit code and one line for ``tradebus health``: 0 when the endpoint answers 200."""
+    path = "/readyz" if ready else "/healthz"
+    try:
+        status, _ = get(base, path, timeout)
+    except ProbeError as exc:
+        return 1, f"unhealthy: {exc}"
+    if status == 200:
+        return 0, f"ok: {path} answered 200"
+    return 1, f"unhealthy: {path} answered {status}"
+
+
+def readyz(base: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+    """The decoded ``/readyz`` body, ready or not; ProbeError when there is none."""
+    status, body = get(base, "/readyz", timeout)
+    try:
+        state: dict[str, Any] = json.loads(body)
+    except ValueError:
+        raise ProbeError(f"/readyz answered {status} without a JSON body") from None
+    if not isinstance(state, dict) or not {"ready", "sources", "sinks"} <= state.keys():
+        raise ProbeError(f"/readyz answered {status} with an unexpected body")
+    return state
+
+
+_GREEN, _RED, _YELLOW, _RESET = "\033[32m", "\033[31m", "\033[33m", "\033[0m"
+
+
+def _source_state(row: dict[str, Any]) -> tuple[str, str]:
+    if row["connected"]:
+        return "connected", _GREEN
+    if row["ready"]:  # a planned reconnect within its grace, or a source that is not required
+        return ("reconnecting", _YELLOW) if row["required"] else ("down (optional)", _YELLOW)
+    return "down", _RED
+
+
+def _sink_state(row: dict[str, Any]) -> tuple[str, str]:
+    if row["failed"]:
+        return "failed", _RED
+    if row["last_error"] is not None:
+        return "retrying", _RED
+    if not row.get("live", True):  # behind its window: reading the journal until it rejoins
+        return "catching up", _YELLOW
+    return "writing", _GREEN
+
+
+def _rate(now: dict[str, Any], before: dict[str, Any] | None, key: str, elapsed: float) -> str:
+    if before is None or elapsed <= 0:
+        return "-"
+    return f"{max(0, now[key] - before[key]) / elapsed:,.1f}"
+
+
+def _age(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:,.1f}s"
+
+
+def render(
+    state: dict[str, Any],
+    before: dict[str, Any] | None = None,
+    elapsed: float = 0.0,
+    *,
+    color: bool = False,
+) -> str:
+    """``/readyz`` as a table; events/s from ``before``, a body read ``elapsed`` seconds earlier."""
+    rows: list[tuple[list[str], str]] = []
+    rows.append((["SOURCE", "STATE", "EV/S", "LAST EVENT", "RECONNECTS", "GAPS", "ERROR"], ""))
+    old = before or {"sources": {}, "sinks": {}}
+    for name, row in state["sources"].items():
+        label, hue = _source_state(row)
+        prev = old["sources"].get(name)
+        rate = _rate(row, prev, "events", elapsed)
+        cells = [name, label, rate, _age(row["last_event_age"])]
+        cells += [str(row["reconnects"]), str(row["gaps"]), row["last_error"] or ""]
+        rows.append((cells, hue))
+    rows.append((["SINK", "STATE", "EV/S", "BACKLOG", "RETRIES", "DEAD", "ERROR"], ""))
+    for name, row in state["sinks"].items():
+        label, hue = _sink_state(row)
+        rate = _rate(row, old["sinks"].get(name), "written", elapsed)
+        dead = str(row.get("dead_letters", 0))  # a daemon of an older version has no count
+        cells = [name, label, rate, f"{row['backlog']:,}", str(row["retries"]), dead]
+        rows.append(([*cells, row["last_error"] or ""], hue))
+    widths = [max(len(cells[i]) for cells, _ in rows) for i in range(7)]
+    lines = []
+    for cells, hue in rows:
+        padded = [c.ljust(w) for c, w in zip(cells, widths, strict=True)]
+        if color and hue:  # colour after padding: escape codes take no column
+            padded[1] = f"{hue}{padded[1]}{_RESET}"
+        lines.append("  ".join(padded).rstrip())
+    verdict = "ready" if state["ready"] else "NOT READY"
+    if color:
+        verdict = f"{_GREEN if state['ready'] else _RED}{verdict}{_RESET}"
+    return "\n".join([*lines, verdict])

@@ -1,0 +1,100 @@
+"""`tradebus status`'s table, rendered from /readyz bodies (pure: no endpoint needed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tradebus.probe import render
+
+AUTH = "status.auth_failed:unauthorized:401"
+
+
+def body(**changes: Any) -> dict[str, Any]:
+    source = {
+        "connected": True,
+        "since": 1.0,
+        "last_event_age": 0.25,
+        "events": 1200,
+        "reconnects": 2,
+        "gaps": 1,
+        "last_error": None,
+        "required": True,
+        "ready": True,
+    }
+    sink = {
+        "written": 5000,
+        "failed": False,
+        "retries": 0,
+        "backlog": 1234,
+        "dead_letters": 3,
+        "live": True,
+        "last_error": None,
+        "ready": True,
+    }
+    state: dict[str, Any] = {
+        "ready": True,
+        "sources": {"ttmt": dict(source), "alerts": {**source, "last_event_age": None}},
+        "sinks": {"archive": dict(sink)},
+    }
+    for key, value in changes.items():
+        section, name, field = key.split("__")
+        state[section][name][field] = value
+    return state
+
+
+def test_a_row_per_source_and_sink_with_rates_from_two_readings() -> None:
+    """Events/s is the difference of two readings over the time between them."""
+    before = body(sources__ttmt__events=1000, sinks__archive__written=4000)
+    assert render(body(), before, 2.0).splitlines() == [
+        "SOURCE   STATE      EV/S   LAST EVENT  RECONNECTS  GAPS  ERROR",
+        "ttmt     connected  100.0  0.2s        2           1",
+        "alerts   connected  0.0    -           2           1",
+        "SINK     STATE      EV/S   BACKLOG     RETRIES     DEAD  ERROR",
+        "archive  writing    500.0  1,234       0           3",
+        "ready",
+    ]
+
+
+def test_one_reading_gives_no_rates_and_states_say_what_is_wrong() -> None:
+    """Without a first reading the rate reads '-'; a down source and a failing sink say so."""
+    state = body(
+        sources__alerts__connected=False,
+        sources__alerts__ready=False,
+        sources__alerts__last_error=AUTH,
+        sinks__archive__last_error="RetryableSinkError: disk full",
+        sinks__archive__retries=3,
+    )
+    state["ready"] = False
+    lines = render(state).splitlines()
+    assert lines[1].split()[:3] == ["ttmt", "connected", "-"]
+    assert lines[2].split() == ["alerts", "down", "-", "-", "2", "1", AUTH]
+    assert lines[4].split()[:6] == ["archive", "retrying", "-", "1,234", "3", "3"]
+    assert lines[4].endswith("RetryableSinkError: disk full")
+    assert lines[-1] == "NOT READY"
+
+
+def test_optional_and_reconnecting_sources_are_not_called_down() -> None:
+    """A source between planned reconnects, or not required, is shown for what it is."""
+    state = body(
+        sources__alerts__connected=False,
+        sources__alerts__required=False,
+        sources__ttmt__connected=False,
+    )
+    lines = render(state).splitlines()
+    assert lines[1].split()[1] == "reconnecting"
+    assert lines[2].split()[1:3] == ["down", "(optional)"]
+
+
+def test_a_sink_reading_the_journal_is_catching_up() -> None:
+    """A sink that fell behind its window (``live`` false) reads the journal: not "writing"."""
+    lines = render(body(sinks__archive__live=False)).splitlines()
+    assert lines[4].split()[:3] == ["archive", "catching", "up"]
+
+
+def test_colour_only_when_asked_and_columns_stay_aligned() -> None:
+    """On a TTY the state is coloured; the escape codes do not shift the columns."""
+    plain = render(body()).splitlines()
+    coloured = render(body(), color=True).splitlines()
+    assert "\033[" not in "".join(plain)
+    assert coloured[1] == plain[1].replace("connected", "\033[32mconnected\033[0m", 1)
+    assert coloured[-1] == "\033[32mready\033[0m"
