@@ -59,7 +59,8 @@ CONFIG_DOCS: dict[str, str] = {
     "daemon.retention_age": "Seconds after which a segment is deleted, even if a sink has not "
     "read it (with the same `status.gap`). Segments every sink has passed go sooner.",
     "daemon.log_level": "Least severe log level written (logs go to stderr).",
-    "daemon.log_format": "`json`: one JSON object per log line; `console`: for a terminal.",
+    "daemon.log_format": "`json`: one JSON object per log line; `console`: for a terminal. "
+    "Unset: `console` when stderr is a terminal, else `json`; `--log-format` overrides it.",
     "daemon.drain_timeout": "Seconds SIGTERM waits for the sinks to write what was received "
     "before the daemon gives up and exits.",
     "daemon.http": "The ops endpoint (`/healthz`, `/readyz`, `/metrics`) as `host:port` "
