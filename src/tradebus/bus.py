@@ -16,6 +16,7 @@ where its window ended.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -78,6 +79,44 @@ class EventFilter:
         return not self.types or event_type(event).startswith(self.types)
 
 
+# Seconds; the last bucket catches everything (a sink that was down for an hour).
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    3600.0,
+)
+
+
+class Latency:
+    """Publish-to-acknowledgement time of a sink's events: one observation per published
+    batch, weighted by its events (no per-event work), in fixed buckets."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds: float, events: int) -> None:
+        self.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += events
+        self.sum += seconds * events
+
+
 class SinkWorker:
     """One sink's in-memory window and the task that drains it into ``sink.write``.
 
@@ -108,6 +147,7 @@ class SinkWorker:
         self.live = True  # fed from memory; False while reading the journal
         self.gaps = 0  # stretches the journal could not give back to this sink
         self.corrupt = 0  # damaged journal stretches met while reading
+        self.latency = Latency()
         self._next = 1  # the first seq not yet in the window or written
         self._journal: Journal | None = None
         self._ending = False
@@ -240,7 +280,8 @@ class SinkWorker:
                 weight += len(more) or 1
             self.queued -= weight
             self._let_next_in()
-            await self._write(Batch.merge(batches))
+            if await self._write(Batch.merge(batches)):
+                self._observe(batches)
 
     async def _catch_up(self, journal: Journal) -> None:
         """Read the journal from ``_next`` until it has nothing newer, then go live again."""
@@ -266,15 +307,21 @@ class SinkWorker:
                 group.append(batch)
                 count += len(batch)
                 if count >= MERGE_LIMIT:
-                    await self._write(Batch.merge(group))
+                    if await self._write(Batch.merge(group)):
+                        self._observe(group)
                     group, count = [], 0
-            if group:
-                await self._write(Batch.merge(group))
+            if group and await self._write(Batch.merge(group)):
+                self._observe(group)
             self._next = reader.next_seq
 
     def _from_journal(self, item: Record | Gap) -> Batch:
         if isinstance(item, Gap):
             return self._gap_batch(item)
+        batch = self._record_batch(item)
+        batch.t0 = item.time_ms / 1000  # when it was journaled: its wait counts too
+        return batch
+
+    def _record_batch(self, item: Record) -> Batch:
         lines = item.payload.split(b"\n")[:-1]
         skip = max(0, self._next - item.first_seq)  # a record that began before our position
         if skip:
@@ -338,7 +385,14 @@ class SinkWorker:
             last_seq=gap.last,
         )
 
-    async def _write(self, batch: Batch) -> None:
+    def _observe(self, batches: Sequence[Batch]) -> None:
+        now = time.time()
+        for b in batches:
+            if b.count and b.t0:
+                self.latency.observe(now - b.t0, b.count)
+
+    async def _write(self, batch: Batch) -> bool:
+        """Write until acknowledged (True), retrying; False if the sink failed for good."""
         while not self.failed:
             try:
                 if batch.count:
@@ -363,7 +417,8 @@ class SinkWorker:
                 self.last_error = None
                 self.written += batch.count
                 self.cursor = max(self.cursor, batch.last_seq)
-                return
+                return True
+        return False
 
 
 _encoder = msgspec.json.Encoder()
@@ -463,13 +518,15 @@ class Bus:
             _set_seq(event, "seq", seq)
             seq += 1
         self.published += len(events)
-        return Batch(
+        batch = Batch(
             self._encoder.encode_lines(events),
             len(events),
             events if self._keep_events else (),
             first_seq=first,
             last_seq=seq - 1,
         )
+        batch.t0 = time.time()
+        return batch
 
     def _append(self, journal: Journal, events: Sequence[Event]) -> Batch:
         batch = self._number(events, journal.next_seq)

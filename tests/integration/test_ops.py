@@ -227,6 +227,18 @@ async def test_metrics_parse_with_prometheus_clients_parser(running: Running) ->
     assert ("tradebus_sink_cursor_seq", (("sink", "out"),)) in samples
     assert ("tradebus_source_last_event_age_seconds", src) in samples
     assert all(name.startswith("tradebus_") for name, _ in samples)
+    # Latency: every event the sink acknowledged is observed once, in a finite bucket.
+    await running.turns(lambda: running.daemon.bus.workers[0].written == 4)
+    latency = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(await _scrape(running))
+        for s in family.samples
+        if s.name.startswith("tradebus_sink_latency_seconds")
+    }
+    out = ("sink", "out")
+    assert latency["tradebus_sink_latency_seconds_count", (out,)] == 4
+    assert latency["tradebus_sink_latency_seconds_bucket", (("le", "60.0"), out)] == 4
+    assert latency["tradebus_sink_latency_seconds_sum", (out,)] < 60
     # A sink without a dead-letter count reads 0; one that keeps it (a webhook) is read.
     assert samples["tradebus_sink_dead_letters_total", (("sink", "out"),)] == 0
     running.sink.dead_letters = 2  # type: ignore[attr-defined]

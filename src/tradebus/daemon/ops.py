@@ -15,11 +15,17 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from tradebus import log
+from tradebus.bus import LATENCY_BUCKETS
 from tradebus.config import http_address
 from tradebus.daemon.state import dead_letters
 from tradebus.schemas.events import event_type
@@ -122,7 +128,17 @@ class DaemonCollector(Collector):
             "Events the sink gave up delivering and set aside.",
             labels=["sink"],
         )
+        latency = HistogramMetricFamily(
+            "tradebus_sink_latency_seconds",
+            "Time from publish (about the upstream read) to the sink's acknowledgement.",
+            labels=["sink"],
+        )
         for worker in self.daemon.bus.workers:
+            cumulative, buckets = 0, []
+            for le, n in zip((*LATENCY_BUCKETS, float("inf")), worker.latency.counts, strict=True):
+                cumulative += n
+                buckets.append(("+Inf" if le == float("inf") else repr(le), cumulative))
+            latency.add_metric([worker.name], buckets, sum_value=worker.latency.sum)
             written.add_metric([worker.name], worker.written)
             retries.add_metric([worker.name], worker.retries)
             failed.add_metric([worker.name], 1 if worker.failed else 0)
@@ -130,7 +146,7 @@ class DaemonCollector(Collector):
             cursor.add_metric([worker.name], worker.cursor)
             gaps.add_metric([worker.name], worker.gaps)
             dead.add_metric([worker.name], dead_letters(worker))
-        yield from (written, retries, failed, backlog, cursor, gaps, dead)
+        yield from (written, retries, failed, backlog, cursor, gaps, dead, latency)
 
     def _journal(self) -> Iterator[Metric]:
         bus = self.daemon.bus

@@ -25,7 +25,7 @@ class Batch:
     stretch (its cursor moves to ``last_seq``). A batch of no events moves the cursor alone.
     """
 
-    __slots__ = ("chunks", "count", "events", "first_seq", "last_seq")
+    __slots__ = ("chunks", "count", "events", "first_seq", "last_seq", "t0")
 
     def __init__(
         self,
@@ -42,6 +42,8 @@ class Batch:
         self.chunks: Sequence[bytes] = chunks or (data,)
         self.first_seq = first_seq
         self.last_seq = last_seq
+        # Unix time the bus published it (or the journal got it): the start of its latency.
+        self.t0 = 0.0
 
     def __len__(self) -> int:
         return self.count
