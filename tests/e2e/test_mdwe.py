@@ -32,7 +32,7 @@ sys.exit(main(["demo", "--duration", "4"]))
 
 
 def test_the_demo_runs_with_memory_deny_write_execute() -> None:
-    done = subprocess.run(
+    done = subprocess.run(  # noqa: S603 - our own interpreter and script
         [sys.executable, "-c", RUN_UNDER_MDWE],
         capture_output=True,
         timeout=60,
