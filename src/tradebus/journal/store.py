@@ -22,7 +22,7 @@ import fcntl
 import itertools
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -295,7 +295,13 @@ class Journal:
     # --- retention --------------------------------------------------------------------------
 
     def enforce_retention(
-        self, min_cursor: int, retention_bytes: int, retention_age: float, now: float
+        self,
+        min_cursor: int,
+        retention_bytes: int,
+        retention_age: float,
+        now: float,
+        *,
+        delete: Callable[[Path], None] | None = None,
     ) -> list[Dropped]:
         """Delete old segments: those every cursor (``min_cursor``) has passed, and those past
         ``retention_bytes`` or ``retention_age`` whatever the cursors. The active one stays."""
@@ -308,8 +314,7 @@ class Journal:
             forced = total > retention_bytes or now - seg.mtime > retention_age
             if not (passed or forced):
                 break
-            with contextlib.suppress(FileNotFoundError):
-                seg.path.unlink()
+            (delete or _unlink)(seg.path)
             self.segments.pop(0)
             total -= seg.size
             if last >= seg.first_seq:
@@ -415,6 +420,10 @@ class Reader:
         i = max(0, bisect.bisect_right(firsts, self.next_seq) - 1)
         self._path = segs[i].path if segs else None
         return i
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
 
 
 def _lock(state_dir: Path) -> int:
