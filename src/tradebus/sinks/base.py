@@ -109,6 +109,7 @@ def register(type_: str) -> Callable[[SinkFactory], SinkFactory]:
 
 def factory_for(type_: str) -> SinkFactory:
     import tradebus.sinks.file
+    import tradebus.sinks.nats
     import tradebus.sinks.stdout  # noqa: F401
 
     return _registry[type_]
