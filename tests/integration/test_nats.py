@@ -85,6 +85,17 @@ def running(store: Path, *extra: str) -> Iterator[NatsServer]:
         server.kill()
 
 
+@pytest.fixture
+def logged() -> Iterator[io.StringIO]:
+    """The rendered log lines of the test (the real chain, redaction included)."""
+    stream = io.StringIO()
+    log.configure("debug", stream=stream)
+    try:
+        yield stream
+    finally:
+        log.configure("debug")  # what the session-wide fixture set up
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     with running(tmp_path_factory.mktemp("nats")) as s:
@@ -319,32 +330,44 @@ async def _write_retrying(sink: NatsSink, b: Batch, attempts: int = 50) -> None:
     pytest.fail(f"batch not written after {attempts} tries: {sink.last_error}")
 
 
-async def test_authenticated_server_works_and_password_is_never_logged(tmp_path: Path) -> None:
+async def test_authenticated_server_works_and_password_is_never_logged(
+    tmp_path: Path, logged: io.StringIO
+) -> None:
     """user/password connects; the password appears in no log line, also on a refused login."""
     password = "n4ts-pa55word-7f3a"
-    stream = io.StringIO()
-    log.configure("debug", stream=stream)
-    try:
-        with running(tmp_path, "--user", "feeder", "--pass", password) as node:
-            good = sink_config(node, user="feeder", password=password)
-            async with opened(good) as sink:
-                await sink.write(batch([quote(1), quote(2)]))
-                assert sink.acked == 2
-            msgs = await stored(node.url, good.stream, user="feeder", password=password)
-            assert len(msgs) == 2
+    with running(tmp_path, "--user", "feeder", "--pass", password) as node:
+        good = sink_config(node, user="feeder", password=password)
+        async with opened(good) as sink:
+            await sink.write(batch([quote(1), quote(2)]))
+            assert sink.acked == 2
+        msgs = await stored(node.url, good.stream, user="feeder", password=password)
+        assert len(msgs) == 2
 
-            bad = sink_config(
-                node, user="feeder", password=password + "-wrong", connect_timeout=0.5
-            )
-            refused = NatsSink(bad)
-            with pytest.raises(RetryableSinkError) as caught:
-                await refused.write(batch([quote(3)]))
-            await refused.close()
-            assert password not in str(caught.value)
-    finally:
-        log.configure("debug")
-    text = stream.getvalue()
+        bad = sink_config(node, user="feeder", password=password + "-wrong", connect_timeout=0.5)
+        refused = NatsSink(bad)
+        with pytest.raises(RetryableSinkError) as caught:
+            await refused.write(batch([quote(3)]))
+        await refused.close()
+        assert password not in str(caught.value)
+    text = logged.getvalue()
     assert "nats_connected" in text
     assert "nats_error" in text  # the refused login was logged ...
     assert password not in text  # ... without the password
     assert password not in repr(good) + repr(bad)
+
+
+async def test_token_server_works_and_token_is_never_logged(
+    tmp_path: Path, logged: io.StringIO
+) -> None:
+    """token connects; without it the server refuses, and the token is in no log line."""
+    secret_token = "tok-9c2e11b04d-nats"
+    with running(tmp_path, "--auth", secret_token) as node:
+        async with opened(sink_config(node, token=secret_token)) as sink:
+            await sink.write(batch([quote(1)]))
+            assert sink.acked == 1
+        anonymous = NatsSink(sink_config(node, connect_timeout=0.5))
+        with pytest.raises(RetryableSinkError, match="cannot connect"):
+            await anonymous.write(batch([quote(2)]))
+        await anonymous.close()
+    assert "nats_connected" in logged.getvalue()
+    assert secret_token not in logged.getvalue()
