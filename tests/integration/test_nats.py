@@ -8,6 +8,7 @@ import io
 import itertools
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -371,3 +372,53 @@ async def test_token_server_works_and_token_is_never_logged(
         await anonymous.close()
     assert "nats_connected" in logged.getvalue()
     assert secret_token not in logged.getvalue()
+
+
+async def test_batch_without_structs_is_decoded_from_its_lines(server: NatsServer) -> None:
+    """A batch of lines only (as read back from a journal) lands with the same subjects."""
+    config = sink_config(server)
+    events: list[Event] = [quote(1), position(2)]
+    async with opened(config) as sink:
+        await sink.write(Batch(_encoder.encode_lines(events), 2))
+    msgs = await stored(server.url, config.stream)
+    assert [(m.subject or "").split(".", 2)[2] for m in msgs] == [
+        "quote.updated.XAUUSD",
+        "position.updated.EUR_USD_x",
+    ]
+    assert [m.data for m in msgs] == [_encoder.encode(e) for e in events]
+
+
+async def test_stalled_server_times_out_then_the_retry_lands_once(tmp_path: Path) -> None:
+    """A server that stops answering (SIGSTOP) fails the batch after ack_timeout; once it
+    answers again the retried batch is in the stream exactly once."""
+    events: list[Event] = [quote(n) for n in range(1, 101)]
+    with running(tmp_path) as node:
+        config = sink_config(node, ack_timeout=0.5)
+        async with opened(config) as sink:
+            assert node.proc is not None
+            node.proc.send_signal(signal.SIGSTOP)
+            try:
+                with pytest.raises(RetryableSinkError, match=r"acks missing: not in within 0.5s"):
+                    await sink.write(batch(events))
+            finally:
+                node.proc.send_signal(signal.SIGCONT)
+            await _write_retrying(sink, batch(events))
+        msgs = await stored(node.url, config.stream)
+    assert [(m.headers or {})["Nats-Msg-Id"] for m in msgs] == [e.id for e in events]
+
+
+async def test_stream_deleted_while_running_is_created_again(server: NatsServer) -> None:
+    """A stream removed under a running sink fails one write; the next recreates it."""
+    config = sink_config(server)
+    async with opened(config) as sink:
+        await sink.write(batch([quote(1)]))
+        nc = await nats.connect(server.url)
+        try:
+            assert await nc.jsm().delete_stream(config.stream)
+        finally:
+            await nc.close()
+        with pytest.raises(RetryableSinkError, match="refused"):
+            await sink.write(batch([quote(2)]))
+        await sink.write(batch([quote(2)]))
+    msgs = await stored(server.url, config.stream)
+    assert [(m.headers or {})["Nats-Msg-Id"] for m in msgs] == ["ttmt-main:2"]
