@@ -218,6 +218,12 @@ class NatsSinkConfig(SinkBase, tag="nats", frozen=True, kw_only=True):
     token: Secret | None = None
     # A NATS .creds file (JWT + NKey seed), read by the client itself.
     creds_file: str | None = None
+    # TLS is used with tls:// servers or when the server requires it; the server's certificate
+    # is always verified, against tls_ca_file if given (else the system's CAs). A client
+    # certificate (mutual TLS) is tls_cert_file + tls_key_file.
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
     # Every ack of a batch must arrive within this many seconds, or the batch is retried.
     ack_timeout: Positive = 10.0
     # Publishes awaiting their ack at once.
@@ -242,6 +248,8 @@ class NatsSinkConfig(SinkBase, tag="nats", frozen=True, kw_only=True):
         ]
         if len(given) > 1:
             raise ValueError(f"{given[1]}: give one of user/password, token or creds_file")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file: give tls_cert_file and tls_key_file together")
 
 
 SinkConfig: TypeAlias = StdoutSinkConfig | FileSinkConfig | NatsSinkConfig

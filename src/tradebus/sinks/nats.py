@@ -21,6 +21,7 @@ Credentials go to the client only; no log line or error of this module carries o
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -110,20 +111,39 @@ class NatsSink:
             options["token"] = c.token.reveal()
         if c.creds_file is not None:
             options["user_credentials"] = c.creds_file
+        if c.tls_ca_file or c.tls_cert_file or any(s.startswith("tls://") for s in c.servers):
+            options["tls"] = self._tls()
         return options
+
+    def _tls(self) -> ssl.SSLContext:
+        c = self.config
+        try:
+            context = ssl.create_default_context(cafile=c.tls_ca_file)
+            if c.tls_cert_file and c.tls_key_file:
+                context.load_cert_chain(c.tls_cert_file, c.tls_key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise FatalSinkError(
+                f"sink {self.name}: TLS files unusable: {_describe(exc)}"
+            ) from None
+        return context
 
     async def _connect(self) -> JetStreamContext:
         if self._js is not None and self._nc is not None and not self._nc.is_closed:
             return self._js
+        options = self._options()
+        budget = self.config.connect_timeout * len(self.config.servers)
+        self.last_error = None  # what error_cb reports now says why this attempt fails
         nc = Client()
         try:
-            # With attempts unlimited, nats-py's first connect retries forever: bound it.
-            await asyncio.wait_for(nc.connect(**self._options()), self.config.connect_timeout)
+            # With attempts unlimited, nats-py's first connect retries forever: bound it, giving
+            # each server its own connect_timeout.
+            await asyncio.wait_for(nc.connect(**options), budget)
         except _NATS_FAILURES as exc:
             await self._discard(nc)
+            seen = self.last_error if isinstance(exc, asyncio.TimeoutError) else None
             raise RetryableSinkError(
                 f"sink {self.name}: cannot connect to NATS ({len(self.config.servers)} server(s))"
-                f" within {self.config.connect_timeout}s: {_describe(exc)}"
+                f" within {budget}s: {seen or _describe(exc)}"
             ) from None
         except asyncio.CancelledError:
             await self._discard(nc)
@@ -147,7 +167,8 @@ class NatsSink:
 
     async def _discard(self, nc: Client) -> None:
         try:
-            await nc.close()
+            # Bounded: closing a client whose TLS upgrade failed waits forever on its transport.
+            await asyncio.wait_for(nc.close(), self.config.connect_timeout)
         except _NATS_FAILURES as exc:
             self._log.debug("nats_close_failed", error=_describe(exc))
 
@@ -297,11 +318,9 @@ class NatsSink:
     async def close(self) -> None:
         nc, self._nc, self._js = self._nc, None, None
         if nc is not None:
-            try:
-                await nc.drain()
-            except _NATS_FAILURES as exc:
-                self._log.debug("nats_drain_failed", error=_describe(exc))
-                await self._discard(nc)
+            # Every write before this returned, so nothing awaits an ack: a drain would only
+            # wait (up to 30 s) on a server that stopped answering.
+            await self._discard(nc)
 
     def reopen(self) -> None:
         pass
