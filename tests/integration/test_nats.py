@@ -459,3 +459,16 @@ async def test_tls_server_is_verified_against_the_given_ca(tmp_path: Path) -> No
     broken = NatsSink(sink_config(node, tls_ca_file=str(tmp_path / "missing.pem")))
     with pytest.raises(FatalSinkError, match="TLS files unusable"):
         await broken.open()
+
+
+async def test_first_reachable_server_of_several_is_used(
+    server: NatsServer, tmp_path: Path
+) -> None:
+    """With a dead server listed first, the sink connects to the live one and writes."""
+    with running(tmp_path) as gone:
+        dead = gone.url
+    config = sink_config(server, servers=[dead, server.url], connect_timeout=1.0)
+    async with opened(config) as sink:
+        await sink.write(batch([quote(1)]))
+        assert sink.acked == 1
+    assert len(await stored(server.url, config.stream)) == 1
