@@ -21,6 +21,7 @@ Credentials go to the client only; no log line or error of this module carries o
 from __future__ import annotations
 
 import asyncio
+import itertools
 import ssl
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -30,8 +31,9 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import PubAck, StreamConfig
+from nats.js.api import StreamConfig
 
 from tradebus import log
 from tradebus.config import NatsSinkConfig
@@ -41,6 +43,9 @@ from tradebus.sinks.base import Batch, register
 from tradebus.sinks.subject import SubjectTemplate
 
 MSG_ID = "Nats-Msg-Id"
+# The stream must be this one, or JetStream refuses the message (a stream listening on
+# overlapping subjects never takes our events by accident).
+EXPECTED_STREAM = "Nats-Expected-Stream"
 # What a lost connection, a full client buffer or a JetStream refusal raises in nats-py.
 _NATS_FAILURES = (nats.errors.Error, OSError, asyncio.TimeoutError)
 
@@ -51,6 +56,26 @@ def _lines(chunks: Sequence[bytes]) -> Iterator[bytes]:
         lines = chunk.split(b"\n")
         lines.pop()  # after the last newline: nothing
         yield from lines
+
+
+class _ApiError(msgspec.Struct, frozen=True):
+    code: int = 0
+    err_code: int = 0
+    description: str = ""
+
+
+class _PubAck(msgspec.Struct, frozen=True):
+    """JetStream's answer to a publish: ``{"stream","seq","duplicate"}`` or ``{"error"}``."""
+
+    stream: str = ""
+    seq: int = 0
+    duplicate: bool = False
+    error: _ApiError | None = None
+
+
+# No stream listens on the subject: the server answers the reply subject with status 503.
+_NO_STREAM = _PubAck(error=_ApiError(code=503, description="no stream takes this subject"))
+_UNREADABLE = _PubAck(error=_ApiError(description="unreadable ack"))
 
 
 def _describe(exc: BaseException) -> str:
@@ -79,6 +104,11 @@ class NatsSink:
         self._lost: asyncio.Future[None] | None = None
         self._connections = 0
         self._decoder = msgspec.json.Decoder(Event)
+        self._ack_decoder = msgspec.json.Decoder(_PubAck)
+        # The acks awaited, by the last token of their reply subject <inbox>.<token>.
+        self._inbox = ""
+        self._waiting: dict[str, asyncio.Future[_PubAck]] = {}
+        self._tokens = itertools.count()
         self._log = log.get(sink=config.name)
 
     # --- connection ---------------------------------------------------------------------------
@@ -149,11 +179,15 @@ class NatsSink:
             await self._discard(nc)
             raise
         self._nc = nc
-        # ``write`` keeps at most max_inflight in flight itself; nats-py's bound only backs it.
-        self._js = nc.jetstream(
-            timeout=self.config.ack_timeout,
-            publish_async_max_pending=2 * self.config.max_inflight,
-        )
+        self._js = nc.jetstream(timeout=self.config.ack_timeout)  # stream management only
+        self._inbox = nc.new_inbox()
+        self._waiting.clear()
+        try:
+            await nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
+        except _NATS_FAILURES as exc:
+            raise RetryableSinkError(
+                f"sink {self.name}: cannot subscribe: {_describe(exc)}"
+            ) from None
         self._lost = asyncio.get_running_loop().create_future()
         self._connections += 1
         if self._connections > 1:
@@ -236,48 +270,69 @@ class NatsSink:
 
     # --- writing ------------------------------------------------------------------------------
 
+    # Publishes go out as core NATS messages with a reply subject of our own, and the acks are
+    # decoded here with msgspec: nats-py's JetStream publish_async (a semaphore wait_for, a
+    # done-callback and json + dataclass decoding per message) cost twice the CPU per event
+    # (41 vs 20 us measured; 14,800 vs 32,000 events/s into a local nats-server).
+    async def _on_ack(self, msg: Msg) -> None:
+        ack = self._waiting.pop(msg.subject[len(self._inbox) + 1 :], None)
+        if ack is None or ack.done():
+            return  # the answer to a publish given up on: that batch is retried anyway
+        if msg.headers and msg.headers.get("Status") == "503":
+            ack.set_result(_NO_STREAM)
+            return
+        try:
+            ack.set_result(self._ack_decoder.decode(msg.data))
+        except msgspec.DecodeError:
+            ack.set_result(_UNREADABLE)
+
     async def write(self, batch: Batch) -> None:
-        js = await self._ready()
+        await self._ready()
+        nc = self._nc
+        assert nc is not None
         events = batch.events or self._decode(batch)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.ack_timeout
-        stream = self.config.stream
+        headers_for = {MSG_ID: "", EXPECTED_STREAM: self.config.stream}.copy
         render = self.subjects.render
         inflight = self.config.max_inflight
         step = max(inflight // 2, 1)
-        acks: list[asyncio.Future[PubAck]] = []
+        reply = f"{self._inbox}."
+        tokens = self._tokens
+        waiting = self._waiting
+        acks: list[asyncio.Future[_PubAck]] = []
         confirmed = 0  # acks[:confirmed] are in
         try:
             for event, body in zip(events, _lines(batch.chunks), strict=True):
                 if len(acks) - confirmed >= inflight:
-                    # Our own bound, waited for in steps: nats-py's (wait_stall) costs a task
-                    # per publish, and one await that yields per message costs a socket write
-                    # per message (measured: 4,400 events/s).
                     await self._await_acks(acks[confirmed : confirmed + step], deadline)
                     confirmed += step
-                try:
-                    ack = await js.publish_async(
-                        render(event), body, stream=stream, headers={MSG_ID: event.id}
-                    )
-                except _NATS_FAILURES as exc:
-                    raise self._retry(f"publish failed: {_describe(exc)}", exc) from None
+                token = str(next(tokens))
+                ack = waiting[token] = loop.create_future()
                 acks.append(ack)
+                headers = headers_for()
+                headers[MSG_ID] = event.id
+                try:
+                    await nc.publish(render(event), body, reply=reply + token, headers=headers)
+                except _NATS_FAILURES as exc:
+                    raise self._retry(f"publish failed: {_describe(exc)}") from None
             await self._await_acks(acks[confirmed:], deadline)
             self._count(acks)
         finally:
             for ack in acks:
-                ack.cancel()  # a late ack finds nothing to resolve
+                ack.cancel()  # no-op for those in
+            waiting.clear()  # one write at a time: whatever is left belongs to this one
 
     def _decode(self, batch: Batch) -> list[Event]:
         """The structs of a batch that came without them (say, read back from the journal)."""
         return [self._decoder.decode(line) for line in _lines(batch.chunks)]
 
-    async def _await_acks(self, acks: list[asyncio.Future[PubAck]], deadline: float) -> None:
-        """Return once every ack of ``acks`` is in (or failed); raise on a timeout or a cut."""
+    async def _await_acks(self, acks: list[asyncio.Future[_PubAck]], deadline: float) -> None:
+        """Return once every ack of ``acks`` is in; raise on a timeout or a cut."""
         assert self._lost is not None
         if not acks:
             return
-        every: asyncio.Future[Any] = asyncio.gather(*acks, return_exceptions=True)
+        every: asyncio.Future[Any] = asyncio.gather(*acks)
         waiting: list[asyncio.Future[Any]] = [every, self._lost]
         timeout = max(deadline - asyncio.get_running_loop().time(), 0)
         await asyncio.wait(waiting, timeout=timeout, return_when="FIRST_COMPLETED")
@@ -289,29 +344,29 @@ class NatsSink:
                 if self._lost.done()
                 else f"not in within {self.config.ack_timeout}s"
             )
-            raise self._retry(f"{late} acks missing: {why}", None)
+            raise self._retry(f"{late} acks missing: {why}")
 
-    def _count(self, acks: Sequence[asyncio.Future[PubAck]]) -> None:
+    def _count(self, acks: Sequence[asyncio.Future[_PubAck]]) -> None:
         acked = duplicates = 0
-        failure: BaseException | None = None
+        failure: _ApiError | None = None
         for ack in acks:
-            exc = ack.exception()
-            if exc is not None:
-                failure = failure or exc
+            answer = ack.result()
+            if answer.error is not None:
+                failure = failure or answer.error
                 continue
             acked += 1
-            duplicates += bool(ack.result().duplicate)
+            duplicates += answer.duplicate
         self.acked += acked
         self.duplicates += duplicates
         if failure is not None:
+            if failure is _NO_STREAM.error:
+                self._stream_ready = False  # the stream went away: look it up (or create it)
             raise self._retry(
-                f"{len(acks) - acked} of {len(acks)} publishes refused: {_describe(failure)}",
-                failure,
+                f"{len(acks) - acked} of {len(acks)} publishes refused: {failure.description}"
+                f" (code {failure.code}, {failure.err_code})"
             )
 
-    def _retry(self, why: str, exc: BaseException | None) -> RetryableSinkError:
-        if isinstance(exc, nats.js.errors.NoStreamResponseError):
-            self._stream_ready = False  # the stream went away: look it up (or create it) again
+    def _retry(self, why: str) -> RetryableSinkError:
         self.last_error = why
         return RetryableSinkError(f"sink {self.name}: {why}")
 
