@@ -178,16 +178,17 @@ class NatsSink:
         except asyncio.CancelledError:
             await self._discard(nc)
             raise
-        self._nc = nc
-        self._js = nc.jetstream(timeout=self.config.ack_timeout)  # stream management only
-        self._inbox = nc.new_inbox()
-        self._waiting.clear()
+        inbox = nc.new_inbox()
         try:
-            await nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
+            await nc.subscribe(f"{inbox}.*", cb=self._on_ack)
         except _NATS_FAILURES as exc:
+            await self._discard(nc)
             raise RetryableSinkError(
-                f"sink {self.name}: cannot subscribe: {_describe(exc)}"
+                f"sink {self.name}: cannot subscribe to acks: {_describe(exc)}"
             ) from None
+        self._nc, self._inbox = nc, inbox
+        self._js = nc.jetstream(timeout=self.config.ack_timeout)  # stream management only
+        self._waiting.clear()
         self._lost = asyncio.get_running_loop().create_future()
         self._connections += 1
         if self._connections > 1:
