@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck tools unit bench soak clean
+.PHONY: demo test lint typecheck tools unit bench soak soak-sink-down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench: $(STAMP)
 
 soak: $(STAMP)
 	$(BIN)/python -m benchmarks --soak
+
+# The soak with one of two sinks down for its length, then back (row 8b).
+soak-sink-down: $(STAMP)
+	$(BIN)/python -m benchmarks --soak-sink-down
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -31,6 +31,10 @@ def bench(sizes: rows.Sizes, only: set[str]) -> list[Row]:
         if want("2") or want("7"):
             row2, once = rows.ttmt_file(work, sizes)
             pairs.append((row2, once))
+        row3 = None
+        if want("3"):
+            row3, once3 = rows.ttmt_durable(work, sizes)
+            pairs.append((row3, once3))
         with floor or contextlib.nullcontext():
             rows.alternate(pairs, sizes.runs)
         if floor is not None:
@@ -39,8 +43,11 @@ def bench(sizes: rows.Sizes, only: set[str]) -> list[Row]:
             if floor is not None and (spread := rows.paired(row2, floor.row)):
                 row2.note = f"{spread} of the floor"
             done.append(row2)
-        if want("3"):
-            done.append(Row(name="3 TTMT SSE → file, durable", na="no journal yet"))
+        if row3 is not None:
+            spread = rows.paired(row3, floor.row) if floor is not None else ""
+            cost = rows.journal_append_cost(work, sizes)
+            row3.note = f"{spread} of the floor; {cost}" if spread else cost
+            done.append(row3)
         if want("4"):
             done.extend(rows.traderws(work, sizes))
         if want("5"):
@@ -59,6 +66,9 @@ def bench(sizes: rows.Sizes, only: set[str]) -> list[Row]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--soak", action="store_true", help="the soak (row 8) alone")
+    parser.add_argument(
+        "--soak-sink-down", action="store_true", help="the soak with one sink down (row 8b)"
+    )
     parser.add_argument("--tiny", action="store_true", help="tiny runs: proves the harness works")
     parser.add_argument("--rows", default="", help="comma-separated row numbers (default: all)")
     parser.add_argument("--runs", type=int, default=0, help="runs per row (default: 3)")
@@ -68,6 +78,10 @@ def main(argv: list[str]) -> int:
     # The harness itself is left unpinned: pinned beside the senders it halved what a busy
     # sender (row 4's) could send, and it sleeps between 2 ms polls, so it barely competes.
     print("\n".join(environment()), flush=True)
+    if args.soak_sink_down:
+        with workdir() as work:
+            print(soak.run_sink_down(work, args.soak_seconds, args.soak_rate, sample_every=10.0))
+        return 0
     if args.soak:
         with workdir() as work:
             print(soak.run(work, args.soak_seconds, args.soak_rate, sample_every=10.0))

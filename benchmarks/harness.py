@@ -89,13 +89,23 @@ def _pairs(table: dict[str, Any]) -> list[str]:
 
 
 def daemon_config(
-    work: Work, tables: Sequence[dict[str, Any]], sinks: Sequence[dict[str, Any]]
+    work: Work,
+    tables: Sequence[dict[str, Any]],
+    sinks: Sequence[dict[str, Any]],
+    *,
+    state: Path | None = None,
+    daemon: dict[str, Any] | None = None,
 ) -> Path:
+    """A config file; each run gets a state dir of its own (a journal left by the previous run
+    would make the senders' ids duplicates)."""
     cfg = {
         "daemon": {
-            "state_dir": str(work.path("state")),
+            "state_dir": str(state or work.path("state")),
             "log_level": "warning",
             "drain_timeout": 10.0,
+            # No durability asked for unless a row asks: row 2 is the path without fsync.
+            "fsync": "never",
+            **(daemon or {}),
         },
         "sources": list(tables),
         "sinks": list(sinks),
@@ -230,14 +240,16 @@ def run_daemon(
     timeout: float = 60.0,
     duration: float | None = None,
     warmup: float = 0.0,
+    daemon_settings: dict[str, Any] | None = None,
 ) -> RunResult:
     """Senders on one core, the daemon on the other; measure until ``watched`` is complete."""
     started: list[subprocess.Popen[bytes]] = []
+    state = work.path("state")
     try:
         ready = start_senders(work, senders)
         started.extend(proc for proc, _ in ready)
         tables = [info["table"] for _, info in ready]
-        config = daemon_config(work, tables, sinks)
+        config = daemon_config(work, tables, sinks, state=state, daemon=daemon_settings)
         cmd = command or [PYTHON, "-m", "tradebus", "run", "-c"]
         daemon = procs.spawn(
             [*cmd, str(config)],
@@ -251,3 +263,4 @@ def run_daemon(
         for proc in reversed(started):
             procs.stop(proc)
         watched.unlink(missing_ok=True)
+        shutil.rmtree(state, ignore_errors=True)  # the journal: a tmpfs holds it in memory

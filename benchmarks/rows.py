@@ -151,6 +151,67 @@ def ttmt_file(work: Work, sizes: Sizes) -> tuple[Row, Callable[[], RunResult]]:
     return row, once
 
 
+def ttmt_durable(work: Work, sizes: Sizes) -> tuple[Row, Callable[[], RunResult]]:
+    """Row 3: row 2's frames with the default durability (fsync every 100 ms of the journal).
+
+    The scratch dir is a tmpfs when there is one, where fsync costs next to nothing: the row
+    measures the journal's CPU cost, which is what the daemon's core pays whatever the disk."""
+    row = Row(name="3 TTMT SSE → file, durable")
+    row.na = adapter_missing("ttmt")
+    n = sizes.sse_events
+
+    def once() -> RunResult:
+        out = work.path("out.jsonl")
+        spec = SenderSpec("ttmt-bench", ("ttmt", "--events", str(n)))
+        return run_daemon(
+            work,
+            [spec],
+            [file_sink(out)],
+            out,
+            n,
+            timeout=sizes.timeout,
+            daemon_settings={"fsync": "interval"},
+        )
+
+    return row, once
+
+
+def journal_append_cost(work: Work, sizes: Sizes) -> str:
+    """The journal's own cost per event: appends of row 2's already-encoded lines, in batches
+    of the size a busy read gives, timed in this process (interval fsync is off the path)."""
+    import time
+
+    import msgspec
+
+    from benchmarks.frames import ttmt_frame
+    from tradebus.adapters.ttmt import wire
+    from tradebus.adapters.ttmt.normalize import normalize
+    from tradebus.journal.store import Journal
+
+    encoder = msgspec.json.Encoder()
+    lines = []
+    for n in range(1, min(sizes.sse_events, 200_000) + 1):
+        data = ttmt_frame(n).split(b"data: ", 1)[1].rstrip()
+        lines.append(
+            encoder.encode_lines(normalize(wire.decode(data), "bench", "2026-06-09T14:32:01.123Z"))
+        )
+    batch = 256
+    chunks = [b"".join(lines[i : i + batch]) for i in range(0, len(lines), batch)]
+    state = work.path("journal-cost")
+    journal, _ = Journal.open(state, fsync="never")
+    try:
+        started = time.perf_counter()
+        for i, chunk in enumerate(chunks):
+            journal.append((chunk,), min(batch, len(lines) - i * batch), 0)
+        elapsed = time.perf_counter() - started
+    finally:
+        journal.close()
+        import shutil
+
+        shutil.rmtree(state, ignore_errors=True)
+    return f"journal append {elapsed / len(lines) * 1e6:.2f} µs/event"
+
+
 def naive(work: Work, sizes: Sizes) -> Row:
     """Row 6: the same sender, read by ``benchmarks.naive`` on the daemon's core."""
     row = Row(name="6 naive (aiohttp+json)")

@@ -7,7 +7,11 @@ last sample within 5% of the first one taken after warm-up (the first minute).
 
 from __future__ import annotations
 
+import json
+import socket
 import time
+import urllib.error
+import urllib.request
 
 from benchmarks import procs
 from benchmarks.harness import SenderSpec, Work, daemon_config, start_sender
@@ -47,6 +51,82 @@ def run(work: Work, seconds: float, rate: float, sample_every: float) -> str:
         procs.stop(daemon)
         procs.stop(sender)
     return summary(samples, rate, cpu / wall)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _backlog(port: int, sink: str) -> int:
+    url = f"http://127.0.0.1:{port}/readyz"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            body = r.read()
+    except urllib.error.HTTPError as exc:  # 503 while the sink is down: the body is the same
+        body = exc.read()
+    return int(json.loads(body)["sinks"][sink]["backlog"])
+
+
+def run_sink_down(work: Work, seconds: float, rate: float, sample_every: float) -> str:
+    """Row 8b: one of two file sinks cannot write for ``seconds`` (its directory is a file),
+    then can again. RSS while it is down, and how fast it catches up from the journal."""
+    if why := adapter_missing("ttmt"):
+        return f"8b soak, a sink down: n/a ({why})"
+    sender, info = start_sender(
+        work, SenderSpec("ttmt-soak", ("ttmt", "--events", "0", "--rate", str(rate)))
+    )
+    blocker = work.path("blocker")
+    blocker.write_text("a file where the down sink wants its directory")
+    healthy = {"name": "healthy", "type": "file", "path": str(work.path("ok.jsonl"))}
+    down = {"name": "down", "type": "file", "path": str(blocker / "down.jsonl")}
+    port = _free_port()
+    sinks = [s | {"max_bytes": 64 << 20, "backups": 1} for s in (healthy, down)]
+    config = daemon_config(
+        work,
+        [info["table"]],
+        sinks,
+        daemon={"fsync": "interval", "http": f"127.0.0.1:{port}"},
+    )
+    daemon = procs.spawn(
+        [PYTHON, "-m", "tradebus", "run", "-c", str(config)],
+        core=procs.DAEMON_CORE,
+        log=work.path("daemon.log"),
+    )
+    samples: list[tuple[float, float]] = []
+    try:
+        start = time.monotonic()
+        while (elapsed := time.monotonic() - start) < seconds:
+            if daemon.poll() is not None:
+                tail = work.root.glob("*daemon.log")
+                logs = " | ".join(p.read_text()[-400:] for p in tail)
+                return (
+                    f"8b soak: daemon exited with {daemon.returncode} after {elapsed:.0f} s: {logs}"
+                )
+            rss = procs.status_kib(daemon.pid, "VmRSS") / 1024
+            if rss:  # 0 until the interpreter has mapped itself
+                samples.append((elapsed, rss))
+                print(f"  {elapsed:6.0f} s  RSS {rss:.1f} MB (sink down)", flush=True)
+            time.sleep(min(sample_every, max(seconds - elapsed, 0.01)))
+        behind = _backlog(port, "down")
+        blocker.unlink()
+        back = time.monotonic()
+        while (left := _backlog(port, "down")) > rate:  # within a second of the live feed
+            if time.monotonic() - back > 600:
+                return f"8b soak: the sink had {left:,} events left after 600 s"
+            time.sleep(0.5)
+        catch_up = time.monotonic() - back
+    finally:
+        procs.stop(daemon)
+        procs.stop(sender)
+    memory = summary(samples, rate, 0.0).split(": ", 1)[1].split("; daemon CPU")[0]
+    return (
+        f"8b soak @ {rate:,.0f}/s, one sink down {seconds:.0f} s: {memory}; "
+        f"{behind:,} events behind, caught up in {catch_up:.1f} s "
+        f"({behind / max(catch_up, 1e-3):,.0f} events/s beside the live feed)"
+    )
 
 
 def summary(samples: list[tuple[float, float]], rate: float, cpu_share: float) -> str:

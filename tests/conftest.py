@@ -25,6 +25,12 @@ class Collector:
             self.batches += 1
             self._changed.notify_all()
 
+    @classmethod
+    def of(cls, events: Sequence[Event]) -> Collector:
+        collector = cls()
+        collector.events = list(events)
+        return collector
+
     def of_type(self, *types: str) -> list[Event]:
         return [e for e in self.events if event_type(e) in types]
 

@@ -60,6 +60,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return _run_loop(serve(cfg))
 
 
+def _cmd_journal(args: argparse.Namespace) -> int:
+    from tradebus.journal import report
+
+    cfg = config.load(args.config)
+    if args.from_seq is None:
+        return report.status(cfg, sys.stdout)
+    return report.replay(
+        cfg,
+        args.from_seq,
+        args.to_seq,
+        providers=args.provider,
+        types=args.type,
+        sources=args.source,
+        symbols=args.symbol,
+    )
+
+
 def _cmd_check_config(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
     print(f"{args.config}: ok ({len(cfg.sources)} sources, {len(cfg.sinks)} sinks)")
@@ -67,6 +84,14 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 async def _demo(duration: float | None, seed: int) -> int:
+    import tempfile
+
+    # The demo keeps no state: its journal lives as long as the run.
+    with tempfile.TemporaryDirectory(prefix="tradebus-demo-") as state:
+        return await _demo_in(state, duration, seed)
+
+
+async def _demo_in(state: str, duration: float | None, seed: int) -> int:
     from tradebus.daemon.app import serve
 
     sims: list[Simulator] = []
@@ -79,7 +104,7 @@ async def _demo(duration: float | None, seed: int) -> int:
             tables.append(sim.source_table(DEMO_NAMES[kind]))
         cfg = config.parse(
             {
-                "daemon": {"log_level": "info", "drain_timeout": 5.0},
+                "daemon": {"log_level": "info", "drain_timeout": 5.0, "state_dir": state},
                 "sources": tables,
                 "sinks": [{"name": "console", "type": "stdout"}],
             },
@@ -143,6 +168,21 @@ def build_parser(*, simulators: bool = True) -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file (exit 2 if invalid)")
     check.add_argument("-c", "--config", required=True, help="TOML config file")
     check.set_defaults(func=_cmd_check_config)
+
+    journal = sub.add_parser(
+        "journal", help="the journal's state, or (--from-seq) its events as JSONL"
+    )
+    journal.add_argument("-c", "--config", required=True, help="TOML config file")
+    journal.add_argument("--from-seq", type=int, default=None, help="replay from this seq")
+    journal.add_argument("--to-seq", type=int, default=None, help="... through this one")
+    for flag, what in (
+        ("--provider", "upstream kind"),
+        ("--type", "type prefix (order., status)"),
+        ("--source", "source name"),
+        ("--symbol", "symbol"),
+    ):
+        journal.add_argument(flag, action="append", default=[], help=f"keep only this {what}")
+    journal.set_defaults(func=_cmd_journal)
 
     demo = sub.add_parser("demo", help="run the daemon on the built-in simulators")
     demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS")

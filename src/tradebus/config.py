@@ -8,6 +8,8 @@ reads a secret from a file instead (a relative PATH is looked up in systemd's
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 import tomllib
@@ -25,7 +27,7 @@ from tradebus.sinks.subject import SubjectTemplate
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
 Positive = Annotated[float, msgspec.Meta(gt=0)]
 Count = Annotated[int, msgspec.Meta(ge=1)]
-SECRET_FIELDS = frozenset({"api_key", "token", "password", "username", "user"})
+SECRET_FIELDS = frozenset({"api_key", "token", "password", "username", "secret", "user"})
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -50,7 +52,16 @@ def http_address(value: str) -> tuple[str, int]:
 
 
 class DaemonConfig(_Closed, frozen=True, kw_only=True):
+    # The journal, the sinks' cursors and the lock live here; one daemon per state dir.
     state_dir: str = "/var/lib/tradebus"
+    # "interval": fsync the journal every 100 ms (a power loss costs at most that; a crash of
+    # the process nothing); "always": before any sink sees a batch; "never": the OS decides.
+    fsync: Literal["interval", "always", "never"] = "interval"
+    segment_bytes: Annotated[int, msgspec.Meta(ge=4096)] = 64 * 1024 * 1024
+    # Segments go once every sink has passed them, or (with a status.gap to the sinks that had
+    # not) once the journal holds more than retention_bytes or they are older than retention_age.
+    retention_bytes: Annotated[int, msgspec.Meta(ge=4096)] = 1024 * 1024 * 1024
+    retention_age: Positive = 7 * 86400.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
     # How long SIGTERM waits for sinks to write what was received before giving up.
@@ -86,6 +97,9 @@ class SourceBase(_Closed, tag_field="type", frozen=True, kw_only=True):
 class TtmtSource(SourceBase, tag="ttmt", frozen=True, kw_only=True):
     api_key: Secret
     account_id: str | None = None
+    # With nothing journaled for this source yet: "earliest" asks the upstream for all it still
+    # buffers (Last-Event-ID: 0), "latest" only for what comes next.
+    start: Literal["earliest", "latest"] = "earliest"
     # No byte for this long → reconnect. The server recycles every 300 s, so a healthy stream
     # is never silent longer than that plus slack.
     read_timeout: Positive = 330.0
@@ -123,6 +137,10 @@ class TraderWsSource(SourceBase, tag="traderws", frozen=True, kw_only=True):
     # Login request and WebSocket handshake, each.
     connect_timeout: Positive = 10.0
     dedupe_size: Count = 100_000
+    # The largest WebSocket message taken; a larger one closes the connection (1009) and is
+    # bad input. A history reply holds every execution of the away-window in one message, and
+    # one refused would be asked for again on every reconnect: hence the larger default.
+    max_message_bytes: Count = 64 * 1024 * 1024
 
 
 class Mt4BridgeSource(SourceBase, tag="mt4bridge", frozen=True, kw_only=True):
@@ -139,6 +157,9 @@ class Mt4BridgeSource(SourceBase, tag="mt4bridge", frozen=True, kw_only=True):
     # Circuit breaker around 502 BridgeUnavailable: open after this many in a row.
     breaker_threshold: Count = 3
     breaker_reset: Positive = 30.0
+    # The largest WebSocket frame taken; a larger one closes the connection (1009) and is bad
+    # input.
+    max_message_bytes: Count = 16 * 1024 * 1024
 
 
 SourceConfig: TypeAlias = TtmtSource | TpAlertsSource | TraderWsSource | Mt4BridgeSource
@@ -156,8 +177,8 @@ class SinkBase(_Closed, tag_field="type", frozen=True, kw_only=True):
     types: list[str] = msgspec.field(default_factory=list)
     sources: list[str] = msgspec.field(default_factory=list)
     symbols: list[str] = msgspec.field(default_factory=list)
-    # Events waiting for this sink; when full the bus waits (nothing is dropped). About 1 KB of
-    # memory each: the bound is what a stalled sink can cost before the sources slow down.
+    # Events held in memory for this sink (about 1 KB each); a sink further behind reads the
+    # journal instead, so this bounds memory, never what is delivered.
     queue_size: Count = 8192
 
 
@@ -252,7 +273,71 @@ class NatsSinkConfig(SinkBase, tag="nats", frozen=True, kw_only=True):
             raise ValueError("tls_cert_file: give tls_cert_file and tls_key_file together")
 
 
-SinkConfig: TypeAlias = StdoutSinkConfig | FileSinkConfig | NatsSinkConfig
+# Header names as RFC 9110 defines a token; values without control characters (no CR/LF).
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# Headers the webhook sink sets itself: a static header must not replace them.
+_OWN_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "host",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+    }
+)
+
+
+def webhook_key(secret: Secret) -> bytes:
+    """The HMAC key of a Standard Webhooks secret: ``whsec_`` stripped, the rest base64-decoded.
+
+    The spec: "the secret is the base64 encoded portion after the prefix"; the reference
+    library pads unpadded base64, so this does too. ValueError never quotes the value.
+    """
+    text = secret.reveal().removeprefix("whsec_")
+    try:
+        key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if not key:
+        raise ValueError("secret: expected whsec_<base64>, as Standard Webhooks defines it")
+    return key
+
+
+class WebhookSinkConfig(SinkBase, tag="webhook", frozen=True, kw_only=True):
+    url: str
+    # whsec_<base64> (Standard Webhooks); without one, requests go unsigned.
+    secret: Secret | None = None
+    format: Literal["json", "jsonl", "cloudevents", "cloudevents-batch"] = "json"
+    # Static extra headers (an API key, say): values are secrets, never logged.
+    headers: dict[str, Secret] = msgspec.field(default_factory=dict)
+    # jsonl / cloudevents-batch: events per request; the bus waits up to the linger to fill one.
+    batch_max_events: Count = 500
+    batch_linger_ms: Annotated[int, msgspec.Meta(ge=0)] = 0
+    # Seconds: one request is cut after ``timeout``; retries back off from ``retry_base`` up to
+    # ``retry_cap`` (full jitter); after ``give_up_after`` a request is dead-lettered.
+    timeout: Positive = 15.0
+    retry_base: Positive = 1.0
+    retry_cap: Positive = 60.0
+    give_up_after: Positive = 24 * 3600.0
+    # Requests in flight at once; above 1, order across parallel requests is not kept.
+    max_in_flight: Count = 1
+    verify_tls: bool = True
+
+    def __post_init__(self) -> None:
+        _check_url(self.url, ("http", "https"))
+        if self.secret is not None:
+            webhook_key(self.secret)
+        for name, value in self.headers.items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"headers: {name[:80]!r} is not a valid header name")
+            if name.lower() in _OWN_HEADERS:
+                raise ValueError(f"headers: {name!r} is set by the webhook sink itself")
+            if any(c in value.reveal() for c in "\r\n\0"):
+                raise ValueError(f"headers: the value of {name!r} has a line break or NUL")
+
+
+SinkConfig: TypeAlias = StdoutSinkConfig | FileSinkConfig | WebhookSinkConfig | NatsSinkConfig
 
 
 class Config(_Closed, frozen=True, kw_only=True):

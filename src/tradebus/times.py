@@ -59,9 +59,26 @@ def _second_head(second: int) -> str:
     return head
 
 
+def to_epoch(stamp: str) -> float:
+    """Unix seconds of a canonical time (``ValueError`` if it is not one)."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
 def now() -> str:
     """The current wall-clock time as the canonical string."""
     return from_epoch(time.time())
+
+
+# How many upstream times were refused since start (text that is no time, or a moment the
+# canonical form cannot hold): the event takes its receipt time instead. One cell, never reset:
+# an adapter reads it before and after normalizing a read (no await between) and counts the
+# difference as its own, so normalizers stay pure functions of their arguments.
+REFUSED: Final[list[int]] = [0]
+
+
+def refuse() -> None:
+    """Count one upstream time refused (see ``REFUSED``); the caller falls back."""
+    REFUSED[0] += 1
 
 
 # Times already checked and found canonical. A busy feed stamps many events with the same
@@ -102,7 +119,11 @@ def canonical_or(text: str | None, fallback: _T) -> str | _T:
             _checked.clear()
         _checked[text] = text
         return text
-    return _rewrite(text) or fallback
+    rewritten = _rewrite(text)
+    if rewritten is None:
+        REFUSED[0] += 1
+        return fallback
+    return rewritten
 
 
 def _new_head(head: str) -> bool:

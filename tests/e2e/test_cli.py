@@ -162,7 +162,7 @@ def write_config(tmp_path: Path, sims: list[Simulator]) -> Path:
     )
     path = tmp_path / "tradebus.toml"
     path.write_text(
-        '[daemon]\nlog_format = "json"\nstate_dir = "state"\n'
+        f'[daemon]\nlog_format = "json"\nstate_dir = "{tmp_path / "state"}"\n'
         + sources
         + f'\n[[sinks]]\nname = "archive"\ntype = "file"\npath = "{tmp_path / "events.jsonl"}"\n'
         + '\n[[sinks]]\nname = "console"\ntype = "stdout"\n'

@@ -52,9 +52,9 @@ def _with_port(url: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=f"127.0.0.1:{port}"))
 
 
-async def test_demo_toml_defaults_match_the_simulators_defaults() -> None:
+async def test_demo_toml_defaults_match_the_simulators_defaults(tmp_path: Path) -> None:
     """Each demo.toml source, pointed at `tradebus simulate KIND` (defaults), yields events."""
-    cfg = config.load(REPO / "config" / "demo.toml", env={})
+    cfg = config.load(REPO / "config" / "demo.toml", env={"TRADEBUS_STATE_DIR": str(tmp_path)})
     parser = build_parser()
     sims: list[Simulator] = []
     sources = []

@@ -7,11 +7,13 @@ import contextlib
 import io
 import itertools
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import aiohttp
 import pytest
 
+from tests import hostile
 from tests.conftest import Collector
 from tradebus import config, log
 from tradebus.adapters.base import SourceContext
@@ -63,11 +65,13 @@ def _config(sim: Mt4BridgeSimulator, **overrides: Any) -> Mt4BridgeSource:
 
 
 @contextlib.asynccontextmanager
-async def _running(cfg: Mt4BridgeSource, collector: Collector) -> AsyncIterator[None]:
-    ctx = SourceContext("mt4", "mt4bridge", collector.publish)
+async def _running(
+    cfg: Mt4BridgeSource, collector: Collector, history: Sequence[Event] = ()
+) -> AsyncIterator[SourceContext]:
+    ctx = SourceContext("mt4", "mt4bridge", collector.publish, history=history)
     task = asyncio.create_task(Mt4BridgeAdapter(cfg, ctx).run())
     try:
-        yield
+        yield ctx
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -329,6 +333,36 @@ async def test_reconciliation_reports_opens_and_closes_missed_during_a_ws_cut(
     assert len(collector.of_type("position.closed")) == 1
 
 
+async def test_a_restart_reports_only_what_changed_while_away(
+    sim: Mt4BridgeSimulator, collector: Collector
+) -> None:
+    """After a restart, positions the journal holds are not reported opened again; one closed
+    while the daemon was down is reported closed once; one opened meanwhile, opened once."""
+    kept = await sim.open_position("EURUSD", "BUY", 0.2, silent=True)
+    gone = await sim.open_position("GBPUSD", "SELL", 0.1, silent=True)
+    async with _running(_config(sim), collector):
+        await collector.wait_for(
+            lambda c: (
+                bool(_with_id(c, f"mt4:pos:{kept}:opened"))
+                and bool(_with_id(c, f"mt4:pos:{gone}:opened"))
+            )
+        )
+    await sim.close_position(gone, silent=True)
+    new = await sim.open_position("XAUUSD", "BUY", 0.01, silent=True)
+    after = Collector()
+    async with _running(_config(sim), after, history=collector.events):
+        await after.wait_for(
+            lambda c: (
+                bool(_with_id(c, f"mt4:pos:{new}:opened"))
+                and bool(_with_id(c, f"mt4:pos:{gone}:closed"))
+            )
+        )
+    assert [e.id for e in after.of_type("position.opened")] == [f"mt4:pos:{new}:opened"]
+    (closed,) = after.of_type("position.closed")
+    assert isinstance(closed, PositionClosed)
+    assert (closed.id, closed.symbol) == (f"mt4:pos:{gone}:closed", "GBPUSD")
+
+
 async def test_account_updated_only_when_it_changes(
     sim: Mt4BridgeSimulator, collector: Collector
 ) -> None:
@@ -440,3 +474,139 @@ async def test_credentials_never_reach_the_logs(
     sids = {r.session_id for r in sim.requests if r.session_id}
     for value in (sim.password, sim.api_key, *sids):
         assert value not in text
+
+
+async def test_a_frame_over_max_message_bytes_is_bad_input_then_reconnect_and_reconcile(
+    sim: Mt4BridgeSimulator, collector: Collector
+) -> None:
+    """One frame past ``max_message_bytes``: closed with 1009, counted, reconnected, and the
+    positions reconciled again; a frame of exactly the bound is taken."""
+    bound = 64 * 1024
+    async with _running(_config(sim, max_message_bytes=bound), collector) as ctx:
+        await collector.wait_count("status.connected", 1)
+        await sim.inject_huge(bound)
+        # The simulator's own quotes are near 1.08: a bid of 1.5 is the padded one.
+        await collector.wait_for(
+            lambda c: any(getattr(e.data, "bid", None) == 1.5 for e in c.events)
+        )
+        await sim.inject_huge(bound + 1)
+        await collector.wait_count("status.connected", 2)
+        counters = dict(ctx.counters)
+    assert counters["bad.oversized_message"] == 1
+    assert sum(v for k, v in counters.items() if k.startswith("bad.")) == 1
+    down = [e.data for e in collector.of_type("status.disconnected")]
+    assert [(d.reason, d.code) for d in down] == [("message_too_big", "1009")]  # type: ignore[union-attr]
+    assert len(sim.of("GET", "/positions")) == 2
+
+
+def test_max_message_bytes_defaults_to_sixteen_mebibytes(sim: Mt4BridgeSimulator) -> None:
+    """The documented default."""
+    assert _config(sim).max_message_bytes == 16 * 1024 * 1024
+
+
+HOSTILE: list[bytes] = [
+    hostile.nested(),
+    hostile.nested_objects(),
+    hostile.envelope(b'{"type":"quote","symbol":"EURUSD","x":@}', hostile.nested()),
+    hostile.envelope(b'{"type":"news","x":@}', hostile.nested()),
+    hostile.envelope(b'{"x":@,"type":"news"}', hostile.nested_objects()),
+    b'{"type":"quote","symbol":"EURUSD","bid":NaN}',
+    b'{"type":"quote","symbol":"EURUSD","ask":Infinity}',
+    b'{"type":"quote","symbol":"EURUSD","ask":-1e999}',
+    b'{"type":"quote","symbol":["EURUSD"]}',
+    b'{"type":"profit","ticket":"one"}',
+    b'{"type":"profit","ticket":123456789012345678901234567890}',
+    b'{"type":"order","event":"filled","ticket":1.5}',
+    # Over their bounds (tradebus.adapters.bounds): a symbol, a time, an id, free text.
+    b'{"type":"quote","symbol":"' + b"E" * 65 + b'","bid":1.5}',
+    b'{"type":"quote","symbol":"EURUSD","time":"' + b"9" * 65 + b'"}',
+    b'{"type":"order","event":"filled","taskId":"' + b"t" * 257 + b'"}',
+    b'{"type":"order","event":"rejected","reason":"' + b"r" * 4097 + b'"}',
+]
+
+
+def _valid_quote(n: int) -> str:
+    return (
+        '{"type":"quote","symbol":"EURUSD","bid":1.5,"ask":1.6,'
+        f'"time":"2030-01-01T00:00:00.{n:03d}Z"}}'
+    )
+
+
+async def test_hostile_frames_are_bad_input_and_every_valid_message_follows(
+    sim: Mt4BridgeSimulator, collector: Collector
+) -> None:
+    """Deep nesting, NaN/Infinity, wrong types, over-long strings: each frame counted once, no
+    reconnect, and the valid quotes sent after them all arrive."""
+    async with _running(_config(sim), collector) as ctx:
+        await collector.wait_count("status.connected", 1)
+        for payload in HOSTILE:
+            await sim.inject(payload.decode())
+        await sim.inject('{"type":"quote","symbol":"EURUSD","bid":1.5,"time":1e300}')
+        for n in range(5):
+            await sim.inject(_valid_quote(n))
+        wanted = {f"mt4:quote:EURUSD:2030-01-01T00:00:00.{n:03d}Z:1.5:1.6" for n in range(5)}
+        await collector.wait_for(lambda c: wanted <= {e.id for e in c.events})
+        counters = dict(ctx.counters)
+    assert counters["bad.ws_message"] == len(HOSTILE)
+    assert sum(v for k, v in counters.items() if k.startswith("bad.")) == len(HOSTILE)
+    # An epoch past year 9999 keeps its quote, stamped with the receipt time, and is counted.
+    assert counters["time_fallback"] == 1
+    (far,) = [
+        e for e in collector.events if getattr(e.data, "bid", None) == 1.5 and e.id not in wanted
+    ]
+    assert far.time == far.received
+    assert len(collector.of_type("status.connected")) == 1
+    assert collector.of_type("status.disconnected") == []
+
+
+HOSTILE_CLIENT: list[bytes] = [
+    hostile.nested(),
+    hostile.nested_objects(),
+    hostile.envelope(b'{"symbol":"EURUSD","type":"BUY","volume":1,"comment":@}', hostile.nested()),
+    b'{"symbol":"EURUSD","type":"BUY","volume":"lots"}',
+    b'{"symbol":"EURUSD","type":"BUY","volume":1e999}',
+    b"\xff\xfe not json",
+]
+
+HOSTILE_SUBSCRIBE: list[bytes] = [
+    hostile.nested(),
+    hostile.nested_objects(),
+    hostile.envelope(b'{"action":"subscribe","x":@}', hostile.nested()),
+    b'{"action":"subscribe","channels":"quotes"}',
+    b'{"action":"unsubscribe"}',
+    b"\xff\xfe not json",
+]
+
+
+async def test_the_simulator_survives_hostile_clients(
+    sim: Mt4BridgeSimulator, collector: Collector
+) -> None:
+    """Deep nesting and wrong types in a REST body or a WS message get a 4xx or an ``error``
+    frame, never a server error or a dropped connection; a real client is served after them."""
+    table = sim.source_table("mt4")
+    auth = {"Authorization": f"Bearer {table['api_key']}"}
+    base = table["url"]
+    async with aiohttp.ClientSession() as http:
+        for body in HOSTILE_CLIENT:
+            async with http.post(f"{base}/session/open", data=body, headers=auth) as response:
+                assert 400 <= response.status < 500
+        opening = {
+            "accountId": table["account_id"],
+            "server": table["server"],
+            "login": table["login"],
+            "password": table["password"],
+        }
+        async with http.post(f"{base}/session/open", json=opening, headers=auth) as response:
+            headers = {**auth, "x-session-id": (await response.json())["sessionId"]}
+        for body in HOSTILE_CLIENT:
+            async with http.post(f"{base}/orders", data=body, headers=headers) as response:
+                assert 400 <= response.status < 500
+        async with http.ws_connect(f"{base}/events", headers=headers) as ws:
+            for body in HOSTILE_SUBSCRIBE:
+                await ws.send_str(body.decode(errors="replace"))
+                assert (await ws.receive_json(timeout=5))["type"] == "error"
+            await ws.send_json({"action": "subscribe", "channels": ["quotes"], "symbols": []})
+            assert (await ws.receive_json(timeout=5))["type"] == "subscribed"
+    async with _running(_config(sim), collector):
+        await collector.wait_count("status.connected", 1)
+        await collector.wait_count("quote.updated", 3)

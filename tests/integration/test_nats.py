@@ -252,13 +252,13 @@ async def test_existing_stream_is_used_when_create_is_off(server: NatsServer) ->
 
 
 async def test_unreachable_server_is_retryable(tmp_path: Path) -> None:
-    """No server: open logs and carries on, write raises RetryableSinkError (no hang)."""
+    """No server: open and write raise RetryableSinkError within the connect timeout."""
     with running(tmp_path) as gone:
         url = gone.url
     config = sink_config(gone, servers=[url], connect_timeout=0.5)
     sink = NatsSink(config)
-    await sink.open()
-    assert sink.last_error is not None
+    with pytest.raises(RetryableSinkError, match="cannot connect"):
+        await sink.open()
     with pytest.raises(RetryableSinkError, match="cannot connect"):
         await sink.write(batch([quote(1)]))
     await sink.close()
@@ -472,3 +472,13 @@ async def test_first_reachable_server_of_several_is_used(
         await sink.write(batch([quote(1)]))
         assert sink.acked == 1
     assert len(await stored(server.url, config.stream)) == 1
+
+
+async def test_empty_batch_needs_no_server(tmp_path: Path) -> None:
+    """A batch of no events (a filtered stretch that only moves the cursor) is done at once."""
+    with running(tmp_path) as gone:
+        url = gone.url
+    sink = NatsSink(sink_config(gone, servers=[url], connect_timeout=0.2))
+    await sink.write(Batch(b"", 0, first_seq=5, last_seq=9))
+    assert sink.acked == 0
+    await sink.close()

@@ -6,6 +6,7 @@ import asyncio
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -56,11 +57,11 @@ class Sink:
         pass
 
 
-def two_sources() -> config.Config:
+def two_sources(state: Path) -> config.Config:
     source = {"type": "ttmt", "url": "http://127.0.0.1:1/s", "api_key": "k"}
     return config.parse(
         {
-            "daemon": {"http": "127.0.0.1:0"},
+            "daemon": {"http": "127.0.0.1:0", "state_dir": str(state)},
             "sources": [
                 {**source, "name": "main"},
                 {**source, "name": "spare", "required": False},
@@ -105,8 +106,8 @@ class Running:
 
 
 @pytest.fixture
-async def running() -> AsyncIterator[Running]:
-    daemon = Daemon(two_sources(), sinks=[Sink("out")], factories={"ttmt": Idle})
+async def running(tmp_path: Path) -> AsyncIterator[Running]:
+    daemon = Daemon(two_sources(tmp_path), sinks=[Sink("out")], factories={"ttmt": Idle})
     stop = asyncio.Event()
     task = asyncio.create_task(daemon.run(stop))
     await asyncio.wait_for(daemon.ready.wait(), 5)
@@ -146,6 +147,9 @@ async def test_readyz_follows_connects_and_disconnects(running: Running) -> None
         "failed": False,
         "retries": 0,
         "backlog": 0,
+        "cursor": 3,
+        "live": True,
+        "gaps": 0,
         "last_error": None,
         "ready": True,
     }
@@ -234,9 +238,12 @@ async def test_promtool_accepts_the_metrics(running: Running) -> None:
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
 
 
-async def test_binding_beyond_loopback_is_logged() -> None:
+async def test_binding_beyond_loopback_is_logged(tmp_path: Path) -> None:
     """A non-loopback address is allowed and said so in the log."""
-    cfg = config.with_overrides(two_sources(), daemon=config.DaemonConfig(http=f"{ANY}:0"))
+    cfg = config.with_overrides(
+        two_sources(tmp_path),
+        daemon=config.DaemonConfig(http=f"{ANY}:0", state_dir=str(tmp_path)),
+    )
     daemon = Daemon(cfg, sinks=[Sink("out")], factories={"ttmt": Idle})
     with capture_logs() as logs:
         ops = await start_ops(daemon)

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests import hostile
 from tests.conftest import Collector
-from tradebus import config
+from tradebus import config, times
 from tradebus.adapters.base import SourceContext, factory_for
 from tradebus.adapters.tpalerts.adapter import TpAlertsAdapter
-from tradebus.schemas.events import Event, SignalData, StatusData, event_type
+from tradebus.schemas.events import Event, GapData, SignalData, StatusData, event_type
 from tradebus.simulators.tpalerts import FIRST_ALERT_ID, MARKETS, AlertScript, TpAlertsSimulator
+
+REPO_DATA = Path(__file__).parent.parent / "data" / "tpalerts"
 
 NAME = "alerts"
 TOKEN = "tp_live_test_7a1c2e"
@@ -47,12 +52,18 @@ async def sim() -> AsyncIterator[TpAlertsSimulator]:
 
 @asynccontextmanager
 async def running(
-    sim: TpAlertsSimulator, collector: Collector, **overrides: Any
+    sim: TpAlertsSimulator,
+    collector: Collector,
+    *,
+    history: Sequence[Event] = (),
+    stopped_at: float | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[TpAlertsAdapter]:
-    """The adapter built as the daemon builds it (config → registry), run until the block ends."""
+    """The adapter built as the daemon builds it (config → registry), run until the block ends;
+    ``history`` and ``stopped_at`` are what the journal held at start."""
     table = {**sim.source_table(NAME), **FAST, **overrides}
     cfg = config.parse({"sources": [table], "sinks": [{"type": "stdout", "name": "out"}]})
-    ctx = SourceContext(NAME, "tpalerts", collector.publish)
+    ctx = SourceContext(NAME, "tpalerts", collector.publish, history=history, stopped_at=stopped_at)
     adapter = factory_for("tpalerts")(cfg.sources[0], ctx)
     assert isinstance(adapter, TpAlertsAdapter)
     task = asyncio.get_running_loop().create_task(adapter.run())
@@ -401,6 +412,10 @@ HOSTILE: list[bytes] = [
     b'event: working\ndata: {"id":"seven"}\n\n',
     b'event: aborted\ndata: {"id":[7]}\n\n',
     b'event: onGoing\ndata: {"id":7,"token":{"a":1}}\n\n',
+    # Over their bounds (tradebus.adapters.bounds): a part of an id, a symbol, a time.
+    b'event: onGoing\ndata: {"id":7,"token":"' + b"t" * 257 + b'"}\n\n',
+    b'event: working\ndata: {"id":7,"ticker":"' + b"T" * 65 + b'"}\n\n',
+    b'event: closed\ndata: {"id":7,"closedAt":"' + b"9" * 65 + b'"}\n\n',
 ]
 
 
@@ -416,3 +431,52 @@ async def test_hostile_payloads_are_bad_input_and_every_valid_event_follows(
     assert adapter.ctx.counters["unknown.promoted"] == 1
     assert observed(signals(collector)) == expected(list(sim.sent))
     assert sim.attempts == 1
+
+
+async def test_the_simulator_survives_hostile_clients(
+    sim: TpAlertsSimulator, collector: Collector
+) -> None:
+    """Last-Event-IDs no server sent (5,000 digits, other scripts) get a stream, never a server
+    error; a real client is served after them."""
+    sim.send_ids = True
+    async with aiohttp.ClientSession() as http:
+        for last in ["9" * 5000, "\u0663", "-1"]:
+            headers = {"Authorization": f"Bearer {TOKEN}", "Last-Event-ID": last}
+            async with http.get(sim.url, headers=headers) as response:
+                assert response.status == 200, last[:10]
+    # The script's events went to those clients; a ping shows the next one is still served.
+    async with running(sim, collector) as adapter:
+        await until(lambda: adapter.ctx.counters["pings"] >= 1)
+    assert collector.types() == ["status.connected"]
+
+
+async def test_a_restart_says_status_gap_for_the_time_away_and_keeps_the_tickers(
+    sim: TpAlertsSimulator, collector: Collector
+) -> None:
+    """No replay upstream: the first connect after a restart gives one status.gap from the
+    journal's last write to now; a closed after the restart still carries its ticker."""
+    # The doc's payloads with an alert id the simulator's own script never uses.
+    working = (REPO_DATA / "working.sse").read_bytes().replace(b"35443", b"99001")
+    closed = (REPO_DATA / "closed.sse").read_bytes().replace(b"35443", b"99001")
+    async with running(sim, collector):
+        await collector.wait_count("status.connected", 1)
+        sim.inject(working)
+        await collector.wait_for(lambda c: any(e.id.endswith(":99001:working") for e in c.events))
+    stopped_at = time.time() - 60
+    after = Collector()
+    async with running(sim, after, history=collector.events, stopped_at=stopped_at):
+        await after.wait_count("status.connected", 1)
+        await until(lambda: len(sim._conns) == 1)  # the first run's stream has gone
+        sim.inject(working)  # a repeat of what the journal holds: dropped
+        sim.inject(closed)
+        await after.wait_for(lambda c: any(e.id.endswith(":99001:closed") for e in c.events))
+    gaps = after.of_type("status.gap")
+    assert len(gaps) == 1
+    data = gaps[0].data
+    assert isinstance(data, GapData)
+    assert data.reason == "daemon_restart"
+    assert data.since == times.from_epoch(stopped_at)
+    assert data.until is not None
+    assert data.until > data.since
+    assert [e.symbol for e in after.events if e.id.endswith(":99001:closed")] == ["BTC/USD"]
+    assert not any(e.id.endswith(":99001:working") for e in after.events)

@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import io
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import aiohttp
 import msgspec
 import pytest
 
@@ -18,7 +19,7 @@ from tradebus import config, log
 from tradebus.adapters.base import SourceContext
 from tradebus.adapters.traderws.adapter import TraderWsAdapter
 from tradebus.config import TraderWsSource
-from tradebus.schemas.events import GapData, StatusData, event_type
+from tradebus.schemas.events import Event, GapData, StatusData, event_type
 from tradebus.simulators.traderws import TraderWsSimulator
 
 USER = "trader-7"
@@ -68,8 +69,10 @@ def source(server: TraderWsSimulator, **overrides: Any) -> TraderWsSource:
 
 
 @contextlib.asynccontextmanager
-async def running(cfg: TraderWsSource, collector: Collector) -> AsyncIterator[SourceContext]:
-    ctx = SourceContext(cfg.name, "traderws", collector.publish)
+async def running(
+    cfg: TraderWsSource, collector: Collector, history: Sequence[Event] = ()
+) -> AsyncIterator[SourceContext]:
+    ctx = SourceContext(cfg.name, "traderws", collector.publish, history=history)
     task = asyncio.ensure_future(TraderWsAdapter(cfg, ctx).run())
     try:
         yield ctx
@@ -234,6 +237,26 @@ async def test_fills_during_cut_backfilled_once_before_live(
     assert all(r["accountId"] == "acc_123" for r in sim.history_requests)
 
 
+async def test_a_restart_back_fills_since_the_newest_journaled_event(
+    sim: TraderWsSimulator, collector: Collector
+) -> None:
+    """Fills made while the daemon was down come once after the restart; what the journal
+    holds is not given again, though the history window overlaps it."""
+    async with running(source(sim), collector):
+        await collector.wait_count("status.connected", 1)
+        before = exec_ids(await sim.make_fill(symbol="EURUSD"))
+        await collector.wait_for(lambda c: set(before) <= set(executions(c)))
+    await sim.wait_until(lambda: not sim.live)
+    away = exec_ids(await sim.make_fill(symbol="GBPUSD"))
+    after = Collector()
+    async with running(source(sim), after, history=collector.events):
+        await after.wait_for(lambda c: set(away) <= set(executions(c)))
+    assert executions(after) == away
+    assert [r["type"] for r in sim.history_requests] == ["dealHistory", "orderHistory"]
+    gaps = [e.data for e in after.of_type("status.gap") if isinstance(e.data, GapData)]
+    assert [g.reason for g in gaps] == ["quotes_not_backfilled"]
+
+
 async def test_live_messages_held_until_history_is_in(
     sim: TraderWsSimulator, collector: Collector
 ) -> None:
@@ -389,3 +412,115 @@ async def test_hostile_messages_are_bad_input_and_every_valid_message_follows(
     assert bad == len(HOSTILE)
     assert len(collector.of_type("status.connected")) == 1
     assert collector.of_type("status.disconnected") == []
+
+
+OVERLONG = [
+    # The issue's own case: a quote whose ``ts`` is 4 MB of ``x``.
+    '{"type":"quoteEvent","payload":{"symbol":"EURUSD","bid":1.5,"ts":"' + "x" * 4_000_000 + '"}}',
+    '{"type":"quoteEvent","payload":{"symbol":"' + "E" * 65 + '","bid":1.5}}',
+    '{"type":"executionEvent","payload":{"executionId":"' + "e" * 257 + '","orderId":"o",'
+    '"status":"FILLED"}}',
+]
+# No event built from bounded fields comes near this; a 4 MB field would pass it by far.
+LINE_BOUND = 16 * 1024
+
+
+async def test_overlong_strings_are_bad_input_and_a_junk_time_is_the_receipt_time(
+    sim: TraderWsSimulator, collector: Collector
+) -> None:
+    """Over-long ts, symbol and id: each message counted and skipped, no line over a bound; a
+    short ``ts`` that is no time keeps its quote, stamped with the receipt time, and counted."""
+    async with running(source(sim), collector) as ctx:
+        await collector.wait_count("status.connected", 1)
+        for payload in OVERLONG:
+            sim.inject(payload)
+        sim.inject('{"type":"quoteEvent","payload":{"symbol":"EURUSD","bid":1.5,"ts":"soon"}}')
+        for n in range(3):
+            sim.inject(valid_quote(n))
+        wanted = {f"tws:quote:EURUSD:2030-01-01T00:00:00.{n:03d}Z:1.5:1.6" for n in range(3)}
+        await collector.wait_for(lambda c: wanted <= {e.id for e in c.events})
+        counters = dict(ctx.counters)
+    assert sum(v for k, v in counters.items() if k.startswith("bad.")) == len(OVERLONG)
+    assert counters["time_fallback"] == 1
+    junk = [e for e in collector.events if e.id.startswith("tws:quote:EURUSD:soon:")]
+    assert len(junk) == 1
+    assert junk[0].time == junk[0].received
+    assert max(len(msgspec.json.encode(e)) for e in collector.events) < LINE_BOUND
+    assert collector.of_type("status.disconnected") == []
+
+
+async def test_a_message_over_max_message_bytes_is_bad_input_then_reconnect_and_backfill(
+    sim: TraderWsSimulator, collector: Collector
+) -> None:
+    """One message past ``max_message_bytes``: closed with 1009, counted, reconnected, back-filled;
+    a message of exactly the bound is taken."""
+    bound = 64 * 1024
+    async with running(source(sim, max_message_bytes=bound), collector) as ctx:
+        await collector.wait_count("status.connected", 1)
+        sim.inject_huge(bound)
+        # The simulator's own quotes are near 1.08: a bid of 1.5 is the padded one.
+        await collector.wait_for(
+            lambda c: any(getattr(e.data, "bid", None) == 1.5 for e in c.events)
+        )
+        sim.inject_huge(bound + 1)
+        await collector.wait_count("status.connected", 2)
+        await sim.wait_until(lambda: len(sim.history_requests) == 2)
+        counters = dict(ctx.counters)
+    assert counters["bad.oversized_message"] == 1
+    assert sum(v for k, v in counters.items() if k.startswith("bad.")) == 1
+    down = statuses(collector, "status.disconnected")
+    assert [(d.reason, d.code) for d in down] == [("message_too_big", "1009")]
+    assert [r["type"] for r in sim.history_requests] == ["dealHistory", "orderHistory"]
+    assert sim.connections[1].subscriptions == EXPECTED_SUBSCRIPTIONS
+
+
+def test_max_message_bytes_defaults_to_sixty_four_mebibytes(sim: TraderWsSimulator) -> None:
+    """The documented default."""
+    assert source(sim).max_message_bytes == 64 * 1024 * 1024
+
+
+HOSTILE_CLIENT: list[bytes] = [
+    hostile.nested(),
+    hostile.nested_objects(),
+    hostile.envelope(b'{"type":"subscribe","payload":{"symbols":@}}', hostile.nested()),
+    b'{"type":"subscribe","payload":{"symbols":[{"a":1}],"events":5}}',
+    b'{"type":"depthSubscribe","payload":{"symbol":"EURUSD","depth":"' + b"9" * 5000 + b'"}}',
+    b'{"type":"createOrder","payload":{"quantity":"lots"}}',
+    b"\xff\xfe not json",
+]
+
+
+async def test_the_simulator_survives_hostile_clients(
+    sim: TraderWsSimulator, collector: Collector
+) -> None:
+    """Deep nesting and wrong types in a login body or a WS message get a 4xx or an ``error``
+    message, never a server error or a dropped connection; a message past the server's maximum
+    closes that connection alone (1009); a real client is served after them all."""
+    base = f"http://127.0.0.1:{sim.port}/api/v1"
+    async with aiohttp.ClientSession() as http:
+        for body in [*HOSTILE_CLIENT, b"x" * (2 * 1024 * 1024)]:
+            async with http.post(f"{base}/login", data=io.BytesIO(body)) as response:
+                assert 400 <= response.status < 500
+        login = {"username": USER, "password": PASSWORD}
+        async with http.post(f"{base}/login", json=login) as response:
+            token = (await response.json())["token"]
+        async with http.ws_connect(f"{base}/ws?token={token}", autoping=True) as ws:
+            for payload in HOSTILE_CLIENT:
+                await ws.send_str(payload.decode(errors="replace"))
+                reply = await ws.receive_json(timeout=5)
+                assert reply["type"] == "error", reply
+            await ws.send_json({"type": "subscribe", "payload": {"symbols": [], "events": []}})
+            assert (await ws.receive_json(timeout=5))["type"] == "subscribed"
+            # The server refuses it at its header (1009) and drops the connection while the
+            # rest is still being written: that connection ends, the server goes on.
+            with contextlib.suppress(ConnectionError):
+                await ws.send_str("x" * (8 * 1024 * 1024))
+            ended = await ws.receive(timeout=5)
+            assert ended.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.ERROR,
+            )
+    async with running(source(sim), collector):
+        await collector.wait_count("status.connected", 1)
+        await collector.wait_count("quote.updated", 3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -48,12 +48,17 @@ async def sim() -> AsyncIterator[TtmtSimulator]:
 
 @asynccontextmanager
 async def running(
-    sim: TtmtSimulator, collector: Collector, **overrides: Any
+    sim: TtmtSimulator,
+    collector: Collector,
+    *,
+    history: Sequence[Event] = (),
+    **overrides: Any,
 ) -> AsyncIterator[TtmtAdapter]:
-    """The adapter built as the daemon builds it (config → registry), run until the block ends."""
+    """The adapter built as the daemon builds it (config → registry), run until the block ends;
+    ``history`` is what the journal held of the source at start."""
     table = {**sim.source_table(NAME), **FAST, **overrides}
     cfg = config.parse({"sources": [table], "sinks": [{"type": "stdout", "name": "out"}]})
-    ctx = SourceContext(NAME, "ttmt", collector.publish)
+    ctx = SourceContext(NAME, "ttmt", collector.publish, history=history)
     adapter = factory_for("ttmt")(cfg.sources[0], ctx)
     assert isinstance(adapter, TtmtAdapter)
     task = asyncio.get_running_loop().create_task(adapter.run())
@@ -136,7 +141,7 @@ async def test_happy_path_publishes_every_event_exactly_in_order(
         if event_type(e) != "position.breakeven_set"
     )
     assert adapter.ctx.counters["connects"] == 1
-    assert sim.attempts[0][1:] == (200, None)
+    assert sim.attempts[0][1:] == (200, "0")  # first start, nothing journaled: all the buffer holds
 
 
 async def test_clock_production_streams_contiguous_ids(
@@ -166,9 +171,54 @@ async def test_reconnect_resumes_with_last_event_id(
         await collector.wait_for(has_ids(*range(1, 21)))
     assert upstream_ids(collector) == list(range(1, 21))
     assert without_received(data_events(collector)) == expected(sim, range(1, 21))
-    assert [a[1:] for a in sim.attempts] == [(200, None), (200, "15")]
+    assert [a[1:] for a in sim.attempts] == [(200, "0"), (200, "15")]
     assert collector.types().count("status.disconnected") == 1
     assert collector.of_type("status.gap") == []
+
+
+async def test_a_restart_resumes_from_the_journal_with_nothing_twice(
+    sim: TtmtSimulator, collector: Collector
+) -> None:
+    """The first connect after a restart sends the highest journaled eventId; what the upstream
+    replays that the journal holds is dropped."""
+    async with running(sim, collector):
+        await connected(collector)
+        sim.produce(20)
+        await collector.wait_for(has_ids(*range(1, 21)))
+    sim.produce(10)  # while the daemon is down
+    journaled = list(collector.events)
+    after = Collector()
+    async with running(sim, after, history=journaled[:-3]):  # the last read not yet journaled
+        await connected(after)
+        await after.wait_for(has_ids(*range(1, 31)[-10:]))
+    assert sim.attempts[-1][1:] == (200, str(upstream_ids(Collector.of(journaled[:-3]))[-1]))
+    merged = upstream_ids(Collector.of(journaled[:-3])) + upstream_ids(after)
+    assert merged == list(range(1, 31))
+    assert after.of_type("status.gap") == []
+
+
+async def test_a_restart_past_the_replay_buffer_says_status_gap(
+    sim: TtmtSimulator, collector: Collector
+) -> None:
+    async with running(sim, collector):
+        await connected(collector)
+        sim.produce(5)
+        await collector.wait_for(has_ids(*range(1, 6)))
+    sim.produce(150)  # more than the upstream's 100-event buffer
+    after = Collector()
+    async with running(sim, after, history=collector.events):
+        await after.wait_count("status.gap", 1)
+    gap = after.of_type("status.gap")[0]
+    assert gap.data.first_missing == 6  # type: ignore[union-attr]
+    assert gap.data.last_missing == 155 - 100  # type: ignore[union-attr]
+
+
+async def test_start_latest_asks_for_nothing_old_on_a_first_start(
+    sim: TtmtSimulator, collector: Collector
+) -> None:
+    async with running(sim, collector, start="latest"):
+        await connected(collector)
+    assert sim.attempts[0][1:] == (200, None)
 
 
 async def test_recycle_reconnects_at_once_without_escalation(
@@ -176,7 +226,7 @@ async def test_recycle_reconnects_at_once_without_escalation(
 ) -> None:
     """recycle → status.disconnected "recycle", retry_in 0, an instant resume; no backoff."""
     sim.lifetime = 0.3
-    slow = {"reconnect_min": 2.0, "reconnect_max": 4.0}
+    slow: dict[str, Any] = {"reconnect_min": 2.0, "reconnect_max": 4.0}
     async with running(sim, collector, **slow) as adapter:
         await connected(collector)
         sim.produce(3)
@@ -505,6 +555,13 @@ HOSTILE: list[bytes] = [
     b'{"type":"tp_hit","eventId":9,"data":{"tradeId":["t"]}}',
     b'{"type":"tp_hit","eventId":123456789012345678901234567890,"data":{"tradeId":"t"}}',
     b'{"type":"position_update","eventId":9,"data":{"symbol":"EURUSD"}}',
+    # Over their bounds (tradebus.adapters.bounds): an id, a symbol, a time, free text.
+    b'{"type":"tp_hit","eventId":9,"data":{"tradeId":"' + b"t" * 257 + b'"}}',
+    b'{"type":"order_fill","eventId":9,"data":{"orderId":"o","symbol":"' + b"S" * 65 + b'"}}',
+    b'{"type":"tp_hit","eventId":9,"timestamp":"' + b"9" * 65 + b'","data":{"tradeId":"t"}}',
+    b'{"type":"position_closed","eventId":9,"data":{"positionId":"p","reason":"'
+    + b"r" * 4097
+    + b'"}}',
 ]
 
 
@@ -523,3 +580,24 @@ async def test_hostile_payloads_are_bad_input_and_every_valid_event_follows(
     assert upstream_ids(collector) == [1, 2, *range(bad[-1] + 1, last + 1)]
     assert counters["bad.malformed"] == len(HOSTILE)
     assert len(collector.of_type("status.connected")) == 1  # never restarted, never reconnected
+
+
+async def test_the_simulator_survives_hostile_clients(collector: Collector) -> None:
+    """Last-Event-IDs no server sent (5,000 digits, signs, other scripts) get a stream, never a
+    server error; a real client is served after them."""
+    hostile_ids = ["9" * 5000, "-1", "1e3", "\u0663", "x" * 4000]
+    keys = tuple(f"key-{n}" for n in range(len(hostile_ids)))
+    server = TtmtSimulator(seed=0, rate=50.0, api_keys=(KEY, *keys), paused=True)
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            for key, last in zip(keys, hostile_ids, strict=True):
+                headers = {"Authorization": f"Bearer {key}", "Last-Event-ID": last}
+                async with http.get(server.url, headers=headers) as response:
+                    assert response.status == 200, last[:10]
+        async with running(server, collector):
+            await connected(collector)
+            server.produce(3)
+            await collector.wait_for(has_ids(1, 2, 3))
+    finally:
+        await server.stop()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from tradebus import config
@@ -44,10 +46,11 @@ class Sink:
             )
 
 
-def one_source() -> config.Config:
+def one_source(state: Path) -> config.Config:
     """One TTMT source (its adapter replaced by a fake) and one sink."""
     return config.parse(
         {
+            "daemon": {"state_dir": str(state)},
             "sources": [
                 {"name": "t", "type": "ttmt", "url": "http://127.0.0.1:1/s", "api_key": "k"}
             ],
@@ -85,9 +88,9 @@ class CrashOnce:
         await asyncio.Event().wait()
 
 
-async def test_crashed_adapter_is_reported_and_restarted() -> None:
+async def test_crashed_adapter_is_reported_and_restarted(tmp_path: Path) -> None:
     """A bug in an adapter gives one status.error and a restart; the daemon keeps running."""
-    cfg = one_source()
+    cfg = one_source(tmp_path)
     sink = Sink()
     daemon = Daemon(cfg, sinks=[sink], factories={"ttmt": CrashOnce})
     stop = asyncio.Event()
@@ -121,9 +124,9 @@ class CrashOnStop:
             raise
 
 
-async def test_adapter_failing_while_stopped_is_not_restarted() -> None:
+async def test_adapter_failing_while_stopped_is_not_restarted(tmp_path: Path) -> None:
     """A bug raised during cancellation ends the source: stop completes, no second run."""
-    cfg = one_source()
+    cfg = one_source(tmp_path)
     adapters: list[CrashOnStop] = []
 
     def factory(source: Any, ctx: SourceContext) -> CrashOnStop:
@@ -160,9 +163,11 @@ def _at_least(sink: Sink, n: int) -> bool:
     return len(sink.events) >= n
 
 
-async def test_a_crash_loop_backs_off_and_a_stable_run_resets_the_escalation() -> None:
+async def test_a_crash_loop_backs_off_and_a_stable_run_resets_the_escalation(
+    tmp_path: Path,
+) -> None:
     """Each crash escalates the restart delay (never below a floor); a long run resets it."""
-    cfg = one_source()
+    cfg = one_source(tmp_path)
     sink = Sink()
     adapters: list[CrashLoop] = []
 
@@ -189,3 +194,27 @@ async def test_a_crash_loop_backs_off_and_a_stable_run_resets_the_escalation() -
     delays = [e.data.retry_in for e in sink.events[:5]]  # type: ignore[union-attr]
     assert all(d is not None and 0.05 <= d <= 0.4 for d in delays), delays
     assert daemon.contexts["t"].counters["adapter_crashed"] >= 5
+
+
+async def test_a_torn_journal_tail_is_cut_and_logged_once_with_its_offset(
+    tmp_path: Path,
+) -> None:
+    from structlog.testing import capture_logs
+
+    from tradebus.journal.store import Journal
+
+    journal, _ = Journal.open(tmp_path)
+    journal.append([b'{"x":1}\n'], 1, 1)
+    journal.append([b'{"x":2}\n'], 1, 1)
+    whole = journal.segments[-1].size
+    seg = journal.segments[-1].path
+    journal.close()
+    os.truncate(seg, whole - 5)  # SIGKILL in the middle of the second record
+    with capture_logs() as logs:
+        daemon = Daemon(one_source(tmp_path), sinks=[Sink()], factories={"ttmt": CrashOnce})
+    cut = [e for e in logs if e["event"] == "journal_torn_tail_cut"]
+    assert len(cut) == 1
+    assert cut[0]["offset"] == whole // 2
+    assert daemon.bus.last_seq == 1
+    assert daemon.bus.journal is not None
+    daemon.bus.journal.close()

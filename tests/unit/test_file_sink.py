@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import threading
 from pathlib import Path
@@ -179,3 +180,78 @@ async def test_merged_batch_is_written_whole_and_counted_for_rotation(tmp_path: 
     await s.close()
     assert (tmp_path / "m.jsonl.1").read_bytes() == b'{"n":1}\n{"n":2}\n{"n":3}\n'
     assert path.read_bytes() == b'{"n":4}\n{"n":5}\n'
+
+
+def seq_line(seq: int) -> bytes:
+    return b'{"type":"quote.updated","id":"s:%d","seq":%d}\n' % (seq, seq)
+
+
+def seq_batch(first: int, last: int) -> Batch:
+    data = b"".join(seq_line(s) for s in range(first, last + 1))
+    return Batch(data, last - first + 1, first_seq=first, last_seq=last)
+
+
+@pytest.mark.parametrize("cut", [0, 1, 7, 20])
+async def test_a_restart_cuts_a_torn_line_and_skips_what_the_file_holds(
+    tmp_path: Path, cut: int
+) -> None:
+    """A crash mid-line, then the journal replays from an older cursor: no line twice."""
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(seq_line(s) for s in range(1, 6)) + seq_line(6)[:cut])
+    s = sink(path)
+    await s.open()
+    assert s.have == 5
+    await s.write(seq_batch(2, 4))  # wholly written before the crash
+    await s.write(seq_batch(4, 8))  # partly
+    await s.write(seq_batch(9, 9))
+    await s.close()
+    assert path.read_bytes() == b"".join(seq_line(s) for s in range(1, 10))
+
+
+async def test_the_last_seq_is_found_in_the_rotated_file_when_the_new_one_is_empty(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.jsonl"
+    path.with_name("events.jsonl.1").write_bytes(seq_line(1) + seq_line(2))
+    path.write_bytes(b"")
+    s = sink(path)
+    await s.open()
+    assert s.have == 2
+    await s.close()
+
+
+def test_last_line_reads_backwards_across_blocks(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    long = b"x" * (file._TAIL_BLOCK + 10)
+    path.write_bytes(b"first\n" + long + b"\n" + b"torn")
+    assert file.last_line(path) == long
+    assert path.read_bytes().endswith(long + b"\n")
+    path.write_bytes(b"only partial")
+    assert file.last_line(path) is None
+    assert path.read_bytes() == b""
+    path.write_bytes(b"one\n")
+    assert file.last_line(path) == b"one"
+
+
+async def test_a_stalled_disk_write_does_not_block_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write runs on the sink's thread: the loop keeps turning while it is stuck."""
+    release = threading.Event()
+    s = sink(tmp_path / "events.jsonl")
+    await s.open()
+    real = FileSink._put
+
+    def stuck(self: FileSink, f: object, chunks: object) -> None:
+        release.wait(10)
+        real(self, f, chunks)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(FileSink, "_put", stuck)
+    writing = asyncio.create_task(s.write(batch('{"a":1}')))
+    for _ in range(20):
+        await asyncio.sleep(0)  # the loop turns: a blocking write would hold it here
+    assert not writing.done()
+    release.set()
+    await asyncio.wait_for(writing, 5)
+    await s.close()
+    assert (tmp_path / "events.jsonl").read_bytes() == b'{"a":1}\n'

@@ -62,8 +62,14 @@ class SourceContext:
         publish: Publish,
         *,
         clock: Callable[[], float] = time.time,
+        history: Sequence[Event] = (),
+        stopped_at: float | None = None,
     ) -> None:
         self.name = name
+        # What the journal holds of this source (newest last) and when the daemon last wrote
+        # anything: an adapter resumes from them after a restart.
+        self.history = history
+        self.stopped_at = stopped_at
         self.provider: Provider = provider
         self._publish = publish
         self.clock = clock
@@ -143,6 +149,16 @@ class SourceContext:
                 error=None if error is None else log.excerpt(str(error)),
                 excerpt=log.excerpt(raw),
             )
+
+    def times_refused(self, mark: int) -> None:
+        """Count the upstream times refused since ``times.REFUSED[0]`` was ``mark``.
+
+        Such an event was kept, stamped with its receipt time: not bad input, but a counter
+        (``time_fallback``) that shows an upstream whose clock field is junk.
+        """
+        n = times.REFUSED[0] - mark
+        if n:
+            self.counters["time_fallback"] += n
 
     def unknown_type(self, name: str) -> None:
         """An event type this version does not know: not an error, counted per name."""

@@ -341,7 +341,8 @@ class SSESource:
                 self.backoff.connected(loop.time())
                 self.ctx.counters["connects"] += 1
                 self._on_connected()
-                await self.ctx.publish([self.ctx.status("status.connected", account=self._account)])
+                connected_event = self.ctx.status("status.connected", account=self._account)
+                await self.ctx.publish([connected_event, *self._after_connect()])
                 while True:  # a stream ends by raising, or by an end announced in-band
                     end = await self._on_read(await conn.read())
                     self._cursor = decoder.last_event_id
@@ -372,6 +373,10 @@ class SSESource:
 
     def _on_connected(self) -> None:
         """Called once the response headers were accepted, before ``status.connected``."""
+
+    def _after_connect(self) -> list[Event]:
+        """Events published with ``status.connected`` (a gap the connect reveals)."""
+        return []
 
     async def _on_read(self, read: SSERead) -> Failure | None:
         raise NotImplementedError

@@ -1,27 +1,38 @@
-"""The daemon: sources → bus → sinks in one TaskGroup, stopped by a signal with nothing lost.
+"""The daemon: sources → bus (journal) → sinks, stopped by a signal with nothing lost.
 
-Stop order matters: first the adapters (no new events), then the bus drains every sink queue
-into its sink, then the sinks close. SIGHUP re-opens the file sinks (logrotate).
+The state dir is opened first, before any upstream is contacted: a missing, unwritable or
+locked one is a ``StateDirError`` (exit status 2). What the journal holds tells each adapter
+where to resume (``SourceContext.history``).
+
+Stop order matters: first the adapters (no new events), then the bus lets every sink write what
+it was given, then the sinks close and the cursors are saved. SIGHUP re-opens the file sinks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import signal
 import time
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
+
+import msgspec
 
 from tradebus import log
 from tradebus.adapters.base import Adapter, AdapterFactory, SourceContext, factory_for
 from tradebus.backoff import Backoff, Failure, Kind
 from tradebus.bus import Bus, SinkWorker
-from tradebus.config import Config, SourceConfig, kind
+from tradebus.config import Config, SinkConfig, SourceConfig, kind
 from tradebus.daemon import systemd
 from tradebus.daemon.state import snapshot, summary
-from tradebus.schemas.events import Provider
+from tradebus.journal import cursors
+from tradebus.journal.store import Journal, check_state_dir
+from tradebus.schemas.events import Event, Provider
 from tradebus.sinks.base import Sink
 from tradebus.sinks.base import factory_for as sink_factory_for
 
@@ -41,19 +52,43 @@ class Daemon:
     ) -> None:
         """``sinks`` and ``factories`` (by source ``type``) replace the built-ins when embedding."""
         self.config = config
-        built = (
-            list(sinks)
-            if sinks is not None
-            else [sink_factory_for(kind(c))(c) for c in config.sinks]
+        self._log: Any = log.get()
+        self.state_dir = Path(config.daemon.state_dir)
+        journal, history, saved = open_state(config, self._log)
+        try:
+            built = list(sinks) if sinks is not None else build_sinks(config.sinks, self.state_dir)
+        except BaseException:
+            journal.close()
+            raise
+        d = config.daemon
+        self.bus = Bus(
+            [SinkWorker(s, c) for s, c in zip(built, config.sinks, strict=True)],
+            journal=journal,
+            state_dir=self.state_dir,
+            saved=saved,
+            retention_bytes=d.retention_bytes,
+            retention_age=d.retention_age,
         )
-        self.bus = Bus([SinkWorker(s, c) for s, c in zip(built, config.sinks, strict=True)])
+        # What sinks report of themselves (a dead letter) goes out as events of "tradebus".
+        self.sink_reports = SourceContext("tradebus", "tradebus", self.bus.publish)
+        self._report_tasks: set[asyncio.Task[None]] = set()
+        self._last_report: dict[str, float] = {}
+        for sink in built:
+            if hasattr(sink, "on_dead_letter"):
+                sink.on_dead_letter = self._dead_letter_reporter(sink.name)
         self.contexts: dict[str, SourceContext] = {}
         self.adapters: list[Adapter] = []
         for source in config.sources:
             if not source.enabled:
                 continue
             provider = cast(Provider, kind(source))
-            ctx = SourceContext(source.name, provider, self.bus.publish)
+            ctx = SourceContext(
+                source.name,
+                provider,
+                self.bus.publish,
+                history=history.events.get(source.name, ()),
+                stopped_at=history.stopped_at,
+            )
             self.contexts[source.name] = ctx
             factory = (factories or {}).get(provider) or factory_for(provider)
             self.adapters.append(factory(source, ctx))
@@ -65,7 +100,28 @@ class Daemon:
         self.restart_cap = 60.0
         self.restart_stable_after = 60.0
         self.restart_backoffs: dict[str, Backoff] = {}
-        self._log: Any = log.get()
+
+    def _dead_letter_reporter(self, sink: str) -> Callable[[str], None]:
+        """A ``status.error`` for a dead letter, at most one a minute per sink: the event goes
+        to every sink, this one too, and a receiver that refuses everything would otherwise
+        turn each report into the next dead letter."""
+
+        def report(message: str) -> None:
+            now = time.monotonic()
+            if now - self._last_report.get(sink, -1e9) < DEAD_LETTER_REPORT_EVERY:
+                self.sink_reports.counters[f"dead_letter_reports_skipped.{sink}"] += 1
+                return
+            self._last_report[sink] = now
+            event = self.sink_reports.status(
+                "status.error", reason="dead_letter", code=sink, message=message
+            )
+            # Published from its own task: the sink's write, which calls this, must not wait
+            # on the bus it is draining.
+            task = asyncio.get_running_loop().create_task(self.bus.publish([event]))
+            self._report_tasks.add(task)
+            task.add_done_callback(self._report_tasks.discard)
+
+        return report
 
     def state(self) -> dict[str, Any]:
         """Per-source and per-sink state, and whether the daemon is ready (``/readyz``)."""
@@ -136,6 +192,71 @@ class Daemon:
                 await asyncio.sleep(delay)
             else:
                 return
+
+
+DEAD_LETTER_REPORT_EVERY = 60.0
+
+
+def build_sinks(configs: Sequence[SinkConfig], state_dir: Path) -> list[Sink]:
+    """The configured sinks; those that keep files of their own (dead letters) get the state
+    dir."""
+    built: list[Sink] = []
+    for c in configs:
+        factory = sink_factory_for(kind(c))
+        wants = "state_dir" in inspect.signature(factory).parameters
+        built.append(factory(c, state_dir=state_dir) if wants else factory(c))  # type: ignore[call-arg]
+    return built
+
+
+# What an adapter may look back on at start: enough for TTMT's dedupe set and the symbol caches.
+HISTORY_EVENTS = 10_000
+HISTORY_BYTES = 16 * 2**20
+
+
+class History(msgspec.Struct):
+    events: dict[str, list[Event]]
+    stopped_at: float | None  # unix time of the journal's last record: when we were last alive
+
+
+def open_state(config: Config, logger: Any) -> tuple[Journal, History, dict[str, Any]]:
+    """Open the state dir: lock, cursors, journal (torn tail cut), and the journal's tail."""
+    d = config.daemon
+    state_dir = Path(d.state_dir)
+    check_state_dir(state_dir)
+    saved, problem = cursors.load(state_dir)
+    if problem is not None:
+        logger.error("cursors_unreadable", problem=problem)
+    floor = max((e.seq for e in saved.values()), default=0) + 1
+    journal, report = Journal.open(
+        state_dir, segment_bytes=d.segment_bytes, fsync=d.fsync, min_next_seq=floor
+    )
+    if report.torn_offset is not None:
+        logger.warning(
+            "journal_torn_tail_cut", path=str(report.torn_path), offset=report.torn_offset
+        )
+    for path, offset, length in report.corrupt:
+        journal.corrupt_records += 1
+        logger.error("journal_record_corrupt", path=str(path), offset=offset, length=length)
+    return journal, read_history(journal, logger), saved
+
+
+def read_history(journal: Journal, logger: Any) -> History:
+    events: dict[str, list[Event]] = defaultdict(list)
+    decoder = msgspec.json.Decoder(Event)
+    stopped_at = None
+    bad = 0
+    for record in journal.tail(HISTORY_BYTES):
+        stopped_at = record.time_ms / 1000
+        for line in record.payload.splitlines():
+            try:
+                event = decoder.decode(line)
+            except (msgspec.DecodeError, ValueError):
+                bad += 1  # written by another version, or damaged: resume without it
+                continue
+            events[event.source].append(event)
+    if bad:
+        logger.warning("journal_history_undecodable", lines=bad)
+    return History({k: v[-HISTORY_EVENTS:] for k, v in events.items()}, stopped_at)
 
 
 def source_names(sources: Sequence[SourceConfig]) -> list[str]:

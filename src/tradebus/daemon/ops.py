@@ -39,6 +39,7 @@ class DaemonCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._sources()
         yield from self._sinks()
+        yield from self._journal()
         bus = self.daemon.bus
         yield CounterMetricFamily(
             "tradebus_bus_events", "Events numbered by the bus.", value=bus.published
@@ -103,14 +104,53 @@ class DaemonCollector(Collector):
             "tradebus_sink_failed", "1 once the sink failed for good.", labels=["sink"]
         )
         backlog = GaugeMetricFamily(
-            "tradebus_sink_backlog_events", "Events waiting for the sink.", labels=["sink"]
+            "tradebus_sink_backlog_events",
+            "Events published and not yet acknowledged by the sink.",
+            labels=["sink"],
+        )
+        cursor = GaugeMetricFamily(
+            "tradebus_sink_cursor_seq", "The last seq the sink acknowledged.", labels=["sink"]
+        )
+        gaps = CounterMetricFamily(
+            "tradebus_sink_gaps",
+            "Journal stretches the sink could not be given (retention, damage).",
+            labels=["sink"],
         )
         for worker in self.daemon.bus.workers:
             written.add_metric([worker.name], worker.written)
             retries.add_metric([worker.name], worker.retries)
             failed.add_metric([worker.name], 1 if worker.failed else 0)
-            backlog.add_metric([worker.name], worker.queued)
-        yield from (written, retries, failed, backlog)
+            backlog.add_metric([worker.name], worker.backlog)
+            cursor.add_metric([worker.name], worker.cursor)
+            gaps.add_metric([worker.name], worker.gaps)
+        yield from (written, retries, failed, backlog, cursor, gaps)
+
+    def _journal(self) -> Iterator[Metric]:
+        bus = self.daemon.bus
+        journal = bus.journal
+        if journal is None:
+            return
+        yield GaugeMetricFamily(
+            "tradebus_journal_bytes", "Bytes in the journal's segments.", value=journal.total_bytes
+        )
+        yield GaugeMetricFamily(
+            "tradebus_journal_segments", "Segment files.", value=len(journal.segments)
+        )
+        yield GaugeMetricFamily(
+            "tradebus_journal_last_seq",
+            "The seq of the newest journaled event.",
+            value=journal.last_seq,
+        )
+        yield CounterMetricFamily(
+            "tradebus_journal_append_failures",
+            "Appends that failed (a full disk); sources wait while they do.",
+            value=bus.append_failures,
+        )
+        yield CounterMetricFamily(
+            "tradebus_journal_retention_forced",
+            "Segments deleted by retention before every sink had read them.",
+            value=bus.forced_drops,
+        )
 
 
 _ST = ["source", "type"]

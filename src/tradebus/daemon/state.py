@@ -34,12 +34,16 @@ def source_state(ctx: SourceContext, *, required: bool, now: float) -> dict[str,
 
 
 def sink_state(worker: SinkWorker) -> dict[str, Any]:
-    """One sink's row. The backlog is what waits for it in the bus (the journal's lag later)."""
+    """One sink's row. The backlog is what it has not acknowledged: in its window or, when it
+    fell behind, still only in the journal (``live`` is False while it reads from there)."""
     return {
         "written": worker.written,
         "failed": worker.failed,
         "retries": worker.retries,
-        "backlog": worker.queued,
+        "backlog": worker.backlog,
+        "cursor": worker.cursor,
+        "live": worker.live,
+        "gaps": worker.gaps,
         "last_error": worker.last_error,
         "ready": not worker.failed and worker.last_error is None,
     }

@@ -23,7 +23,8 @@ from typing import Annotated, Literal, TypeAlias
 
 import msgspec
 
-Provider: TypeAlias = Literal["ttmt", "tpalerts", "traderws", "mt4bridge"]
+# "tradebus" marks what the daemon says itself (a journal gap), not an upstream.
+Provider: TypeAlias = Literal["ttmt", "tpalerts", "traderws", "mt4bridge", "tradebus"]
 Side: TypeAlias = Literal["buy", "sell"]
 Timestamp: TypeAlias = Annotated[
     str,
@@ -39,8 +40,9 @@ Timestamp: TypeAlias = Annotated[
 class Origin(msgspec.Struct, frozen=True, gc=False, omit_defaults=False):
     """Provenance of an event: the signal (and its Telegram message) that caused it."""
 
-    signal_id: str | None = None
-    telegram_message_id: int | None = None
+    # Bounded as the upstream ids it comes from are (tradebus.adapters.bounds.MAX_ID).
+    signal_id: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    telegram_message_id: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
 
 
 # --- payloads -------------------------------------------------------------------------------

@@ -32,6 +32,13 @@ class SimulatorModule(Protocol):
     def for_demo(self, seed: int) -> Simulator: ...
 
 
+def padded(message: str, size: int) -> str:
+    """``message`` (a JSON object) grown to ``size`` bytes by an unknown field of filler: one
+    well-formed message too large for a client's maximum message size."""
+    head = message[:-1] + ',"padding":"'
+    return head + "x" * max(0, size - len(head) - 2) + '"}'
+
+
 def abort(request: web.Request) -> None:
     """Close the socket under a streaming response: the client sees the body end mid-way,
     not a clean end of a chunked body (a cut connection, as a network fault would make)."""

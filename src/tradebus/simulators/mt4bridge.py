@@ -58,14 +58,13 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 from aiohttp import WSMsgType, web
 
 from tradebus import times
-from tradebus.adapters.mt4bridge import wire
-from tradebus.simulators.base import AppServer
+from tradebus.simulators.base import AppServer, padded
 
 BASE = "/mt4/client"
 _PIP = {"XAUUSD": 0.01, "USDJPY": 0.001}
@@ -90,6 +89,47 @@ _MESSAGES = {
     502: "The bridge lost connectivity to the terminal or broker server.",
     503: "The event stream is not accepting connections.",
 }
+
+
+# --- what clients send: the simulator's own structs (a fake upstream never shares the client's) ---
+
+
+class _Body(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """camelCase on the wire; unknown fields ignored, as a tolerant server does."""
+
+
+class _SessionOpen(_Body, frozen=True, kw_only=True):
+    """``POST /session/open`` ("Start a broker-connected MT4 bridge session")."""
+
+    account_id: str
+    server: str
+    login: int
+    password: str
+
+
+class _OrderBody(_Body, frozen=True, kw_only=True):
+    """``POST /orders``: the doc's order task body."""
+
+    symbol: str
+    type: str
+    volume: float
+    price: float | None = None
+    sl: float | None = None
+    tp: float | None = None
+    comment: str | None = None
+
+
+class _Subscribe(_Body, frozen=True, kw_only=True):
+    """The first WS message of a client: the channels and the symbol universe."""
+
+    action: str = "subscribe"
+    channels: list[str] = msgspec.field(default_factory=list)
+    symbols: list[str] = msgspec.field(default_factory=list)
+
+
+_session_open: Final = msgspec.json.Decoder(_SessionOpen)
+_order_body: Final = msgspec.json.Decoder(_OrderBody)
+_subscribe: Final = msgspec.json.Decoder(_Subscribe)
 
 
 @dataclass(slots=True)
@@ -285,6 +325,16 @@ class Mt4BridgeSimulator:
         for client in clients:
             await client.ws.close(code=code, message=b"cut")
 
+    async def inject(self, text: str) -> None:
+        """Send ``text`` as is to every WS client: malformed, unknown or hostile frames."""
+        for client in list(self._clients):
+            with contextlib.suppress(ConnectionError):
+                await client.ws.send_str(text)
+
+    async def inject_huge(self, size: int) -> None:
+        """Send every WS client one well-formed quote frame of ``size`` bytes."""
+        await self.inject(padded('{"type":"quote","symbol":"EURUSD","bid":1.5}', size))
+
     def set_account(self, *, balance: float) -> None:
         self.balance = balance
 
@@ -406,8 +456,8 @@ class Mt4BridgeSimulator:
 
     async def _session_open(self, request: web.Request) -> web.Response:
         try:
-            body = msgspec.json.decode(await request.read(), type=wire.SessionOpenRequest)
-        except msgspec.DecodeError:
+            body = _session_open.decode(await request.read())
+        except (msgspec.DecodeError, RecursionError):  # nesting past msgspec's stack
             return _error(400)
         if self.reject_credentials or (
             body.account_id,
@@ -492,8 +542,8 @@ class Mt4BridgeSimulator:
     async def _order(self, request: web.Request) -> web.Response:
         raw = await request.read()
         try:
-            order = msgspec.json.decode(raw, type=wire.OrderRequest)
-        except msgspec.DecodeError:
+            order = _order_body.decode(raw)
+        except (msgspec.DecodeError, RecursionError):  # nesting past msgspec's stack
             return _error(400)
         side = order.type.upper()
         if order.symbol not in self._prices or order.volume <= 0 or side not in ("BUY", "SELL"):
@@ -552,8 +602,8 @@ class Mt4BridgeSimulator:
 
     async def _on_client_message(self, client: _Client, data: str | bytes) -> None:
         try:
-            sub = msgspec.json.decode(data, type=wire.Subscribe)
-        except msgspec.DecodeError:
+            sub = _subscribe.decode(data)
+        except (msgspec.DecodeError, RecursionError):  # nesting past msgspec's stack
             await client.ws.send_json(
                 {
                     "type": "error",

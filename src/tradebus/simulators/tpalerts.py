@@ -354,7 +354,13 @@ class TpAlertsSimulator:
         return response
 
     def _resume_from(self, last_event_id: str | None) -> None:
-        if self.send_ids and last_event_id is not None and last_event_id.isdigit():
+        if (
+            self.send_ids
+            and last_event_id is not None
+            and last_event_id.isascii()
+            and last_event_id.isdigit()
+            and len(last_event_id) < 20  # int() of 5,000 digits raises
+        ):
             self._cursor = min(max(int(last_event_id), self._base), self._end())
         elif self.replay_on_reconnect:
             self._cursor = max(self._base, self._cursor - self.replay_on_reconnect)

@@ -80,7 +80,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from tradebus import times
-from tradebus.simulators.base import AppServer
+from tradebus.simulators.base import AppServer, padded
 
 AUTH_CLOSE = 4001
 # Public demo credentials (config/demo.toml's defaults); source_table hands them out anyway.
@@ -328,6 +328,10 @@ class TraderWsSimulator:
         for conn in list(self.live):
             self._send(conn, text)
 
+    def inject_huge(self, size: int) -> None:
+        """Send every open connection one well-formed quote of ``size`` bytes."""
+        self.inject(padded(_frame("quoteEvent", {"symbol": "EURUSD", "bid": 1.5}), size))
+
     async def expire_tokens(self) -> None:
         """Every issued token expires now; open connections are closed with 4001."""
         for token in self.tokens:
@@ -378,7 +382,7 @@ class TraderWsSimulator:
         await self._notify()
         try:
             body = _decode(await request.read())
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # nesting past msgspec's stack
             return web.json_response({"code": "BAD_REQUEST", "message": "invalid JSON"}, status=400)
         ok = (
             isinstance(body, dict)
@@ -510,7 +514,7 @@ class TraderWsSimulator:
     async def _handle(self, conn: Connection, text: str) -> None:
         try:
             msg = _decode(text)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # nesting past msgspec's stack
             self._error(conn, "BAD_REQUEST", "message is not valid JSON")
             return
         if not isinstance(msg, dict) or not isinstance(msg.get("payload"), dict):
@@ -544,8 +548,8 @@ class TraderWsSimulator:
     ) -> None:
         try:
             await handler(conn, msg)
-        except (KeyError, TypeError, ValueError) as exc:
-            self._error(conn, "BAD_REQUEST", f"invalid payload: {exc}", msg)
+        except Exception as exc:  # noqa: BLE001 - a client's bad message never kills the server
+            self._error(conn, "BAD_REQUEST", f"invalid payload: {str(exc)[:200]}", msg)
 
     async def _subscribe(self, conn: Connection, msg: dict[str, Any]) -> None:
         p = msg["payload"]

@@ -19,9 +19,13 @@ class Batch:
     it is empty otherwise. Sinks that write the lines never look at them, and a queued struct
     costs about as much memory again as its line: with 16,000 events in flight under row 5,
     dropping them took the daemon's peak RSS from 79-80 to 70-71 MB.
+
+    ``first_seq``..``last_seq`` is the stretch of the stream the batch stands for: with a filter
+    it holds fewer events than the stretch, and a sink that wrote it has acknowledged the whole
+    stretch (its cursor moves to ``last_seq``). A batch of no events moves the cursor alone.
     """
 
-    __slots__ = ("chunks", "count", "events")
+    __slots__ = ("chunks", "count", "events", "first_seq", "last_seq")
 
     def __init__(
         self,
@@ -30,10 +34,14 @@ class Batch:
         events: Sequence[Event] = (),
         *,
         chunks: Sequence[bytes] = (),
+        first_seq: int = 0,
+        last_seq: int = 0,
     ) -> None:
         self.count = count
         self.events = events
         self.chunks: Sequence[bytes] = chunks or (data,)
+        self.first_seq = first_seq
+        self.last_seq = last_seq
 
     def __len__(self) -> int:
         return self.count
@@ -55,7 +63,7 @@ class Batch:
         lines = self.data.split(b"\n")
         data = b"".join(line + b"\n" for line, k in zip(lines, keep, strict=False) if k)
         events = [e for e, k in zip(self.events, keep, strict=True) if k] if self.events else ()
-        return Batch(data, sum(keep), events)
+        return Batch(data, sum(keep), events, first_seq=self.first_seq, last_seq=self.last_seq)
 
     @staticmethod
     def merge(batches: Sequence[Batch]) -> Batch:
@@ -70,7 +78,14 @@ class Batch:
             events.extend(b.events)
             chunks.extend(b.chunks)
             count += b.count
-        return Batch(b"", count, events, chunks=chunks)
+        return Batch(
+            b"",
+            count,
+            events,
+            chunks=chunks,
+            first_seq=batches[0].first_seq,
+            last_seq=batches[-1].last_seq,
+        )
 
 
 class Sink(Protocol):
@@ -110,6 +125,7 @@ def register(type_: str) -> Callable[[SinkFactory], SinkFactory]:
 def factory_for(type_: str) -> SinkFactory:
     import tradebus.sinks.file
     import tradebus.sinks.nats
-    import tradebus.sinks.stdout  # noqa: F401
+    import tradebus.sinks.stdout
+    import tradebus.sinks.webhook  # noqa: F401
 
     return _registry[type_]

@@ -4,6 +4,11 @@ Rotation renames ``path`` → ``path.1`` → … → ``path.N`` (N = ``backups``
 the file past ``max_bytes``; a batch is never split across files, so every file holds whole lines.
 ``reopen()`` (SIGHUP) closes and re-opens ``path`` so an external logrotate with ``create`` works.
 
+Writes (and fsync) run on the sink's own thread, so a slow disk stalls this sink, not the event
+loop. Exactly once across restarts: on open the sink reads the last complete line of its file
+(cutting a partial one a crash left) to learn the last ``seq`` it holds, and skips what a replay
+from the journal gives it again.
+
 The file a rotation drops (``path.N``, or ``path`` itself with no backups) is renamed aside and
 deleted on a worker thread: freeing a file's pages takes the kernel 10 ms for 256 MiB on ext4
 and 23 ms on tmpfs, measured here, and the event loop (every source, every sink) would stand
@@ -16,13 +21,64 @@ import asyncio
 import glob
 import itertools
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
+
+import msgspec
 
 from tradebus import log
 from tradebus.config import FileSinkConfig
 from tradebus.errors import RetryableSinkError
 from tradebus.sinks.base import Batch, register
+from tradebus.sinks.writer import WriterThread
+
+_TAIL_BLOCK = 64 * 1024
+
+
+class _Seq(msgspec.Struct):
+    seq: int = 0
+
+
+_seq_of = msgspec.json.Decoder(_Seq).decode
+
+
+def line_seq(line: bytes) -> int:
+    """The ``seq`` of one written line (0 if it has none or is not an event)."""
+    try:
+        return _seq_of(line).seq
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return 0
+
+
+def last_line(path: Path) -> bytes | None:
+    """The last complete line of ``path``; a partial line after it (a write cut by a crash) is
+    cut off the file first. None when there is no complete line."""
+    try:
+        f = open(path, "r+b")  # noqa: SIM115 - closed below, after a possible truncate
+    except FileNotFoundError:
+        return None
+    with f:
+        end = f.seek(0, os.SEEK_END)
+        tail = b""
+        pos = end
+        while pos > 0:
+            step = min(_TAIL_BLOCK, pos)
+            pos -= step
+            f.seek(pos)
+            tail = f.read(step) + tail
+            cut = tail.rfind(b"\n")
+            if cut < 0:
+                continue
+            if cut != len(tail) - 1:  # bytes after the last newline: a torn line
+                f.truncate(pos + cut + 1)
+                tail = tail[: cut + 1]
+            start = tail.rfind(b"\n", 0, len(tail) - 1)
+            if start >= 0 or pos == 0:
+                return tail[start + 1 : -1]
+        if end:
+            f.truncate(0)  # one partial line and nothing else
+        return None
 
 
 def _drop(path: Path) -> None:
@@ -44,11 +100,29 @@ class FileSink:
         self._log = log.get(sink=config.name)
         self._dropping: set[asyncio.Future[None]] = set()
         self._drops = itertools.count(1)
+        self._writer = WriterThread(f"sink:{config.name}")
+        self._reopen = False  # SIGHUP came: re-open before the next write, not during one
+        self.have = 0  # the last seq already in the file (a replay skips up to it)
 
     async def open(self) -> None:
         for left in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.dropped"):
             _drop(left)
+        self.have = self._last_seq_written()
+        if self.have:
+            self._log.info("file_resumed", path=str(self.path), last_seq=self.have)
         self._open()
+
+    def _last_seq_written(self) -> int:
+        for path in (self.path, self.path.with_name(f"{self.path.name}.1")):
+            try:
+                line = last_line(path)
+            except OSError:
+                return 0
+            if line is not None:
+                return line_seq(line)
+            if path.exists() and path.stat().st_size:
+                return 0
+        return 0
 
     def _open(self) -> None:
         try:
@@ -66,24 +140,39 @@ class FileSink:
             self._file = None
 
     async def write(self, batch: Batch) -> None:
-        # Plain blocking writes: a local append of one batch costs microseconds; a thread hop
-        # per batch would cost more than it saves.
+        chunks = batch.chunks  # a merged batch's parts, never joined
+        if self.have and batch.first_seq and batch.first_seq <= self.have:
+            if batch.last_seq <= self.have:
+                return  # all of it is in the file already (a replay after a crash)
+            chunks = self._unwritten(batch)
         try:
+            if self._reopen:
+                self._reopen = False
+                self._close()
+                self._log.info("file_reopened", path=str(self.path))
             if self._file is None:
                 self._open()
-            size = batch.size
+            size = sum(map(len, chunks))
             if self.max_bytes and self._size and self._size + size > self.max_bytes:
                 self._rotate()
-            assert self._file is not None
-            for chunk in batch.chunks:  # a merged batch's parts, never joined
-                self._file.write(chunk)
-            self._file.flush()
-            if self.fsync:
-                os.fsync(self._file.fileno())
+            file = self._file
+            assert file is not None
+            await self._writer.call(lambda: self._put(file, chunks))
         except OSError as exc:
             self._close()  # start clean on retry: the next write re-opens and re-measures
             raise RetryableSinkError(f"sink {self.name}: write failed: {exc.strerror}") from exc
         self._size += size
+
+    def _put(self, file: BinaryIO, chunks: Sequence[bytes]) -> None:
+        for chunk in chunks:
+            file.write(chunk)
+        file.flush()
+        if self.fsync:
+            os.fsync(file.fileno())
+
+    def _unwritten(self, batch: Batch) -> list[bytes]:
+        lines = batch.data.split(b"\n")[:-1]
+        return [line + b"\n" for line in lines if line_seq(line) > self.have]
 
     def _rotate(self) -> None:
         self._close()
@@ -116,11 +205,10 @@ class FileSink:
             self._log.warning("file_drop_failed", error=str(exc))
 
     async def close(self) -> None:
+        self._writer.stop()
         self._close()
         if self._dropping:
             await asyncio.gather(*self._dropping, return_exceptions=True)
 
     def reopen(self) -> None:
-        self._close()
-        self._open()
-        self._log.info("file_reopened", path=str(self.path))
+        self._reopen = True

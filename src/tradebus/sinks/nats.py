@@ -114,12 +114,8 @@ class NatsSink:
     # --- connection ---------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Connect and check the stream; an unreachable server is retried by ``write``."""
-        try:
-            await self._ready()
-        except RetryableSinkError as exc:
-            self.last_error = str(exc)
-            self._log.warning("nats_unavailable", error=str(exc))
+        """Connect and check (or create) the stream; a server not reachable is retryable."""
+        await self._ready()
 
     def _options(self) -> dict[str, Any]:
         c = self.config
@@ -288,6 +284,8 @@ class NatsSink:
             ack.set_result(_UNREADABLE)
 
     async def write(self, batch: Batch) -> None:
+        if not batch.count:
+            return  # a filtered-out stretch: it only moves the cursor
         await self._ready()
         nc = self._nc
         assert nc is not None

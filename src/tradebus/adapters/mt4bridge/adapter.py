@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import aiohttp
@@ -31,10 +31,11 @@ from tradebus import log, secret, times
 from tradebus.adapters.base import SourceContext, register
 from tradebus.adapters.mt4bridge import normalize, wire
 from tradebus.adapters.mt4bridge.reconcile import Breaker, PositionBook
+from tradebus.adapters.websocket import oversized
 from tradebus.backoff import Backoff, Failure, Kind, parse_retry_after
 from tradebus.config import Mt4BridgeSource
 from tradebus.errors import SourceError
-from tradebus.schemas.events import AccountData, Event
+from tradebus.schemas.events import AccountData, Event, PositionClosed, PositionOpened
 
 # DELETE on shutdown must not hold the daemon's drain for long.
 RELEASE_TIMEOUT = 2.0
@@ -42,7 +43,6 @@ RELEASE_TIMEOUT = 2.0
 # until the breaker opens, which bounds them by ``breaker_threshold``.
 MAX_ATTEMPTS = 3
 CHANNELS = ("quotes", "profit", "orders")
-_MAX_FRAME = 16 * 1024 * 1024
 
 
 class BridgeCallError(SourceError):
@@ -86,6 +86,7 @@ class Mt4BridgeAdapter:
         )
         self._breaker = Breaker(config.breaker_threshold, config.breaker_reset)
         self._book = PositionBook()
+        self._resume_from(ctx.history)
         self._rng = random.Random()
         self._session_id: str | None = None
         self._account: AccountData | None = None
@@ -105,7 +106,7 @@ class Mt4BridgeAdapter:
                         await self._connect_and_serve(http)
                     except BridgeCallError as exc:
                         delay = await self._on_failure(exc)
-                    except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+                    except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is one
                         delay = await self._on_failure(
                             _failed(Kind.RETRYABLE, "network", message=type(exc).__name__)
                         )
@@ -345,6 +346,37 @@ class Mt4BridgeAdapter:
         ceiling = min(self.config.reconnect_max, self.config.reconnect_min * 2 ** (attempt - 1))
         return self._rng.uniform(ceiling / 2, ceiling)
 
+    def _resume_from(self, history: Sequence[Event]) -> None:
+        """The positions reported open and closed before a restart, from the journal: the
+        start-up reconciliation then reports only what changed while we were away."""
+        opened: dict[int, wire.Position] = {}
+        closed: list[int] = []
+        for event in history:
+            if not isinstance(event, PositionOpened | PositionClosed):
+                continue
+            d = event.data
+            if not d.position_id.isdigit() or len(d.position_id) > 18:
+                continue
+            ticket = int(d.position_id)
+            if isinstance(event, PositionClosed):
+                closed.append(ticket)
+                opened.pop(ticket, None)
+                continue
+            opened[ticket] = wire.Position(
+                ticket=ticket,
+                symbol=event.symbol,
+                type=d.side.upper() if d.side else None,
+                volume=d.volume,
+                open_price=d.open_price,
+                current_price=d.current_price,
+                sl=d.stop_loss,
+                tp=d.take_profit,
+                profit=d.unrealized_profit,
+            )
+        if opened or closed:
+            self._book.restore(list(opened.values()), closed)
+            self.ctx.log.info("resuming", open_positions=len(opened), closed_positions=len(closed))
+
     async def _reconcile(self, http: aiohttp.ClientSession) -> list[Event]:
         """``GET /account`` (reported when changed) and ``GET /positions`` (opens and closes)."""
         events: list[Event] = []
@@ -370,6 +402,7 @@ class Mt4BridgeAdapter:
             [p for p in listed if normalize.is_open_position(p)], requested_at
         )
         received = times.now()
+        refused = times.REFUSED[0]
         for event, positions in (("opened", diff.opened), ("closed", diff.closed)):
             for p in positions:
                 try:
@@ -380,6 +413,7 @@ class Mt4BridgeAdapter:
                     )
                 except Exception as exc:  # noqa: BLE001 - one bad position, not the listing
                     self.ctx.bad_input("positions", wire.encoder.encode(p), exc)
+        self.ctx.times_refused(refused)
         return events
 
     async def _reconcile_every(self, http: aiohttp.ClientSession) -> None:
@@ -402,7 +436,8 @@ class Mt4BridgeAdapter:
                     self._ws_url,
                     headers=headers,
                     heartbeat=min(self.config.idle_timeout / 2, 30.0),
-                    max_msg_size=_MAX_FRAME,
+                    # aiohttp refuses a message of max_msg_size bytes and more: this one is allowed.
+                    max_msg_size=self.config.max_message_bytes + 1,
                     timeout=aiohttp.ClientWSTimeout(ws_close=RELEASE_TIMEOUT),
                 )
         except aiohttp.WSServerHandshakeError as exc:
@@ -435,6 +470,9 @@ class Mt4BridgeAdapter:
                 raise _failed(Kind.RETRYABLE, "idle_timeout") from None
             if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                 await self._on_frame(msg.data)
+            elif (big := oversized(msg)) is not None:
+                self.ctx.bad_input("oversized_message", b"", big)
+                raise _failed(Kind.RETRYABLE, "message_too_big", ws.close_code)
             elif msg.type is aiohttp.WSMsgType.ERROR:
                 raise _failed(Kind.RETRYABLE, "ws_error", message=type(msg.data).__name__)
             else:  # CLOSE, CLOSING, CLOSED
@@ -448,11 +486,13 @@ class Mt4BridgeAdapter:
         for data, error in decoded.bad:
             self.ctx.bad_input("ws_message", data, error)
         events: list[Event] = []
+        refused = times.REFUSED[0]
         for msg in decoded.messages:
             try:
                 self._on_message(msg, received, events)
             except Exception as exc:  # noqa: BLE001 - a normalizer's refusal is the message's
                 self.ctx.bad_input("ws_message", wire.encoder.encode(msg), exc)
+        self.ctx.times_refused(refused)
         if events:
             await self.ctx.publish(events)
 

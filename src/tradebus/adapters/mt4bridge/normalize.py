@@ -63,6 +63,7 @@ def upstream_time(value: wire.Time, received: str) -> str:
     if isinstance(value, float | int):
         # Past year 9999 (or NaN) no canonical time exists: from_epoch would raise.
         if not 0 < value < _EPOCH_MAX_MS:
+            times.refuse()
             return received
         return times.from_epoch(value / 1000 if value >= _EPOCH_MS else value)
     match = _MT4_TIME.fullmatch(value.strip())

@@ -67,6 +67,18 @@ class PositionBook:
         known = self._open.get(ticket)
         return None if known is None else known.position
 
+    def restore(self, open_positions: list[wire.Position], closed: list[int]) -> None:
+        """What was reported before a restart (from the journal): those opens are not news
+        again, and the first snapshot judges them (a position closed while we were away is
+        reported closed once); those closes are never reported again."""
+        for ticket in closed:
+            self._closed.add(ticket)
+            self._open.pop(ticket, None)
+        for position in open_positions:
+            if position.ticket not in self._closed:
+                # Known since before any snapshot this process takes.
+                self._open[position.ticket] = _Known(position, float("-inf"))
+
     def opened(self, position: wire.Position, now: float) -> bool:
         """The WS reported an open. True if it is news (report it), False if already known."""
         known = self._open.get(position.ticket)

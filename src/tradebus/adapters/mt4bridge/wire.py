@@ -17,9 +17,12 @@ from typing import Final, NamedTuple, TypeAlias
 
 import msgspec
 
+from tradebus.adapters import bounds
+from tradebus.adapters.bounds import Id, IntId, Name, Text
+
 # Every field a price, a volume or a time; MT4 tickets are integers.
 Number: TypeAlias = float | None
-Time: TypeAlias = str | float | None
+Time: TypeAlias = bounds.Time | float | None
 
 
 # gc=False: decoded JSON is a tree, never a cycle; untracked structs spare the cyclic GC.
@@ -33,9 +36,9 @@ class _Wire(msgspec.Struct, frozen=True, rename="camel", gc=False):
 class SessionOpenRequest(_Wire, frozen=True, kw_only=True):
     """``POST /session/open``: "Start a broker-connected MT4 bridge session"."""
 
-    account_id: str
-    server: str
-    login: int
+    account_id: Name
+    server: Name
+    login: IntId
     password: str
 
 
@@ -43,9 +46,9 @@ class SessionInfo(_Wire, frozen=True, kw_only=True):
     """The session bootstrap and heartbeat response: "Bridge session returned by the session
     bootstrap flow" (``x-session-id``) and when it lapses without a heartbeat."""
 
-    session_id: str
-    expires_at: str | None = None
-    account_id: str | None = None
+    session_id: Id
+    expires_at: bounds.Time | None = None
+    account_id: Name | None = None
 
 
 class Account(_Wire, frozen=True, kw_only=True):
@@ -57,17 +60,17 @@ class Account(_Wire, frozen=True, kw_only=True):
     free_margin: Number = None
     margin_level: Number = None
     profit: Number = None
-    currency: str | None = None
-    login: int | None = None
-    account_id: str | None = None
+    currency: Name | None = None
+    login: IntId | None = None
+    account_id: Name | None = None
 
 
 class Position(_Wire, frozen=True, kw_only=True):
     """One entry of ``GET /positions``: "List open positions and pending orders"."""
 
-    ticket: int
-    symbol: str | None = None
-    type: str | None = None  # BUY | SELL; pending orders: BUY_LIMIT, SELL_STOP, ...
+    ticket: IntId
+    symbol: Name | None = None
+    type: Name | None = None  # BUY | SELL; pending orders: BUY_LIMIT, SELL_STOP, ...
     volume: Number = None
     open_price: Number = None
     current_price: Number = None
@@ -75,7 +78,7 @@ class Position(_Wire, frozen=True, kw_only=True):
     tp: Number = None
     profit: Number = None
     open_time: Time = None
-    comment: str | None = None
+    comment: Text | None = None
 
 
 class Positions(_Wire, frozen=True, kw_only=True):
@@ -88,28 +91,28 @@ class Positions(_Wire, frozen=True, kw_only=True):
 class OrderRequest(_Wire, frozen=True, kw_only=True):
     """``POST /orders``: "Create market or pending trade tasks" (the doc's own example body)."""
 
-    symbol: str
-    type: str
+    symbol: Name
+    type: Name
     volume: float
     price: Number = None
     sl: Number = None
     tp: Number = None
-    comment: str | None = None
+    comment: Text | None = None
 
 
 class OrderTask(_Wire, frozen=True, kw_only=True):
     """ "Each call returns a task identifier so you can reconcile asynchronous broker execution"."""
 
-    task_id: str
-    status: str | None = None
-    request_id: str | None = None
+    task_id: Id
+    status: Name | None = None
+    request_id: Id | None = None
 
 
 class ErrorBody(_Wire, frozen=True, kw_only=True):
     """An error reply: ``{"code": "BridgeUnavailable", "message": ...}`` (the doc's error names)."""
 
-    code: str | None = None
-    message: str | None = None
+    code: Name | None = None
+    message: Text | None = None
 
 
 # --- WS /events: "Receive quotes, profit, and order execution events in real time" -----------
@@ -118,9 +121,9 @@ class ErrorBody(_Wire, frozen=True, kw_only=True):
 class Subscribe(_Wire, frozen=True, kw_only=True):
     """What the client sends after the handshake: the channels and the symbol universe."""
 
-    action: str = "subscribe"
-    channels: list[str] = msgspec.field(default_factory=list)
-    symbols: list[str] = msgspec.field(default_factory=list)
+    action: Name = "subscribe"
+    channels: list[Name] = msgspec.field(default_factory=list)
+    symbols: list[Name] = msgspec.field(default_factory=list)
 
 
 class _Message(_Wire, frozen=True, kw_only=True, tag_field="type"):
@@ -128,7 +131,7 @@ class _Message(_Wire, frozen=True, kw_only=True, tag_field="type"):
 
 
 class Quote(_Message, frozen=True, kw_only=True, tag="quote"):
-    symbol: str
+    symbol: Name
     bid: Number = None
     ask: Number = None
     time: Time = None
@@ -137,8 +140,8 @@ class Quote(_Message, frozen=True, kw_only=True, tag="quote"):
 class Profit(_Message, frozen=True, kw_only=True, tag="profit"):
     """ "on-profit": the floating profit of one open position, as prices move."""
 
-    ticket: int
-    symbol: str | None = None
+    ticket: IntId
+    symbol: Name | None = None
     profit: Number = None
     current_price: Number = None
     time: Time = None
@@ -147,12 +150,12 @@ class Profit(_Message, frozen=True, kw_only=True, tag="profit"):
 class Order(_Message, frozen=True, kw_only=True, tag="order"):
     """An execution event of a trade task; ``opened`` / ``closed`` are the position's own."""
 
-    event: str  # accepted | filled | partially_filled | cancelled | rejected | opened | closed
-    task_id: str | None = None
-    ticket: int | None = None
-    symbol: str | None = None
-    side: str | None = None  # BUY | SELL
-    order_type: str | None = None  # MARKET | LIMIT | STOP
+    event: Name  # accepted | filled | partially_filled | cancelled | rejected | opened | closed
+    task_id: Id | None = None
+    ticket: IntId | None = None
+    symbol: Name | None = None
+    side: Name | None = None  # BUY | SELL
+    order_type: Name | None = None  # MARKET | LIMIT | STOP
     volume: Number = None
     filled_volume: Number = None
     remaining_volume: Number = None
@@ -162,18 +165,18 @@ class Order(_Message, frozen=True, kw_only=True, tag="order"):
     sl: Number = None
     tp: Number = None
     profit: Number = None
-    reason: str | None = None
+    reason: Text | None = None
     time: Time = None
 
 
 class Subscribed(_Message, frozen=True, kw_only=True, tag="subscribed"):
-    channels: list[str] = msgspec.field(default_factory=list)
-    symbols: list[str] = msgspec.field(default_factory=list)
+    channels: list[Name] = msgspec.field(default_factory=list)
+    symbols: list[Name] = msgspec.field(default_factory=list)
 
 
 class Error(_Message, frozen=True, kw_only=True, tag="error"):
-    code: str | None = None
-    message: str | None = None
+    code: Name | None = None
+    message: Text | None = None
 
 
 Message: TypeAlias = Quote | Profit | Order | Subscribed | Error

@@ -52,6 +52,21 @@ class TpAlertsAdapter(SSESource):
         self.config = config
         self._seen: BoundedSet[str] = BoundedSet(config.dedupe_size)
         self._alerts = AlertCache(config.symbol_cache)
+        # After a restart the feed cannot replay what it sent while we were away (the doc has
+        # no replay): the first connect says so with a status.gap over that window.
+        self._away_since: float | None = None
+        if ctx.history:
+            self._alerts.learn(ctx.history)
+            self._seen.update(e.id for e in ctx.history)
+            self._away_since = ctx.stopped_at
+
+    def _after_connect(self) -> list[Event]:
+        since, self._away_since = self._away_since, None
+        if since is None:
+            return []
+        until = times.now()
+        self.ctx.log.warning("restart_gap", since=times.from_epoch(since), until=until)
+        return [self.ctx.gap(reason="daemon_restart", since=times.from_epoch(since), until=until)]
 
     def _timed_out(self, exc: ReadTimeoutError, connected: bool) -> Failure:
         if connected:
@@ -68,8 +83,10 @@ class TpAlertsAdapter(SSESource):
         received = times.now()
         batch: list[Event] = []
         fresh: set[str] = set()
+        refused = times.REFUSED[0]
         for message in read.messages:
             self._message(message, received, batch, fresh)
+        self.ctx.times_refused(refused)
         if batch:
             await self.ctx.publish(batch)
         # Only now are they the bus's: a repeat of them is a duplicate from here on.

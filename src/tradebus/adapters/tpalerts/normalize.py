@@ -24,6 +24,7 @@ detected before we connected, or fell out of the cache) those fields are null.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 import msgspec
@@ -177,6 +178,27 @@ class AlertCache:
 
     def __len__(self) -> int:
         return len(self._contexts)
+
+    def learn(self, history: Sequence[Event]) -> None:
+        """Rebuild from journaled events after a restart: a ``closed`` that arrives next still
+        gets the ticker its ``working`` gave before the restart."""
+        for event in history:
+            if isinstance(event, SignalDetected):
+                d = event.data
+                self._contexts.set(
+                    d.alert_id,
+                    AlertContext(
+                        symbol=event.symbol,
+                        strategy=d.strategy,
+                        market=d.market,
+                        entry=d.entry,
+                        target=d.target,
+                        stop=d.stop,
+                        started_at=d.started_at,
+                    ),
+                )
+            elif isinstance(event, SignalAborted | SignalClosed):
+                self._contexts.pop(event.data.alert_id)
 
     def events(self, message: WireMessage, source: str, received: str) -> list[Event]:
         """``normalize(message, …)`` with the alert's cached context, keeping the cache current."""

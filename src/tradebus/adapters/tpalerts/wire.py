@@ -17,6 +17,8 @@ from typing import Any, Final, TypeAlias
 
 import msgspec
 
+from tradebus.adapters.bounds import Id, IntId, Name, Time
+
 
 # gc=False: decoded JSON is a tree, never a cycle; untracked structs spare the cyclic GC.
 class _Wire(msgspec.Struct, frozen=True, rename="camel", gc=False):
@@ -26,48 +28,48 @@ class _Wire(msgspec.Struct, frozen=True, rename="camel", gc=False):
 class Ping(_Wire, frozen=True):
     """``ping``: "Ping event is used to keep the connection alive." (``ping``: date-time)."""
 
-    ping: str | None = None
+    ping: Time | None = None
 
 
 class Working(_Wire, frozen=True):
     """``working``: "an alert that has just been detected by the algorithm"."""
 
-    id: int
-    duration_strategy: str | None = None
-    instrument: str | None = None
-    ticker: str | None = None
+    id: IntId
+    duration_strategy: Name | None = None
+    instrument: Name | None = None
+    ticker: Name | None = None
     start: float | None = None
     target: float | None = None
     stop: float | None = None
-    started_at: str | None = None
-    token: str | None = None
+    started_at: Time | None = None
+    token: Id | None = None
 
 
 class Aborted(_Wire, frozen=True):
     """``aborted``: "an alert that has been invalidated by the algorithm"."""
 
-    id: int
-    token: str | None = None
-    token_state: str | None = None
+    id: IntId
+    token: Id | None = None
+    token_state: Name | None = None
 
 
 class OnGoing(_Wire, frozen=True):
     """``onGoing``: "an alert that has reached its starting price"."""
 
-    id: int
-    token: str | None = None
+    id: IntId
+    token: Id | None = None
 
 
 class Closed(_Wire, frozen=True):
     """``closed``: "It either has reached its stopLoss price or the algorithm has detected the
     alert should close now and keep the present profits"."""
 
-    id: int
+    id: IntId
     exit: float | None = None
     gain: float | None = None
-    closed_at: str | None = None
-    token: str | None = None
-    token_state: str | None = None
+    closed_at: Time | None = None
+    token: Id | None = None
+    token_state: Name | None = None
 
 
 WireMessage: TypeAlias = Ping | Working | Aborted | OnGoing | Closed

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -38,6 +39,7 @@ from tradebus import log, secret, times
 from tradebus.adapters.base import SourceContext, register
 from tradebus.adapters.traderws import session as ses
 from tradebus.adapters.traderws import wire
+from tradebus.adapters.websocket import oversized
 from tradebus.backoff import Backoff, Failure, Kind, classify_http
 from tradebus.config import TraderWsSource
 from tradebus.schemas.events import Event
@@ -45,7 +47,6 @@ from tradebus.schemas.events import Event
 AUTH_CLOSE_CODES = frozenset({1008, 4001, 4003, 4401, 4403})
 # The watchdog re-reads deadlines the reader may have moved at least this often (seconds).
 _TICK = 0.25
-_MAX_MESSAGE = 64 * 1024 * 1024
 # Events waiting for the bus before the reader pauses: bounds memory when the bus is behind.
 _MAX_OUTBOX = 1024
 
@@ -82,6 +83,7 @@ class TraderWsAdapter:
             subscribe_timeout=config.subscribe_timeout,
             dedupe_size=config.dedupe_size,
         )
+        self._resume_from(ctx.history)
         self.backoff = Backoff(
             base=config.reconnect_min,
             cap=config.reconnect_max,
@@ -146,8 +148,8 @@ class TraderWsAdapter:
                     self._ws_url.with_query(token=token),
                     autoping=False,
                     compress=0,
-                    # A history reply holds every execution of the away-window in one message.
-                    max_msg_size=_MAX_MESSAGE,
+                    # aiohttp refuses a message of max_msg_size bytes and more: this one is allowed.
+                    max_msg_size=cfg.max_message_bytes + 1,
                     timeout=aiohttp.ClientWSTimeout(
                         ws_receive=None, ws_close=min(cfg.ping_timeout, 2.0)
                     ),
@@ -254,6 +256,19 @@ class TraderWsAdapter:
             if self._closing:
                 return
 
+    def _resume_from(self, history: Sequence[Event]) -> None:
+        """After a restart the first connect back-fills like a reconnect: from the newest event
+        of this source in the journal, deduped against the ids journaled."""
+        if not history:
+            return
+        try:
+            newest = max(times.to_epoch(e.received) for e in history)
+        except ValueError:
+            return  # a journal of another version: the first connect starts afresh
+        self.session.covered_until = newest
+        self.session.seen.update(e.id for e in history)
+        self.ctx.log.info("resuming", since=times.from_epoch(newest), journaled=len(history))
+
     def _received(self, now: float) -> str:
         # One canonical string per millisecond: formatting it is the costly part.
         ms = int(now * 1000)
@@ -277,7 +292,9 @@ class TraderWsAdapter:
                 except Exception as exc:  # noqa: BLE001 - one message's fault, never the feed's
                     self._undecodable(msg.data, exc)
                     continue
+                refused = times.REFUSED[0]
                 events = session.receive(decoded, self._received(now), now)
+                self.ctx.times_refused(refused)
                 if session.actions:
                     events = await self._act(ws, events, msg.data)
                 if events:
@@ -294,6 +311,10 @@ class TraderWsAdapter:
                 self._pong_due = None
             elif kind is aiohttp.WSMsgType.CLOSE:
                 return self._closed(int(msg.data), str(msg.extra or ""))
+            elif (big := oversized(msg)) is not None:
+                self.ctx.bad_input("oversized_message", b"", big)
+                self._message = None
+                return Failure(Kind.RETRYABLE, "message_too_big", _code(ws.close_code))
             else:  # CLOSING, CLOSED, ERROR: the connection is gone
                 self._message = None if msg.data is None else type(msg.data).__name__
                 return Failure(Kind.RETRYABLE, "connection_lost", _code(ws.close_code))

@@ -16,6 +16,8 @@ from typing import Literal, TypeAlias
 
 import msgspec
 
+from tradebus.adapters.bounds import Id, Name, Text, Time
+
 
 # gc=False: decoded JSON is a tree, never a cycle; untracked structs spare the cyclic GC.
 class _Payload(msgspec.Struct, kw_only=True, rename="camel", gc=False):
@@ -28,13 +30,13 @@ class _Payload(msgspec.Struct, kw_only=True, rename="camel", gc=False):
 class QuotePayload(_Payload):
     """``{ "symbol": "EURUSD", "bid": 1.0843, "ask": 1.0844, "ts": "2026-06-01T12:00:00Z" }``."""
 
-    symbol: str
+    symbol: Name
     bid: float | None = None
     ask: float | None = None
     last: float | None = None
     bid_size: float | None = None
     ask_size: float | None = None
-    ts: str | None = None
+    ts: Time | None = None
 
 
 class Level(msgspec.Struct, array_like=True, gc=False):
@@ -45,32 +47,32 @@ class Level(msgspec.Struct, array_like=True, gc=False):
 
 
 class DepthPayload(_Payload):
-    symbol: str
+    symbol: Name
     bids: list[Level] = msgspec.field(default_factory=list)
     asks: list[Level] = msgspec.field(default_factory=list)
-    ts: str | None = None
+    ts: Time | None = None
 
 
 class ExecutionPayload(_Payload):
-    execution_id: str
-    order_id: str
-    status: str
-    account_id: str | None = None
-    symbol: str | None = None
-    side: str | None = None
-    type: str | None = None
+    execution_id: Id
+    order_id: Id
+    status: Name
+    account_id: Name | None = None
+    symbol: Name | None = None
+    side: Name | None = None
+    type: Name | None = None
     quantity: float | None = None
     filled_quantity: float | None = None
     price: float | None = None
-    position_id: str | None = None
-    reason: str | None = None
-    ts: str | None = None
+    position_id: Id | None = None
+    reason: Text | None = None
+    ts: Time | None = None
 
 
 class PositionPayload(_Payload):
-    position_id: str
-    symbol: str | None = None
-    side: str | None = None
+    position_id: Id
+    symbol: Name | None = None
+    side: Name | None = None
     quantity: float | None = None
     open_price: float | None = None
     current_price: float | None = None
@@ -80,12 +82,12 @@ class PositionPayload(_Payload):
     unrealized_pnl: float | None = None
     realized_pnl: float | None = None
     # OPENED | UPDATED | CLOSED: what changed; without it, status CLOSED or quantity 0 → closed.
-    change: str | None = None
-    status: str | None = None
+    change: Name | None = None
+    status: Name | None = None
 
 
 class PortfolioPayload(_Payload):
-    account_id: str
+    account_id: Name
     positions: list[PositionPayload] = msgspec.field(default_factory=list)
     balance: float | None = None
     equity: float | None = None
@@ -93,46 +95,46 @@ class PortfolioPayload(_Payload):
     free_margin: float | None = None
     margin_level: float | None = None
     unrealized_pnl: float | None = None
-    currency: str | None = None
-    ts: str | None = None
+    currency: Name | None = None
+    ts: Time | None = None
 
 
 class MetricsPayload(_Payload):
-    account_id: str
+    account_id: Name
     balance: float | None = None
     equity: float | None = None
     margin: float | None = None
     free_margin: float | None = None
     margin_level: float | None = None
     unrealized_pnl: float | None = None
-    currency: str | None = None
-    ts: str | None = None
+    currency: Name | None = None
+    ts: Time | None = None
 
 
 class SubscribedPayload(_Payload):
     """The ack echoes the request: ``{symbols, events}``, ``{symbol, depth}`` or ``{accountId}``."""
 
-    symbols: list[str] | None = None
-    events: list[str] | None = None
-    symbol: str | None = None
+    symbols: list[Name] | None = None
+    events: list[Name] | None = None
+    symbol: Name | None = None
     depth: int | None = None
-    account_id: str | None = None
+    account_id: Name | None = None
 
 
 class ErrorPayload(_Payload):
     """ "error — The server rejected a message; payload includes a code and message"."""
 
-    code: str | int | None = None
-    message: str | None = None
-    request_id: str | None = None
-    request_type: str | None = None
+    code: Name | int | None = None
+    message: Text | None = None
+    request_id: Id | None = None
+    request_type: Name | None = None
 
 
 class HistoryPayload(_Payload):
     """A ``dealHistory`` / ``orderHistory`` reply, matched to its request by ``requestId``."""
 
-    request_id: str | None = None
-    account_id: str | None = None
+    request_id: Id | None = None
+    account_id: Name | None = None
     deals: list[ExecutionPayload] = msgspec.field(default_factory=list)
     orders: list[ExecutionPayload] = msgspec.field(default_factory=list)
 

@@ -26,6 +26,7 @@ they cause get the adapter's own status ids (``ctx.status``) rather than ``<sour
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 from tradebus import times
@@ -68,6 +69,26 @@ class TtmtAdapter(SSESource):
         self._resumed = False  # the next event with an id is the first after a resume
         self._control: Failure | None = None  # set by recycle / auth_revoked: the stream ends
         self._symbols = SymbolCache(config.symbol_cache)
+        self._resume_from(ctx.history)
+
+    def _resume_from(self, history: Sequence[Event]) -> None:
+        """After a restart: the highest eventId journaled is the first Last-Event-ID, the ids
+        journaled are duplicates, and the symbols they carried are known again. With nothing
+        journaled, "earliest" asks for everything the upstream still buffers."""
+        ids: set[int] = set()
+        skip = len(self.name) + 1
+        for event in history:
+            event_id = _int_id(event.id[skip:].partition("#")[0])
+            if event_id is not None:
+                ids.add(event_id)
+        if ids:
+            self._highest = max(ids)
+            self._seen.update(ids)
+            self._cursor = str(self._highest)
+            self._symbols.apply(list(history))  # learns the symbols the journal holds
+            self.ctx.log.info("resuming", last_event_id=self._highest, journaled=len(ids))
+        elif self.config.start == "earliest":
+            self._cursor = "0"
 
     def _on_connected(self) -> None:
         self._control = None
@@ -95,6 +116,7 @@ class TtmtAdapter(SSESource):
         source = self.name
         highest = self._highest
         decode = wire.decode_known
+        refused = times.REFUSED[0]
         for message in read.messages:
             try:
                 decoded = decode(message.data)
@@ -122,6 +144,7 @@ class TtmtAdapter(SSESource):
                 continue
             fresh.add(event_id)
         self._highest = highest
+        self.ctx.times_refused(refused)
         if batch:
             await self.ctx.publish(self._symbols.apply(batch))
         # Only now are they the bus's: a replay of them is a duplicate from here on.

@@ -16,6 +16,7 @@ from typing import Annotated, Final, TypeAlias
 
 import msgspec
 
+from tradebus.adapters.bounds import Id, Name, Text, Time
 from tradebus.schemas.events import Origin
 
 # ``signal``: "the Telegram message that originated the trade". Its two snake_case fields are
@@ -33,15 +34,15 @@ EventId: TypeAlias = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 class _Data(msgspec.Struct, frozen=True, gc=False, kw_only=True, rename="camel"):
     """Shared by every ``data`` object: camelCase on the wire, unknown fields ignored."""
 
-    account_id: str | None = None
+    account_id: Name | None = None
     signal: Signal | None = None
 
 
 class PositionItem(msgspec.Struct, frozen=True, gc=False, rename="camel"):
     """One entry of a batch ``position_update``'s ``positions`` (it has ``id``, not positionId)."""
 
-    id: str
-    symbol: str | None = None
+    id: Id
+    symbol: Name | None = None
     unrealized_profit: float | None = None
     current_price: float | None = None
     signal: Signal | None = None
@@ -50,63 +51,63 @@ class PositionItem(msgspec.Struct, frozen=True, gc=False, rename="camel"):
 class PositionUpdateData(_Data, frozen=True):
     """ "The data may contain either a single position delta or a batch of positions.\""""
 
-    position_id: str | None = None
-    symbol: str | None = None
+    position_id: Id | None = None
+    symbol: Name | None = None
     unrealized_profit: float | None = None
     current_price: float | None = None
     positions: list[PositionItem] | None = None
 
 
 class OrderFillData(_Data, frozen=True):
-    order_id: str
-    position_id: str | None = None
-    symbol: str | None = None
+    order_id: Id
+    position_id: Id | None = None
+    symbol: Name | None = None
     volume: float | None = None
     fill_price: float | None = None
     layer: int | None = None
 
 
 class PositionClosedData(_Data, frozen=True):
-    position_id: str
-    reason: str | None = None
-    trade_id: str | None = None
+    position_id: Id
+    reason: Text | None = None
+    trade_id: Id | None = None
 
 
 class TradeExecutedData(_Data, frozen=True):
-    trade_id: str
-    symbol: str | None = None
-    channel_name: str | None = None
+    trade_id: Id
+    symbol: Name | None = None
+    channel_name: Text | None = None
     positions_count: int | None = None
     orders_count: int | None = None
 
 
 class TradeFinalizedData(_Data, frozen=True):
-    trade_id: str
-    status: str | None = None
+    trade_id: Id
+    status: Name | None = None
     profit_loss: float | None = None
 
 
 class TpHitData(_Data, frozen=True):
-    trade_id: str
-    tp_level: str | None = None
+    trade_id: Id
+    tp_level: Name | None = None
 
 
 class BreakevenSetData(_Data, frozen=True):
     """ "breakeven_set carries a DB position UUID (not the MetaAPI position ID)"."""
 
-    position_id: str
+    position_id: Id
     new_sl: float | None = msgspec.field(default=None, name="newSL")
 
 
 class BreakevenFailedData(_Data, frozen=True):
-    position_id: str
-    trade_id: str | None = None
+    position_id: Id
+    trade_id: Id | None = None
 
 
 class ReasonData(msgspec.Struct, frozen=True, gc=False):
     """``auth_revoked`` and ``recycle``: ``{"reason": ...}``."""
 
-    reason: str | None = None
+    reason: Text | None = None
 
 
 class _Envelope(
@@ -115,8 +116,8 @@ class _Envelope(
     """ "All events share a common outer envelope" (``userId`` is not in every example)."""
 
     event_id: EventId
-    timestamp: str | None = None
-    user_id: str | None = None
+    timestamp: Time | None = None
+    user_id: Id | None = None
 
 
 class PositionUpdate(_Envelope, frozen=True, tag="position_update"):
@@ -166,9 +167,9 @@ class Recycle(
     """
 
     event_id: EventId | None = None
-    timestamp: str | None = None
-    user_id: str | None = None
-    reason: str | None = None
+    timestamp: Time | None = None
+    user_id: Id | None = None
+    reason: Text | None = None
     data: ReasonData | None = None
 
     @property

@@ -1,0 +1,267 @@
+"""The journaled bus: sources never wait, a stalled sink catches up from disk, cursors endure."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from tests.unit.test_bus import RecordingSink, fill, quote, worker
+from tradebus.backoff import Backoff
+from tradebus.bus import Bus, SinkWorker
+from tradebus.errors import RetryableSinkError
+from tradebus.journal import cursors
+from tradebus.journal.store import Journal
+from tradebus.schemas.events import Event, StatusGap, event_type
+
+
+def open_bus(state: Path, *workers: SinkWorker, segment_bytes: int = 1 << 20, **kw: object) -> Bus:
+    saved, _ = cursors.load(state)
+    floor = max((e.seq for e in saved.values()), default=0) + 1
+    journal, _ = Journal.open(state, segment_bytes=segment_bytes, min_next_seq=floor)
+    return Bus(list(workers), journal=journal, state_dir=state, saved=saved, **kw)  # type: ignore[arg-type]
+
+
+def is_live(w: SinkWorker) -> bool:
+    return w.live
+
+
+def seqs(sink: RecordingSink) -> list[int]:
+    return [msgspec.json.decode(line)["seq"] for line in sink.lines()]
+
+
+async def wait_until(cond: Callable[[], bool], timeout: float = 10) -> None:
+    """Poll a condition that no event signals (a cursor moved by a batch the filter emptied)."""
+
+    async def poll() -> None:
+        while not cond():  # noqa: ASYNC110 - nothing to await: the worker sets plain attributes
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+async def test_a_stalled_sink_never_holds_publish_and_catches_up_in_order(tmp_path: Path) -> None:
+    gate = asyncio.Event()
+    slow, fast = RecordingSink("slow", gate, needs_events=False), RecordingSink("fast")
+    bus = open_bus(tmp_path, worker(slow, queue_size=4), worker(fast))
+    await bus.start()
+    for n in range(200):
+        # Would block forever without the journal: the slow sink's window holds 4 events.
+        await asyncio.wait_for(bus.publish([quote(n)]), 1)
+    await fast.wait_events(200)
+    workers = {w.name: w for w in bus.workers}
+    assert not is_live(workers["slow"])  # it fell behind: the journal holds the rest
+    assert workers["slow"].queued <= 5
+    gate.set()
+    await wait_until(lambda: len(slow.lines()) == 200)
+    assert seqs(slow) == list(range(1, 201))
+    await bus.publish([quote(999)])
+    await wait_until(lambda: len(slow.lines()) == 201)
+    assert is_live(workers["slow"])
+    assert await bus.close(5)
+
+
+async def test_cursors_survive_a_restart_and_nothing_is_given_twice(tmp_path: Path) -> None:
+    sink = RecordingSink("a", needs_events=False)
+    bus = open_bus(tmp_path, worker(sink))
+    await bus.start()
+    await bus.publish([quote(1), quote(2)])
+    await wait_until(lambda: len(sink.lines()) == 2)
+    assert await bus.close(5)
+    assert cursors.load(tmp_path)[0]["a"].seq == 2
+    # Published while "a" was not running: the journal keeps it for the next start.
+    gate = asyncio.Event()
+    b = RecordingSink("a", gate, needs_events=False)
+    bus = open_bus(tmp_path, worker(b))
+    await bus.start()
+    await bus.publish([quote(3)])
+    assert not await bus.close(0.05)  # could not write: stays in the journal
+    c = RecordingSink("a", needs_events=False)
+    bus = open_bus(tmp_path, worker(c))
+    await bus.start()
+    await bus.publish([quote(4)])
+    await wait_until(lambda: len(c.lines()) == 2)
+    assert seqs(c) == [3, 4]
+    assert await bus.close(5)
+
+
+async def test_filters_apply_when_reading_back_and_move_the_cursor(tmp_path: Path) -> None:
+    gate = asyncio.Event()
+    sink = RecordingSink("orders", gate)
+    w = worker(sink, queue_size=1, types=["order."])
+    bus = open_bus(tmp_path, w)
+    await bus.start()
+    for n in range(50):
+        await bus.publish([quote(n), fill(n)])
+    gate.set()
+    await wait_until(lambda: w.cursor == 100)
+    assert [event_type(e) for e in sink.events()] == ["order.filled"] * 50
+    assert [e.seq for e in sink.events()] == list(range(2, 101, 2))
+    for n in range(3):
+        await bus.publish([quote(100 + n)])  # filtered out wholly: the cursor still moves
+    await wait_until(lambda: w.cursor == 103)
+    assert await bus.close(5)
+
+
+async def test_retention_past_a_cursor_gives_that_sink_one_gap_with_the_range(
+    tmp_path: Path,
+) -> None:
+    gate = asyncio.Event()
+    behind, keeping = RecordingSink("behind", gate), RecordingSink("keeping")
+    w = worker(behind, queue_size=1)
+    bus = open_bus(tmp_path, w, worker(keeping), segment_bytes=4096, retention_bytes=8192)
+    await bus.start()
+    for n in range(300):
+        await bus.publish([quote(n)])
+    await keeping.wait_events(300)
+    assert bus.journal is not None
+    bus._retain(bus.journal)  # the chore, now rather than in 5 s
+    first_kept = bus.journal.first_seq
+    assert first_kept > 2
+    gate.set()
+    await wait_until(lambda: w.cursor == 300)
+    gaps = [e for e in behind.events() if isinstance(e, StatusGap)]
+    assert len(gaps) == 1
+    assert gaps[0].data.reason == "retention"
+    # It had the first event in its window; it lost what the window did not hold, up to the
+    # oldest seq still kept, and got everything after.
+    assert gaps[0].data.last_missing == first_kept - 1
+    got = [e.seq for e in behind.events() if not isinstance(e, StatusGap)]
+    lost = range(gaps[0].data.first_missing or 0, first_kept)
+    assert got == [s for s in range(1, 301) if s not in lost]
+    assert bus.forced_drops >= 1
+    assert await bus.close(5)
+
+
+async def test_a_full_disk_makes_sources_wait_and_everything_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = RecordingSink("a", needs_events=False)
+    bus = open_bus(tmp_path, worker(sink))
+    await bus.start()
+    full = True
+    real = os.writev
+
+    def writev(fd: int, buffers: list[bytes]) -> int:
+        if full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, buffers)
+
+    monkeypatch.setattr(os, "writev", writev)
+    waiting = asyncio.create_task(bus.publish([quote(1)]))
+    second = asyncio.create_task(bus.publish([quote(2)]))
+    await wait_until(lambda: bus.append_failures >= 2)
+    assert not waiting.done()
+    assert not second.done()
+    full = False
+    await asyncio.wait_for(asyncio.gather(waiting, second), 5)
+    await wait_until(lambda: len(sink.lines()) == 2)
+    assert seqs(sink) == [1, 2]
+    assert await bus.close(5)
+
+
+async def test_memory_stays_bounded_while_a_sink_is_down(tmp_path: Path) -> None:
+    gate = asyncio.Event()
+    down = RecordingSink("down", gate, needs_events=False)
+    bus = open_bus(tmp_path, worker(down, queue_size=64), segment_bytes=1 << 16)
+    await bus.start()
+    batch: list[Event] = []
+    tracemalloc.start()
+    try:
+        for n in range(20):
+            batch = [quote(i) for i in range(n * 500, (n + 1) * 500)]
+            await bus.publish(batch)
+        _, peak_small = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for n in range(20, 200):
+            batch = [quote(i) for i in range(n * 500, (n + 1) * 500)]
+            await bus.publish(batch)
+        current, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # 90,000 more events published while it is down: memory held does not grow with them.
+    assert current < peak_small * 2
+    gate.set()
+    await wait_until(lambda: len(down.lines()) == 100_000, 30)
+    assert seqs(down) == list(range(1, 100_001))
+    assert await bus.close(5)
+
+
+async def test_a_sink_that_cannot_open_yet_holds_nothing_and_gets_everything_later(
+    tmp_path: Path,
+) -> None:
+    class LateSink(RecordingSink):
+        fails = 2
+
+        async def open(self) -> None:
+            if self.fails:
+                self.fails -= 1
+                raise RetryableSinkError("not yet")
+
+    late, other = LateSink("late", needs_events=False), RecordingSink("other")
+    w = worker(late)
+    w._backoff = Backoff(base=0.01, cap=0.02)
+    bus = open_bus(tmp_path, w, worker(other))
+    await bus.start()
+    for n in range(10):
+        await asyncio.wait_for(bus.publish([quote(n)]), 1)
+    await other.wait_events(10)
+    await wait_until(lambda: len(late.lines()) == 10)
+    assert seqs(late) == list(range(1, 11))
+    assert w.retries == 2
+    assert await bus.close(5)
+
+
+async def test_a_damaged_record_is_a_gap_and_an_error_for_the_sink_and_the_rest_arrives(
+    tmp_path: Path,
+) -> None:
+    first = RecordingSink("a", needs_events=False)
+    bus = open_bus(tmp_path, worker(first))
+    await bus.start()
+    await bus.close(5)  # "a" now has a cursor at 0 in the state dir
+    bus = open_bus(tmp_path)  # a run without sink "a": its cursor stays on record
+    journal = bus.journal
+    assert journal is not None
+    for n in range(3):
+        await bus.publish([quote(2 * n), quote(2 * n + 1)])
+    seg = journal.segments[-1].path
+    await bus.close(1)
+    data = bytearray(seg.read_bytes())
+    middle = len(data) // 2
+    data[middle] ^= 0x20  # inside the second record's lines
+    seg.write_bytes(bytes(data))
+    sink = RecordingSink("a")
+    bus = open_bus(tmp_path, worker(sink))
+    await bus.start()
+    await wait_until(lambda: bus.workers[0].cursor == 6)
+    kinds = [event_type(e) for e in sink.events()]
+    assert kinds == ["quote.updated"] * 2 + ["status.gap", "status.error"] + ["quote.updated"] * 2
+    gap = sink.events()[2]
+    assert isinstance(gap, StatusGap)
+    assert (gap.data.first_missing, gap.data.last_missing, gap.data.reason) == (3, 4, "corrupt")
+    assert bus.workers[0].corrupt == 1
+    assert await bus.close(5)
+
+
+async def test_a_sink_failing_retryably_for_a_while_catches_up_and_the_other_keeps_pace(
+    tmp_path: Path,
+) -> None:
+    flaky, steady = RecordingSink("flaky", needs_events=False), RecordingSink("steady")
+    flaky.fail_next = [RetryableSinkError("receiver down")] * 5
+    w = worker(flaky, queue_size=8)
+    w._backoff = Backoff(base=0.01, cap=0.05)
+    bus = open_bus(tmp_path, w, worker(steady))
+    await bus.start()
+    for n in range(500):
+        await asyncio.wait_for(bus.publish([quote(n)]), 1)
+    await steady.wait_events(500)  # while the flaky one is still failing or catching up
+    await wait_until(lambda: len(flaky.lines()) == 500)
+    assert seqs(flaky) == list(range(1, 501))
+    assert w.retries == 5
+    assert await bus.close(5)

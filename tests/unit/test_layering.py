@@ -1,0 +1,64 @@
+"""The layering DESIGN.md draws, checked on the source: a simulator never imports an adapter.
+
+A simulator is a fake upstream; one that decodes with the adapter's own wire structs agrees
+with the adapter by construction and can never catch it misreading the upstream's shape.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import tradebus.simulators
+
+SIMULATORS = sorted(Path(tradebus.simulators.__file__).parent.glob("*.py"))
+FORBIDDEN = "tradebus.adapters"
+
+
+def imported(tree: ast.AST, package: str) -> set[str]:
+    """Every module ``tree`` imports, relative imports resolved against ``package``."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def forbidden(names: set[str]) -> list[str]:
+    return sorted(n for n in names if n == FORBIDDEN or n.startswith(FORBIDDEN + "."))
+
+
+def test_there_are_simulators_to_check() -> None:
+    """The walk sees the four simulators (a wrong path must not pass vacuously)."""
+    assert {p.stem for p in SIMULATORS} >= {"ttmt", "tpalerts", "traderws", "mt4bridge"}
+
+
+@pytest.mark.parametrize("path", SIMULATORS, ids=[p.stem for p in SIMULATORS])
+def test_a_simulator_imports_no_adapter(path: Path) -> None:
+    """No ``import tradebus.adapters…`` nor ``from tradebus.adapters… import``, at any depth."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    assert forbidden(imported(tree, "tradebus.simulators")) == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from tradebus.adapters.mt4bridge import wire",
+        "import tradebus.adapters.traderws.wire as w",
+        "from tradebus import adapters",
+        "from ..adapters.ttmt import wire",
+        "def f():\n    from tradebus.adapters import base",
+    ],
+)
+def test_the_check_catches_every_spelling_of_the_import(source: str) -> None:
+    """Absolute, aliased, from-the-package, relative and function-local imports all count."""
+    assert forbidden(imported(ast.parse(source), "tradebus.simulators")) != []

@@ -1,0 +1,211 @@
+"""The webhook sink's pure parts: Retry-After, signatures, secrets, ids, status classes, config."""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from standardwebhooks import Webhook
+
+from tradebus import config
+from tradebus.errors import ConfigError
+from tradebus.secret import Secret
+from tradebus.sinks.webhook import (
+    batch_id,
+    classify,
+    header_id,
+    retry_after,
+    signature,
+    split_lines,
+)
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+NOW = 1_780_000_000.0
+
+
+# --- Retry-After --------------------------------------------------------------------------------
+
+
+def test_retry_after_reads_delay_seconds() -> None:
+    """delay-seconds: the number itself, whitespace around it ignored."""
+    assert retry_after("120", NOW) == 120.0
+    assert retry_after(" 0 ", NOW) == 0.0
+
+
+def test_retry_after_reads_an_http_date() -> None:
+    """IMF-fixdate (and the obsolete RFC 850 / asctime forms): seconds from now until then."""
+    assert retry_after(email.utils.formatdate(NOW + 90, usegmt=True), NOW) == 90.0
+    when = datetime.fromtimestamp(NOW + 30, UTC)
+    assert retry_after(when.strftime("%A, %d-%b-%y %H:%M:%S GMT"), NOW) == 30.0
+    assert retry_after(when.strftime("%a %b %d %H:%M:%S %Y"), NOW) == 30.0
+
+
+def test_retry_after_a_past_date_means_now() -> None:
+    """A date already gone asks for no wait, never a negative one."""
+    assert retry_after(email.utils.formatdate(NOW - 3600, usegmt=True), NOW) == 0.0
+
+
+@pytest.mark.parametrize("value", [None, "", "soon", "-5", "1.5", "١٢", "Wed, 99 Foo 2026"])
+def test_retry_after_ignores_what_is_neither(value: str | None) -> None:
+    """Neither form (negative, fractional, non-ASCII digits, a broken date): None."""
+    assert retry_after(value, NOW) is None
+
+
+@given(st.text(max_size=60))
+def test_retry_after_never_raises(value: str) -> None:
+    """Whatever a receiver sends, the answer is None or a wait of zero or more seconds."""
+    got = retry_after(value, NOW)
+    assert got is None or got >= 0.0
+
+
+@given(st.integers(min_value=0, max_value=10**12))
+def test_retry_after_seconds_round_trip(seconds: int) -> None:
+    assert retry_after(str(seconds), NOW) == float(seconds)
+
+
+# --- status classes -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "verdict"),
+    [
+        (200, "ok"),
+        (202, "ok"),
+        (204, "ok"),
+        (500, "retry"),
+        (502, "retry"),
+        (504, "retry"),
+        (408, "retry"),
+        (429, "retry_after"),
+        (503, "retry_after"),
+        (400, "drop"),
+        (401, "drop"),
+        (404, "drop"),
+        (413, "drop"),
+        (301, "drop"),
+        (307, "drop"),
+    ],
+)
+def test_classify(status: int, verdict: str) -> None:
+    """5xx and 408 back off, 429 and 503 honour Retry-After, other 4xx and 3xx are dropped."""
+    assert classify(status) == verdict
+
+
+# --- signatures and ids -------------------------------------------------------------------------
+
+
+@given(st.text(min_size=1, max_size=40), st.integers(0, 2**33), st.text(max_size=200))
+def test_signature_is_the_reference_librarys(msg_id: str, ts: int, body: str) -> None:
+    """Byte for byte what standardwebhooks signs, for any id, timestamp and body."""
+    key = config.webhook_key(Secret(SECRET))
+    expected = Webhook(SECRET).sign(msg_id, datetime.fromtimestamp(ts, UTC), body)
+    assert signature(key, msg_id, ts, body.encode()) == expected
+
+
+def test_webhook_key_strips_the_prefix_and_decodes() -> None:
+    """whsec_ is optional; unpadded base64 works as in the reference library."""
+    key = b"0123456789abcdef0123456789abcdef"
+    text = base64.b64encode(key).decode()
+    assert config.webhook_key(Secret("whsec_" + text)) == key
+    assert config.webhook_key(Secret(text)) == key
+    assert config.webhook_key(Secret("whsec_" + text.rstrip("="))) == key
+
+
+@pytest.mark.parametrize("bad", ["whsec_", "whsec_not base64!", "", "whsec_@@@@"])
+def test_webhook_key_refuses_without_quoting(bad: str) -> None:
+    """Not base64, or empty: an error that never shows the value."""
+    with pytest.raises(ValueError, match="expected whsec_<base64>") as err:
+        config.webhook_key(Secret(bad))
+    if shown := bad.removeprefix("whsec_"):
+        assert shown not in str(err.value)
+
+
+def test_ids() -> None:
+    """One event: its id; several: first..last; unsendable characters: a stable digest."""
+    assert batch_id("a:1", "a:1") == "a:1"
+    assert batch_id("a:1", "a:9") == "a:1..a:9"
+    odd = header_id("a:\r\nX-Evil: 1")
+    assert odd.startswith("sha256:")
+    assert odd == header_id("a:\r\nX-Evil: 1")
+    assert header_id("a:é") != header_id("a:e")
+
+
+def test_split_lines_across_chunks() -> None:
+    """Lines of every chunk in order, without their newline; a torn chunk is a bug."""
+    assert split_lines([b"a\nb\n", b"c\n"]) == [b"a", b"b", b"c"]
+    with pytest.raises(ValueError, match="newline"):
+        split_lines([b"a\nb"])
+
+
+# --- config -------------------------------------------------------------------------------------
+
+ISSUE_EXAMPLE = """
+[[sources]]
+name = "main"
+type = "ttmt"
+url = "http://127.0.0.1:8080/stream"
+api_key = "k-123456"
+
+[[sinks]]
+name = "hook"
+type = "webhook"
+url = "https://example.com/hook"
+secret = "${WEBHOOK_SECRET}"   # whsec_<base64>, as Standard Webhooks defines it
+format = "json"                # json | jsonl | cloudevents | cloudevents-batch
+"""
+
+
+def test_the_issue_example_parses() -> None:
+    """The documented example works as written; the secret never shows in the repr."""
+    cfg = config.parse(tomllib.loads(ISSUE_EXAMPLE), env={"WEBHOOK_SECRET": SECRET})
+    sink = cfg.sinks[0]
+    assert isinstance(sink, config.WebhookSinkConfig)
+    assert sink.secret == Secret(SECRET)
+    assert (sink.format, sink.timeout, sink.give_up_after, sink.max_in_flight) == (
+        "json",
+        15.0,
+        86400.0,
+        1,
+    )
+    assert SECRET not in repr(cfg)
+
+
+def test_secret_file_and_secret_headers(tmp_path: Path) -> None:
+    """secret_file reads the secret; header values are Secrets, hidden in the repr."""
+    (tmp_path / "hook.secret").write_text(SECRET + "\n")
+    data = tomllib.loads(ISSUE_EXAMPLE.replace('secret = "${WEBHOOK_SECRET}"', ""))
+    data["sinks"][0]["secret_file"] = str(tmp_path / "hook.secret")
+    data["sinks"][0]["headers"] = {"X-Api-Key": "hdr-value-123"}
+    sink = config.parse(data, env={}).sinks[0]
+    assert isinstance(sink, config.WebhookSinkConfig)
+    assert sink.secret == Secret(SECRET)
+    assert sink.headers["X-Api-Key"].reveal() == "hdr-value-123"
+    assert "hdr-value-123" not in repr(sink)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"secret": "whsec_!!notbase64"}, "sinks[0].secret: expected whsec_<base64>"),
+        ({"format": "xml"}, "sinks[0].format"),
+        ({"url": "ftp://example.com/"}, "sinks[0].url: expected an http/https URL"),
+        ({"headers": {"webhook-signature": "x"}}, "is set by the webhook sink itself"),
+        ({"headers": {"bad name": "x"}}, "is not a valid header name"),
+        ({"headers": {"X-K": "a\r\nX-Evil: 1"}}, "has a line break"),
+        ({"timeout": 0}, "sinks[0].timeout"),
+        ({"batch_max_events": 0}, "sinks[0].batch_max_events"),
+    ],
+)
+def test_bad_webhook_config_names_the_field(change: dict[str, object], message: str) -> None:
+    data = tomllib.loads(ISSUE_EXAMPLE)
+    data["sinks"][0].update(change)
+    with pytest.raises(ConfigError) as err:
+        config.parse(data, env={"WEBHOOK_SECRET": SECRET})
+    assert message in str(err.value)
+    assert "!!notbase64" not in str(err.value)
