@@ -32,7 +32,6 @@ tools:
 	command -v promtool >/dev/null || (apt-get update && apt-get install -y --no-install-recommends prometheus)
 	command -v systemd-analyze >/dev/null || (apt-get update && apt-get install -y --no-install-recommends systemd)
 	command -v nats-server >/dev/null || (apt-get update && apt-get install -y --no-install-recommends nats-server)
-	command -v openssl >/dev/null || (apt-get update && apt-get install -y --no-install-recommends openssl)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

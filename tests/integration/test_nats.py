@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import nats
 import pytest
+import trustme
 from nats.aio.msg import Msg
 from nats.js.api import RawStreamMsg
 
@@ -424,32 +425,25 @@ async def test_stream_deleted_while_running_is_created_again(server: NatsServer)
     assert [(m.headers or {})["Nats-Msg-Id"] for m in msgs] == ["ttmt-main:2"]
 
 
-def self_signed(where: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key, made by openssl (make tools installs it)."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.fail("openssl is not on PATH (make tools installs it)")
-    cert, key = where / "cert.pem", where / "key.pem"
-    subprocess.run(  # noqa: S603 - our own fixed argv
-        [
-            *(openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
-            *("-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"),
-            *("-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+def certificates(where: Path) -> tuple[Path, Path, Path]:
+    """A test CA's certificate, and a certificate for 127.0.0.1 it signed with its key."""
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    ca_pem, cert, key = where / "ca.pem", where / "cert.pem", where / "key.pem"
+    ca.cert_pem.write_to_path(str(ca_pem))
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    return ca_pem, cert, key
 
 
 async def test_tls_server_is_verified_against_the_given_ca(tmp_path: Path) -> None:
     """With tls_ca_file the sink talks TLS to the server; without it the unknown
     certificate is refused (verification is never off)."""
-    cert, key = self_signed(tmp_path)
+    ca, cert, key = certificates(tmp_path)
     tls = ("--tls", "--tlscert", str(cert), "--tlskey", str(key))
     with running(tmp_path / "store", *tls) as node:
         tls_url = node.url.replace("nats://", "tls://")
-        async with opened(sink_config(node, servers=[tls_url], tls_ca_file=str(cert))) as sink:
+        async with opened(sink_config(node, servers=[tls_url], tls_ca_file=str(ca))) as sink:
             await sink.write(batch([quote(1)]))
             assert sink.acked == 1
         untrusted = NatsSink(sink_config(node, servers=[tls_url], connect_timeout=0.5))
