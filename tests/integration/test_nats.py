@@ -9,6 +9,7 @@ import itertools
 import re
 import shutil
 import signal
+import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -476,3 +477,64 @@ async def test_empty_batch_needs_no_server(tmp_path: Path) -> None:
     await sink.write(Batch(b"", 0, first_seq=5, last_seq=9))
     assert sink.acked == 0
     await sink.close()
+
+
+def free_ports(n: int) -> list[int]:
+    """Ports free right now, for the cluster routes every node must know before it starts."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+async def test_three_node_cluster_survives_a_node_killed_mid_stream(tmp_path: Path) -> None:
+    """A stream of 3 replicas on a 3-node cluster: one node (the sink's own) killed mid-stream,
+    publishing goes on through the others and the stream holds every event once, in order."""
+    routes = free_ports(3)
+    route_list = ",".join(f"nats://127.0.0.1:{p}" for p in routes)
+    nodes = [
+        NatsServer(
+            tmp_path / f"n{i}",
+            *("--server_name", f"n{i}", "--cluster_name", "c1"),
+            *("--cluster", f"nats://127.0.0.1:{routes[i]}", "--routes", route_list),
+        )
+        for i in range(3)
+    ]
+    try:
+        for node in nodes:
+            node.start()
+        config = sink_config(nodes[0], servers=[n.url for n in nodes], replicas=3, ack_timeout=2.0)
+        events: list[Event] = [quote(n) for n in range(1, 601)]
+        batches = [batch(events[i : i + 100]) for i in range(0, 600, 100)]
+        sink = NatsSink(config)
+        await _open_retrying(sink)  # the cluster elects its JetStream leader first
+        try:
+            await _write_retrying(sink, batches[0])
+            own = next(n for n in nodes if sink.server == f"127.0.0.1:{n.port}")
+            own.kill()
+            for b in batches[1:]:
+                await _write_retrying(sink, b, attempts=200)
+            assert sink.reconnects >= 1
+        finally:
+            await sink.close()
+        alive = next(n for n in nodes if n.proc is not None)
+        msgs = await stored(alive.url, config.stream)
+    finally:
+        for node in nodes:
+            node.kill()
+    assert [(m.headers or {})["Nats-Msg-Id"] for m in msgs] == [e.id for e in events]
+
+
+async def _open_retrying(sink: NatsSink, attempts: int = 100) -> None:
+    for _ in range(attempts):
+        try:
+            await sink.open()
+        except RetryableSinkError:
+            await asyncio.sleep(0.1)  # the bus's backoff between tries, not a synchronisation
+        else:
+            return
+    pytest.fail(f"sink not open after {attempts} tries: {sink.last_error}")

@@ -111,6 +111,14 @@ class NatsSink:
         self._tokens = itertools.count()
         self._log = log.get(sink=config.name)
 
+    @property
+    def server(self) -> str | None:
+        """``host:port`` of the server the sink is connected to, or None."""
+        nc = self._nc
+        if nc is None or not nc.is_connected or nc.connected_url is None:
+            return None
+        return nc.connected_url.netloc
+
     # --- connection ---------------------------------------------------------------------------
 
     async def open(self) -> None:
