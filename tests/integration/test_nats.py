@@ -321,16 +321,16 @@ async def _kill_during(node: NatsServer, sink: NatsSink, b: Batch, *, after: int
     node.start()
 
 
-async def _write_retrying(sink: NatsSink, b: Batch, attempts: int = 50) -> None:
-    """What the bus does: the same batch again after a RetryableSinkError."""
+async def _write_retrying(sink: NatsSink, b: Batch | None, attempts: int = 50) -> None:
+    """What the bus does: the same batch (None: the open) again after a RetryableSinkError."""
     for _ in range(attempts):
         try:
-            await sink.write(b)
+            await (sink.open() if b is None else sink.write(b))
         except RetryableSinkError:
             await asyncio.sleep(0.05)  # the bus's backoff between tries, not a synchronisation
         else:
             return
-    pytest.fail(f"batch not written after {attempts} tries: {sink.last_error}")
+    pytest.fail(f"not done after {attempts} tries: {sink.last_error}")
 
 
 async def test_authenticated_server_works_and_password_is_never_logged(
@@ -511,7 +511,9 @@ async def test_three_node_cluster_survives_a_node_killed_mid_stream(tmp_path: Pa
         events: list[Event] = [quote(n) for n in range(1, 601)]
         batches = [batch(events[i : i + 100]) for i in range(0, 600, 100)]
         sink = NatsSink(config)
-        await _open_retrying(sink)  # the cluster elects its JetStream leader first
+        await _write_retrying(
+            sink, None, attempts=100
+        )  # the cluster elects its JetStream leader first
         try:
             await _write_retrying(sink, batches[0])
             own = next(n for n in nodes if sink.server == f"127.0.0.1:{n.port}")
@@ -527,14 +529,3 @@ async def test_three_node_cluster_survives_a_node_killed_mid_stream(tmp_path: Pa
         for node in nodes:
             node.kill()
     assert [(m.headers or {})["Nats-Msg-Id"] for m in msgs] == [e.id for e in events]
-
-
-async def _open_retrying(sink: NatsSink, attempts: int = 100) -> None:
-    for _ in range(attempts):
-        try:
-            await sink.open()
-        except RetryableSinkError:
-            await asyncio.sleep(0.1)  # the bus's backoff between tries, not a synchronisation
-        else:
-            return
-    pytest.fail(f"sink not open after {attempts} tries: {sink.last_error}")
