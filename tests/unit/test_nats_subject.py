@@ -5,22 +5,28 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tradebus import config as cfg
 from tradebus.errors import ConfigError
-from tradebus.schemas.events import PositionUpdated, QuoteData, QuoteUpdated
+from tradebus.schemas.events import Event, PositionUpdated, QuoteData, QuoteUpdated
 from tradebus.secret import Secret
-from tradebus.sinks.subject import TOKEN_MAX, SubjectTemplate, token
+from tradebus.sinks.subject import TOKEN_MAX, Head, SubjectTemplate, token
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-]+$")
 SOURCE = {"name": "t", "type": "ttmt", "url": "http://127.0.0.1:1/stream", "api_key": "k"}
 
 
-def quote(symbol: str | None, *, source: str = "ttmt-main", account: str | None = None) -> Any:
-    return QuoteUpdated(
+def head(event: Event) -> Head:
+    """The envelope of ``event`` as the sink decodes it from the event's line."""
+    return msgspec.json.decode(msgspec.json.encode(event), type=Head)
+
+
+def quote(symbol: str | None, *, source: str = "ttmt-main", account: str | None = None) -> Head:
+    event = QuoteUpdated(
         id="ttmt-main:1",
         source=source,
         provider="ttmt",
@@ -30,6 +36,7 @@ def quote(symbol: str | None, *, source: str = "ttmt-main", account: str | None 
         account=account,
         data=QuoteData(bid=1.0),
     )
+    return head(event)
 
 
 def parse_sink(**fields: Any) -> cfg.Config:
@@ -59,7 +66,7 @@ def test_unsafe_characters_in_values_become_underscores() -> None:
         received="2026-06-09T14:32:01.125Z",
         data={"position_id": "p"},  # type: ignore[arg-type]
     )
-    assert SubjectTemplate("p", "{type}").render(position) == "p.position.updated"
+    assert SubjectTemplate("p", "{type}").render(head(position)) == "p.position.updated"
 
 
 @given(st.one_of(st.none(), st.text()), st.text(min_size=1))

@@ -16,7 +16,7 @@ import string
 from collections.abc import Callable
 from typing import Final
 
-from tradebus.schemas.events import Event, event_type
+import msgspec
 
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9_\-]")
 _LITERAL: Final = re.compile(r"^[A-Za-z0-9_\-]*$")
@@ -25,11 +25,24 @@ TOKEN_MAX: Final = 64
 # Distinct subjects remembered; a burst of new symbols past this starts the cache afresh.
 CACHE_MAX: Final = 16_384
 
-_Getter = Callable[[Event], str | None]
+
+class Head(msgspec.Struct, frozen=True, gc=False):
+    """The envelope fields of an encoded event that subjects and Msg-Ids are made of: decoded
+    from the line, so the bus need not keep the Event structs for this sink."""
+
+    id: str
+    type: str
+    source: str
+    provider: str
+    symbol: str | None = None
+    account: str | None = None
+
+
+_Getter = Callable[[Head], str | None]
 _FIELDS: Final[dict[str, _Getter]] = {
     "source": lambda e: e.source,
     "provider": lambda e: e.provider,
-    "type": event_type,
+    "type": lambda e: e.type,
     "symbol": lambda e: e.symbol,
     "account": lambda e: e.account,
 }
@@ -97,7 +110,7 @@ class SubjectTemplate:
         """What a stream must listen on to hold every subject rendered here."""
         return [f"{self.prefix}.>"]
 
-    def render(self, event: Event) -> str:
+    def render(self, event: Head) -> str:
         values = tuple(get(event) for get in self._getters)
         subject = self._cache.get(values)
         if subject is None:
