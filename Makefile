@@ -31,6 +31,7 @@ test: lint typecheck tools unit
 tools:
 	command -v promtool >/dev/null || (apt-get update && apt-get install -y --no-install-recommends prometheus)
 	command -v systemd-analyze >/dev/null || (apt-get update && apt-get install -y --no-install-recommends systemd)
+	command -v nats-server >/dev/null || (apt-get update && apt-get install -y --no-install-recommends nats-server)
 
 # The generated parts of docs/*.md (config keys, event types, example lines); a test checks them.
 docs: $(STAMP)

@@ -22,11 +22,12 @@ import msgspec
 
 from tradebus.errors import ConfigError
 from tradebus.secret import Secret
+from tradebus.sinks.subject import SubjectTemplate
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
 Positive = Annotated[float, msgspec.Meta(gt=0)]
 Count = Annotated[int, msgspec.Meta(ge=1)]
-SECRET_FIELDS = frozenset({"api_key", "token", "password", "username", "secret"})
+SECRET_FIELDS = frozenset({"api_key", "token", "password", "username", "secret", "user"})
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -198,6 +199,81 @@ class FileSinkConfig(SinkBase, tag="file", frozen=True, kw_only=True):
             raise ValueError("path: expected a file path, got ''")
 
 
+def _check_nats_server(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("nats", "tls") or not parts.hostname:
+        raise ValueError(f"servers: expected nats:// or tls:// URLs, got {log_safe(url)!r}")
+    if parts.username or parts.password:
+        # Credentials in a URL end up in client logs and errors: they have their own fields.
+        raise ValueError("servers: give user/password or token, not credentials in the URL")
+
+
+def log_safe(url: str) -> str:
+    """``url`` cut to 80 characters and without its userinfo, for an error message."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        url = url.replace(parts.netloc, "***@" + parts.netloc.rpartition("@")[2], 1)
+    return url if len(url) <= 80 else url[:80] + "…"
+
+
+class NatsSinkConfig(SinkBase, tag="nats", frozen=True, kw_only=True):
+    servers: Annotated[list[str], msgspec.Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: ["nats://127.0.0.1:4222"]
+    )
+    stream: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
+    ] = "TRADEBUS"
+    # Subject = <subject_prefix>.<subject>; the stream created here listens on <prefix>.>.
+    subject_prefix: str = "tradebus"
+    subject: str = "{provider}.{type}.{symbol}"
+    # Create the stream when it is missing (an existing one is left as it is); with false a
+    # missing stream is a fatal error naming it.
+    create_stream: bool = True
+    replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
+    # Seconds; 0 = unlimited. JetStream's duplicate window is how long a Nats-Msg-Id is
+    # remembered: a batch replayed later than this after its first publish is stored again.
+    max_age: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    max_bytes: Annotated[int, msgspec.Meta(ge=-1)] = -1
+    duplicate_window: Positive = 120.0
+    user: Secret | None = None
+    password: Secret | None = None
+    token: Secret | None = None
+    # A NATS .creds file (JWT + NKey seed), read by the client itself.
+    creds_file: str | None = None
+    # TLS is used with tls:// servers or when the server requires it; the server's certificate
+    # is always verified, against tls_ca_file if given (else the system's CAs). A client
+    # certificate (mutual TLS) is tls_cert_file + tls_key_file.
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    # Every ack of a batch must arrive within this many seconds, or the batch is retried.
+    ack_timeout: Positive = 10.0
+    # Publishes awaiting their ack at once.
+    max_inflight: Count = 4096
+    connect_timeout: Positive = 5.0
+    reconnect_wait: Positive = 2.0
+
+    def __post_init__(self) -> None:
+        for url in self.servers:
+            _check_nats_server(url)
+        SubjectTemplate(self.subject_prefix, self.subject)
+        if (self.user is None) != (self.password is None):
+            raise ValueError("user: give user and password together")
+        given = [
+            n
+            for n, v in (
+                ("user", self.user),
+                ("token", self.token),
+                ("creds_file", self.creds_file),
+            )
+            if v is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(f"{given[1]}: give one of user/password, token or creds_file")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file: give tls_cert_file and tls_key_file together")
+
+
 # Header names as RFC 9110 defines a token; values without control characters (no CR/LF).
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 # Headers the webhook sink sets itself: a static header must not replace them.
@@ -262,7 +338,7 @@ class WebhookSinkConfig(SinkBase, tag="webhook", frozen=True, kw_only=True):
                 raise ValueError(f"headers: the value of {name!r} has a line break or NUL")
 
 
-SinkConfig: TypeAlias = StdoutSinkConfig | FileSinkConfig | WebhookSinkConfig
+SinkConfig: TypeAlias = StdoutSinkConfig | FileSinkConfig | WebhookSinkConfig | NatsSinkConfig
 
 
 class Config(_Closed, frozen=True, kw_only=True):

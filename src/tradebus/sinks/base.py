@@ -126,6 +126,7 @@ def register(type_: str) -> Callable[[SinkFactory], SinkFactory]:
 
 def factory_for(type_: str) -> SinkFactory:
     import tradebus.sinks.file
+    import tradebus.sinks.nats
     import tradebus.sinks.stdout
     import tradebus.sinks.webhook  # noqa: F401
 
