@@ -146,6 +146,34 @@ CONFIG_DOCS: dict[str, str] = {
     "sinks.file.max_bytes": "Rotate when the file would pass this size; 0: never.",
     "sinks.file.backups": "Rotated files kept (`path.1` … `path.N`).",
     "sinks.file.fsync": "`fsync` after every batch: survives a power loss, costs throughput.",
+    "sinks.nats.servers": "NATS server URLs (`nats://` or `tls://`, no credentials in them); "
+    "the client connects to one and fails over to the others.",
+    "sinks.nats.stream": "The JetStream stream events are stored in.",
+    "sinks.nats.subject_prefix": "First token(s) of every subject; a stream created here listens "
+    "on `<prefix>.>`.",
+    "sinks.nats.subject": "The rest of the subject, from `{provider}`, `{type}` (its dot makes two "
+    "tokens), `{source}` and `{symbol}` (`_` without one); any character NATS forbids in a "
+    "token becomes `_`.",
+    "sinks.nats.create_stream": "Create the stream when it is missing (an existing one is left as "
+    "it is); `false`: a missing stream is a fatal error naming it.",
+    "sinks.nats.replicas": "Replicas of a stream created here (a cluster of that many nodes).",
+    "sinks.nats.max_age": "Seconds a stream created here keeps a message; 0: no limit.",
+    "sinks.nats.max_bytes": "Bytes a stream created here keeps; -1: no limit.",
+    "sinks.nats.duplicate_window": "Seconds JetStream remembers a `Nats-Msg-Id` (the event id): "
+    "what a restart or a retry publishes again within it is stored once.",
+    "sinks.nats.user": "User name, with `password` (a secret: `user_file` reads it from a file).",
+    "sinks.nats.password": "Password, with `user`.",
+    "sinks.nats.token": "Token authentication, instead of `user`/`password`.",
+    "sinks.nats.creds_file": "A NATS `.creds` file (JWT and NKey seed), read by the client.",
+    "sinks.nats.tls_ca_file": "CA file to verify the server with (else the system's CAs); the "
+    "server's certificate is always verified.",
+    "sinks.nats.tls_cert_file": "Client certificate for mutual TLS, with `tls_key_file`.",
+    "sinks.nats.tls_key_file": "Client key for mutual TLS, with `tls_cert_file`.",
+    "sinks.nats.ack_timeout": "Seconds for every acknowledgement of a batch to arrive; else the "
+    "batch is published again (the stream's dedupe drops what it already has).",
+    "sinks.nats.max_inflight": "Publishes awaiting their acknowledgement at once.",
+    "sinks.nats.connect_timeout": "Seconds a connection attempt to one server may take.",
+    "sinks.nats.reconnect_wait": "Seconds between connection attempts after a server went away.",
     "sinks.webhook.url": "The endpoint events are POSTed to (`http` or `https`).",
     "sinks.webhook.secret": "`whsec_<base64>`: requests are signed per Standard Webhooks "
     "(`webhook-id`, `webhook-timestamp`, `webhook-signature`); unsigned when unset.",

@@ -177,6 +177,7 @@ def test_shipped_example_configs_are_valid(name: str) -> None:
         "TRADER_PASSWORD": "p" * 8,
         "MT4_API_KEY": "m" * 8,
         "MT4_PASSWORD": "w" * 8,
+        "WEBHOOK_SECRET": "whsec_" + "c2VjcmV0LXNlY3JldC1zZWNyZXQ=",
     }
     cfg = config.load(REPO / "config" / name, env)
     assert cfg.sources
