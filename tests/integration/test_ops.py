@@ -218,6 +218,7 @@ async def test_metrics_parse_with_prometheus_clients_parser(running: Running) ->
     assert samples["tradebus_source_events_total", (*src, ("type", "status.gap"))] == 1
     assert samples["tradebus_source_bad_input_total", (("kind", "malformed"), *src)] == 1
     assert samples["tradebus_source_unknown_types_total", src] == 1
+    assert samples["tradebus_source_time_fallback_total", src] == 0
     assert samples["tradebus_source_gaps_total", src] == 1
     assert samples["tradebus_source_connected", src] == 1
     assert samples["tradebus_source_connected", (("source", "spare"),)] == 0

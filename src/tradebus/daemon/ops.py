@@ -74,6 +74,11 @@ class DaemonCollector(Collector):
             "status.gap events (what could not be replayed).",
             labels=["source"],
         )
+        junk_times = CounterMetricFamily(
+            "tradebus_source_time_fallback",
+            "Events whose upstream time did not parse: their time is the receipt time.",
+            labels=["source"],
+        )
         connected = GaugeMetricFamily(
             "tradebus_source_connected", "1 while the source is connected.", labels=["source"]
         )
@@ -93,12 +98,13 @@ class DaemonCollector(Collector):
                     # The names are the upstream's: summed, so labels stay bounded.
                     unknown_total += n
             unknown.add_metric([name], unknown_total)
+            junk_times.add_metric([name], ctx.counters["time_fallback"])
             reconnects.add_metric([name], ctx.reconnects)
             gaps.add_metric([name], ctx.gaps)
             connected.add_metric([name], 1 if ctx.connected else 0)
             if ctx.last_event is not None:
                 age.add_metric([name], max(0.0, now - ctx.last_event))
-        yield from (events, bad, unknown, reconnects, gaps, connected, age)
+        yield from (events, bad, unknown, junk_times, reconnects, gaps, connected, age)
 
     def _sinks(self) -> Iterator[Metric]:
         written = CounterMetricFamily(
