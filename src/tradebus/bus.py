@@ -48,8 +48,10 @@ _set_seq = msgspec.structs.force_setattr
 # load, no waiting at all when idle. Past about a thousand (half a megabyte) a bigger write
 # saves no CPU and only raises the peak RSS: each merge copies its lines into one buffer.
 MERGE_LIMIT = 1024
-# A sink catching up reads the journal in steps of about this much (one thread hop each).
-CATCH_UP_BYTES = 1 << 20
+# A sink catching up reads the journal in steps of about this much (one thread hop each, some
+# 700 events): what a step holds (records, their lines, the merged batch) is the working set
+# a catch-up adds to the daemon, and the allocator keeps it after.
+CATCH_UP_BYTES = 256 << 10
 # Chores of a journaled bus: fsync (policy "interval") and cursor saves at most this often.
 SYNC_INTERVAL = 0.1
 RETENTION_INTERVAL = 5.0
