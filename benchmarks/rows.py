@@ -295,12 +295,15 @@ QUOTES_ONLY: dict[str, Any] = {
 
 
 def traderws(work: Work, sizes: Sizes) -> list[Row]:
-    """Row 4: Trader WS quotes → daemon → file, beside a bare aiohttp reader of the same sender."""
+    """Row 4: Trader WS quotes → daemon → file, beside the WebSocket floor (the parts alone, on
+    the same sender: ``benchmarks.wsref`` with a sink file) and the bare ``ws_connect`` reader;
+    the three alternate round by round."""
     row = Row(name="4 Trader WS quotes → file")
-    ref = Row(name="4 ref: bare ws_connect reader")
+    ref = Row(name="4 ref: WebSocket floor")
+    bare = Row(name="4 bare ws_connect reader")
     if why := simulator_missing("traderws"):
-        row.na = ref.na = why
-        return [row, ref]
+        row.na = ref.na = bare.na = why
+        return [row, ref, bare]
     spec = SenderSpec(
         "trader-bench", ("sim", "traderws", "--rate", "0", "--no-fills", *TRADER_USER), QUOTES_ONLY
     )
@@ -319,19 +322,30 @@ def traderws(work: Work, sizes: Sizes) -> list[Row]:
             warmup=sizes.window / 5,
         )
 
-    alternate([(ref, lambda: _ws_reference(work, spec, sizes)), (row, once)], sizes.runs)
-    if row.runs and ref.runs:
-        spread = paired(row, ref)
-        row.note = f"{row.rate / ref.rate:.0%} of the bare reader"
-        if spread:
-            row.note += f", {spread}"
-    return [row, ref]
+    alternate(
+        [
+            (ref, lambda: _ws_reference(work, spec, sizes, floor=True)),
+            (bare, lambda: _ws_reference(work, spec, sizes, floor=False)),
+            (row, once),
+        ],
+        sizes.runs,
+    )
+    notes = []
+    for base, what in ((ref, "the WebSocket floor"), (bare, "the bare reader")):
+        if row.runs and base.runs:
+            spread = paired(row, base)
+            notes.append(
+                f"{row.rate / base.rate:.0%} of {what}" + (f" ({spread})" if spread else "")
+            )
+    row.note = "; ".join(notes)
+    return [row, ref, bare]
 
 
-def _ws_reference(work: Work, spec: SenderSpec, sizes: Sizes) -> RunResult:
+def _ws_reference(work: Work, spec: SenderSpec, sizes: Sizes, *, floor: bool) -> RunResult:
     sender, info = start_sender(work, spec)
     reader = None
     out = work.path("wsref.json")
+    sink = [str(work.path("wsfloor.jsonl"))] if floor else []
     try:
         table = info["table"]
         reader = procs.spawn(
@@ -345,6 +359,7 @@ def _ws_reference(work: Work, spec: SenderSpec, sizes: Sizes) -> RunResult:
                 ",".join(table["symbols"]),
                 str(sizes.window),
                 str(out),
+                *sink,
             ],
             core=procs.DAEMON_CORE,
             log=work.path("wsref.log"),
