@@ -169,7 +169,9 @@ class BreakevenOut(msgspec.Struct, omit_defaults=True):
     new_stop_loss: float | None = None
 
 
-class _Out(msgspec.Struct, tag_field="type"):
+class Envelope(msgspec.Struct, tag_field="type"):
+    """The canonical envelope's fields, in its order (row 4's floor shares it)."""
+
     id: str
     seq: int
     source: str
@@ -181,35 +183,35 @@ class _Out(msgspec.Struct, tag_field="type"):
     origin: Signal | None
 
 
-class PositionUpdated(_Out, tag="position.updated"):
+class PositionUpdated(Envelope, tag="position.updated"):
     data: PositionOut
 
 
-class PositionClosed(_Out, tag="position.closed"):
+class PositionClosed(Envelope, tag="position.closed"):
     data: PositionOut
 
 
-class OrderFilled(_Out, tag="order.filled"):
+class OrderFilled(Envelope, tag="order.filled"):
     data: OrderOut
 
 
-class TradeOpened(_Out, tag="trade.opened"):
+class TradeOpened(Envelope, tag="trade.opened"):
     data: TradeOut
 
 
-class TradeClosed(_Out, tag="trade.closed"):
+class TradeClosed(Envelope, tag="trade.closed"):
     data: TradeOut
 
 
-class TradeTpHit(_Out, tag="trade.tp_hit"):
+class TradeTpHit(Envelope, tag="trade.tp_hit"):
     data: TradeOut
 
 
-class BreakevenSet(_Out, tag="position.breakeven_set"):
+class BreakevenSet(Envelope, tag="position.breakeven_set"):
     data: BreakevenOut
 
 
-class BreakevenFailed(_Out, tag="position.breakeven_failed"):
+class BreakevenFailed(Envelope, tag="position.breakeven_failed"):
     data: BreakevenOut
 
 
@@ -239,7 +241,7 @@ def _update(m: Update, seq: int) -> list[Any]:
     return [_env(PositionUpdated, m, seq, d, d.symbol, data=data)]
 
 
-def _env(cls: type[_Out], m: Any, seq: int, d: _D, symbol: str | None, *, data: Any) -> Any:
+def _env(cls: type[Envelope], m: Any, seq: int, d: _D, symbol: str | None, *, data: Any) -> Any:
     return cls(
         f"{SOURCE}:{m.event_id}",
         seq + 1,

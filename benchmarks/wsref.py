@@ -25,6 +25,7 @@ import aiohttp
 import msgspec
 
 from benchmarks.floor import FLUSH_AT
+from benchmarks.floormix import Envelope
 from benchmarks.harness import ROTATE_BYTES
 from benchmarks.procs import self_cpu_seconds, self_peak_rss_mb, write_atomic
 from benchmarks.result import RunResult
@@ -49,17 +50,7 @@ class OutQuote(msgspec.Struct, omit_defaults=True):
     ask: float | None = None
 
 
-class Out(msgspec.Struct):
-    type: str
-    id: str
-    seq: int
-    source: str
-    provider: str
-    time: str
-    received: str
-    account: str | None
-    symbol: str
-    origin: None
+class QuoteUpdated(Envelope, tag="quote.updated"):
     data: OutQuote
 
 
@@ -83,8 +74,7 @@ class Writer:
             return
         self.seq += 1
         ts = q.ts or "2026-06-09T14:32:01.500Z"
-        event = Out(
-            "quote.updated",
+        event = QuoteUpdated(
             f"{SOURCE}:quote:{q.symbol}:{ts}",
             self.seq,
             SOURCE,

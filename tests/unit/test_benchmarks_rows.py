@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
-from benchmarks import floormix, harness, rows
+from benchmarks import floormix, harness, rows, wsref
 from benchmarks.frames import Mix, aligned_chunks
 from benchmarks.result import Row, RunResult
 
@@ -100,3 +100,18 @@ def test_the_mix_floor_writes_lines_that_are_canonical_events(tmp_path: Path) ->
     decoded = [msgspec.json.decode(line, type=Event) for line in out.read_bytes().splitlines()]
     assert len(decoded) == events
     assert {type(e).__name__ for e in decoded} >= {"PositionUpdated", "OrderFilled", "TradeOpened"}
+
+
+def test_the_websocket_floor_writes_canonical_quote_events(tmp_path: Path) -> None:
+    writer = wsref.Writer(tmp_path / "out.jsonl")
+    writer.take('{"type":"subscribed","payload":{"symbols":["EURUSD"]}}')  # not a quote: skipped
+    writer.take(
+        '{"type":"quoteEvent","payload":{"symbol":"EURUSD","bid":1.1,"ask":1.2,'
+        '"ts":"2026-06-09T14:32:01.123Z"}}'
+    )
+    lines = bytes(writer.buf).splitlines()
+    writer.close()
+    assert len(lines) == 1
+    event = msgspec.json.decode(lines[0], type=Event)
+    assert event.symbol == "EURUSD"
+    assert event.time == "2026-06-09T14:32:01.123Z"
