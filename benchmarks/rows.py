@@ -37,10 +37,11 @@ class Sizes(msgspec.Struct, frozen=True):
     naive_mix_frames: int  # the first of them, for row 6b
 
 
-# Sized for ``make bench`` under 3 minutes with rows 1b-6b added (it took 382 s at the sizes
-# before, a million events for rows 1-3): half a million still runs 2-4 s a row.
+# Sized for ``make bench`` under 3 minutes with rows 1b-6b added: it took 382 s at a million
+# events for rows 1-3; at 500,000 (mix 120,000 frames) 158 s on a calm host, 261 s on a busy
+# one. 400,000 still runs 2-4 s a row.
 FULL = Sizes(
-    3, 500_000, 500_000, 100_000, 2.0, (0.01, 0.10, 0.30), 90.0, 2.0, 150_000, 120_000, 30_000
+    3, 400_000, 400_000, 60_000, 2.0, (0.01, 0.10, 0.30), 90.0, 2.0, 150_000, 100_000, 20_000
 )
 TINY = Sizes(1, 2_000, 2_000, 2_000, 0.5, (0.01,), 30.0, 0.3, 2_000, 2_000, 1_000)
 
