@@ -6,48 +6,79 @@ import argparse
 import contextlib
 import sys
 import time
+from collections.abc import Callable
 
 import msgspec
 
 from benchmarks import rows, soak
-from benchmarks.harness import workdir
+from benchmarks.harness import Work, workdir
 from benchmarks.report import environment, table
 from benchmarks.result import Row
 
 
+class Paired(msgspec.Struct):
+    """Rows 1, 2, 3, 1b, 2b, 3b (those asked for), measured round by round: their ratios are
+    targets. ``row2`` runs for row 7's rate even when not shown; ``mix`` feeds row 6b."""
+
+    done: list[Row]
+    row2: Row | None
+    row2b: Row | None
+    mix: rows.MixFrames | None
+
+
+def paired_rows(work: Work, sizes: rows.Sizes, want: Callable[[str], bool]) -> Paired:
+    pairs = []
+    floor = rows.Floor(work, sizes) if want("1") else None
+    if floor is not None:
+        pairs.append((floor.row, floor.once))
+    row2 = row3 = None
+    if want("2") or want("7"):
+        row2, once = rows.ttmt_file(work, sizes)
+        pairs.append((row2, once))
+    if want("3"):
+        row3, once = rows.ttmt_durable(work, sizes)
+        pairs.append((row3, once))
+    mix = rows.MixFrames(work, sizes) if any(map(want, ("1b", "2b", "3b", "6b"))) else None
+    floor_b = rows.Floor(work, sizes, mix) if mix is not None and want("1b") else None
+    if floor_b is not None:
+        pairs.append((floor_b.row, floor_b.once))
+    mixed: dict[str, Row] = {}
+    for n, durable in (("2b", False), ("3b", True)):
+        if mix is not None and want(n):
+            mixed[n], once = rows.ttmt_mix(work, sizes, mix, durable=durable)
+            pairs.append((mixed[n], once))
+    with floor or contextlib.nullcontext(), floor_b or contextlib.nullcontext():
+        rows.alternate(pairs, sizes.runs)
+    done = []
+    if floor is not None:
+        done.append(floor.row)
+        for row in (row2 if want("2") else None, row3):
+            if row is not None:
+                row.note = rows.ratio(row, floor.row, "the floor")
+    if row2 is not None and want("2"):
+        done.append(row2)
+    if row3 is not None:
+        cost = rows.journal_append_cost(work, sizes)
+        row3.note = "; ".join(n for n in (row3.note, cost) if n)
+        done.append(row3)
+    if floor_b is not None:
+        done.append(floor_b.row)
+    for row in mixed.values():
+        if floor_b is not None:
+            row.note = rows.ratio(row, floor_b.row, "1b")
+        done.append(row)
+    return Paired(done, row2, mixed.get("2b"), mix)
+
+
 def bench(sizes: rows.Sizes, only: set[str]) -> list[Row]:
     """Every row in order; ``only`` (row numbers) narrows it for a quick look at one."""
-    done: list[Row] = []
 
     def want(n: str) -> bool:
         return not only or n in only
 
     with workdir() as work:
-        row2: Row | None = None
-        pairs = []
-        floor = rows.Floor(work, sizes) if want("1") else None
-        if floor is not None:
-            pairs.append((floor.row, floor.once))
-        if want("2") or want("7"):
-            row2, once = rows.ttmt_file(work, sizes)
-            pairs.append((row2, once))
-        row3 = None
-        if want("3"):
-            row3, once3 = rows.ttmt_durable(work, sizes)
-            pairs.append((row3, once3))
-        with floor or contextlib.nullcontext():
-            rows.alternate(pairs, sizes.runs)
-        if floor is not None:
-            done.append(floor.row)
-        if row2 is not None and want("2"):
-            if floor is not None and (spread := rows.paired(row2, floor.row)):
-                row2.note = f"{spread} of the floor"
-            done.append(row2)
-        if row3 is not None:
-            spread = rows.paired(row3, floor.row) if floor is not None else ""
-            cost = rows.journal_append_cost(work, sizes)
-            row3.note = f"{spread} of the floor; {cost}" if spread else cost
-            done.append(row3)
+        first = paired_rows(work, sizes, want)
+        done, row2, row2b = first.done, first.row2, first.row2b
         if want("4"):
             done.extend(rows.traderws(work, sizes))
         if want("5"):
@@ -57,6 +88,13 @@ def bench(sizes: rows.Sizes, only: set[str]) -> list[Row]:
             if row2 is not None and row2.runs and naive.runs:
                 naive.note = f"tradebus row 2 = {row2.rate / naive.rate:.1f}x naive"
             done.append(naive)
+        if first.mix is not None and want("6b"):
+            naive_b = rows.naive(work, sizes, first.mix)
+            if row2b is not None and row2b.runs and naive_b.runs:
+                multiple = f"{row2b.rate / naive_b.rate:.1f}x naive"
+                naive_b.note = f"tradebus row 2b = {multiple}"
+                row2b.note = "; ".join(n for n in (row2b.note, multiple) if n)
+            done.append(naive_b)
         if want("7"):
             rate = row2.rate if row2 is not None else 0.0
             done.extend(rows.latency(work, sizes, load, rate) for load in sizes.latency_loads)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -22,6 +22,8 @@ from benchmarks.procs import self_cpu_seconds, self_peak_rss_mb
 from benchmarks.result import RunResult
 
 FLUSH_AT = 64 * 1024
+# One pass over the chunks, writing to the file; the number of events it wrote.
+OnePass = Callable[[list[bytes], Path], int]
 
 
 class InData(msgspec.Struct, rename="camel"):
@@ -66,7 +68,7 @@ def one_pass(chunks: list[bytes], out: Path) -> int:
     received = "2026-06-09T14:32:01.500Z"
     count = 0
     with open(out, "wb") as f:
-        for frame in _frames(chunks):
+        for frame in frames(chunks):
             msg = decoder.decode(frame[frame.index(b"data: ") + 6 :])
             d = msg.data
             event = Out(
@@ -91,7 +93,7 @@ def one_pass(chunks: list[bytes], out: Path) -> int:
     return count
 
 
-def _frames(chunks: list[bytes]) -> Iterator[bytes]:
+def frames(chunks: list[bytes]) -> Iterator[bytes]:
     # Split chunk by chunk, as reads arrive: one split of the whole buffer would build a
     # million objects at once and measure the allocator, not the parts.
     for chunk in chunks:
@@ -100,21 +102,25 @@ def _frames(chunks: list[bytes]) -> Iterator[bytes]:
 
 def main(argv: list[str]) -> int:
     events, runs, out = int(argv[0]), int(argv[1]), Path(argv[2])
-    chunks = list(ttmt_chunks(1, events, 64 * 1024))
+    return serve(list(ttmt_chunks(1, events, 64 * 1024)), one_pass, runs, out)
+
+
+def serve(chunks: list[bytes], one: OnePass, runs: int, out: Path) -> int:
+    """``runs`` measured passes of ``one`` (with 0, one per line read on stdin, until EOF)."""
     # A first pass faults in the allocator's arenas and the file's pages: warm-up, not measured.
-    one_pass(chunks[: max(len(chunks) // 10, 1)], out)
+    one(chunks[: max(len(chunks) // 10, 1)], out)
     if runs:
         for _ in range(runs):
-            _measure(chunks, out)
+            _measure(chunks, one, out)
     else:
         while sys.stdin.buffer.readline():
-            _measure(chunks, out)
+            _measure(chunks, one, out)
     return 0
 
 
-def _measure(chunks: list[bytes], out: Path) -> None:
+def _measure(chunks: list[bytes], one: OnePass, out: Path) -> None:
     cpu0, t0 = self_cpu_seconds(), time.perf_counter()
-    count = one_pass(chunks, out)
+    count = one(chunks, out)
     wall, cpu = time.perf_counter() - t0, self_cpu_seconds() - cpu0
     os.unlink(out)
     result = RunResult(count / wall, cpu / count * 1e6, self_peak_rss_mb(), count)

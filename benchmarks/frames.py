@@ -9,6 +9,7 @@ sender clock reading (``time.monotonic_ns()``, one clock for every process of th
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 _TTMT = (
     b'id: %d\ndata: {"type":"position_update","eventId":%d,'
@@ -53,3 +54,52 @@ def stamp_of(position_id: str) -> int | None:
     if position_id.startswith(STAMP_PREFIX):
         return int(position_id[len(STAMP_PREFIX) :])
     return None
+
+
+class Mix:
+    """The TTMT simulator's own mix (its ``EventScript``: batch and single position updates,
+    fills, closes, trades, tp hits, breakevens), pre-built once for rows 1b, 2b, 3b and 6b.
+
+    ``frames`` are whole SSE frames with ids from 1; ``events[i]`` is how many canonical events
+    frame ``i`` gives (a batch ``position_update`` gives one per position).
+    """
+
+    def __init__(self, count: int, seed: int = 0) -> None:
+        import msgspec
+
+        from tradebus.simulators.ttmt import EventScript, iso_ms
+
+        script = EventScript(seed, ("8d2f6c1e-acct-a", "8d2f6c1e-acct-b"))
+        encoder = msgspec.json.Encoder()
+        self.frames: list[bytes] = []
+        self.events: list[int] = []
+        for event_id in range(1, count + 1):
+            type_, data = script.next()
+            envelope = {
+                "type": type_,
+                "eventId": event_id,
+                "timestamp": iso_ms(script.clock),
+                "userId": "8d2f6c1e-uuid",
+                "data": data,
+            }
+            self.frames.append(b"id: %d\ndata: %s\n\n" % (event_id, encoder.encode(envelope)))
+            positions = data.get("positions")
+            self.events.append(len(positions) if positions is not None else 1)
+
+    def write(self, path: Path, frames: int | None = None) -> int:
+        """The first ``frames`` frames (all by default) to ``path``; the events they give."""
+        n = len(self.frames) if frames is None else frames
+        path.write_bytes(b"".join(self.frames[:n]))
+        return sum(self.events[:n])
+
+
+def aligned_chunks(data: bytes, chunk_bytes: int) -> list[bytes]:
+    """``data`` (whole SSE frames) cut at the first frame end past every ``chunk_bytes``."""
+    chunks = []
+    start = 0
+    while start < len(data):
+        end = data.find(b"\n\n", start + chunk_bytes)
+        end = len(data) if end < 0 else end + 2
+        chunks.append(data[start:end])
+        start = end
+    return chunks

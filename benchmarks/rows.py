@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import select
+import statistics
 import subprocess
 import time
 from array import array
@@ -32,10 +33,17 @@ class Sizes(msgspec.Struct, frozen=True):
     timeout: float
     window: float  # seconds measured for the sources that never stop sending
     mixed_events: int  # what the SSE simulators script for row 5 (they pre-build it all)
+    mix_frames: int  # frames of the TTMT simulator's own mix for rows 1b, 2b, 3b
+    naive_mix_frames: int  # the first of them, for row 6b
 
 
-FULL = Sizes(3, 1_000_000, 1_000_000, 200_000, 3.0, (0.01, 0.10, 0.30), 90.0, 2.5, 250_000)
-TINY = Sizes(1, 2_000, 2_000, 2_000, 0.5, (0.01,), 30.0, 0.3, 2_000)
+# Sized for ``make bench`` under 3 minutes with rows 1b-6b added: it took 382 s at a million
+# events for rows 1-3; at 500,000 (mix 120,000 frames) 158 s on a calm host, 261 s on a busy
+# one. 400,000 still runs 2-4 s a row.
+FULL = Sizes(
+    3, 400_000, 400_000, 60_000, 2.0, (0.01, 0.10, 0.30), 90.0, 2.0, 150_000, 100_000, 20_000
+)
+TINY = Sizes(1, 2_000, 2_000, 2_000, 0.5, (0.01,), 30.0, 0.3, 2_000, 2_000, 1_000)
 
 
 def adapter_missing(kind: str) -> str | None:
@@ -86,18 +94,48 @@ def paired(row: Row, base: Row) -> str:
     return f"run by run {min(ratios):.0%}-{max(ratios):.0%}"
 
 
+def ratio(row: Row, base: Row, what: str) -> str:
+    """``row`` as a share of ``base``: the median of run-by-run ratios and their spread when
+    the runs were paired (the figure a target is judged on), else the ratio of medians."""
+    if not row.runs or not base.runs:
+        return ""
+    if len(row.runs) != len(base.runs):
+        return f"{row.rate / base.rate:.0%} of {what}"
+    ratios = [r.rate / b.rate for r, b in zip(row.runs, base.runs, strict=True)]
+    text = f"{statistics.median(ratios):.0%} of {what}"
+    return f"{text} ({paired(row, base)})" if len(ratios) > 1 else text
+
+
+class MixFrames:
+    """The TTMT simulator's own mix, built once in a file for every row that reads it."""
+
+    def __init__(self, work: Work, sizes: Sizes) -> None:
+        from benchmarks.frames import Mix
+
+        mix = Mix(sizes.mix_frames)
+        self.path = work.path("mix.sse")
+        self.events = mix.write(self.path)
+        self.naive_path = work.path("mix-naive.sse")
+        self.naive_events = mix.write(self.naive_path, sizes.naive_mix_frames)
+
+
 class Floor:
-    """Row 1's process: it builds its frames once, then runs one pass each time it is asked.
+    """Row 1's (or 1b's) process: it builds or reads its frames once, then runs one pass each
+    time it is asked.
 
     It waits between passes (blocked on its stdin, on the daemon's core) so that its runs can
     alternate with row 2's. Use as a context manager; ``once`` is one run.
     """
 
-    def __init__(self, work: Work, sizes: Sizes) -> None:
-        self.row = Row(name="1 floor (parts alone)")
+    def __init__(self, work: Work, sizes: Sizes, mix: MixFrames | None = None) -> None:
         self._timeout = sizes.timeout
         out = work.path("floor.jsonl")
-        cmd = [PYTHON, "-m", "benchmarks.floor", str(sizes.floor_events), "0", str(out)]
+        if mix is None:
+            self.row = Row(name="1 floor (parts alone)")
+            cmd = [PYTHON, "-m", "benchmarks.floor", str(sizes.floor_events), "0", str(out)]
+        else:
+            self.row = Row(name="1b floor, real mix")
+            cmd = [PYTHON, "-m", "benchmarks.floormix", str(mix.path), "0", str(out)]
         self._log = work.path("floor.log")
         with open(self._log, "ab") as err:
             self._proc = subprocess.Popen(
@@ -176,6 +214,31 @@ def ttmt_durable(work: Work, sizes: Sizes) -> tuple[Row, Callable[[], RunResult]
     return row, once
 
 
+def ttmt_mix(
+    work: Work, sizes: Sizes, mix: MixFrames, *, durable: bool
+) -> tuple[Row, Callable[[], RunResult]]:
+    """Row 2b (or 3b, ``durable``: fsync every 100 ms): the TTMT simulator's own mix,
+    pre-built → daemon → file sink; the row, and one run of it."""
+    row = Row(name="3b TTMT real mix → file, durable" if durable else "2b TTMT real mix → file")
+    row.na = adapter_missing("ttmt")
+    settings = {"fsync": "interval"} if durable else None
+
+    def once() -> RunResult:
+        out = work.path("mix.jsonl")
+        spec = SenderSpec("ttmt-mix", ("ttmt", "--frames", str(mix.path)))
+        return run_daemon(
+            work,
+            [spec],
+            [file_sink(out)],
+            out,
+            mix.events,
+            timeout=sizes.timeout,
+            daemon_settings=settings,
+        )
+
+    return row, once
+
+
 def journal_append_cost(work: Work, sizes: Sizes) -> str:
     """The journal's own cost per event: appends of row 2's already-encoded lines, in batches
     of the size a busy read gives, timed in this process (interval fsync is off the path)."""
@@ -212,19 +275,36 @@ def journal_append_cost(work: Work, sizes: Sizes) -> str:
     return f"journal append {elapsed / len(lines) * 1e6:.2f} µs/event"
 
 
-def naive(work: Work, sizes: Sizes) -> Row:
-    """Row 6: the same sender, read by ``benchmarks.naive`` on the daemon's core."""
-    row = Row(name="6 naive (aiohttp+json)")
-    n = sizes.naive_events
+def naive(work: Work, sizes: Sizes, mix: MixFrames | None = None) -> Row:
+    """Row 6: the same sender, read by ``benchmarks.naive`` on the daemon's core (row 6b: the
+    first frames of the real mix)."""
+    if mix is None:
+        row = Row(name="6 naive (aiohttp+json)")
+        n = sizes.naive_events
+        args: tuple[str, ...] = ("ttmt", "--events", str(n))
+        extra: list[str] = []
+    else:
+        row = Row(name="6b naive, real mix")
+        n = mix.naive_events
+        args = ("ttmt", "--frames", str(mix.naive_path))
+        extra = ["--mix"]
 
     def once() -> RunResult:
         out = work.path("naive.jsonl")
-        sender, info = start_sender(work, SenderSpec("naive", ("ttmt", "--events", str(n))))
+        sender, info = start_sender(work, SenderSpec("naive", args))
         reader = None
         try:
             table = info["table"]
             reader = procs.spawn(
-                [PYTHON, "-m", "benchmarks.naive", table["url"], str(out), table["api_key"]],
+                [
+                    PYTHON,
+                    "-m",
+                    "benchmarks.naive",
+                    table["url"],
+                    str(out),
+                    table["api_key"],
+                    *extra,
+                ],
                 core=procs.DAEMON_CORE,
                 log=work.path("naive.log"),
             )
@@ -295,12 +375,15 @@ QUOTES_ONLY: dict[str, Any] = {
 
 
 def traderws(work: Work, sizes: Sizes) -> list[Row]:
-    """Row 4: Trader WS quotes → daemon → file, beside a bare aiohttp reader of the same sender."""
+    """Row 4: Trader WS quotes → daemon → file, beside the WebSocket floor (the parts alone, on
+    the same sender: ``benchmarks.wsref`` with a sink file) and the bare ``ws_connect`` reader;
+    the three alternate round by round."""
     row = Row(name="4 Trader WS quotes → file")
-    ref = Row(name="4 ref: bare ws_connect reader")
+    ref = Row(name="4 ref: WebSocket floor")
+    bare = Row(name="4 bare ws_connect reader")
     if why := simulator_missing("traderws"):
-        row.na = ref.na = why
-        return [row, ref]
+        row.na = ref.na = bare.na = why
+        return [row, ref, bare]
     spec = SenderSpec(
         "trader-bench", ("sim", "traderws", "--rate", "0", "--no-fills", *TRADER_USER), QUOTES_ONLY
     )
@@ -319,19 +402,30 @@ def traderws(work: Work, sizes: Sizes) -> list[Row]:
             warmup=sizes.window / 5,
         )
 
-    alternate([(ref, lambda: _ws_reference(work, spec, sizes)), (row, once)], sizes.runs)
-    if row.runs and ref.runs:
-        spread = paired(row, ref)
-        row.note = f"{row.rate / ref.rate:.0%} of the bare reader"
-        if spread:
-            row.note += f", {spread}"
-    return [row, ref]
+    alternate(
+        [
+            (ref, lambda: _ws_reference(work, spec, sizes, floor=True)),
+            (bare, lambda: _ws_reference(work, spec, sizes, floor=False)),
+            (row, once),
+        ],
+        sizes.runs,
+    )
+    notes = []
+    for base, what in ((ref, "the WebSocket floor"), (bare, "the bare reader")):
+        if row.runs and base.runs:
+            spread = paired(row, base)
+            notes.append(
+                f"{row.rate / base.rate:.0%} of {what}" + (f" ({spread})" if spread else "")
+            )
+    row.note = "; ".join(notes)
+    return [row, ref, bare]
 
 
-def _ws_reference(work: Work, spec: SenderSpec, sizes: Sizes) -> RunResult:
+def _ws_reference(work: Work, spec: SenderSpec, sizes: Sizes, *, floor: bool) -> RunResult:
     sender, info = start_sender(work, spec)
     reader = None
     out = work.path("wsref.json")
+    sink = [str(work.path("wsfloor.jsonl"))] if floor else []
     try:
         table = info["table"]
         reader = procs.spawn(
@@ -345,6 +439,7 @@ def _ws_reference(work: Work, spec: SenderSpec, sizes: Sizes) -> RunResult:
                 ",".join(table["symbols"]),
                 str(sizes.window),
                 str(out),
+                *sink,
             ],
             core=procs.DAEMON_CORE,
             log=work.path("wsref.log"),

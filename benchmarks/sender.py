@@ -1,7 +1,8 @@
 """The senders: fake upstreams that feed the daemon over 127.0.0.1, each in its own process.
 
 ``python -m benchmarks.sender ttmt --events N [--rate R] --info FILE`` serves a TTMT event
-stream (``GET /api/v1/stream``) of ``N`` frames to the first client:
+stream (``GET /api/v1/stream``) of ``N`` frames to the first client (``--frames FILE`` instead:
+the whole frames in ``FILE``, pre-built by the harness, as ``--rate 0`` sends):
 
 - ``--rate 0``: every frame is built before the port is published, then written as fast as the
   socket takes it, in 256 KiB chunks;
@@ -29,7 +30,7 @@ from typing import Any, cast
 import msgspec
 from aiohttp import web
 
-from benchmarks.frames import ttmt_chunks, ttmt_frame
+from benchmarks.frames import aligned_chunks, ttmt_chunks, ttmt_frame
 from benchmarks.procs import write_atomic
 from tradebus.simulators.base import AppServer, SimulatorModule
 
@@ -39,13 +40,16 @@ API_KEY = "ttmt_bench_key"
 class TtmtSender:
     """An SSE server that sends its frames once, pre-built or paced."""
 
-    def __init__(self, events: int, rate: float, tick: float) -> None:
+    def __init__(self, events: int, rate: float, tick: float, frames: Path | None = None) -> None:
         self.events = events
         self.rate = rate
         self.tick = tick
         self.done = asyncio.Event()
         self._served = False
-        self._chunks = list(ttmt_chunks(1, events)) if rate == 0 else []
+        if frames is not None:  # pre-built elsewhere (the real mix): sent as they are
+            self._chunks = aligned_chunks(frames.read_bytes(), 256 * 1024)
+        else:
+            self._chunks = list(ttmt_chunks(1, events)) if rate == 0 else []
         app = web.Application()
         app.router.add_get("/api/v1/stream", self._stream)
         self.server = AppServer(app)
@@ -133,7 +137,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--name", default="bench", help="the source name in the table")
     sub = parser.add_subparsers(dest="kind", required=True)
     ttmt = sub.add_parser("ttmt")
-    ttmt.add_argument("--events", type=int, required=True)
+    ttmt.add_argument("--events", type=int, default=0)
+    ttmt.add_argument("--frames", type=Path, help="pre-built frames to send instead (--rate 0)")
     ttmt.add_argument("--rate", type=float, default=0.0)
     ttmt.add_argument("--tick", type=float, default=0.001)
     sim = sub.add_parser("sim")
@@ -143,7 +148,7 @@ def main(argv: list[str]) -> int:
     if args.kind == "ttmt":
 
         def make() -> Any:
-            return TtmtSender(args.events, args.rate, args.tick)
+            return TtmtSender(args.events, args.rate, args.tick, args.frames)
 
     else:
         module = cast(

@@ -84,12 +84,15 @@ def refuse() -> None:
 # Times already checked and found canonical. A busy feed stamps many events with the same
 # millisecond, and a dict lookup is the cheapest check there is; cleared whole when full.
 _checked: dict[str, str] = {}
-# A time of a new millisecond is checked in two parts, without a regex: its ".mmmZ" tail
-# against every valid one, its "YYYY-MM-DDTHH:MM:SS." head against the heads already matched
-# (one per second of the feed's clock), and only a new head against the shape and the
-# calendar.
+# A time of a new millisecond needs a shape check, not a parse: its separators in one strided
+# slice ("--T::." at 4, 7, 10, 13, 16, 19), its ".mmmZ" tail against every valid one, and only
+# then fromisoformat on its date and time (ASCII digits and a real date: a consumer's parser
+# would choke on 2026-02-30 or 25:00). A memo of the seconds seen did the last part cheaper
+# only while seconds repeat: the TTMT mix, whose clock moves 0.05-2 s an event, missed it on
+# nearly every event and paid the memo on top (700 against 440 ns a new time).
+_SEPARATORS: Final = "--T::."
 _TAILS: Final = frozenset(_TAIL_TEXT)
-_heads: set[str] = set()
+_fromisoformat: Final = datetime.fromisoformat
 _T = TypeVar("_T")
 
 
@@ -114,7 +117,12 @@ def canonical_or(text: str | None, fallback: _T) -> str | _T:
     hit = _checked.get(text)
     if hit is not None:
         return hit
-    if len(text) == 24 and text[20:] in _TAILS and (text[:20] in _heads or _new_head(text[:20])):
+    if len(text) == 24 and text[4:20:3] == _SEPARATORS and text[20:] in _TAILS:
+        try:
+            _fromisoformat(text[:19])
+        except ValueError:
+            REFUSED[0] += 1
+            return fallback
         if len(_checked) >= _CHECKED_MAX:
             _checked.clear()
         _checked[text] = text
@@ -124,23 +132,6 @@ def canonical_or(text: str | None, fallback: _T) -> str | _T:
         REFUSED[0] += 1
         return fallback
     return rewritten
-
-
-def _new_head(head: str) -> bool:
-    # The separators fix the shape; fromisoformat then takes only ASCII digits and real dates
-    # (a consumer's parser would choke on 2026-02-30 or 25:00). Cheaper than a regex.
-    if head[4] != "-" or head[7] != "-" or head[10] != "T" or head[19] != ".":
-        return False
-    if head[13] != ":" or head[16] != ":":
-        return False
-    try:
-        datetime.fromisoformat(head[:19])
-    except ValueError:
-        return False
-    if len(_heads) >= _CHECKED_MAX:
-        _heads.clear()
-    _heads.add(head)
-    return True
 
 
 def _rewrite(text: str) -> str | None:

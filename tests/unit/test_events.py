@@ -1,0 +1,125 @@
+"""The line contract: payload fields without a value are absent, the envelope is whole."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.unit.test_bus import RecordingSink, worker
+from tests.unit.test_bus_journal import open_bus
+from tradebus.schemas.events import (
+    DepthData,
+    DepthLevel,
+    DepthUpdated,
+    Event,
+    OrderData,
+    OrderFilled,
+    PositionData,
+    PositionUpdated,
+    Side,
+    StatusConnected,
+    StatusData,
+    TradeData,
+    TradeTpHit,
+    decoder,
+    json_schema,
+)
+
+T = "2026-06-09T14:32:01.123Z"
+
+
+def ev(cls: type[Any], id: str, data: object, symbol: str | None = None) -> Event:
+    """An event of ``cls`` with a fixed envelope."""
+    event: Event = cls(
+        id=id, source="s", provider="ttmt", time=T, received=T, symbol=symbol, data=data
+    )
+    return event
+
+
+maybe_float = st.none() | st.floats(allow_nan=False, allow_infinity=False)
+maybe_text = st.none() | st.text(max_size=8)
+
+
+def test_a_payload_field_without_a_value_is_absent_and_the_envelope_keeps_nulls() -> None:
+    event = ev(TradeTpHit, "s:1", TradeData(trade_id="t", tp_level="TP2"))
+    line = msgspec.json.encode(event)
+    assert line == (
+        b'{"type":"trade.tp_hit","id":"s:1","seq":0,"source":"s","provider":"ttmt",'
+        b'"time":"2026-06-09T14:32:01.123Z","received":"2026-06-09T14:32:01.123Z",'
+        b'"account":null,"symbol":null,"origin":null,"data":{"trade_id":"t","tp_level":"TP2"}}'
+    )
+    assert decoder.decode(line) == event
+
+
+def test_an_empty_depth_side_is_written() -> None:
+    """No bids is information (the book side is empty), not a missing value."""
+    data = DepthData(bids=(), asks=(DepthLevel(1.5, 2.0),))
+    event = ev(DepthUpdated, "s:d", data)
+    line = msgspec.json.encode(event)
+    assert line.endswith(b'"data":{"bids":[],"asks":[[1.5,2.0]]}}')
+    assert decoder.decode(line) == event
+
+
+def test_the_schema_requires_only_identifying_payload_fields_and_both_depth_sides() -> None:
+    defs = json_schema()["$defs"]
+    assert isinstance(defs, dict)
+    assert defs["PositionData"].get("required") == ["position_id"]
+    assert defs["QuoteData"].get("required", []) == []
+    assert defs["DepthData"]["required"] == ["bids", "asks"]
+    assert set(defs["PositionUpdated"]["required"]) >= {"id", "source", "time", "data"}
+
+
+@given(
+    volume=maybe_float,
+    price=maybe_float,
+    side=st.none() | st.sampled_from(["buy", "sell"]),
+    reason=maybe_text,
+    layer=st.none() | st.integers(0, 9),
+)
+def test_any_payload_round_trips(
+    volume: float | None,
+    price: float | None,
+    side: Side | None,
+    reason: str | None,
+    layer: int | None,
+) -> None:
+    data = OrderData(
+        order_id="o", volume=volume, price=price, side=side, reason=reason, layer=layer
+    )
+    event = ev(OrderFilled, "s:o", data)
+    line = msgspec.json.encode(event)
+    assert None not in msgspec.json.decode(line)["data"].values()
+    assert decoder.decode(line) == event
+
+
+def events() -> list[Event]:
+    return [
+        ev(PositionUpdated, "s:1", PositionData(position_id="p", volume=0.1)),
+        ev(DepthUpdated, "s:2", DepthData(bids=(), asks=()), "X"),
+        ev(StatusConnected, "s:3", StatusData()),
+    ]
+
+
+async def test_lines_read_back_from_the_journal_decode_to_the_same_events(tmp_path: Path) -> None:
+    """A sink that fell behind gets events decoded from journaled lines: they must be equal."""
+    gate = asyncio.Event()
+    slow = RecordingSink("slow", gate, needs_events=True)
+    bus = open_bus(tmp_path, worker(slow, queue_size=1))
+    await bus.start()
+    sent = events()
+    for n in range(20):
+        await bus.publish([msgspec.structs.replace(e, id=f"{e.id}-{n}") for e in sent])
+    assert not bus.workers[0].live  # it fell behind: what follows comes from the journal
+    gate.set()
+    await slow.wait_events(60)
+    got = slow.events()
+    assert len(got) == 60
+    assert [msgspec.structs.replace(e, seq=0) for e in got[-3:]] == [
+        msgspec.structs.replace(e, id=f"{e.id}-19") for e in sent
+    ]
+    assert await bus.close(5)
