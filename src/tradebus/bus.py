@@ -152,6 +152,9 @@ class SinkWorker:
         self.corrupt = 0  # damaged journal stretches met while reading
         self.latency = Latency()
         self._next = 1  # the first seq not yet in the window or written
+        # Where in the journal ``_next`` begins: a catch-up starts reading there, not at the
+        # top of its segment (a scan of up to a whole segment each time it fell behind).
+        self._at: tuple[Path, int] | None = None
         self._journal: Journal | None = None
         self._ending = False
         self._pending: deque[Batch] = deque()
@@ -184,6 +187,7 @@ class SinkWorker:
         self._take(batch, events)
 
     def _take(self, batch: Batch, events: Sequence[Event]) -> None:
+        end = batch.end  # a filtered copy of the batch no longer carries it
         if self.filter:
             keep = [self.filter(e) for e in events]
             if not all(keep):
@@ -191,6 +195,7 @@ class SinkWorker:
         self._pending.append(batch)
         self.queued += len(batch) or 1
         self._next = batch.last_seq + 1
+        self._at = end
         self._work.set()
 
     async def put(self, batch: Batch, events: Sequence[Event]) -> None:
@@ -288,7 +293,7 @@ class SinkWorker:
 
     async def _catch_up(self, journal: Journal) -> None:
         """Read the journal from ``_next`` until it has nothing newer, then go live again."""
-        reader = journal.reader(self._next)
+        reader = journal.reader(self._next, self._at)
         loop = asyncio.get_running_loop()
         self._log.info("sink_catching_up", from_seq=self._next, last_seq=journal.last_seq)
         while not self.failed:
@@ -296,6 +301,7 @@ class SinkWorker:
             # between the last read and rejoining the live feed.
             if reader.next_seq >= journal.next_seq:
                 self._next = reader.next_seq
+                self._at = reader.position
                 self.live = True
                 self._log.info("sink_caught_up", cursor=self.cursor)
                 return
@@ -538,6 +544,7 @@ class Bus:
         except OSError:
             self.published -= batch.count
             raise
+        batch.end = journal.position
         return batch
 
     async def _append_retrying(self, journal: Journal, events: Sequence[Event]) -> Batch:

@@ -289,8 +289,16 @@ class Journal:
             tuple(SegmentView(s.path, s.first_seq, s.size) for s in self.segments), self.next_seq
         )
 
-    def reader(self, from_seq: int) -> Reader:
-        return Reader(from_seq)
+    def reader(self, from_seq: int, at: tuple[Path, int] | None = None) -> Reader:
+        """A reader from ``from_seq``; ``at`` (``position`` when ``from_seq`` was next) lets it
+        start there instead of scanning its segment from the top."""
+        return Reader(from_seq, at)
+
+    @property
+    def position(self) -> tuple[Path, int]:
+        """Where the next record will be written: its segment and offset."""
+        active = self.segments[-1]
+        return active.path, active.size
 
     # --- retention --------------------------------------------------------------------------
 
@@ -359,11 +367,18 @@ class Reader:
     cannot give back (deleted by retention, damaged) comes out as a ``Gap``, never skipped
     silently; ``corrupt`` counts the damaged stretches it stepped over."""
 
-    def __init__(self, from_seq: int) -> None:
+    def __init__(self, from_seq: int, at: tuple[Path, int] | None = None) -> None:
         self.next_seq = from_seq
         self.corrupt = 0
         self._path: Path | None = None  # segment of the last read, and where it stopped
         self._offset = 0
+        if at is not None:
+            self._path, self._offset = at
+
+    @property
+    def position(self) -> tuple[Path, int] | None:
+        """Where the next read starts (None until it knows)."""
+        return None if self._path is None else (self._path, self._offset)
 
     def read(self, view: View, max_bytes: int) -> list[Record | Gap]:
         """Records and gaps from ``next_seq``, about ``max_bytes``; empty at the view's end."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from tradebus.schemas.events import Event
@@ -25,7 +26,7 @@ class Batch:
     stretch (its cursor moves to ``last_seq``). A batch of no events moves the cursor alone.
     """
 
-    __slots__ = ("chunks", "count", "events", "first_seq", "last_seq", "t0")
+    __slots__ = ("chunks", "count", "end", "events", "first_seq", "last_seq", "t0")
 
     def __init__(
         self,
@@ -44,6 +45,8 @@ class Batch:
         self.last_seq = last_seq
         # Unix time the bus published it (or the journal got it): the start of its latency.
         self.t0 = 0.0
+        # Where the journal record after this batch's will start (segment, offset), if known.
+        self.end: tuple[Path, int] | None = None
 
     def __len__(self) -> int:
         return self.count
