@@ -181,17 +181,30 @@ class SinkWorker:
         if self.failed or not self.live:
             return
         if self.queued >= self.limit:
-            self.live = False  # the journal has it; read it from there when the window drains
-            self._work.set()
+            self._fall_behind()
             return
         self._take(batch, events)
 
+    def _fall_behind(self) -> None:
+        """The window is full: from here this sink reads the journal. What the window holds is
+        in the journal too, so it is let go (a sink that is down for an hour holds no memory
+        for it) and read back from its first batch on."""
+        self.live = False
+        first = self._pending[0] if self._pending else None
+        if first is not None and first.start is not None:
+            self._next = first.first_seq
+            self._at = first.start
+            self._pending.clear()
+            self.queued = 0
+        self._work.set()
+
     def _take(self, batch: Batch, events: Sequence[Event]) -> None:
-        end = batch.end  # a filtered copy of the batch no longer carries it
+        start, end = batch.start, batch.end  # a filtered copy of the batch carries neither
         if self.filter:
             keep = [self.filter(e) for e in events]
             if not all(keep):
                 batch = batch.subset(keep) if any(keep) else _marker(batch)
+        batch.start, batch.end = start, end
         self._pending.append(batch)
         self.queued += len(batch) or 1
         self._next = batch.last_seq + 1
@@ -539,12 +552,16 @@ class Bus:
 
     def _append(self, journal: Journal, events: Sequence[Event]) -> Batch:
         batch = self._number(events, journal.next_seq)
+        start = journal.position  # before a roll to a new segment, if this append makes one
         try:
             journal.append(batch.chunks, batch.count, int(time.time() * 1000))
         except OSError:
             self.published -= batch.count
             raise
-        batch.end = journal.position
+        end = journal.position
+        # A record that opened a new segment starts at its top.
+        batch.start = start if start[0] == end[0] else (end[0], 0)
+        batch.end = end
         return batch
 
     async def _append_retrying(self, journal: Journal, events: Sequence[Event]) -> Batch:

@@ -26,7 +26,7 @@ class Batch:
     stretch (its cursor moves to ``last_seq``). A batch of no events moves the cursor alone.
     """
 
-    __slots__ = ("chunks", "count", "end", "events", "first_seq", "last_seq", "t0")
+    __slots__ = ("chunks", "count", "end", "events", "first_seq", "last_seq", "start", "t0")
 
     def __init__(
         self,
@@ -45,7 +45,8 @@ class Batch:
         self.last_seq = last_seq
         # Unix time the bus published it (or the journal got it): the start of its latency.
         self.t0 = 0.0
-        # Where the journal record after this batch's will start (segment, offset), if known.
+        # Where its journal record starts and where the next one will (segment, offset).
+        self.start: tuple[Path, int] | None = None
         self.end: tuple[Path, int] | None = None
 
     def __len__(self) -> int:
