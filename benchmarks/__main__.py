@@ -9,7 +9,7 @@ import time
 
 import msgspec
 
-from benchmarks import rows, soak
+from benchmarks import delivery, rows, soak
 from benchmarks.harness import workdir
 from benchmarks.report import environment, table
 from benchmarks.result import Row
@@ -52,6 +52,7 @@ def bench(sizes: rows.Sizes, only: set[str]) -> list[Row]:
             done.extend(rows.traderws(work, sizes))
         if want("5"):
             done.append(rows.all_sources(work, sizes))
+            done.extend(delivery.rows(work, rows.all_sources_specs(sizes), sizes))
         if want("6"):
             naive = rows.naive(work, sizes)
             if row2 is not None and row2.runs and naive.runs:

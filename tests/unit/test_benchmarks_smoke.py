@@ -22,5 +22,5 @@ def test_tiny_benchmark_prints_every_row() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
     names = [line.split("|")[1].strip() for line in rows[1:]]
-    assert [n.split()[0] for n in names] == ["1", "2", "3", "4", "4", "5", "6", "7"]
+    assert [n.split()[0] for n in names] == ["1", "2", "3", "4", "4", "5", "5", "5", "6", "7"]
     assert "n/a (failed" not in done.stdout
