@@ -20,7 +20,7 @@ from tradebus.daemon.app import Daemon, start_ops
 from tradebus.daemon.ops import OpsServer
 from tradebus.errors import ConfigError, FatalSinkError
 from tradebus.schemas.events import QuoteData, QuoteUpdated
-from tradebus.sinks.base import Batch
+from tradebus.sinks.base import Batch, factory_for
 
 T = "2026-06-09T14:32:01.123Z"
 ANY = "0.0.0.0"  # noqa: S104 - bound for a moment, to see the warning it earns
@@ -290,6 +290,29 @@ async def test_nats_and_webhook_counters_only_for_a_sink_that_keeps_them(
     # The worker's own retry count is a family of its own, not the webhook's request retries.
     _, body = await running.readyz()
     assert body["sinks"]["out"]["retries"] == 0
+
+
+def test_the_nats_and_webhook_sinks_keep_the_counters_read() -> None:
+    """The attributes read are the real sinks' (a rename would silently empty the families)."""
+    cfg = config.parse(
+        {
+            **_minimal(),
+            "sinks": [
+                {"name": "bus", "type": "nats", "servers": ["nats://127.0.0.1:4222"]},
+                {"name": "hook", "type": "webhook", "url": "http://127.0.0.1:1/hook"},
+            ],
+        },
+        env={},
+    )
+    nats, hook = (factory_for(config.kind(s))(s) for s in cfg.sinks)
+    assert {a: getattr(nats, a) for a in list(SINK_COUNTERS)[:4]} == dict.fromkeys(
+        ["acked", "duplicates", "disconnects", "reconnects"], 0
+    )
+    assert {a: getattr(hook, a) for a in list(SINK_COUNTERS)[4:]} == dict.fromkeys(
+        ["delivered", "retries"], 0
+    )
+    assert not any(hasattr(nats, a) for a in list(SINK_COUNTERS)[4:])
+    assert not any(hasattr(hook, a) for a in list(SINK_COUNTERS)[:4])
 
 
 async def test_promtool_accepts_the_metrics(running: Running) -> None:
