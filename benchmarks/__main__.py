@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from benchmarks import rows, soak
+from benchmarks import delivery, rows, soak
 from benchmarks.harness import Work, workdir
 from benchmarks.report import environment, table
 from benchmarks.result import Row
@@ -83,6 +83,7 @@ def bench(sizes: rows.Sizes, only: set[str]) -> list[Row]:
             done.extend(rows.traderws(work, sizes))
         if want("5"):
             done.append(rows.all_sources(work, sizes))
+            done.extend(delivery.rows(work, rows.all_sources_specs(sizes), sizes))
         if want("6"):
             naive = rows.naive(work, sizes)
             if row2 is not None and row2.runs and naive.runs:

@@ -451,6 +451,16 @@ def _ws_reference(work: Work, spec: SenderSpec, sizes: Sizes, *, floor: bool) ->
         procs.stop(sender)
 
 
+def all_sources_specs(sizes: Sizes) -> list[SenderSpec]:
+    many = str(sizes.mixed_events)
+    return [
+        SenderSpec("ttmt-all", ("sim", "ttmt", "--rate", "0", "--events", many)),
+        SenderSpec("alerts-all", ("sim", "tpalerts", "--rate", "0", "--events", many)),
+        SenderSpec("trader-all", ("sim", "traderws", "--rate", "0", *TRADER_USER)),
+        SenderSpec("mt4-all", ("sim", "mt4bridge", "--rate", "0")),
+    ]
+
+
 def all_sources(work: Work, sizes: Sizes) -> Row:
     """Row 5: every simulator at once (on the sender core) → daemon → file + stdout."""
     row = Row(name="5 all sources → file+stdout")
@@ -459,13 +469,7 @@ def all_sources(work: Work, sizes: Sizes) -> Row:
     if missing:
         row.na = "missing: " + ", ".join(missing)
         return row
-    many = str(sizes.mixed_events)
-    specs = [
-        SenderSpec("ttmt-all", ("sim", "ttmt", "--rate", "0", "--events", many)),
-        SenderSpec("alerts-all", ("sim", "tpalerts", "--rate", "0", "--events", many)),
-        SenderSpec("trader-all", ("sim", "traderws", "--rate", "0", *TRADER_USER)),
-        SenderSpec("mt4-all", ("sim", "mt4bridge", "--rate", "0")),
-    ]
+    specs = all_sources_specs(sizes)
 
     def once() -> RunResult:
         out = work.path("all.jsonl")

@@ -22,8 +22,10 @@ from tradebus.simulators.ttmt import TtmtSimulator
 TRADEBUS = [sys.executable, "-m", "tradebus"]
 
 
-def write_config(tmp_path: Path, sim: TtmtSimulator, *, sinks: str = "") -> Path:
-    table = sim.source_table("feed")
+def write_config(
+    tmp_path: Path, sim: TtmtSimulator, *, sinks: str = "", source: str = "feed"
+) -> Path:
+    table = sim.source_table(source)
     source = "".join(f"{k} = {msgspec.json.encode(v).decode()}\n" for k, v in table.items())
     path = tmp_path / "tradebus.toml"
     path.write_text(

@@ -20,7 +20,7 @@ from tradebus.daemon.app import Daemon, start_ops
 from tradebus.daemon.ops import OpsServer
 from tradebus.errors import ConfigError, FatalSinkError
 from tradebus.schemas.events import QuoteData, QuoteUpdated
-from tradebus.sinks.base import Batch
+from tradebus.sinks.base import Batch, factory_for
 
 T = "2026-06-09T14:32:01.123Z"
 ANY = "0.0.0.0"  # noqa: S104 - bound for a moment, to see the warning it earns
@@ -251,9 +251,78 @@ async def test_metrics_parse_with_prometheus_clients_parser(running: Running) ->
     assert body["sinks"]["out"]["dead_letters"] == 2
 
 
+# The counters the NATS and webhook sinks keep, by attribute, and the family each is read into.
+SINK_COUNTERS = {
+    "acked": "tradebus_sink_nats_acked_total",
+    "duplicates": "tradebus_sink_nats_duplicates_total",
+    "disconnects": "tradebus_sink_nats_disconnects_total",
+    "reconnects": "tradebus_sink_nats_reconnects_total",
+    "delivered": "tradebus_sink_webhook_delivered_total",
+    "retries": "tradebus_sink_webhook_retries_total",
+}
+
+
+async def _sink_samples(running: Running) -> dict[str, dict[str, float]]:
+    """Each sink-specific family's samples, by sink."""
+    found: dict[str, dict[str, float]] = {name: {} for name in SINK_COUNTERS.values()}
+    for family in text_string_to_metric_families(await _scrape(running)):
+        for s in family.samples:
+            if s.name in found:
+                found[s.name][s.labels["sink"]] = s.value
+    return found
+
+
+async def test_nats_and_webhook_counters_only_for_a_sink_that_keeps_them(
+    running: Running,
+) -> None:
+    """A sink without the counters has no sample in their families; one with them (the NATS
+    sink keeps the first four, the webhook sink the last two) reports each, labelled by sink."""
+    assert await _sink_samples(running) == {name: {} for name in SINK_COUNTERS.values()}
+    running.sink.acked, running.sink.duplicates = 40, 2  # type: ignore[attr-defined]
+    running.sink.disconnects, running.sink.reconnects = 1, 1  # type: ignore[attr-defined]
+    running.sink.delivered, running.sink.retries = 38, 3  # type: ignore[attr-defined]
+    assert await _sink_samples(running) == {
+        SINK_COUNTERS["acked"]: {"out": 40},
+        SINK_COUNTERS["duplicates"]: {"out": 2},
+        SINK_COUNTERS["disconnects"]: {"out": 1},
+        SINK_COUNTERS["reconnects"]: {"out": 1},
+        SINK_COUNTERS["delivered"]: {"out": 38},
+        SINK_COUNTERS["retries"]: {"out": 3},
+    }
+    # The worker's own retry count is a family of its own, not the webhook's request retries.
+    _, body = await running.readyz()
+    assert body["sinks"]["out"]["retries"] == 0
+
+
+def test_the_nats_and_webhook_sinks_keep_the_counters_read() -> None:
+    """The attributes read are the real sinks' (a rename would silently empty the families)."""
+    cfg = config.parse(
+        {
+            **_minimal(),
+            "sinks": [
+                {"name": "bus", "type": "nats", "servers": ["nats://127.0.0.1:4222"]},
+                {"name": "hook", "type": "webhook", "url": "http://127.0.0.1:1/hook"},
+            ],
+        },
+        env={},
+    )
+    nats, hook = (factory_for(config.kind(s))(s) for s in cfg.sinks)
+    assert {a: getattr(nats, a) for a in list(SINK_COUNTERS)[:4]} == dict.fromkeys(
+        ["acked", "duplicates", "disconnects", "reconnects"], 0
+    )
+    assert {a: getattr(hook, a) for a in list(SINK_COUNTERS)[4:]} == dict.fromkeys(
+        ["delivered", "retries"], 0
+    )
+    assert not any(hasattr(nats, a) for a in list(SINK_COUNTERS)[4:])
+    assert not any(hasattr(hook, a) for a in list(SINK_COUNTERS)[:4])
+
+
 async def test_promtool_accepts_the_metrics(running: Running) -> None:
-    """``promtool check metrics`` finds nothing to complain about (lint included)."""
+    """``promtool check metrics`` finds nothing to complain about (lint included), the sink
+    specific counters with samples in them."""
     await running.publish("main", running.status("main", "status.connected"))
+    for n, attr in enumerate(SINK_COUNTERS, 1):
+        setattr(running.sink, attr, n)
     promtool = shutil.which("promtool")
     assert promtool, "promtool is needed: `make test` installs Debian's prometheus package"
     result = subprocess.run(  # noqa: ASYNC221, S603 - our fixed command, once

@@ -33,6 +33,8 @@ def test_tiny_benchmark_prints_every_row() -> None:
         "4",
         "4",
         "5",
+        "5",
+        "5",
         "6",
         "6b",
         "7",

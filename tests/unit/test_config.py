@@ -167,7 +167,7 @@ def test_load_reports_toml_syntax_errors(tmp_path: Path) -> None:
     assert info.value.problems[0].startswith(f"{path}: not valid TOML")
 
 
-@pytest.mark.parametrize("name", ["demo.toml", "production.example.toml"])
+@pytest.mark.parametrize("name", ["demo.toml", "compose.toml", "production.example.toml"])
 def test_shipped_example_configs_are_valid(name: str) -> None:
     """The configs under config/ validate (with placeholder credentials in the environment)."""
     env = {

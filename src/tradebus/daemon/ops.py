@@ -153,6 +153,19 @@ class DaemonCollector(Collector):
             gaps.add_metric([worker.name], worker.gaps)
             dead.add_metric([worker.name], dead_letters(worker))
         yield from (written, retries, failed, backlog, cursor, gaps, dead, latency)
+        yield from self._sink_specific()
+
+    def _sink_specific(self) -> Iterator[Metric]:
+        families = [
+            (attr, CounterMetricFamily(name, help_, labels=["sink"]))
+            for attr, name, help_ in _SINK_COUNTERS
+        ]
+        for worker in self.daemon.bus.workers:
+            for attr, family in families:
+                value = getattr(worker.sink, attr, None)
+                if value is not None:
+                    family.add_metric([worker.name], value)
+        yield from (family for _, family in families)
 
     def _journal(self) -> Iterator[Metric]:
         bus = self.daemon.bus
@@ -182,6 +195,23 @@ class DaemonCollector(Collector):
         )
 
 
+# Counters only some sinks keep, read by attribute: a sink without one has no sample in it.
+_SINK_COUNTERS = (
+    ("acked", "tradebus_sink_nats_acked", "Messages JetStream acknowledged as stored."),
+    (
+        "duplicates",
+        "tradebus_sink_nats_duplicates",
+        "Messages JetStream acknowledged as duplicates (Msg-Id seen within its window).",
+    ),
+    ("disconnects", "tradebus_sink_nats_disconnects", "Connections to NATS lost."),
+    ("reconnects", "tradebus_sink_nats_reconnects", "Connections to NATS after the first."),
+    ("delivered", "tradebus_sink_webhook_delivered", "Events the webhook receiver acknowledged."),
+    (
+        "retries",
+        "tradebus_sink_webhook_retries",
+        "Webhook requests sent again after a failure.",
+    ),
+)
 _ST = ["source", "type"]
 _SK = ["source", "kind"]
 
