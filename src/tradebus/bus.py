@@ -344,8 +344,11 @@ class SinkWorker:
         return batch
 
     def _record_batch(self, item: Record) -> Batch:
-        lines = item.payload.split(b"\n")[:-1]
         skip = max(0, self._next - item.first_seq)  # a record that began before our position
+        if not skip and not self.filter and not self.sink.needs_events:
+            # The common case, a sink that writes the lines: the record's payload as it is.
+            return Batch(item.payload, item.count, first_seq=item.first_seq, last_seq=item.last_seq)
+        lines = item.payload.split(b"\n")[:-1]
         if skip:
             lines = lines[skip:]
         first = item.first_seq + skip
@@ -531,8 +534,14 @@ class Bus:
                 async with self._stuck:
                     self._note_append_failure(exc)
                     batch = await self._append_retrying(journal, events)
+        behind = False
         for worker in self.workers:
             worker.offer(batch, events)
+            behind = behind or not worker.live
+        if behind:
+            # A sink reading the journal back gets a turn of the loop after every batch: with
+            # sources that send as fast as they can, it would otherwise get almost none.
+            await asyncio.sleep(0)
 
     def _number(self, events: Sequence[Event], seq: int) -> Batch:
         first = seq

@@ -491,7 +491,7 @@ def _scan(
         f.seek(start)
         pos = start
         while pos < stop:
-            data = f.read(min(_READ_CHUNK, stop - pos))
+            data = f.read(min(_READ_CHUNK if limit is None else limit, _READ_CHUNK, stop - pos))
             if not data:
                 break
             pos += len(data)
