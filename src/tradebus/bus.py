@@ -186,12 +186,13 @@ class SinkWorker:
         self._take(batch, events)
 
     def _fall_behind(self) -> None:
-        """The window is full: from here this sink reads the journal. What the window holds is
-        in the journal too, so it is let go (a sink that is down for an hour holds no memory
-        for it) and read back from its first batch on."""
+        """The window is full: from here this sink reads the journal. A sink that is failing
+        (its last write or open raised) lets the window go too, since the journal holds it
+        all: one down for an hour holds no memory for it. One that is only slower than the
+        sources keeps it and writes it first: read back, it would cost the work twice."""
         self.live = False
         first = self._pending[0] if self._pending else None
-        if first is not None and first.start is not None:
+        if first is not None and first.start is not None and self.last_error is not None:
             self._next = first.first_seq
             self._at = first.start
             self._pending.clear()

@@ -57,7 +57,7 @@ async def test_a_stalled_sink_never_holds_publish_and_catches_up_in_order(tmp_pa
     await fast.wait_events(200)
     workers = {w.name: w for w in bus.workers}
     assert not is_live(workers["slow"])  # it fell behind: the journal holds the rest
-    assert workers["slow"].queued == 0  # its window was let go: the journal holds it all
+    assert workers["slow"].queued <= 5  # slow, not failing: it keeps its window (4 + 1)
     gate.set()
     await wait_until(lambda: len(slow.lines()) == 200)
     assert seqs(slow) == list(range(1, 201))
