@@ -255,6 +255,19 @@ class SinkWorker:
         self._ending = True
         self._work.set()
 
+    def _retry_delay(self, exc: RetryableSinkError, event: str) -> float:
+        """Count and log a failed open or write; the backoff before the next try."""
+        delay = self._backoff.delay(Failure(Kind.RETRYABLE, event))
+        self.retries += 1
+        self.last_error = str(exc)
+        self._log.warning(event, error=str(exc), retry_in=round(delay, 3))
+        return delay
+
+    def _fail(self, exc: FatalSinkError) -> None:
+        self.failed = True
+        self.last_error = str(exc)
+        self._log.error("sink_failed", error=str(exc))
+
     async def open(self) -> None:
         """Open the sink, retrying what may pass (a directory not there yet, a peer down): one
         sink that cannot start holds neither the daemon nor the other sinks."""
@@ -262,15 +275,9 @@ class SinkWorker:
             try:
                 await self.sink.open()
             except RetryableSinkError as exc:
-                delay = self._backoff.delay(Failure(Kind.RETRYABLE, "sink_open"))
-                self.retries += 1
-                self.last_error = str(exc)
-                self._log.warning("sink_open_retry", error=str(exc), retry_in=round(delay, 3))
-                await asyncio.sleep(delay)
+                await asyncio.sleep(self._retry_delay(exc, "sink_open_retry"))
             except FatalSinkError as exc:
-                self.failed = True
-                self.last_error = str(exc)
-                self._log.error("sink_failed", error=str(exc))
+                self._fail(exc)
                 return
             else:
                 self._backoff.reset()
@@ -424,17 +431,11 @@ class SinkWorker:
                 if batch.count:
                     await self.sink.write(batch)
             except RetryableSinkError as exc:
-                delay = self._backoff.delay(Failure(Kind.RETRYABLE, "sink_error"))
-                self.retries += 1
-                self.last_error = str(exc)
-                self._log.warning("sink_retry", error=str(exc), retry_in=round(delay, 3))
-                await asyncio.sleep(delay)
+                await asyncio.sleep(self._retry_delay(exc, "sink_retry"))
             except FatalSinkError as exc:
                 # This sink can never write again: stop feeding it rather than block the others.
                 # Its cursor stays where it is: after a restart (and a fix) it resumes there.
-                self.failed = True
-                self.last_error = str(exc)
-                self._log.error("sink_failed", error=str(exc))
+                self._fail(exc)
                 self._pending.clear()
                 self.queued = 0
                 self._let_next_in()  # every publisher in line sees ``failed`` and moves on
