@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from benchmarks import procs
 from benchmarks.harness import SenderSpec, Work, daemon_config, start_sender
@@ -30,11 +32,7 @@ def run(work: Work, seconds: float, rate: float, sample_every: float) -> str:
     out = work.path("soak.jsonl")
     sink = {"name": "file", "type": "file", "path": str(out), "max_bytes": 64 << 20}
     config = daemon_config(work, [info["table"]], [sink | {"backups": 1}])
-    daemon = procs.spawn(
-        [PYTHON, "-m", "tradebus", "run", "-c", str(config)],
-        core=procs.DAEMON_CORE,
-        log=work.path("daemon.log"),
-    )
+    daemon = _spawn_daemon(work, config)
     samples: list[tuple[float, float]] = []
     try:
         start = time.monotonic()
@@ -51,6 +49,14 @@ def run(work: Work, seconds: float, rate: float, sample_every: float) -> str:
         procs.stop(daemon)
         procs.stop(sender)
     return summary(samples, rate, cpu / wall)
+
+
+def _spawn_daemon(work: Work, config: Path) -> subprocess.Popen[bytes]:
+    return procs.spawn(
+        [PYTHON, "-m", "tradebus", "run", "-c", str(config)],
+        core=procs.DAEMON_CORE,
+        log=work.path("daemon.log"),
+    )
 
 
 def _free_port() -> int:
@@ -90,11 +96,7 @@ def run_sink_down(work: Work, seconds: float, rate: float, sample_every: float) 
         sinks,
         daemon={"fsync": "interval", "http": f"127.0.0.1:{port}"},
     )
-    daemon = procs.spawn(
-        [PYTHON, "-m", "tradebus", "run", "-c", str(config)],
-        core=procs.DAEMON_CORE,
-        log=work.path("daemon.log"),
-    )
+    daemon = _spawn_daemon(work, config)
     samples: list[tuple[float, float]] = []
     try:
         start = time.monotonic()

@@ -9,12 +9,11 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from tests.unit.test_bus import quote
 from tradebus import config
 from tradebus.adapters.base import SourceContext
 from tradebus.daemon.app import Daemon
-from tradebus.schemas.events import QuoteData, QuoteUpdated, StatusError
-
-T = "2026-06-09T14:32:01.123Z"
+from tradebus.schemas.events import StatusError
 
 
 class OneQuote:
@@ -24,18 +23,7 @@ class OneQuote:
 
     async def run(self) -> None:
         for n in range(3):
-            await self.ctx.publish(
-                [
-                    QuoteUpdated(
-                        id=f"{self.name}:{n}",
-                        source=self.name,
-                        provider="ttmt",
-                        time=T,
-                        received=T,
-                        data=QuoteData(bid=1.0),
-                    )
-                ]
-            )
+            await self.ctx.publish([quote(n, source=self.name)])
         await asyncio.Event().wait()
 
 

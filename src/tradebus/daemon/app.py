@@ -235,7 +235,6 @@ def open_state(config: Config, logger: Any) -> tuple[Journal, History, dict[str,
             "journal_torn_tail_cut", path=str(report.torn_path), offset=report.torn_offset
         )
     for path, offset, length in report.corrupt:
-        journal.corrupt_records += 1
         logger.error("journal_record_corrupt", path=str(path), offset=offset, length=length)
     return journal, read_history(journal, logger), saved
 

@@ -18,15 +18,13 @@ from tradebus.bus import EventFilter
 from tradebus.config import Config, StdoutSinkConfig
 from tradebus.journal import cursors
 from tradebus.journal.records import Record
-from tradebus.journal.store import Gap, Journal, iter_records
+from tradebus.journal.store import Gap, Journal, StateDirError, iter_records
 from tradebus.schemas.events import Event
 
 
 def _open(config: Config) -> Journal:
     state_dir = Path(config.daemon.state_dir)
     if not (state_dir / "journal").is_dir():
-        from tradebus.journal.store import StateDirError
-
         raise StateDirError(state_dir, "holds no journal (has the daemon run with it?)")
     journal, _ = Journal.open(state_dir, readonly=True)
     return journal

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from tradebus.errors import ConfigError
 from tradebus.journal.records import (
@@ -127,12 +127,9 @@ class Journal:
         self.next_seq = next_seq
         self.segment_bytes = segment_bytes
         self.fsync = fsync
-        self.readonly = readonly
         self._lock_fd = lock_fd
         self._fd: int | None = None
         self.dirty = False  # appended since the last fsync
-        self.appended_bytes = 0
-        self.corrupt_records = 0
         if not readonly:
             self._open_active()
 
@@ -254,7 +251,6 @@ class Journal:
         active.mtime = time_ms / 1000
         self.next_seq = first + count
         active.end_seq = self.next_seq
-        self.appended_bytes += want
         self.dirty = True
         return first
 
@@ -520,7 +516,9 @@ def _scan_end(seg: Segment, report: OpenReport) -> tuple[int, int]:
     return end_offset, end_seq
 
 
-def iter_records(journal: Journal, from_seq: int, to_seq: int | None = None) -> Iterator[Any]:
+def iter_records(
+    journal: Journal, from_seq: int, to_seq: int | None = None
+) -> Iterator[Record | Gap]:
     """Records and gaps from ``from_seq`` through ``to_seq`` (the CLI's replay)."""
     reader = journal.reader(from_seq)
     view = journal.view()
