@@ -529,3 +529,52 @@ async def test_three_node_cluster_survives_a_node_killed_mid_stream(tmp_path: Pa
         for node in nodes:
             node.kill()
     assert [(m.headers or {})["Nats-Msg-Id"] for m in msgs] == [e.id for e in events]
+
+
+async def test_ids_that_would_break_a_header_line_are_escaped_and_still_dedupe(
+    server: NatsServer,
+) -> None:
+    """An id holding CR, LF or % (upstream text can reach ids) is published percent-encoded:
+    the header stays one line, the next message is not eaten, and a replay is still dropped."""
+    config = sink_config(server)
+    odd = [
+        msgspec.structs.replace(quote(1), id="ttmt-main:a\r\nNats-Msg-Id: forged"),
+        msgspec.structs.replace(quote(2), id="ttmt-main:100%"),
+        quote(3),
+    ]
+    async with opened(config) as sink:
+        await sink.write(batch(odd))
+        await sink.write(batch(odd))
+        assert (sink.acked, sink.duplicates, sink.last_error) == (6, 3, None)
+    msgs = await stored(server.url, config.stream)
+    assert [(m.headers or {}).get("Nats-Msg-Id") for m in msgs] == [
+        "ttmt-main:a%0D%0ANats-Msg-Id: forged",
+        "ttmt-main:100%25",
+        "ttmt-main:3",
+    ]
+    assert [m.data for m in msgs] == [_encoder.encode(e) for e in odd]
+
+
+async def test_batch_larger_than_the_window_lands_whole_and_in_order(server: NatsServer) -> None:
+    """With max_inflight 8, a 100-event batch goes out in windows that wait for acks."""
+    config = sink_config(server, max_inflight=8)
+    events: list[Event] = [quote(n) for n in range(100)]
+    async with opened(config) as sink:
+        await sink.write(batch(events))
+        assert (sink.acked, sink.last_error) == (100, None)
+    msgs = await stored(server.url, config.stream)
+    assert [m.data for m in msgs] == [_encoder.encode(e) for e in events]
+
+
+async def test_acks_still_count_when_the_client_shortcut_is_not_taken(server: NatsServer) -> None:
+    """If a nats-py release stopped routing acks through ``_process_msg``, they arrive as Msg
+    objects on the subscription instead: the write must finish the same way."""
+    config = sink_config(server)
+    async with opened(config) as sink:
+        nc = sink._nc
+        assert nc is not None
+        nc.ack_sid = -1  # as if the override were never called
+        await sink.write(batch([quote(1), quote(2)]))
+        assert (sink.acked, sink.duplicates, sink.last_error) == (2, 0, None)
+        await sink.write(batch([quote(2)]))
+        assert (sink.acked, sink.duplicates) == (3, 1)

@@ -11,6 +11,7 @@ Only ``{type}`` keeps its dot (``position.updated`` is two tokens): its values a
 
 from __future__ import annotations
 
+import operator
 import re
 import string
 from collections.abc import Callable
@@ -38,14 +39,7 @@ class Head(msgspec.Struct, frozen=True, gc=False):
     account: str | None = None
 
 
-_Getter = Callable[[Head], str | None]
-_FIELDS: Final[dict[str, _Getter]] = {
-    "source": lambda e: e.source,
-    "provider": lambda e: e.provider,
-    "type": lambda e: e.type,
-    "symbol": lambda e: e.symbol,
-    "account": lambda e: e.account,
-}
+_FIELDS: Final = ("source", "provider", "type", "symbol", "account")
 
 
 def token(value: str | None) -> str:
@@ -57,6 +51,15 @@ def token(value: str | None) -> str:
 
 def _type_tokens(value: str | None) -> str:
     return ".".join(map(token, (value or "").split(".")))
+
+
+def _tuple_getter(names: list[str]) -> Callable[[Head], tuple[str | None, ...]]:
+    if len(names) > 1:
+        return operator.attrgetter(*names)
+    if names:
+        one = operator.attrgetter(names[0])
+        return lambda e: (one(e),)
+    return lambda _e: ()
 
 
 def check_prefix(prefix: str) -> None:
@@ -74,12 +77,12 @@ class SubjectTemplate:
         check_prefix(prefix)
         self.prefix = prefix
         literal: list[str] = [prefix, "."]
-        self._getters: list[_Getter] = []
         self._cleaners: list[Callable[[str | None], str]] = []
         try:
             parsed = list(string.Formatter().parse(template))
         except ValueError as exc:
             raise ValueError(f"subject: {exc}, in {template[:80]!r}") from None
+        names: list[str] = []
         for text, field, spec, conversion in parsed:
             if not _LITERAL.match(text.replace(".", "")):
                 raise ValueError(
@@ -95,15 +98,17 @@ class SubjectTemplate:
                     + ", ".join(f"{{{f}}}" for f in _FIELDS)
                 )
             literal.append("{}")
-            self._getters.append(_FIELDS[field])
+            names.append(field)
             self._cleaners.append(_type_tokens if field == "type" else token)
         self._format = "".join(literal).format
         # A placeholder always renders as at least "_", so only literal dots can make empty
         # tokens: check with every placeholder filled.
-        sample = self._format(*("x" for _ in self._getters))
+        sample = self._format(*("x" for _ in names))
         if any(not t for t in sample.split(".")):
             raise ValueError(f"subject: empty token in {template[:80]!r} (doubled or edge dot)")
         self._cache: dict[tuple[str | None, ...], str] = {}
+        # One C call for the cache key: render runs once per published event.
+        self._values = _tuple_getter(names)
 
     @property
     def stream_subjects(self) -> list[str]:
@@ -111,7 +116,7 @@ class SubjectTemplate:
         return [f"{self.prefix}.>"]
 
     def render(self, event: Head) -> str:
-        values = tuple(get(event) for get in self._getters)
+        values = self._values(event)
         subject = self._cache.get(values)
         if subject is None:
             if len(self._cache) >= CACHE_MAX:
