@@ -279,11 +279,38 @@ def latency(work: Work, load: float, full_rate: float, seconds: float, timeout: 
     return row
 
 
+def alone(work: Work, kind: str, events: int, timeout: float) -> Row:
+    """One delivery sink alone on the daemon core (``benchmarks/sinkalone.py``)."""
+    row = Row(name=f"5 {'NATS' if kind == 'nats' else 'webhook'} sink alone", relative=False)
+    out = work.path(f"alone-{kind}.json")
+    try:
+        with nats_server(work) if kind == "nats" else receiver(work) as url:
+            cmd = [PYTHON, "-m", "benchmarks.sinkalone", kind, url, str(events), str(out)]
+            proc = procs.spawn(cmd, core=procs.DAEMON_CORE, log=work.path(f"alone-{kind}.log"))
+            try:
+                row.runs.append(
+                    msgspec.json.decode(procs.wait_file(out, proc, timeout), type=RunResult)
+                )
+            finally:
+                procs.stop(proc)
+    except (OSError, RuntimeError, TimeoutError) as exc:
+        row.na = f"failed: {exc}"[:120]
+    row.note = f"{events:,} quote lines in 1,000-event batches, nothing else on the core"
+    return row
+
+
 def rows(work: Work, specs: list[SenderSpec], sizes: Any) -> list[Row]:
     """Row 5 with the delivery sinks (one run: it is the slowest of the table), then their
-    latency at 10% of its ingest rate (as row 7 takes a share of row 2's)."""
+    latency at 10% of its ingest rate (as row 7 takes a share of row 2's), then each delivery
+    sink alone: whether a sink behind in row 5 is slow, or only starved of the core."""
     row = all_sinks(work, specs, sizes.window, sizes.timeout)
-    return [row, latency(work, 0.10, row.rate, sizes.latency_seconds, sizes.timeout)]
+    events = max(sizes.mix_frames, 2_000)
+    return [
+        row,
+        latency(work, 0.10, row.rate, sizes.latency_seconds, sizes.timeout),
+        alone(work, "nats", events, sizes.timeout),
+        alone(work, "hook", events, sizes.timeout),
+    ]
 
 
 # --- the receiver process -------------------------------------------------------------------

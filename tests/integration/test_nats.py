@@ -27,7 +27,7 @@ from tradebus import log
 from tradebus.errors import FatalSinkError, RetryableSinkError
 from tradebus.schemas.events import Event, PositionData, PositionUpdated, QuoteData, QuoteUpdated
 from tradebus.sinks.base import Batch, factory_for
-from tradebus.sinks.nats import NatsSink
+from tradebus.sinks.nats import NatsSink, _AckClient
 
 NATS_SERVER = shutil.which("nats-server")
 _LISTENING = re.compile(rb"Listening for client connections on [^:\s]+:(\d+)")
@@ -572,7 +572,7 @@ async def test_acks_still_count_when_the_client_shortcut_is_not_taken(server: Na
     config = sink_config(server)
     async with opened(config) as sink:
         nc = sink._nc
-        assert nc is not None
+        assert isinstance(nc, _AckClient)
         nc.ack_sid = -1  # as if the override were never called
         await sink.write(batch([quote(1), quote(2)]))
         assert (sink.acked, sink.duplicates, sink.last_error) == (2, 0, None)

@@ -166,7 +166,7 @@ class NatsSink:
         self.disconnects = 0
         self.reconnects = 0
         self.last_error: str | None = None
-        self._nc: Client | None = None
+        self._nc: _AckClient | None = None
         self._js: JetStreamContext | None = None
         self._stream_ready = False
         # Resolved when the current connection is gone; a write waiting for acks stops at once.
