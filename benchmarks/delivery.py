@@ -304,7 +304,7 @@ def rows(work: Work, specs: list[SenderSpec], sizes: Any) -> list[Row]:
     latency at 10% of its ingest rate (as row 7 takes a share of row 2's), then each delivery
     sink alone: whether a sink behind in row 5 is slow, or only starved of the core."""
     row = all_sinks(work, specs, sizes.window, sizes.timeout)
-    events = max(sizes.mix_frames, 2_000)
+    events = max(sizes.mix_frames // 2, 2_000)
     return [
         row,
         latency(work, 0.10, row.rate, sizes.latency_seconds, sizes.timeout),

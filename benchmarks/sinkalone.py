@@ -10,7 +10,7 @@ out; this row says whether a sink is slow or only starved of the core.
 from __future__ import annotations
 
 import base64
-import resource
+import os
 import sys
 import tempfile
 import time
@@ -19,7 +19,7 @@ from pathlib import Path
 import msgspec
 import uvloop
 
-from benchmarks.procs import write_atomic
+from benchmarks.procs import status_kib, write_atomic
 from benchmarks.result import RunResult
 from tradebus import config as cfg
 from tradebus.schemas.events import QuoteData, QuoteUpdated
@@ -80,7 +80,9 @@ async def _run(kind: str, url: str, events: int) -> RunResult:
         finally:
             await sink.close()
     counted = sum(b.count for b in batches[1:])
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: Linux keeps the latter across exec, so it would report the
+    # harness's own peak from before the fork.
+    rss = status_kib(os.getpid(), "VmHWM") / 1024
     return RunResult(counted / wall, cpu / counted * 1e6, rss, counted)
 
 
