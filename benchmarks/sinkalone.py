@@ -32,8 +32,13 @@ BATCH = 1000
 
 def _sink(kind: str, url: str, state: str) -> Sink:
     if kind == "nats":
-        table = {"name": "nats", "type": "nats", "servers": [url], "stream": "ALONE"}
-        table["subject_prefix"] = "alone"
+        table = {
+            "name": "nats",
+            "type": "nats",
+            "servers": [url],
+            "stream": "ALONE",
+            "subject_prefix": "alone",
+        }
         return NatsSink(msgspec.convert(table, cfg.NatsSinkConfig, dec_hook=cfg._dec_hook))
     secret = "whsec_" + base64.b64encode(b"benchmark-secret-24bytes").decode()
     table = {"name": "hook", "type": "webhook", "url": url, "format": "jsonl", "secret": secret}

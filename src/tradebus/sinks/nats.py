@@ -90,6 +90,8 @@ def _status(code: bytes) -> _ApiError:
 
 
 _HEADER_START = f"NATS/1.0\r\n{MSG_ID}: ".encode()
+# Where the three digits of a status header ("NATS/1.0 503 ...") are.
+_STATUS_CODE = slice(len(b"NATS/1.0 "), len(b"NATS/1.0 ") + 3)
 _UNSAFE_ID = re.compile(r"[%\x00-\x1f\x7f]")
 
 
@@ -350,8 +352,8 @@ class NatsSink:
     # A batch goes out as raw HPUB frames, built here into one buffer per window and handed to
     # the client's send queue, and the acks come back through ``_AckClient``, counted into one
     # ``_Acks`` per write: no Msg object, header dict, future or queue hop per event. Measured
-    # alone into a local nats-server: 26-29 us CPU and 30-33k events/s per event with
-    # ``Client.publish`` and a future per ack; see the commit for the figures after.
+    # alone into a local nats-server: 26-29 us of CPU an event (30-33k events/s) with
+    # ``Client.publish`` and a future per ack, 9-12 us (46-58k events/s) this way.
     def _on_ack(self, subject: bytes, data: bytes, headers: bytes | None) -> None:
         acks = self._acks
         if acks is None:
@@ -364,8 +366,8 @@ class NatsSink:
             return
         acks.seen[k] = 1
         if headers and not data:
-            # A status instead of an ack: 503 = no stream takes the subject.
-            code = headers[9:12]
+            # A status line instead of an ack: 503 = no stream takes the subject.
+            code = headers[_STATUS_CODE]
             acks.fail(_NO_STREAM if code == b"503" else _status(code))
         else:
             try:
