@@ -13,12 +13,15 @@ import msgspec
 import pytest
 
 from tests.unit.test_bus import RecordingSink, fill, quote, worker
+from tradebus import bus as bus_module
 from tradebus.backoff import Backoff
-from tradebus.bus import Bus, SinkWorker
+from tradebus.bus import CATCH_UP_MERGE, MERGE_LIMIT, Bus, SinkWorker
 from tradebus.errors import RetryableSinkError
-from tradebus.journal import cursors
-from tradebus.journal.store import Journal
+from tradebus.journal import cursors, store
+from tradebus.journal.records import Record
+from tradebus.journal.store import Gap, Journal
 from tradebus.schemas.events import Event, StatusGap, event_type
+from tradebus.sinks.base import Batch
 
 
 def open_bus(state: Path, *workers: SinkWorker, segment_bytes: int = 1 << 20, **kw: object) -> Bus:
@@ -266,4 +269,80 @@ async def test_a_sink_failing_retryably_for_a_while_catches_up_and_the_other_kee
     await wait_until(lambda: len(flaky.lines()) == 500)
     assert seqs(flaky) == list(range(1, 501))
     assert w.retries == 5
+    assert await bus.close(5)
+
+
+class HeldSink(RecordingSink):
+    """Holds every write that reaches ``hold_from`` (a catch-up write) until ``hold`` is set."""
+
+    def __init__(self, name: str, hold_from: int) -> None:
+        super().__init__(name, needs_events=False)
+        self.hold_from = hold_from
+        self.hold = asyncio.Event()
+        self.held: Batch | None = None
+        self.held_entered = asyncio.Event()
+
+    async def write(self, batch: Batch) -> None:
+        if batch.last_seq >= self.hold_from and not self.hold.is_set():
+            self.held = batch
+            self.held_entered.set()
+            await self.hold.wait()
+        await super().write(batch)
+
+
+def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The ``next_seq`` each journal read (on the pool's threads) ended at, in order."""
+    ended: list[int] = []
+    original = store.Reader.read
+
+    def read(self: store.Reader, view: store.View, max_bytes: int) -> list[Record | Gap]:
+        out = original(self, view, max_bytes)
+        ended.append(self.next_seq)  # list.append is atomic: safe from a pool thread
+        return out
+
+    monkeypatch.setattr(store.Reader, "read", read)
+    return ended
+
+
+async def test_catching_up_reads_the_next_step_while_it_writes_this_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bus_module, "CATCH_UP_BYTES", 2048)  # a few records a step
+    ended = count_reads(monkeypatch)
+    sink = HeldSink("behind", hold_from=100)
+    w = worker(sink, queue_size=4)
+    bus = open_bus(tmp_path, w)
+    sink.gate = asyncio.Event()  # the window's writes wait too: the sink falls behind
+    await bus.start()
+    for n in range(300):
+        await asyncio.wait_for(bus.publish([quote(n)]), 1)
+    assert not w.live
+    sink.gate.set()
+    await asyncio.wait_for(sink.held_entered.wait(), 10)
+    assert sink.held is not None
+    held_end = sink.held.last_seq + 1
+    # While that step's write is held, the next step is read: the two hops overlap.
+    await wait_until(lambda: any(seq > held_end for seq in ended))
+    assert w.cursor < sink.held.first_seq  # nothing read ahead counts as written
+    sink.hold.set()
+    await wait_until(lambda: len(sink.lines()) == 300)
+    assert seqs(sink) == list(range(1, 301))
+    assert await bus.close(5)
+
+
+async def test_catching_up_writes_in_merges_larger_than_the_live_feeds(tmp_path: Path) -> None:
+    """Each thread hop costs turns of a busy loop whatever it carries: a sink far behind
+    catches up in writes of up to CATCH_UP_MERGE events, not the live feed's 1,024."""
+    gate = asyncio.Event()
+    sink = RecordingSink("behind", gate, needs_events=False)
+    w = worker(sink, queue_size=4)
+    bus = open_bus(tmp_path, w, segment_bytes=8 << 20)
+    await bus.start()
+    for n in range(0, 6000, 2):
+        await bus.publish([quote(n), quote(n + 1)])
+    gate.set()
+    await wait_until(lambda: len(sink.lines()) == 6000)
+    assert seqs(sink) == list(range(1, 6001))
+    assert max(b.count for b in sink.batches) > MERGE_LIMIT
+    assert all(b.count <= CATCH_UP_MERGE for b in sink.batches)
     assert await bus.close(5)
