@@ -39,9 +39,11 @@ class Sizes(msgspec.Struct, frozen=True):
 
 # Sized for ``make bench`` under 3 minutes with rows 1b-6b added: it took 382 s at a million
 # events for rows 1-3; at 500,000 (mix 120,000 frames) 158 s on a calm host, 261 s on a busy
-# one; at 400,000 190 s on a calm host (2026-12-02). 300,000 still runs 1-3 s a row.
+# one; at 400,000 190 s on a calm host (2026-12-02). 300,000 still runs 1-3 s a row. Then
+# 155 s on a faster host (2026-12-03), 87 s of it in rows 4 and 5, whose runs are fixed
+# windows: 1.5 s windows, and 1.5 s a latency load, take about 15 s off.
 FULL = Sizes(
-    3, 300_000, 300_000, 60_000, 2.0, (0.01, 0.10, 0.30), 90.0, 2.0, 150_000, 100_000, 20_000
+    3, 300_000, 300_000, 60_000, 1.5, (0.01, 0.10, 0.30), 90.0, 1.5, 150_000, 100_000, 20_000
 )
 TINY = Sizes(1, 2_000, 2_000, 2_000, 0.5, (0.01,), 30.0, 0.3, 2_000, 2_000, 1_000)
 
