@@ -37,11 +37,10 @@ class Sizes(msgspec.Struct, frozen=True):
     naive_mix_frames: int  # the first of them, for row 6b
 
 
-# Sized for ``make bench`` under 3 minutes with rows 1b-6b added: it took 382 s at a million
-# events for rows 1-3; at 500,000 (mix 120,000 frames) 158 s on a calm host, 261 s on a busy
-# one; at 400,000 190 s on a calm host (2026-12-02). 300,000 still runs 1-3 s a row. Then
-# 155 s on a faster host (2026-12-03), 87 s of it in rows 4 and 5, whose runs are fixed
-# windows: 1.5 s windows, and 1.5 s a latency load, take about 15 s off.
+# Sized for ``make bench`` under 3 minutes: rows 1-3 at a million events took it to 382 s, at
+# 400,000 to 190 s (2026-12-02); 300,000 still runs 1-3 s a row. Most of what is left is fixed:
+# rows 4 and 5 are fixed windows (87 of 155 s at 2 s windows, 2026-12-03), hence 1.5 s windows
+# and 1.5 s a latency load (125 s).
 FULL = Sizes(
     3, 300_000, 300_000, 60_000, 1.5, (0.01, 0.10, 0.30), 90.0, 1.5, 150_000, 100_000, 20_000
 )
