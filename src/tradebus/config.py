@@ -69,6 +69,9 @@ class DaemonConfig(_Closed, frozen=True, kw_only=True):
     drain_timeout: Positive = 15.0
     # The ops endpoint (/healthz /readyz /metrics) as "host:port"; off when unset.
     http: str | None = None
+    # "process": the sinks run in a delivery process of their own (the second core), which
+    # the daemon supervises; "inline": in the daemon's own loop (one core, embedding).
+    delivery: Literal["process", "inline"] = "process"
 
     def __post_init__(self) -> None:
         if self.http is not None:
@@ -178,9 +181,11 @@ class SinkBase(_Closed, tag_field="type", frozen=True, kw_only=True):
     types: list[str] = msgspec.field(default_factory=list)
     sources: list[str] = msgspec.field(default_factory=list)
     symbols: list[str] = msgspec.field(default_factory=list)
-    # Events held in memory for this sink (about 1 KB each); a sink further behind reads the
-    # journal instead, so this bounds memory, never what is delivered.
-    queue_size: Count = 8192
+    # Seconds this sink may lag (the age of the oldest event it has not acknowledged) before
+    # /readyz reports it not ready and a warning is logged once a minute; 0: never.
+    max_lag: Annotated[float, msgspec.Meta(ge=0)] = 60.0
+    # No longer used: every sink reads the journal, so nothing is held in memory for it.
+    queue_size: Count | None = None
 
 
 class StdoutSinkConfig(SinkBase, tag="stdout", frozen=True, kw_only=True):
@@ -355,7 +360,8 @@ def kind(item: SourceConfig | SinkConfig) -> str:
     return str(item.__struct_config__.tag)
 
 
-def _dec_hook(type_: type, obj: Any) -> Any:
+def dec_hook(type_: type, obj: Any) -> Any:
+    """Secrets from strings, for every msgspec decode of a config."""
     if type_ is Secret:
         if not isinstance(obj, str):
             raise ValueError("expected a string")  # never echo the value: it may be a secret
@@ -433,7 +439,7 @@ def parse(data: dict[str, Any], env: dict[str, str] | None = None) -> Config:
     if problems:
         raise ConfigError(problems)
     try:
-        config = msgspec.convert(data, Config, dec_hook=_dec_hook)
+        config = msgspec.convert(data, Config, dec_hook=dec_hook)
     except msgspec.ValidationError as exc:
         raise ConfigError([_pretty(exc)]) from None
     _check_names(config, problems)

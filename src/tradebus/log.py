@@ -86,6 +86,7 @@ def configure(level: str = "info", *, fmt: str | None = "json", stream: Any = No
     stream = stream or sys.stderr
     if fmt is None:
         fmt = "console" if stream.isatty() else "json"
+    _settings[:] = [level, fmt]
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -105,6 +106,15 @@ def configure(level: str = "info", *, fmt: str | None = "json", stream: Any = No
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
+
+
+# The level and format in force: a child process (delivery) logs the same way.
+_settings = ["info", "json"]
+
+
+def settings() -> tuple[str, str]:
+    """(level, format) as ``configure`` last set them."""
+    return _settings[0], _settings[1]
 
 
 def get(**context: Any) -> Any:

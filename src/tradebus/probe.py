@@ -82,10 +82,12 @@ def _source_state(row: dict[str, Any]) -> tuple[str, str]:
 def _sink_state(row: dict[str, Any]) -> tuple[str, str]:
     if row["failed"]:
         return "failed", _RED
-    if row["last_error"] is not None:
+    if row.get("error", row["last_error"]) is not None:  # an older daemon has no "error"
         return "retrying", _RED
-    if not row.get("live", True):  # behind its window: reading the journal until it rejoins
-        return "catching up", _YELLOW
+    if not row["ready"]:  # past its max_lag
+        return "lagging", _RED
+    if row.get("state") in {"starting", "restarting", "opening"}:
+        return str(row["state"]), _YELLOW
     return "writing", _GREEN
 
 
@@ -107,31 +109,39 @@ def render(
     color: bool = False,
 ) -> str:
     """``/readyz`` as a table; events/s from ``before``, a body read ``elapsed`` seconds earlier."""
-    rows: list[tuple[list[str], str]] = []
-    rows.append((["SOURCE", "STATE", "EV/S", "LAST EVENT", "RECONNECTS", "GAPS", "ERROR"], ""))
     old = before or {"sources": {}, "sinks": {}}
+    sources: list[tuple[list[str], str]] = [
+        (["SOURCE", "STATE", "EV/S", "LAST EVENT", "RECONNECTS", "GAPS", "ERROR"], "")
+    ]
     for name, row in state["sources"].items():
         label, hue = _source_state(row)
-        prev = old["sources"].get(name)
-        rate = _rate(row, prev, "events", elapsed)
+        rate = _rate(row, old["sources"].get(name), "events", elapsed)
         cells = [name, label, rate, _age(row["last_event_age"])]
         cells += [str(row["reconnects"]), str(row["gaps"]), row["last_error"] or ""]
-        rows.append((cells, hue))
-    rows.append((["SINK", "STATE", "EV/S", "BACKLOG", "RETRIES", "DEAD", "ERROR"], ""))
+        sources.append((cells, hue))
+    sinks: list[tuple[list[str], str]] = [
+        (["SINK", "STATE", "EV/S", "BACKLOG", "LAG", "RETRIES", "DEAD", "ERROR"], "")
+    ]
     for name, row in state["sinks"].items():
         label, hue = _sink_state(row)
         rate = _rate(row, old["sinks"].get(name), "written", elapsed)
         dead = str(row.get("dead_letters", 0))  # a daemon of an older version has no count
-        cells = [name, label, rate, f"{row['backlog']:,}", str(row["retries"]), dead]
-        rows.append(([*cells, row["last_error"] or ""], hue))
-    widths = [max(len(cells[i]) for cells, _ in rows) for i in range(7)]
+        lag = _age(row.get("lag_seconds"))
+        cells = [name, label, rate, f"{row['backlog']:,}", lag, str(row["retries"]), dead]
+        sinks.append(([*cells, row["last_error"] or ""], hue))
+    lines = [*_table(sources, color=color), *_table(sinks, color=color)]
+    verdict = "ready" if state["ready"] else "NOT READY"
+    if color:
+        verdict = f"{_GREEN if state['ready'] else _RED}{verdict}{_RESET}"
+    return "\n".join([*lines, verdict])
+
+
+def _table(rows: list[tuple[list[str], str]], *, color: bool) -> list[str]:
+    widths = [max(len(cells[i]) for cells, _ in rows) for i in range(len(rows[0][0]))]
     lines = []
     for cells, hue in rows:
         padded = [c.ljust(w) for c, w in zip(cells, widths, strict=True)]
         if color and hue:  # colour after padding: escape codes take no column
             padded[1] = f"{hue}{padded[1]}{_RESET}"
         lines.append("  ".join(padded).rstrip())
-    verdict = "ready" if state["ready"] else "NOT READY"
-    if color:
-        verdict = f"{_GREEN if state['ready'] else _RED}{verdict}{_RESET}"
-    return "\n".join([*lines, verdict])
+    return lines

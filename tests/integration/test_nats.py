@@ -119,7 +119,7 @@ def sink_config(server: NatsServer, **overrides: Any) -> cfg.NatsSinkConfig:
         "reconnect_wait": 0.1,
     }
     table.update(overrides)
-    return msgspec.convert(table, cfg.NatsSinkConfig, dec_hook=cfg._dec_hook)
+    return msgspec.convert(table, cfg.NatsSinkConfig, dec_hook=cfg.dec_hook)
 
 
 def quote(n: int, symbol: str | None = "XAUUSD", source: str = "ttmt-main") -> QuoteUpdated:

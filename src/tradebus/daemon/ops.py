@@ -3,7 +3,7 @@
 ``/healthz`` is answered by the event loop itself, so a wedged loop fails it. ``/readyz`` is
 200 only while every required source is connected and every sink writes. ``/metrics`` is the
 Prometheus text format from prometheus-client; its collector reads, at scrape time, the counters
-the sources and sink workers keep anyway, so metrics cost the event path nothing.
+the sources keep anyway and the snapshots delivery sends every 200 ms, so metrics cost the event path nothing.
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from tradebus import log
-from tradebus.bus import LATENCY_BUCKETS
 from tradebus.config import http_address
-from tradebus.daemon.state import dead_letters
+from tradebus.delivery.follower import LATENCY_BUCKETS
 from tradebus.schemas.events import event_type
 
 if TYPE_CHECKING:
@@ -139,33 +138,57 @@ class DaemonCollector(Collector):
             "Time from publish (about the upstream read) to the sink's acknowledgement.",
             labels=["sink"],
         )
-        for worker in self.daemon.bus.workers:
+        lag = GaugeMetricFamily(
+            "tradebus_sink_lag_seconds",
+            "Age of the oldest event the sink has not acknowledged (0 when it has them all).",
+            labels=["sink"],
+        )
+        max_lag = GaugeMetricFamily(
+            "tradebus_sink_max_lag_seconds",
+            "The lag past which the sink is reported not ready (0: never).",
+            labels=["sink"],
+        )
+        daemon = self.daemon
+        now, last = self.clock(), daemon.bus.last_seq
+        snaps = daemon.link.sinks()
+        for snap in snaps:
+            name = snap.name
             cumulative, buckets = 0, []
-            for le, n in zip((*LATENCY_BUCKETS, float("inf")), worker.latency.counts, strict=True):
+            counts = snap.latency_counts or [0] * (len(LATENCY_BUCKETS) + 1)
+            for le, n in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=True):
                 cumulative += n
                 buckets.append(("+Inf" if le == float("inf") else repr(le), cumulative))
-            latency.add_metric([worker.name], buckets, sum_value=worker.latency.sum)
-            written.add_metric([worker.name], worker.written)
-            retries.add_metric([worker.name], worker.retries)
-            failed.add_metric([worker.name], 1 if worker.failed else 0)
-            backlog.add_metric([worker.name], worker.backlog)
-            cursor.add_metric([worker.name], worker.cursor)
-            gaps.add_metric([worker.name], worker.gaps)
-            dead.add_metric([worker.name], dead_letters(worker))
-        yield from (written, retries, failed, backlog, cursor, gaps, dead, latency)
-        yield from self._sink_specific()
-
-    def _sink_specific(self) -> Iterator[Metric]:
+            latency.add_metric([name], buckets, sum_value=snap.latency_sum)
+            written.add_metric([name], snap.written)
+            retries.add_metric([name], snap.retries)
+            failed.add_metric([name], 1 if snap.failed else 0)
+            backlog.add_metric([name], max(0, last - snap.cursor))
+            cursor.add_metric([name], snap.cursor)
+            gaps.add_metric([name], snap.gaps)
+            dead.add_metric([name], snap.dead_letters)
+            lag.add_metric([name], daemon.lag(snap.cursor, now))
+            max_lag.add_metric([name], daemon.max_lag.get(name, 0.0))
+        yield from (written, retries, failed, backlog, cursor, gaps, dead, latency, lag, max_lag)
         families = [
             (attr, CounterMetricFamily(name, help_, labels=["sink"]))
             for attr, name, help_ in _SINK_COUNTERS
         ]
-        for worker in self.daemon.bus.workers:
+        for snap in snaps:
             for attr, family in families:
-                value = getattr(worker.sink, attr, None)
+                value = snap.counters.get(attr)
                 if value is not None:
-                    family.add_metric([worker.name], value)
+                    family.add_metric([snap.name], value)
         yield from (family for _, family in families)
+        yield CounterMetricFamily(
+            "tradebus_delivery_restarts",
+            "Times the delivery process died and was started again.",
+            value=daemon.link.restarts,
+        )
+        yield GaugeMetricFamily(
+            "tradebus_delivery_up",
+            "1 while delivery runs (in its process, or inline).",
+            value=1 if daemon.link.running else 0,
+        )
 
     def _journal(self) -> Iterator[Metric]:
         bus = self.daemon.bus

@@ -6,11 +6,11 @@ line) from counters the sources and sink workers already keep: nothing on the ev
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from tradebus.adapters.base import SourceContext
-from tradebus.bus import SinkWorker
+from tradebus.delivery.wire import SinkSnapshot
 
 # A source down for a planned reconnect (a TTMT recycle) stays ready this long: it is back in
 # well under a second when the upstream is healthy, and a probe must not flap on every recycle.
@@ -33,33 +33,33 @@ def source_state(ctx: SourceContext, *, required: bool, now: float) -> dict[str,
     }
 
 
-def dead_letters(worker: SinkWorker) -> int:
-    """Events the sink gave up on and set aside, for a sink that keeps such a count."""
-    count: int = getattr(worker.sink, "dead_letters", 0)
-    return count
-
-
-def sink_state(worker: SinkWorker) -> dict[str, Any]:
-    """One sink's row. The backlog is what it has not acknowledged: in its window or, when it
-    fell behind, still only in the journal (``live`` is False while it reads from there)."""
+def sink_state(snap: SinkSnapshot, *, last_seq: int, lag: float, max_lag: float) -> dict[str, Any]:
+    """One sink's row, from what delivery last reported of it. The backlog is what it has not
+    acknowledged; the lag, how long ago the oldest of that was journaled. A sink is ready
+    while it is not failing (its last write or open was acknowledged, or it has written
+    nothing yet) and not past its ``max_lag``."""
+    over = bool(max_lag) and lag > max_lag
     return {
-        "written": worker.written,
-        "failed": worker.failed,
-        "retries": worker.retries,
-        "backlog": worker.backlog,
-        "cursor": worker.cursor,
-        "live": worker.live,
-        "gaps": worker.gaps,
-        "dead_letters": dead_letters(worker),
-        "last_error": worker.last_error,
-        "ready": not worker.failed and worker.last_error is None,
+        "state": snap.state,
+        "written": snap.written,
+        "failed": snap.failed,
+        "retries": snap.retries,
+        "backlog": max(0, last_seq - snap.cursor),
+        "cursor": snap.cursor,
+        "lag_seconds": round(lag, 3),
+        "max_lag": max_lag,
+        "gaps": snap.gaps,
+        "dead_letters": snap.dead_letters,
+        "error": snap.error,
+        "last_error": snap.last_error,
+        "ready": not snap.failed and snap.error is None and not over,
     }
 
 
 def snapshot(
     contexts: Mapping[str, SourceContext],
     required: Mapping[str, bool],
-    workers: Iterable[SinkWorker],
+    sinks: Mapping[str, dict[str, Any]],
     *,
     now: float,
 ) -> dict[str, Any]:
@@ -68,9 +68,8 @@ def snapshot(
         name: source_state(ctx, required=required.get(name, True), now=now)
         for name, ctx in contexts.items()
     }
-    sinks = {w.name: sink_state(w) for w in workers}
     ready = all(s["ready"] for s in sources.values()) and all(s["ready"] for s in sinks.values())
-    return {"ready": ready, "sources": sources, "sinks": sinks}
+    return {"ready": ready, "sources": sources, "sinks": dict(sinks)}
 
 
 def summary(state: Mapping[str, Any], rate: float) -> str:

@@ -90,6 +90,11 @@ def _segment_name(first_seq: int) -> str:
     return f"{first_seq:020d}{_SUFFIX}"
 
 
+def segment_path(journal_dir: Path, first_seq: int) -> Path:
+    """The file of the segment whose first seq is ``first_seq``."""
+    return journal_dir / _segment_name(first_seq)
+
+
 def check_state_dir(path: Path, *, create: bool = True) -> None:
     """Raise ``StateDirError`` naming ``path`` unless it is (or can be made) a writable dir."""
     if path.exists() and not path.is_dir():
@@ -158,7 +163,7 @@ class Journal:
             if not readonly:
                 directory.mkdir(exist_ok=True)
             report = OpenReport()
-            segments = _list_segments(directory)
+            segments = list_segments(directory)
             next_seq = max(min_next_seq, 1)
             if segments:
                 last = segments[-1]
@@ -459,7 +464,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _list_segments(directory: Path) -> list[Segment]:
+def list_segments(directory: Path) -> list[Segment]:
     segments: list[Segment] = []
     if not directory.is_dir():
         return segments

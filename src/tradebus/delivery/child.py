@@ -1,0 +1,115 @@
+"""The delivery process: ``python -m tradebus.delivery.child FD``, started by the daemon.
+
+It reads its instructions from the socket ``FD`` (see ``wire.py``) and runs every sink as a
+follower of the journal. Signals are the daemon's to act on: SIGTERM or SIGINT sent to the
+whole group (systemd's ``KillMode=control-group``, a Ctrl-C) is left for the daemon, which
+drains delivery after its sources stopped. If the daemon dies, the socket closes: this process
+writes what the journal already holds for at most ``ORPHAN_DRAIN`` seconds and exits, so no
+orphan outlives it by more than a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from tradebus import log
+from tradebus.delivery.core import Delivery, build_sinks
+from tradebus.delivery.wire import (
+    SNAPSHOT_EVERY,
+    Advance,
+    Channel,
+    DeadLetter,
+    Drain,
+    Hello,
+    Reopen,
+    Snapshot,
+    ToChild,
+    decode_sinks,
+)
+
+ORPHAN_DRAIN = 0.4
+ORPHAN_EXIT = 0.95  # a hard stop after the daemon is gone, whatever a sink is stuck in
+
+
+async def serve(fd: int) -> int:
+    sock = socket.socket(fileno=fd)
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    channel = Channel(reader, writer, ToChild)
+    try:
+        hello = await channel.receive()
+        first = await channel.receive()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return 0  # the daemon went before it said anything
+    assert isinstance(hello, Hello) and isinstance(first, Advance)
+    log.configure(hello.log_level, fmt=hello.log_format)
+    logger: Any = log.get(component="delivery")
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, lambda: None)  # the daemon decides (see the docstring)
+    configs = decode_sinks(hello.sinks)
+    delivery = Delivery(
+        Path(hello.state_dir),
+        build_sinks(configs),
+        configs,
+        durable=hello.durable,
+        dead_letter=lambda sink, message: channel.send(DeadLetter(sink, message)),
+    )
+    delivery.start(first.mark)
+    pid = os.getpid()
+
+    async def report() -> None:
+        while True:
+            await asyncio.sleep(SNAPSHOT_EVERY)
+            channel.send(Snapshot(pid, delivery.snapshot()))
+
+    reporter = asyncio.create_task(report())
+    try:
+        while True:
+            try:
+                message = await channel.receive()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                _exit_soon()
+                left = await delivery.drain(ORPHAN_DRAIN, close_timeout=0.3)
+                logger.warning("delivery_orphaned", left=left, note="the daemon is gone")
+                return 0
+            if isinstance(message, Advance):
+                delivery.advance(message.mark)
+            elif isinstance(message, Reopen):
+                delivery.reopen()
+            elif isinstance(message, Drain):
+                await delivery.drain(message.timeout)
+                channel.send(Snapshot(pid, delivery.snapshot(), final=True))
+                with contextlib.suppress(ConnectionError):
+                    await channel.flush()
+                return 0
+    finally:
+        reporter.cancel()
+        channel.close()
+
+
+def _exit_soon() -> None:
+    timer = threading.Timer(ORPHAN_EXIT, os._exit, (0,))
+    timer.daemon = True
+    timer.start()
+
+
+def main(argv: list[str]) -> int:
+    fd = int(argv[1])
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(serve(fd))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(serve(fd))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
