@@ -42,7 +42,7 @@ from tradebus.schemas.events import (
     StatusGap,
     event_type,
 )
-from tradebus.sinks.base import Batch, Sink
+from tradebus.sinks.base import Batch, Sink, SinkContext
 
 _set_seq = msgspec.structs.force_setattr
 # A worker merges what is queued into one write, up to this many events: fewer syscalls under
@@ -142,8 +142,9 @@ class SinkWorker:
     1.2 M events, another 7 k in the same 8 s).
     """
 
-    def __init__(self, sink: Sink, config: SinkBase) -> None:
+    def __init__(self, sink: Sink, config: SinkBase, ctx: SinkContext | None = None) -> None:
         self.sink = sink
+        self.ctx = ctx or _DETACHED
         self.name = config.name
         self.filter = EventFilter(config)
         self.limit = config.queue_size
@@ -280,7 +281,7 @@ class SinkWorker:
         sink that cannot start holds neither the daemon nor the other sinks."""
         while True:
             try:
-                await self.sink.open()
+                await self.sink.open(self.ctx)
             except RetryableSinkError as exc:
                 await asyncio.sleep(self._retry_delay(exc, "sink_open_retry"))
             except FatalSinkError as exc:
@@ -475,6 +476,11 @@ class SinkWorker:
 
 
 _encoder = msgspec.json.Encoder()
+
+
+# What a sink is given at open when the bus is used without a daemon around it: a dead
+# letter's own log line is all there is, and no journal holds anything.
+_DETACHED = SinkContext(state_dir=None, dead_letter=lambda _m: None, event_id_at=lambda _s: None)
 
 
 def _marker(batch: Batch) -> Batch:

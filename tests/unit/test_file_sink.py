@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.sinkctx import context
 from tradebus.config import FileSinkConfig, StdoutSinkConfig
 from tradebus.errors import FatalSinkError, RetryableSinkError
 from tradebus.sinks import file
@@ -29,7 +30,7 @@ async def test_each_batch_is_on_disk_when_write_returns(tmp_path: Path) -> None:
     """A reader sees every line of a batch as soon as write() returns (flushed per batch)."""
     path = tmp_path / "sub" / "events.jsonl"
     s = sink(path)
-    await s.open()
+    await s.open(context())
     await s.write(batch('{"a":1}', '{"a":2}'))
     assert path.read_bytes() == b'{"a":1}\n{"a":2}\n'
     await s.write(batch('{"a":3}'))
@@ -42,7 +43,7 @@ async def test_appends_to_an_existing_file(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     path.write_bytes(b'{"old":1}\n')
     s = sink(path)
-    await s.open()
+    await s.open(context())
     await s.write(batch('{"new":1}'))
     await s.close()
     assert path.read_bytes() == b'{"old":1}\n{"new":1}\n'
@@ -52,7 +53,7 @@ async def test_rotation_by_size_keeps_whole_batches_and_n_backups(tmp_path: Path
     """Past max_bytes the file rotates to .1, .2 …; no batch is split; old ones beyond N go."""
     path = tmp_path / "events.jsonl"
     s = sink(path, max_bytes=20, backups=2)
-    await s.open()
+    await s.open(context())
     for n in range(5):
         await s.write(batch(f'{{"n":{n}}}', f'{{"n":{n}}}'))  # 16 bytes a batch
     await s.close()
@@ -66,7 +67,7 @@ async def test_rotation_without_backups_starts_afresh(tmp_path: Path) -> None:
     """With backups = 0 the full file goes; only the new one is left, and nothing beside it."""
     path = tmp_path / "events.jsonl"
     s = sink(path, max_bytes=20, backups=0)
-    await s.open()
+    await s.open(context())
     for n in range(3):
         await s.write(batch(f'{{"n":{n}}}', f'{{"n":{n}}}'))
     await s.close()
@@ -90,7 +91,7 @@ async def test_rotation_deletes_the_dropped_file_off_the_event_loop(
     monkeypatch.setattr(file, "_drop", slow_drop)
     path = tmp_path / "events.jsonl"
     s = sink(path, max_bytes=20, backups=backups)
-    await s.open()
+    await s.open(context())
     for n in range(backups + 2):  # the last write rotates one file out
         await s.write(batch(f'{{"n":{n}}}', f'{{"n":{n}}}'))
     order.append("written")
@@ -109,7 +110,7 @@ async def test_a_file_left_aside_by_a_crash_is_deleted_at_open(tmp_path: Path) -
     (tmp_path / ".events.jsonl.3.dropped").write_text('{"old":1}\n')
     (tmp_path / "other.jsonl").write_text("kept\n")
     s = sink(path)
-    await s.open()
+    await s.open(context())
     await s.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["events.jsonl", "other.jsonl"]
 
@@ -118,7 +119,7 @@ async def test_reopen_after_logrotate_writes_to_the_new_file(tmp_path: Path) -> 
     """After logrotate renames the file, reopen() (SIGHUP) makes later writes go to a new one."""
     path = tmp_path / "events.jsonl"
     s = sink(path)
-    await s.open()
+    await s.open(context())
     await s.write(batch('{"before":1}'))
     path.rename(tmp_path / "events.jsonl.rotated")
     await s.write(batch('{"still-old":1}'))
@@ -135,14 +136,14 @@ async def test_unwritable_path_is_retryable(tmp_path: Path) -> None:
     blocker.write_text("")
     s = sink(blocker / "events.jsonl")
     with pytest.raises(RetryableSinkError, match="sink archive: cannot open"):
-        await s.open()
+        await s.open(context())
 
 
 async def test_stdout_sink_writes_and_flushes() -> None:
     """The stdout sink writes the batch bytes as they are."""
     out = io.BytesIO()
     s = StdoutSink(StdoutSinkConfig(name="console"), stream=out)
-    await s.open()
+    await s.open(context())
     await s.write(batch('{"a":1}'))
     assert out.getvalue() == b'{"a":1}\n'
 
@@ -155,7 +156,7 @@ async def test_stdout_broken_pipe_is_fatal() -> None:
             raise BrokenPipeError
 
     s = StdoutSink(StdoutSinkConfig(name="console"), stream=Closed())
-    await s.open()
+    await s.open(context())
     with pytest.raises(FatalSinkError):
         await s.write(batch('{"a":1}'))
 
@@ -174,7 +175,7 @@ async def test_merged_batch_is_written_whole_and_counted_for_rotation(tmp_path: 
     """The parts of a merged batch land in order in one file; rotation sees their total size."""
     path = tmp_path / "m.jsonl"
     s = sink(path, max_bytes=39, backups=1)
-    await s.open()
+    await s.open(context())
     await s.write(Batch.merge([batch('{"n":1}'), batch('{"n":2}', '{"n":3}')]))  # 24 bytes
     await s.write(Batch.merge([batch('{"n":4}'), batch('{"n":5}')]))  # 40 > 39: rotate first
     await s.close()
@@ -199,7 +200,7 @@ async def test_a_restart_cuts_a_torn_line_and_skips_what_the_file_holds(
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"".join(seq_line(s) for s in range(1, 6)) + seq_line(6)[:cut])
     s = sink(path)
-    await s.open()
+    await s.open(context())
     assert s.have == 5
     await s.write(seq_batch(2, 4))  # wholly written before the crash
     await s.write(seq_batch(4, 8))  # partly
@@ -215,7 +216,7 @@ async def test_the_last_seq_is_found_in_the_rotated_file_when_the_new_one_is_emp
     path.with_name("events.jsonl.1").write_bytes(seq_line(1) + seq_line(2))
     path.write_bytes(b"")
     s = sink(path)
-    await s.open()
+    await s.open(context())
     assert s.have == 2
     await s.close()
 
@@ -239,7 +240,7 @@ async def test_a_stalled_disk_write_does_not_block_the_event_loop(
     """The write runs on the sink's thread: the loop keeps turning while it is stuck."""
     release = threading.Event()
     s = sink(tmp_path / "events.jsonl")
-    await s.open()
+    await s.open(context())
     real = FileSink._put
 
     def stuck(self: FileSink, f: object, chunks: object) -> None:

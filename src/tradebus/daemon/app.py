@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import os
 import signal
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -31,9 +31,9 @@ from tradebus.config import Config, SinkConfig, SourceConfig, kind
 from tradebus.daemon import systemd
 from tradebus.daemon.state import snapshot, summary
 from tradebus.journal import cursors
-from tradebus.journal.store import Journal, check_state_dir
+from tradebus.journal.store import Journal, check_state_dir, event_id_at
 from tradebus.schemas.events import Event, Provider
-from tradebus.sinks.base import Sink
+from tradebus.sinks.base import Sink, SinkContext
 from tradebus.sinks.base import factory_for as sink_factory_for
 
 if TYPE_CHECKING:
@@ -54,15 +54,20 @@ class Daemon:
         self.config = config
         self._log: Any = log.get()
         self.state_dir = Path(config.daemon.state_dir)
+        self._report_tasks: set[asyncio.Task[None]] = set()
+        self._last_report: dict[str, float] = {}
         journal, history, saved = open_state(config, self._log)
         try:
-            built = list(sinks) if sinks is not None else build_sinks(config.sinks, self.state_dir)
+            built = list(sinks) if sinks is not None else build_sinks(config.sinks)
         except BaseException:
             journal.close()
             raise
         d = config.daemon
         self.bus = Bus(
-            [SinkWorker(s, c) for s, c in zip(built, config.sinks, strict=True)],
+            [
+                SinkWorker(s, c, self._sink_context(c.name))
+                for s, c in zip(built, config.sinks, strict=True)
+            ],
             journal=journal,
             state_dir=self.state_dir,
             saved=saved,
@@ -71,11 +76,6 @@ class Daemon:
         )
         # What sinks report of themselves (a dead letter) goes out as events of "tradebus".
         self.sink_reports = SourceContext("tradebus", "tradebus", self.bus.publish)
-        self._report_tasks: set[asyncio.Task[None]] = set()
-        self._last_report: dict[str, float] = {}
-        for sink in built:
-            if hasattr(sink, "on_dead_letter"):
-                sink.on_dead_letter = self._dead_letter_reporter(sink.name)
         self.contexts: dict[str, SourceContext] = {}
         self.adapters: list[Adapter] = []
         for source in config.sources:
@@ -100,6 +100,13 @@ class Daemon:
         self.restart_cap = 60.0
         self.restart_stable_after = 60.0
         self.restart_backoffs: dict[str, Backoff] = {}
+
+    def _sink_context(self, sink: str) -> SinkContext:
+        return SinkContext(
+            state_dir=self.state_dir,
+            dead_letter=self._dead_letter_reporter(sink),
+            event_id_at=partial(event_id_at, self.state_dir),
+        )
 
     def _dead_letter_reporter(self, sink: str) -> Callable[[str], None]:
         """A ``status.error`` for a dead letter, at most one a minute per sink: the event goes
@@ -197,15 +204,9 @@ class Daemon:
 DEAD_LETTER_REPORT_EVERY = 60.0
 
 
-def build_sinks(configs: Sequence[SinkConfig], state_dir: Path) -> list[Sink]:
-    """The configured sinks; those that keep files of their own (dead letters) get the state
-    dir."""
-    built: list[Sink] = []
-    for c in configs:
-        factory = sink_factory_for(kind(c))
-        wants = "state_dir" in inspect.signature(factory).parameters
-        built.append(factory(c, state_dir=state_dir) if wants else factory(c))  # type: ignore[call-arg]
-    return built
+def build_sinks(configs: Sequence[SinkConfig]) -> list[Sink]:
+    """The configured sinks, each built from its config alone (the rest comes at open)."""
+    return [sink_factory_for(kind(c))(c) for c in configs]
 
 
 # What an adapter may look back on at start: enough for TTMT's dedupe set and the symbol caches.

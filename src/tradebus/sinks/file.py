@@ -30,7 +30,7 @@ import msgspec
 from tradebus import log
 from tradebus.config import FileSinkConfig
 from tradebus.errors import RetryableSinkError
-from tradebus.sinks.base import Batch, register
+from tradebus.sinks.base import Batch, SinkContext, register
 from tradebus.sinks.writer import WriterThread
 
 _TAIL_BLOCK = 64 * 1024
@@ -104,7 +104,7 @@ class FileSink:
         self._reopen = False  # SIGHUP came: re-open before the next write, not during one
         self.have = 0  # the last seq already in the file (a replay skips up to it)
 
-    async def open(self) -> None:
+    async def open(self, ctx: SinkContext) -> None:
         for left in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.dropped"):
             _drop(left)
         self.have = self._last_seq_written()
