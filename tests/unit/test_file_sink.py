@@ -8,10 +8,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from tests.sinkctx import context
 from tradebus.config import FileSinkConfig, StdoutSinkConfig
 from tradebus.errors import FatalSinkError, RetryableSinkError
+from tradebus.journal.store import Journal
 from tradebus.sinks import file
 from tradebus.sinks.base import Batch
 from tradebus.sinks.file import FileSink
@@ -183,24 +185,35 @@ async def test_merged_batch_is_written_whole_and_counted_for_rotation(tmp_path: 
     assert path.read_bytes() == b'{"n":4}\n{"n":5}\n'
 
 
-def seq_line(seq: int) -> bytes:
-    return b'{"type":"quote.updated","id":"s:%d","seq":%d}\n' % (seq, seq)
+def seq_line(seq: int, run: str = "s") -> bytes:
+    return b'{"type":"quote.updated","id":"%s:%d","seq":%d}\n' % (run.encode(), seq, seq)
 
 
-def seq_batch(first: int, last: int) -> Batch:
-    data = b"".join(seq_line(s) for s in range(first, last + 1))
+def seq_batch(first: int, last: int, run: str = "s") -> Batch:
+    data = b"".join(seq_line(s, run) for s in range(first, last + 1))
     return Batch(data, last - first + 1, first_seq=first, last_seq=last)
+
+
+def journaled(state: Path, first: int, last: int, run: str = "s", *, keep_from: int = 1) -> Path:
+    """A real journal in ``state`` holding seqs ``first``..``last`` of ``run``, one record
+    each, and nothing before ``keep_from`` (retention deleted it)."""
+    journal, _ = Journal.open(state, segment_bytes=1, min_next_seq=first)
+    for seq in range(first, last + 1):
+        journal.append([seq_line(seq, run)], 1, 1)
+    journal.enforce_retention(keep_from - 1, 1 << 30, 1e9, 0.0)
+    journal.close()
+    return state
 
 
 @pytest.mark.parametrize("cut", [0, 1, 7, 20])
 async def test_a_restart_cuts_a_torn_line_and_skips_what_the_file_holds(
     tmp_path: Path, cut: int
 ) -> None:
-    """A crash mid-line, then the journal replays from an older cursor: no line twice."""
+    """A crash mid-line, then this journal replays from an older cursor: no line twice."""
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"".join(seq_line(s) for s in range(1, 6)) + seq_line(6)[:cut])
     s = sink(path)
-    await s.open(context())
+    await s.open(context(journal=journaled(tmp_path / "state", 1, 9)))
     assert s.have == 5
     await s.write(seq_batch(2, 4))  # wholly written before the crash
     await s.write(seq_batch(4, 8))  # partly
@@ -256,3 +269,47 @@ async def test_a_stalled_disk_write_does_not_block_the_event_loop(
     await asyncio.wait_for(writing, 5)
     await s.close()
     assert (tmp_path / "events.jsonl").read_bytes() == b'{"a":1}\n'
+
+
+async def test_a_file_from_an_earlier_journal_gets_every_new_line(tmp_path: Path) -> None:
+    """The state dir was lost: the new journal numbers from 1 again. The file's last seq (5)
+    is not this journal's event, so nothing is skipped: every line is appended, and a warning
+    naming the file and the seq says so, once."""
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(seq_line(s, "old") for s in range(1, 6)))
+    s = sink(path)
+    with capture_logs() as logs:
+        await s.open(context(journal=journaled(tmp_path / "state", 1, 7, "new")))
+        await s.write(seq_batch(1, 3, "new"))
+        await s.write(seq_batch(4, 7, "new"))
+        await s.close()
+    old = [seq_line(n, "old") for n in range(1, 6)]
+    assert path.read_bytes() == b"".join(old + [seq_line(n, "new") for n in range(1, 8)])
+    said = [e for e in logs if e["event"] == "file_holds_other_journal"]
+    assert len(said) == 1
+    assert (said[0]["path"], said[0]["last_seq"], said[0]["log_level"]) == (str(path), 5, "warning")
+
+
+async def test_a_journal_not_yet_at_the_files_last_seq_is_not_the_files(tmp_path: Path) -> None:
+    """A new journal that holds nothing at the file's last seq yet: its events are appended."""
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(seq_line(s) for s in range(1, 645)))
+    s = sink(path)
+    await s.open(context(journal=journaled(tmp_path / "state", 1, 2)))
+    await s.write(seq_batch(1, 2))
+    await s.close()
+    assert path.read_bytes().endswith(seq_line(644) + seq_line(1) + seq_line(2))
+
+
+async def test_a_seq_retention_dropped_is_not_taken_for_another_journal(tmp_path: Path) -> None:
+    """This journal no longer holds the file's last seq (retention, once every sink passed it):
+    what follows is appended and nothing is said of another journal."""
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(seq_line(s) for s in range(1, 6)))
+    s = sink(path)
+    with capture_logs() as logs:
+        await s.open(context(journal=journaled(tmp_path / "state", 1, 8, keep_from=6)))
+        await s.write(seq_batch(6, 8))
+        await s.close()
+    assert path.read_bytes() == b"".join(seq_line(s) for s in range(1, 9))
+    assert [e for e in logs if e["event"] == "file_holds_other_journal"] == []
