@@ -34,7 +34,7 @@ import msgspec.inspect as mi
 from tradebus import config, log
 from tradebus.schemas import events as ev
 from tradebus.secret import Secret
-from tradebus.sinks.base import Batch
+from tradebus.sinks.base import Batch, SinkContext
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -725,7 +725,7 @@ class _Nowhere:
     name = "archive"
     needs_events = False
 
-    async def open(self) -> None:
+    async def open(self, ctx: SinkContext) -> None:
         return None
 
     async def write(self, batch: Batch) -> None:

@@ -14,7 +14,7 @@ from tradebus.config import StdoutSinkConfig
 from tradebus.daemon.app import Daemon
 from tradebus.schemas.events import Event, event_type
 from tradebus.simulators.base import Simulator
-from tradebus.sinks.base import Batch
+from tradebus.sinks.base import Batch, SinkContext
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ class Memory:
         self.events: list[Event] = []
         self.changed = asyncio.Condition()
 
-    async def open(self) -> None:
+    async def open(self, ctx: SinkContext) -> None:
         pass
 
     async def write(self, batch: Batch) -> None:

@@ -22,6 +22,7 @@ import trustme
 from nats.aio.msg import Msg
 from nats.js.api import RawStreamMsg
 
+from tests.sinkctx import context
 from tradebus import config as cfg
 from tradebus import log
 from tradebus.errors import FatalSinkError, RetryableSinkError
@@ -161,7 +162,7 @@ def batch(events: Sequence[Event]) -> Batch:
 async def opened(config: cfg.NatsSinkConfig) -> AsyncIterator[NatsSink]:
     sink = factory_for("nats")(config)
     assert isinstance(sink, NatsSink)
-    await sink.open()
+    await sink.open(context())
     try:
         yield sink
     finally:
@@ -236,7 +237,7 @@ async def test_missing_stream_without_create_is_fatal_and_named(server: NatsServ
     config = sink_config(server, create_stream=False, stream="NOSUCHSTREAM")
     sink = NatsSink(config)
     with pytest.raises(FatalSinkError, match="'NOSUCHSTREAM' does not exist"):
-        await sink.open()
+        await sink.open(context())
     with pytest.raises(FatalSinkError, match="NOSUCHSTREAM"):
         await sink.write(batch([quote(1)]))
     await sink.close()
@@ -260,7 +261,7 @@ async def test_unreachable_server_is_retryable(tmp_path: Path) -> None:
     config = sink_config(gone, servers=[url], connect_timeout=0.5)
     sink = NatsSink(config)
     with pytest.raises(RetryableSinkError, match="cannot connect"):
-        await sink.open()
+        await sink.open(context())
     with pytest.raises(RetryableSinkError, match="cannot connect"):
         await sink.write(batch([quote(1)]))
     await sink.close()
@@ -325,7 +326,7 @@ async def _write_retrying(sink: NatsSink, b: Batch | None, attempts: int = 50) -
     """What the bus does: the same batch (None: the open) again after a RetryableSinkError."""
     for _ in range(attempts):
         try:
-            await (sink.open() if b is None else sink.write(b))
+            await (sink.open(context()) if b is None else sink.write(b))
         except RetryableSinkError:
             await asyncio.sleep(0.05)  # the bus's backoff between tries, not a synchronisation
         else:
@@ -453,7 +454,7 @@ async def test_tls_server_is_verified_against_the_given_ca(tmp_path: Path) -> No
         await untrusted.close()
     broken = NatsSink(sink_config(node, tls_ca_file=str(tmp_path / "missing.pem")))
     with pytest.raises(FatalSinkError, match="TLS files unusable"):
-        await broken.open()
+        await broken.open(context())
 
 
 async def test_first_reachable_server_of_several_is_used(

@@ -20,7 +20,7 @@ from tradebus.daemon.app import Daemon, start_ops
 from tradebus.daemon.ops import OpsServer
 from tradebus.errors import ConfigError, FatalSinkError
 from tradebus.schemas.events import QuoteData, QuoteUpdated
-from tradebus.sinks.base import Batch, factory_for
+from tradebus.sinks.base import Batch, SinkContext, factory_for
 
 T = "2026-06-09T14:32:01.123Z"
 ANY = "0.0.0.0"  # noqa: S104 - bound for a moment, to see the warning it earns
@@ -43,7 +43,7 @@ class Sink:
         self.name = name
         self.fail = False
 
-    async def open(self) -> None:
+    async def open(self, ctx: SinkContext) -> None:
         pass
 
     async def write(self, _batch: Batch) -> None:

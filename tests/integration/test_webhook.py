@@ -23,6 +23,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 from structlog.testing import capture_logs
 
+from tests.sinkctx import context
 from tradebus.config import WebhookSinkConfig
 from tradebus.errors import RetryableSinkError
 from tradebus.schemas.events import (
@@ -185,10 +186,15 @@ async def sinks(tmp_path: Path) -> AsyncIterator[list[WebhookSink]]:
 
 
 async def open_sink(
-    sinks: list[WebhookSink], url: str, state_dir: Path | None = None, **kw: Any
+    sinks: list[WebhookSink],
+    url: str,
+    state_dir: Path | None = None,
+    told: list[str] | None = None,
+    **kw: Any,
 ) -> WebhookSink:
-    s = WebhookSink(config(url, **kw), state_dir=state_dir)
-    await s.open()
+    """A sink opened on ``url``, its dead letters written in ``state_dir`` and told to ``told``."""
+    s = WebhookSink(config(url, **kw))
+    await s.open(context(state_dir, told))
     sinks.append(s)
     return s
 
@@ -469,8 +475,7 @@ async def test_400_is_dead_lettered_at_once_and_the_next_goes_on(
     attempts, the counter rises, the callback hears of it, the next event is delivered."""
     receiver.script.append(Reply(400, text="unknown field 'bid'"))
     told: list[str] = []
-    s = await open_sink(sinks, receiver.url, state_dir=tmp_path)
-    s.on_dead_letter = told.append
+    s = await open_sink(sinks, receiver.url, state_dir=tmp_path, told=told)
     await s.write(batch([quote(1), quote(2)]))
     assert [g.status for g in receiver.got] == [400, 200]
     assert (s.dead_letters, s.delivered, s.retries) == (1, 1, 0)
@@ -508,8 +513,9 @@ async def test_give_up_after_dead_letters_and_moves_on(
     told; the next batch is delivered once the receiver is back."""
     receiver.default = Reply(500)
     told: list[str] = []
-    s = await open_sink(sinks, receiver.url, state_dir=tmp_path, format="jsonl", give_up_after=0.2)
-    s.on_dead_letter = told.append
+    s = await open_sink(
+        sinks, receiver.url, state_dir=tmp_path, told=told, format="jsonl", give_up_after=0.2
+    )
     await s.write(batch([quote(1), quote(2)]))
     assert len(receiver.got) > 2
     assert s.dead_letters == 2
@@ -559,8 +565,7 @@ async def test_a_dead_letter_that_cannot_be_written_is_not_given_up(
     """If the dead-letter file cannot be written, write raises RetryableSinkError (the bus
     sends the batch again): nothing is counted or reported as dead."""
     told: list[str] = []
-    s = await open_sink(sinks, receiver.url, state_dir=tmp_path)
-    s.on_dead_letter = told.append
+    s = await open_sink(sinks, receiver.url, state_dir=tmp_path, told=told)
     (tmp_path / "dead-letter-hook.jsonl").mkdir()  # a directory where the file should be
     receiver.script.append(Reply(400))
     with pytest.raises(RetryableSinkError, match="cannot write"):
@@ -613,8 +618,7 @@ async def test_no_secret_in_logs_errors_or_dead_letters(
     told: list[str] = []
     seen: list[str] = []
     with capture_logs() as logs:
-        s = await open_sink(sinks, url, state_dir=tmp_path, timeout=0.3)
-        s.on_dead_letter = told.append
+        s = await open_sink(sinks, url, state_dir=tmp_path, told=told, timeout=0.3)
         await s.write(batch([quote(1)]))
         seen.append(str(s.last_error))
         # A port nobody listens on: connection refused until give_up_after.
@@ -622,9 +626,9 @@ async def test_no_secret_in_logs_errors_or_dead_letters(
             sinks,
             "http://u:pw-9f8e7d6c@127.0.0.1:1/h?token=qtok-5a4b3c2d",
             state_dir=tmp_path,
+            told=told,
             give_up_after=0.1,
         )
-        refused.on_dead_letter = told.append
         await refused.write(batch([quote(2)]))
         seen.append(str(refused.last_error))
     assert s.dead_letters == 1

@@ -20,7 +20,7 @@ from tradebus.schemas.events import (
     QuoteUpdated,
     event_type,
 )
-from tradebus.sinks.base import Batch
+from tradebus.sinks.base import Batch, SinkContext
 
 T = "2026-06-09T14:32:01.123Z"
 
@@ -67,7 +67,7 @@ class RecordingSink:
         self.entered = asyncio.Event()  # a write began
         self.written = asyncio.Condition()
 
-    async def open(self) -> None:
+    async def open(self, ctx: SinkContext) -> None:
         pass
 
     async def write(self, batch: Batch) -> None:

@@ -21,7 +21,7 @@ from tradebus.journal import cursors, store
 from tradebus.journal.records import Record
 from tradebus.journal.store import Gap, Journal
 from tradebus.schemas.events import Event, StatusGap, event_type
-from tradebus.sinks.base import Batch
+from tradebus.sinks.base import Batch, SinkContext
 
 
 def open_bus(state: Path, *workers: SinkWorker, segment_bytes: int = 1 << 20, **kw: object) -> Bus:
@@ -204,7 +204,7 @@ async def test_a_sink_that_cannot_open_yet_holds_nothing_and_gets_everything_lat
     class LateSink(RecordingSink):
         fails = 2
 
-        async def open(self) -> None:
+        async def open(self, ctx: SinkContext) -> None:
             if self.fails:
                 self.fails -= 1
                 raise RetryableSinkError("not yet")

@@ -14,7 +14,7 @@ from tradebus import config
 from tradebus.adapters.base import SourceContext
 from tradebus.daemon.app import Daemon
 from tradebus.schemas.events import Event, QuoteData, QuoteUpdated, event_type
-from tradebus.sinks.base import Batch
+from tradebus.sinks.base import Batch, SinkContext
 
 T = "2026-06-09T14:32:01.123Z"
 
@@ -27,7 +27,7 @@ class Sink:
         self.events: list[Event] = []
         self.changed = asyncio.Condition()
 
-    async def open(self) -> None:
+    async def open(self, ctx: SinkContext) -> None:
         pass
 
     async def write(self, batch: Batch) -> None:

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tradebus.journal.records import HEADER_SIZE, Record
-from tradebus.journal.store import Gap, Journal, StateDirError, iter_records
+from tradebus.journal.store import Gap, Journal, StateDirError, event_id_at, iter_records
 
 
 def lines(first: int, count: int) -> list[bytes]:
@@ -204,3 +204,69 @@ def test_appends_crashes_and_restarts_read_back_exactly_the_whole_records(
     assert all(isinstance(i, Record) for i in items)
     assert seqs_of(items) == expected
     journal.close()
+
+
+def id_lines(first: int, count: int) -> list[bytes]:
+    return [f'{{"id":"feed:{s}","seq":{s}}}\n'.encode() for s in range(first, first + count)]
+
+
+def test_event_id_at_finds_each_seq_across_segments_from_either_dir(tmp_path: Path) -> None:
+    """Every seq gives its own event's id, in every segment, asked by state dir or journal dir,
+    while the daemon holds the journal open."""
+    journal, _ = Journal.open(tmp_path, segment_bytes=60)
+    for n in (1, 3, 2, 4):
+        journal.append(id_lines(journal.next_seq, n), n, 1)
+    assert len(journal.segments) > 2
+    got = [event_id_at(tmp_path, s) for s in range(1, 11)]
+    assert got == [f"feed:{s}" for s in range(1, 11)]
+    assert event_id_at(tmp_path / "journal", 7) == "feed:7"
+    journal.close()
+
+
+def test_event_id_at_is_none_where_the_journal_holds_nothing(tmp_path: Path) -> None:
+    """Past the end, before the oldest segment (retention), seq 0, and no journal at all."""
+    assert event_id_at(tmp_path, 1) is None
+    journal, _ = Journal.open(tmp_path, segment_bytes=1)
+    for first in (1, 3, 5):
+        journal.append(id_lines(first, 2), 2, 1)
+    journal.enforce_retention(2, 1 << 30, 1e9, 0.0)
+    assert journal.first_seq == 3
+    assert [event_id_at(tmp_path, s) for s in (0, 1, 2, 3, 6, 7, 644)] == [
+        None,
+        None,
+        None,
+        "feed:3",
+        "feed:6",
+        None,
+        None,
+    ]
+    journal.close()
+
+
+def test_event_id_at_a_damaged_record_or_a_line_without_an_id_is_none(tmp_path: Path) -> None:
+    """A record whose checksum fails gives no id (the records around it still do); so does a
+    torn last record and a line that is not an event."""
+    journal, _ = Journal.open(tmp_path)
+    for first in (1, 3, 5):
+        journal.append(id_lines(first, 2), 2, 1)
+    journal.append([b'{"seq":7}\n', b"[]\n"], 2, 1)
+    journal.append(id_lines(9, 2), 2, 1)
+    seg = journal.segments[-1].path
+    journal.close()
+    data = bytearray(seg.read_bytes())
+    rec = HEADER_SIZE + len(b"".join(id_lines(1, 2)))
+    data[rec + HEADER_SIZE + 2] ^= 0x20  # a flipped bit in the second record's payload
+    seg.write_bytes(bytes(data[:-3]))  # and the last record torn
+    got = {s: event_id_at(tmp_path, s) for s in range(1, 11)}
+    assert got == {
+        1: "feed:1",
+        2: "feed:2",
+        3: None,
+        4: None,
+        5: "feed:5",
+        6: "feed:6",
+        7: None,
+        8: None,
+        9: None,
+        10: None,
+    }

@@ -25,7 +25,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
+
+import msgspec
 
 from tradebus.errors import ConfigError
 from tradebus.journal.records import (
@@ -464,17 +466,24 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def list_segments(directory: Path) -> list[Segment]:
-    segments: list[Segment] = []
+def _segment_paths(directory: Path) -> list[tuple[int, Path]]:
+    """(first seq, path) of every segment file in ``directory``, oldest first."""
+    found: list[tuple[int, Path]] = []
     if not directory.is_dir():
-        return segments
+        return found
     for path in directory.iterdir():
         stem = path.name[: -len(_SUFFIX)]
-        if not path.name.endswith(_SUFFIX) or not stem.isdigit():
-            continue
+        if path.name.endswith(_SUFFIX) and stem.isdigit():
+            found.append((int(stem), path))
+    found.sort()
+    return found
+
+
+def list_segments(directory: Path) -> list[Segment]:
+    segments: list[Segment] = []
+    for first, path in _segment_paths(directory):
         st = path.stat()
-        segments.append(Segment(path, int(stem), st.st_size, st.st_mtime))
-    segments.sort(key=lambda s: s.first_seq)
+        segments.append(Segment(path, first, st.st_size, st.st_mtime))
     for seg, nxt in itertools.pairwise(segments):
         seg.end_seq = nxt.first_seq
     return segments
@@ -533,3 +542,52 @@ def iter_records(
             if to_seq is not None and first > to_seq:
                 return
             yield item
+
+
+class _EventId(msgspec.Struct):
+    id: str
+
+
+_event_id: Final = msgspec.json.Decoder(_EventId).decode
+
+
+def event_id_at(state_dir_or_journal_dir: Path, seq: int) -> str | None:
+    """The ``id`` of the event this journal holds at ``seq``; None if it holds none there
+    (past its end, before its oldest segment, in a damaged record, or not an event).
+
+    Blocking disk I/O, from any process: it lists the segment files itself, with no lock and
+    no ``Journal``, and reads only up to the record holding ``seq``. A file sink asks it, once
+    at start, whether the last line of its file was written from this journal.
+    """
+    directory = state_dir_or_journal_dir / "journal"
+    if not directory.is_dir():
+        directory = state_dir_or_journal_dir
+    found = _segment_paths(directory)
+    i = bisect.bisect_right([first for first, _ in found], seq) - 1
+    if seq < 1 or i < 0:
+        return None
+    try:
+        line = _line_at(found[i][1], seq)
+    except FileNotFoundError:  # deleted by retention since the listing
+        return None
+    if line is None:
+        return None
+    try:
+        return _event_id(line).id
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def _line_at(path: Path, seq: int) -> bytes | None:
+    """The line of ``seq`` in the segment at ``path``, scanning its records from the top."""
+    scanner = RecordScanner()
+    with open(path, "rb") as f:
+        while data := f.read(_READ_CHUNK):
+            for item in scanner.feed(data):
+                if not isinstance(item, Record) or item.last_seq < seq:
+                    continue
+                if item.first_seq > seq:
+                    return None  # its record was damaged and skipped
+                n = seq - item.first_seq
+                return item.payload.split(b"\n", n + 1)[n]
+    return None

@@ -1,8 +1,10 @@
-"""The sink side of the bus: a ``Batch`` of encoded events, the ``Sink`` protocol, the registry."""
+"""The sink side of the bus: a ``Batch`` of encoded events, the ``Sink`` protocol, what a sink
+is given at open (``SinkContext``), the registry."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -94,18 +96,33 @@ class Batch:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class SinkContext:
+    """What a sink is given at open: all it may know of the daemon around it."""
+
+    # Where a sink keeps files of its own (the webhook's dead letters); None: nowhere.
+    state_dir: Path | None
+    # Told a short, secret-free line per dead letter; the daemon turns it into a status.error.
+    dead_letter: Callable[[str], None]
+    # The id of this journal's event at a seq, None if the journal does not hold it (the file
+    # sink asks whether its last line came from this journal). Blocking disk I/O: call it from
+    # a thread.
+    event_id_at: Callable[[int], str | None]
+
+
 class Sink(Protocol):
     """Where events go. ``write`` takes a whole batch and returns once it is handed over.
 
-    ``write`` raises ``RetryableSinkError`` to have the same batch retried after a backoff, or
-    ``FatalSinkError`` when the sink cannot work as configured.
+    ``open`` and ``write`` raise ``RetryableSinkError`` to be called again after a backoff (the
+    same batch, for ``write``), or ``FatalSinkError`` when the sink cannot work as configured.
+    A factory takes the sink's config alone; the rest comes with ``open``.
     """
 
     name: str
     # True when ``write`` reads ``batch.events``; the bus keeps the structs for it then.
     needs_events: bool
 
-    async def open(self) -> None: ...
+    async def open(self, ctx: SinkContext) -> None: ...
 
     async def write(self, batch: Batch) -> None: ...
 

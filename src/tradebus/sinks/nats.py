@@ -38,7 +38,7 @@ from nats.js.api import StreamConfig
 from tradebus import log
 from tradebus.config import NatsSinkConfig
 from tradebus.errors import FatalSinkError, RetryableSinkError
-from tradebus.sinks.base import Batch, register
+from tradebus.sinks.base import Batch, SinkContext, register
 from tradebus.sinks.subject import Head, SubjectTemplate
 
 MSG_ID = "Nats-Msg-Id"
@@ -194,7 +194,7 @@ class NatsSink:
 
     # --- connection ---------------------------------------------------------------------------
 
-    async def open(self) -> None:
+    async def open(self, ctx: SinkContext) -> None:
         """Connect and check (or create) the stream; a server not reachable is retryable."""
         await self._ready()
 

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from tradebus.config import StdoutSinkConfig
 from tradebus.errors import FatalSinkError
-from tradebus.sinks.base import Batch, register
+from tradebus.sinks.base import Batch, SinkContext, register
 from tradebus.sinks.writer import WriterThread
 
 # How long close waits for a write still blocked on a reader that stopped reading.
@@ -48,7 +48,7 @@ class StdoutSink:
         self._fd = -1
         self._writer = WriterThread(f"sink:{config.name}")
 
-    async def open(self) -> None:
+    async def open(self, ctx: SinkContext) -> None:
         if self._stream is None:
             self._fd = sys.stdout.fileno()
 

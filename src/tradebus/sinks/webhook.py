@@ -8,8 +8,8 @@ here, not in the bus, because only the sink knows Retry-After and when to give u
 Requests go one at a time in batch order (``max_in_flight = 1``): a later request never leaves
 before the earlier one was acknowledged, so order per source holds through retries. A request
 given up on (refused with a 4xx, or still failing after ``give_up_after``) is appended to
-``dead-letter-<name>.jsonl`` in the state dir, counted, reported through ``on_dead_letter``, and
-delivery moves on.
+``dead-letter-<name>.jsonl`` in the state dir, counted, reported through the context's
+``dead_letter``, and delivery moves on.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from tradebus import log, times
 from tradebus.backoff import Backoff, Failure, Kind
 from tradebus.config import WebhookSinkConfig, webhook_key
 from tradebus.errors import RetryableSinkError
-from tradebus.sinks.base import Batch, register
+from tradebus.sinks.base import Batch, SinkContext, register
 
 CONTENT_TYPES: Final = {
     "json": "application/json",
@@ -244,18 +244,16 @@ class _Attempt:
 class WebhookSink:
     """POSTs each batch as the configured format; see the module docstring for the guarantees."""
 
-    def __init__(self, config: WebhookSinkConfig, *, state_dir: Path | None = None) -> None:
+    def __init__(self, config: WebhookSinkConfig) -> None:
         self.name = config.name
         self.needs_events = False  # every format reads the encoded lines only
         self.delivered = 0  # events the receiver acknowledged
         self.retries = 0  # requests sent again after a failure
         self.dead_letters = 0  # events given up on
         self.last_error: str | None = None  # the latest failure, kept after a recovery
-        # Told a short, secret-free line per dead letter (the daemon emits a status.error).
-        self.on_dead_letter: Callable[[str], None] | None = None
-        self.dead_letter_path = (
-            state_dir / f"dead-letter-{config.name}.jsonl" if state_dir else None
-        )
+        # Where given-up requests are written, in the state dir (from open): None, nowhere.
+        self.dead_letter_path: Path | None = None
+        self._told: Callable[[str], None] = _nobody
         self._config = config
         self._url = config.url
         self._shown_url = log.redact_url(config.url)
@@ -271,7 +269,10 @@ class WebhookSink:
     def __repr__(self) -> str:
         return f"WebhookSink(name={self.name!r}, url={self._shown_url!r})"
 
-    async def open(self) -> None:
+    async def open(self, ctx: SinkContext) -> None:
+        self._told = ctx.dead_letter
+        if ctx.state_dir is not None:
+            self.dead_letter_path = ctx.state_dir / f"dead-letter-{self.name}.jsonl"
         if self.dead_letter_path is not None:
             try:
                 self.dead_letter_path.parent.mkdir(parents=True, exist_ok=True)
@@ -411,11 +412,14 @@ class WebhookSink:
             attempts=attempts,
             path=str(self.dead_letter_path) if self.dead_letter_path else None,
         )
-        if self.on_dead_letter is not None:
-            self.on_dead_letter(
-                f"webhook sink {self.name}: {count} event(s) dead-lettered after {attempts} "
-                f"attempt(s): {result.error}"
-            )
+        self._told(
+            f"webhook sink {self.name}: {count} event(s) dead-lettered after {attempts} "
+            f"attempt(s): {result.error}"
+        )
+
+
+def _nobody(_message: str) -> None:
+    """Where dead letters are told before ``open``: nowhere."""
 
 
 async def _drain(resp: aiohttp.ClientResponse) -> bytes:
