@@ -39,10 +39,10 @@ def _sink(kind: str, url: str, state: str) -> Sink:
             "stream": "ALONE",
             "subject_prefix": "alone",
         }
-        return NatsSink(msgspec.convert(table, cfg.NatsSinkConfig, dec_hook=cfg._dec_hook))
+        return NatsSink(msgspec.convert(table, cfg.NatsSinkConfig, dec_hook=cfg.dec_hook))
     secret = "whsec_" + base64.b64encode(b"benchmark-secret-24bytes").decode()
     table = {"name": "hook", "type": "webhook", "url": url, "format": "jsonl", "secret": secret}
-    config = msgspec.convert(table, cfg.WebhookSinkConfig, dec_hook=cfg._dec_hook)
+    config = msgspec.convert(table, cfg.WebhookSinkConfig, dec_hook=cfg.dec_hook)
     return WebhookSink(config)
 
 

@@ -63,6 +63,9 @@ CONFIG_DOCS: dict[str, str] = {
     "Unset: `console` when stderr is a terminal, else `json`; `--log-format` overrides it.",
     "daemon.drain_timeout": "Seconds SIGTERM waits for the sinks to write what was received "
     "before the daemon gives up and exits.",
+    "daemon.delivery": '`"process"`: the sinks run in a delivery process of their own (the '
+    "second core), supervised by the daemon and restarted if it dies; `\"inline\"`: in the "
+    "daemon's own event loop (one core, embedding). Needs a restart to change.",
     "daemon.http": "The ops endpoint (`/healthz`, `/readyz`, `/metrics`) as `host:port` "
     "(`[v6]:port` for IPv6); off when unset. An address beyond loopback is allowed and logged.",
     "sources.name": "The source's name: the `source` field and the prefix of every event `id` "
@@ -140,8 +143,11 @@ CONFIG_DOCS: dict[str, str] = {
     "all when empty.",
     "sinks.sources": "Only events of these sources (by name); all when empty.",
     "sinks.symbols": "Only events of these symbols; all when empty.",
-    "sinks.queue_size": "Events held in memory for this sink (about 1 KB each); a sink further "
-    "behind reads the journal instead, so this bounds memory, never what is delivered.",
+    "sinks.queue_size": "No longer used (every sink reads the journal, nothing is held in memory "
+    "for it); accepted so older configs still load.",
+    "sinks.max_lag": "Seconds this sink may lag (the age of the oldest event it has not "
+    "acknowledged) before `/readyz` reports it not ready and a warning is logged once a minute; "
+    "0: never.",
     "sinks.file.path": "The JSONL file appended to; reopened on SIGHUP.",
     "sinks.file.max_bytes": "Rotate when the file would pass this size; 0: never.",
     "sinks.file.backups": "Rotated files kept (`path.1` … `path.N`).",
@@ -724,6 +730,7 @@ class _Nowhere:
 
     name = "archive"
     needs_events = False
+    max_batch = 0
 
     async def open(self, ctx: SinkContext) -> None:
         return None
@@ -740,15 +747,11 @@ class _Nowhere:
 
 def journal_gap_line() -> str:
     """The ``status.gap`` a sink gets for seqs retention deleted before it read them."""
-    from tradebus.bus import SinkWorker
+    from tradebus.delivery.follower import gap_events
     from tradebus.journal.store import Gap
 
-    sink = _Nowhere()
-    worker = SinkWorker(sink, config.StdoutSinkConfig(name=sink.name))
-    # The bus's own gap batch (private to it): the example is exactly what a sink is sent.
-    batch = worker._gap_batch(Gap(4001, 4096, "retention"))
-    (event,) = [ev.decoder.decode(line) for line in batch.data.splitlines()]
-    event = msgspec.structs.replace(event, time=RECEIVED, received=RECEIVED)
+    # What a follower sends: the example is exactly what a sink is given.
+    (event,) = gap_events(_Nowhere().name, Gap(4001, 4096, "retention"), RECEIVED)
     return msgspec.json.encode(event).decode()
 
 

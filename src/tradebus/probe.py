@@ -68,6 +68,8 @@ def readyz(base: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
     return state
 
 
+# A sink whose oldest unacknowledged event is this many seconds old is shown catching up.
+BEHIND = 1.0
 _GREEN, _RED, _YELLOW, _RESET = "\033[32m", "\033[31m", "\033[33m", "\033[0m"
 
 
@@ -88,6 +90,8 @@ def _sink_state(row: dict[str, Any]) -> tuple[str, str]:
         return "lagging", _RED
     if row.get("state") in {"starting", "restarting", "opening"}:
         return str(row["state"]), _YELLOW
+    if row.get("lag_seconds", 0) >= BEHIND:
+        return "catching up", _YELLOW
     return "writing", _GREEN
 
 

@@ -23,6 +23,7 @@ class Memory:
     """A sink that keeps events and lets the test await one real event per provider."""
 
     needs_events = True
+    max_batch = 0
 
     def __init__(self) -> None:
         self.name = "console"

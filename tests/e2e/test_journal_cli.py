@@ -8,21 +8,19 @@ from pathlib import Path
 import msgspec
 
 from tests.e2e.process import run_cli
-from tests.unit.test_bus import RecordingSink, fill, quote, worker
-from tradebus.bus import Bus
+from tests.unit.deliverykit import RecordingSink, Rig, fill, quote
 from tradebus.journal.store import Journal
 
 
 async def make_journal(state: Path) -> None:
-    journal, _ = Journal.open(state)
+    state.mkdir()
     behind = asyncio.Event()  # never set: "slow" acknowledges nothing
     fast, slow = RecordingSink("fast"), RecordingSink("slow", behind)
-    bus = Bus([worker(fast), worker(slow)], journal=journal, state_dir=state)
-    await bus.start()
+    rig = await Rig(state, [fast, slow]).start()
     for n in range(5):
-        await bus.publish([quote(n), fill(n)])
+        await rig.publish([quote(n), fill(n)])
     await fast.wait_events(10)
-    await bus.close(0.1)
+    await rig.close(0.1)
 
 
 def config_file(tmp_path: Path, state: Path) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable
@@ -18,6 +19,7 @@ from tradebus import config
 from tradebus.adapters.base import SourceContext
 from tradebus.daemon.app import Daemon, start_ops
 from tradebus.daemon.ops import OpsServer
+from tradebus.delivery.links import InlineDelivery
 from tradebus.errors import ConfigError, FatalSinkError
 from tradebus.schemas.events import QuoteData, QuoteUpdated
 from tradebus.sinks.base import Batch, SinkContext, factory_for
@@ -38,6 +40,7 @@ class Idle:
 
 class Sink:
     needs_events = False
+    max_batch = 0
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -75,7 +78,9 @@ def two_sources(state: Path) -> config.Config:
 class Running:
     def __init__(self, daemon: Daemon, ops: OpsServer, http: aiohttp.ClientSession) -> None:
         self.daemon, self.ops, self.http = daemon, ops, http
-        self.sink: Sink = daemon.bus.workers[0].sink  # type: ignore[assignment]
+        assert isinstance(daemon.link, InlineDelivery)
+        self.follower = daemon.link.delivery.followers[0]
+        self.sink: Sink = self.follower.sink  # type: ignore[assignment]
 
     async def get(self, path: str) -> tuple[int, bytes]:
         async with self.http.get(f"http://127.0.0.1:{self.ops.port}{path}") as r:
@@ -140,19 +145,28 @@ async def test_readyz_follows_connects_and_disconnects(running: Running) -> None
     assert main["reconnects"] == 0
     assert 0 <= main["last_event_age"] < 5
     assert body["sources"]["spare"]["ready"] is True  # not required: never connected, still ready
-    await running.turns(lambda: running.daemon.bus.workers[0].written == 3)
+    await running.turns(lambda: running.follower.written == 3)
     status, body = await running.readyz()
     assert body["sinks"]["out"] == {
+        "state": "idle",
         "written": 3,
         "failed": False,
         "retries": 0,
         "backlog": 0,
         "cursor": 3,
-        "live": True,
+        "lag_seconds": 0.0,
+        "max_lag": 60.0,
         "gaps": 0,
         "dead_letters": 0,
+        "error": None,
         "last_error": None,
         "ready": True,
+    }
+    assert body["delivery"] == {
+        "mode": "inline",
+        "pid": os.getpid(),
+        "running": True,
+        "restarts": 0,
     }
     await running.publish(
         "main", running.status("main", "status.disconnected", reason="read_timeout", retry_in=1.0)
@@ -183,7 +197,7 @@ async def test_readyz_fails_once_a_sink_fails(running: Running) -> None:
     await running.publish("main", running.status("main", "status.connected"))
     running.sink.fail = True
     await running.publish("main", running.quote("main", 1))
-    await running.turns(lambda: running.daemon.bus.workers[0].failed)
+    await running.turns(lambda: running.follower.failed)
     status, body = await running.readyz()
     assert status == 503
     assert body["sinks"]["out"]["failed"] is True
@@ -230,7 +244,7 @@ async def test_metrics_parse_with_prometheus_clients_parser(running: Running) ->
     assert ("tradebus_source_last_event_age_seconds", src) in samples
     assert all(name.startswith("tradebus_") for name, _ in samples)
     # Latency: every event the sink acknowledged is observed once, in a finite bucket.
-    await running.turns(lambda: running.daemon.bus.workers[0].written == 4)
+    await running.turns(lambda: running.follower.written == 4)
     latency = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(await _scrape(running))

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from tests.unit.test_bus import quote
+from tests.unit.deliverykit import quote
 from tradebus import config
 from tradebus.adapters.base import SourceContext
 from tradebus.daemon.app import Daemon

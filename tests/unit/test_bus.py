@@ -1,158 +1,77 @@
-"""The bus: sequencing, encode-once, filters, per-sink queues, retries and drain on close."""
+"""The bus and its followers: sequencing, encode-once, filters, writes as large as the sink
+takes, acknowledged cursors, retries and drain."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+from pathlib import Path
 
 import msgspec
 import pytest
 
-from tradebus.bus import Bus, SinkWorker
+from tests.unit.deliverykit import RecordingSink, Rig, fill, ids, quote, seqs, wait_until
 from tradebus.config import StdoutSinkConfig
 from tradebus.errors import FatalSinkError, RetryableSinkError
-from tradebus.schemas.events import (
-    Event,
-    OrderData,
-    OrderFilled,
-    Provider,
-    QuoteData,
-    QuoteUpdated,
-    event_type,
-)
-from tradebus.sinks.base import Batch, SinkContext
-
-T = "2026-06-09T14:32:01.123Z"
+from tradebus.journal.store import Journal
+from tradebus.schemas.events import Event, event_type
 
 
-def quote(
-    n: int, *, source: str = "s1", provider: Provider = "ttmt", symbol: str = "EURUSD"
-) -> Event:
-    return QuoteUpdated(
-        id=f"{source}:{n}",
-        source=source,
-        provider=provider,
-        time=T,
-        received=T,
-        symbol=symbol,
-        data=QuoteData(bid=1.0 + n / 1000, ask=1.1),
-    )
-
-
-def fill(n: int, *, source: str = "s1") -> Event:
-    return OrderFilled(
-        id=f"{source}:f{n}",
-        source=source,
-        provider="traderws",
-        time=T,
-        received=T,
-        symbol="GBPUSD",
-        data=OrderData(order_id=f"o{n}", volume=0.5, price=1.25),
-    )
-
-
-class RecordingSink:
-    """A sink that keeps what it was given; ``gate`` (when set) holds writes back."""
-
-    def __init__(
-        self, name: str, gate: asyncio.Event | None = None, *, needs_events: bool = True
-    ) -> None:
-        self.name = name
-        self.needs_events = needs_events
-        self.batches: list[Batch] = []
-        self.gate = gate
-        self.fail_next: list[Exception] = []
-        self.closed = False
-        self.attempts = 0
-        self.entered = asyncio.Event()  # a write began
-        self.written = asyncio.Condition()
-
-    async def open(self, ctx: SinkContext) -> None:
-        pass
-
-    async def write(self, batch: Batch) -> None:
-        self.attempts += 1
-        self.entered.set()
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.fail_next:
-            raise self.fail_next.pop(0)
-        async with self.written:
-            self.batches.append(batch)
-            self.written.notify_all()
-
-    async def wait_events(self, n: int) -> None:
-        async with self.written:
-            await asyncio.wait_for(self.written.wait_for(lambda: len(self.events()) >= n), 5)
-
-    async def close(self) -> None:
-        self.closed = True
-
-    def reopen(self) -> None:
-        pass
-
-    def lines(self) -> list[bytes]:
-        return [line for b in self.batches for line in b.data.splitlines()]
-
-    def events(self) -> list[Event]:
-        return [e for b in self.batches for e in b.events]
-
-
-def worker(sink: RecordingSink, **config: object) -> SinkWorker:
-    return SinkWorker(sink, StdoutSinkConfig(name=sink.name, **config))  # type: ignore[arg-type]
-
-
-async def test_seq_is_strictly_increasing_across_batches_and_sources() -> None:
-    """seq counts up by one per event, across publishers, starting at first_seq."""
+async def test_seq_is_strictly_increasing_across_batches_sources_and_restarts(
+    tmp_path: Path,
+) -> None:
+    """seq counts up by one per event, across publishers and across a restart."""
     sink = RecordingSink("a")
-    bus = Bus([worker(sink)], first_seq=7)
-    await bus.start()
-    await bus.publish([quote(1), quote(2)])
-    await bus.publish([quote(1, source="s2")])
-    await bus.publish([])
-    assert await bus.close(5)
-    assert [e.seq for e in sink.events()] == [7, 8, 9]
-    assert bus.last_seq == 9
-    assert bus.published == 3
+    rig = await Rig(tmp_path, [sink]).start()
+    await rig.publish([quote(1), quote(2)])
+    await rig.publish([quote(1, source="s2")])
+    await rig.publish([])
+    assert await rig.close() == {}
+    assert rig.bus.published == 3
+    again = RecordingSink("a")
+    rig = await Rig(tmp_path, [again]).start()
+    await rig.publish([quote(3)])
+    assert await rig.close() == {}
+    assert seqs(sink) + seqs(again) == [1, 2, 3, 4]
+    assert rig.bus.last_seq == 4
 
 
-async def test_every_line_decodes_back_to_the_same_event() -> None:
+async def test_every_line_decodes_back_to_the_same_event(tmp_path: Path) -> None:
     """Each JSONL line is one Event a consumer decodes with msgspec.json.decode(type=Event)."""
     sink = RecordingSink("a")
-    bus = Bus([worker(sink)])
-    await bus.start()
+    rig = await Rig(tmp_path, [sink]).start()
     events = [quote(1), fill(2)]
-    await bus.publish(events)
-    await bus.close(5)
+    await rig.publish(events)
+    await rig.close()
     decoded = [msgspec.json.decode(line, type=Event) for line in sink.lines()]
     assert decoded == events
     assert [event_type(e) for e in decoded] == ["quote.updated", "order.filled"]
 
 
-async def test_unfiltered_sinks_share_the_same_encoded_bytes() -> None:
-    """Events are encoded once: two sinks without filters get the very same bytes object."""
-    a, b = RecordingSink("a"), RecordingSink("b")
-    bus = Bus([worker(a), worker(b)])
-    await bus.start()
-    await bus.publish([quote(1), quote(2)])
-    await bus.close(5)
-    assert a.batches[0].data is b.batches[0].data
+async def test_a_sink_gets_the_journals_bytes_as_they_were_encoded(tmp_path: Path) -> None:
+    """Encoded once: what an unfiltered sink writes is the journal record's payload itself."""
+    sink = RecordingSink("a", needs_events=False)
+    rig = await Rig(tmp_path, [sink]).start()
+    await rig.publish([quote(1), quote(2)])
+    await rig.close()
+    journal, _ = Journal.open(tmp_path, segment_bytes=1 << 20)
+    (record,) = journal.tail(1 << 20)
+    journal.close()
+    assert [b.data for b in sink.batches] == [record.payload]
 
 
-@pytest.mark.parametrize("readers", [0, 1])
-async def test_batches_carry_the_structs_only_if_a_sink_reads_them(readers: int) -> None:
-    """Queued batches hold the lines; the Event structs too only when a sink needs_events."""
-    a = RecordingSink("a", needs_events=readers > 0)
-    b = RecordingSink("b", needs_events=False)
-    bus = Bus([worker(a), worker(b)])
-    await bus.start()
+@pytest.mark.parametrize("needs_events", [True, False])
+async def test_structs_are_decoded_only_for_a_sink_that_reads_them(
+    tmp_path: Path, needs_events: bool
+) -> None:
+    """A follower hands the lines; the Event structs too only when its sink needs_events."""
+    sink = RecordingSink("a", needs_events=needs_events)
+    rig = await Rig(tmp_path, [sink]).start()
     events = [quote(1), fill(2), quote(3)]
-    await bus.publish(events)
-    await bus.close(5)
-    for sink in (a, b):
-        assert [len(x) for x in sink.batches] == [3]
-        assert [msgspec.json.decode(x, type=Event) for x in sink.lines()] == events
-        assert sink.events() == (events if readers else [])
+    await rig.publish(events)
+    await rig.close()
+    assert [msgspec.json.decode(x, type=Event) for x in sink.lines()] == events
+    assert sink.events() == (events if needs_events else [])
 
 
 @pytest.mark.parametrize("needs_events", [True, False])
@@ -169,192 +88,140 @@ async def test_batches_carry_the_structs_only_if_a_sink_reads_them(readers: int)
     ],
 )
 async def test_filters_select_events_and_their_lines(
-    config: dict[str, list[str]], expected_ids: list[str], needs_events: bool
+    tmp_path: Path, config: dict[str, list[str]], expected_ids: list[str], needs_events: bool
 ) -> None:
-    """Per-sink filters by provider, type prefix, source and symbol keep matching lines only
-    (whether or not the batches carry the structs)."""
+    """Per-sink filters by provider, type prefix, source and symbol keep matching lines only,
+    and the cursor moves past the whole stretch."""
     sink = RecordingSink("f", needs_events=needs_events)
-    bus = Bus([worker(sink, **config)])
-    await bus.start()
-    await bus.publish([quote(1), fill(2), quote(3, source="s2")])
-    await bus.close(5)
-    assert [msgspec.json.decode(x, type=Event).id for x in sink.lines()] == expected_ids
-    assert sum(map(len, sink.batches)) == len(expected_ids)
+    rig = Rig(tmp_path, [sink], [StdoutSinkConfig(name="f", **config)])  # type: ignore[arg-type]
+    await rig.start()
+    await rig.publish([quote(1), fill(2), quote(3, source="s2")])
+    assert await rig.close() == {}
+    assert ids(sink) == expected_ids
     assert [e.id for e in sink.events()] == (expected_ids if needs_events else [])
+    assert rig.followers[0].cursor == 3
 
 
-async def test_a_held_sink_does_not_hold_back_another_sink() -> None:
-    """While one sink's write is stuck, the other sink still receives every batch."""
+async def test_publish_never_waits_for_a_held_sink_and_the_other_keeps_pace(
+    tmp_path: Path,
+) -> None:
+    """While one sink's write is stuck, publish returns and the other sink gets every batch."""
     gate = asyncio.Event()
     slow, fast = RecordingSink("slow", gate), RecordingSink("fast")
-    bus = Bus([worker(slow, queue_size=8), worker(fast)])
-    await bus.start()
-    for n in range(5):
-        await bus.publish([quote(n)])
-    await fast.wait_events(5)
+    rig = await Rig(tmp_path, [slow, fast]).start()
+    for n in range(500):
+        await asyncio.wait_for(rig.publish([quote(n)]), 1)
+    await fast.wait_events(500)
     assert slow.batches == []
     gate.set()
-    assert await bus.close(5)
-    assert [e.id for e in slow.events()] == [f"s1:{n}" for n in range(5)]
+    assert await rig.close() == {}
+    assert seqs(slow) == list(range(1, 501))
 
 
-async def test_full_queue_makes_publish_wait_instead_of_dropping() -> None:
-    """A sink whose queue is full makes publish wait: no event is dropped."""
+async def test_a_sink_behind_writes_what_accumulated_in_few_merged_writes(tmp_path: Path) -> None:
+    """Falling behind makes writes larger, not more: one merged write per step, order kept."""
     gate = asyncio.Event()
-    slow = RecordingSink("slow", gate)
-    bus = Bus([worker(slow, queue_size=1)])
-    await bus.start()
-    await bus.publish([quote(0)])  # taken by the worker, stuck in write
-    await asyncio.sleep(0)
-    await bus.publish([quote(1)])  # fills the queue
-    blocked = asyncio.create_task(bus.publish([quote(2)]))
-    await asyncio.sleep(0.05)
-    assert not blocked.done()
-    gate.set()
-    await asyncio.wait_for(blocked, 5)
-    assert await bus.close(5)
-    assert [e.id for e in slow.events()] == ["s1:0", "s1:1", "s1:2"]
-
-
-async def held(queue_size: int) -> tuple[asyncio.Event, RecordingSink, SinkWorker, Bus]:
-    """A started bus whose one sink is stuck writing ``quote(0)`` until the gate is set."""
-    gate = asyncio.Event()
-    sink = RecordingSink("held", gate)
-    w = worker(sink, queue_size=queue_size)
-    bus = Bus([w])
-    await bus.start()
-    await bus.publish([quote(0)])
+    sink = RecordingSink("m", gate, needs_events=False)
+    rig = await Rig(tmp_path, [sink]).start()
+    await rig.publish([quote(0)])
     await asyncio.wait_for(sink.entered.wait(), 5)
-    return gate, sink, w, bus
-
-
-async def test_queue_is_bounded_in_events_not_batches() -> None:
-    """Batches are admitted while fewer than queue_size events wait; then publish waits."""
-    gate, slow, w, bus = await held(queue_size=10)
-    for n in range(3):  # 4 + 4 events fit under 10; the third batch is admitted at 8
-        await bus.publish([quote(10 * n + k) for k in range(1, 5)])
-    assert w.queued == 12
-    blocked = asyncio.create_task(bus.publish([quote(99)]))
-    await asyncio.sleep(0)  # one turn: the task runs up to where it parks
-    assert w.blocked == 1
-    assert not blocked.done()
+    for n in range(1, 1001):
+        await rig.publish([quote(n)])
     gate.set()
-    await asyncio.wait_for(blocked, 5)
-    assert await bus.close(5)
-    assert len(slow.events()) == 14
-    assert [e.seq for e in slow.events()] == list(range(1, 15))
+    await rig.close()
+    assert seqs(sink) == list(range(1, 1002))
+    assert [len(b) for b in sink.batches] == [1, 1000]
 
 
-async def test_publishers_waiting_for_room_take_turns() -> None:
-    """Under saturation sources are let in in turn: none is starved by a busier one."""
-    gate, sink, _, bus = await held(queue_size=1)
-
-    async def publisher(source: str) -> None:
-        for n in range(1, 9):
-            await bus.publish([quote(n, source=source)])
-
-    tasks = [asyncio.create_task(publisher(s)) for s in ("a", "b", "c")]
-    await asyncio.sleep(0)  # one turn: each publisher runs until it waits in line
-    gate.set()
-    await asyncio.wait_for(asyncio.gather(*tasks), 5)
-    assert await bus.close(5)
-    order = [e.source for e in sink.events()]
-    assert sorted(order) == ["a"] * 8 + ["b"] * 8 + ["c"] * 8 + ["s1"]
-    longest = max(len(list(run)) for _, run in itertools.groupby(order[2:]))
-    assert longest == 1, order
-
-
-async def test_a_publisher_cancelled_in_line_ends_cancelled_and_the_line_moves_on() -> None:
-    """Cancelled while waiting (even as its place is being skipped): CancelledError, no hang."""
-    gate, sink, w, bus = await held(queue_size=1)
-    await bus.publish([quote(1)])  # fills the queue
-    first = asyncio.create_task(bus.publish([quote(2)]))
-    second = asyncio.create_task(bus.publish([quote(3)]))
-    await asyncio.sleep(0)  # one turn: both wait in line
-    assert w.blocked == 2
-    gate.set()  # the worker runs first: it frees room and skips the cancelled place
-    first.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await first
-    await asyncio.wait_for(second, 5)
-    assert w.blocked == 0
-    assert await bus.close(5)
-    assert [e.id for e in sink.events()] == ["s1:0", "s1:1", "s1:3"]
-
-
-async def test_a_batch_larger_than_the_bound_still_gets_in() -> None:
-    """One batch bigger than queue_size is admitted into an empty queue: no deadlock."""
-    sink = RecordingSink("big")
-    bus = Bus([worker(sink, queue_size=3)])
-    await bus.start()
-    await asyncio.wait_for(bus.publish([quote(n) for n in range(50)]), 5)
-    await asyncio.wait_for(bus.publish([quote(n) for n in range(50, 60)]), 5)
-    assert await bus.close(5)
-    assert [e.seq for e in sink.events()] == list(range(1, 61))
-
-
-async def test_queued_batches_are_merged_into_one_write_in_order() -> None:
-    """Batches queued behind a busy write go out as one merged write, order kept."""
+async def test_writes_hold_at_most_max_batch_events_and_the_cursor_moves_with_each(
+    tmp_path: Path,
+) -> None:
+    """A sink that sends one request per write (max_batch) is never given more, and each
+    acknowledged write moves its cursor: a stop in the middle resends none of them."""
     gate = asyncio.Event()
-    sink = RecordingSink("m", gate)
-    bus = Bus([worker(sink)])
-    await bus.start()
-    await bus.publish([quote(0)])
-    await asyncio.sleep(0)
-    for n in range(1, 4):
-        await bus.publish([quote(n)])
+    sink = RecordingSink("hook", gate, needs_events=False, max_batch=3)
+    rig = await Rig(tmp_path, [sink]).start()
+    for n in range(0, 20, 5):
+        await rig.publish([quote(n + k) for k in range(5)])
+    follower = rig.followers[0]
+    await asyncio.wait_for(sink.entered.wait(), 5)  # the first write is held
+    cursors = [follower.cursor]
+    for _ in range(6):
+        sink.entered.clear()
+        gate.set()
+        gate.clear()
+        await asyncio.wait_for(sink.entered.wait(), 5)  # the next write began: one acknowledged
+        cursors.append(follower.cursor)
+    assert cursors == [0, 3, 6, 9, 12, 15, 18]
     gate.set()
-    await bus.close(5)
-    assert [len(b) for b in sink.batches] == [1, 3]
-    assert [e.seq for e in sink.events()] == [1, 2, 3, 4]
+    assert await rig.close() == {}
+    assert all(len(b) <= 3 for b in sink.batches)
+    assert seqs(sink) == list(range(1, 21))
 
 
-async def test_retryable_error_retries_the_same_batch() -> None:
-    """A RetryableSinkError makes the worker write the same batch again."""
+async def test_a_filtered_sink_with_max_batch_acknowledges_the_whole_stretch(
+    tmp_path: Path,
+) -> None:
+    """Split writes of a filtered stretch cover every seq of it, filtered-out tail included."""
+    sink = RecordingSink("q", needs_events=False, max_batch=2)
+    config = StdoutSinkConfig(name="q", types=["quote."])
+    rig = await Rig(tmp_path, [sink], [config]).start()
+    await rig.publish([quote(1), fill(2), quote(3), quote(4), fill(5), fill(6)])
+    assert await rig.close() == {}
+    assert ids(sink) == ["s1:1", "s1:3", "s1:4"]
+    assert all(len(b) <= 2 for b in sink.batches)
+    assert rig.followers[0].cursor == 6
+    spans = [(b.first_seq, b.last_seq) for b in sink.batches]
+    assert spans[0][0] == 1
+    assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(spans))
+
+
+async def test_retryable_error_retries_the_same_batch(tmp_path: Path) -> None:
+    """A RetryableSinkError makes the follower write the same batch again."""
     sink = RecordingSink("r")
     sink.fail_next = [RetryableSinkError("disk busy")]
-    bus = Bus([worker(sink)])
-    await bus.start()
-    await bus.publish([quote(1), quote(2)])
-    assert await bus.close(10)
+    rig = await Rig(tmp_path, [sink]).start()
+    await rig.publish([quote(1), quote(2)])
+    assert await rig.close(10) == {}
     assert sink.attempts == 2
-    assert [e.id for e in sink.events()] == ["s1:1", "s1:2"]
+    assert ids(sink) == ["s1:1", "s1:2"]
+    assert rig.followers[0].retries == 1
+    assert rig.followers[0].error is None
+    assert rig.followers[0].last_error == "disk busy"
 
 
-async def test_fatal_sink_stops_without_blocking_the_others() -> None:
-    """A FatalSinkError retires that sink; publishing and the other sinks carry on."""
+async def test_fatal_sink_stops_without_blocking_the_others(tmp_path: Path) -> None:
+    """A FatalSinkError retires that sink (its cursor stays); the other sinks carry on."""
     dead, alive = RecordingSink("dead"), RecordingSink("alive")
     dead.fail_next = [FatalSinkError("gone")]
-    workers = [worker(dead, queue_size=1), worker(alive)]
-    bus = Bus(workers)
-    await bus.start()
+    rig = await Rig(tmp_path, [dead, alive]).start()
     for n in range(10):
-        await asyncio.wait_for(bus.publish([quote(n)]), 5)
-    assert await bus.close(5)
-    assert workers[0].failed
+        await asyncio.wait_for(rig.publish([quote(n)]), 5)
+    await alive.wait_events(10)
+    await wait_until(lambda: rig.followers[0].failed)
+    assert await rig.close() == {"dead": 10}
+    snap = rig.followers[0].snapshot()
+    assert (snap.state, snap.failed, snap.error, snap.cursor) == ("failed", True, "gone", 0)
     assert dead.batches == []
-    assert len(alive.events()) == 10
 
 
-async def test_close_drains_everything_then_closes_sinks() -> None:
-    """close() returns after every queued batch was written, and closes every sink."""
+async def test_drain_writes_everything_then_closes_sinks(tmp_path: Path) -> None:
+    """drain returns after every journaled event was written, and closes every sink."""
     sink = RecordingSink("d")
-    bus = Bus([worker(sink)])
-    await bus.start()
+    rig = await Rig(tmp_path, [sink]).start()
     for n in range(100):
-        await bus.publish([quote(n)])
-    assert await bus.close(5)
-    assert len(sink.events()) == 100
+        await rig.publish([quote(n)])
+    assert await rig.close() == {}
+    assert len(sink.lines()) == 100
     assert sink.closed
-    await bus.publish([quote(101)])  # after close: ignored, not an error
-    assert len(sink.events()) == 100
+    await rig.publish([quote(101)])  # after close: ignored, not an error
+    assert len(sink.lines()) == 100
 
 
-async def test_close_reports_a_sink_that_cannot_drain_in_time() -> None:
-    """close() gives up after its timeout and says so."""
+async def test_drain_gives_up_after_its_timeout_and_says_what_is_left(tmp_path: Path) -> None:
+    """A sink that cannot write in time is left behind, counted, and closed all the same."""
     sink = RecordingSink("stuck", asyncio.Event())
-    bus = Bus([worker(sink)])
-    await bus.start()
-    await bus.publish([quote(1)])
-    assert not await bus.close(0.05)
+    rig = await Rig(tmp_path, [sink]).start()
+    await rig.publish([quote(1), quote(2)])
+    assert await rig.close(0.05) == {"stuck": 2}
     assert sink.closed

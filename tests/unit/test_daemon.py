@@ -21,6 +21,7 @@ T = "2026-06-09T14:32:01.123Z"
 
 class Sink:
     needs_events = True
+    max_batch = 0
 
     def __init__(self) -> None:
         self.name = "mem"

@@ -27,7 +27,9 @@ def body(**changes: Any) -> dict[str, Any]:
         "retries": 0,
         "backlog": 1234,
         "dead_letters": 3,
-        "live": True,
+        "state": "writing",
+        "lag_seconds": 0.5,
+        "error": None,
         "last_error": None,
         "ready": True,
     }
@@ -46,11 +48,11 @@ def test_a_row_per_source_and_sink_with_rates_from_two_readings() -> None:
     """Events/s is the difference of two readings over the time between them."""
     before = body(sources__ttmt__events=1000, sinks__archive__written=4000)
     assert render(body(), before, 2.0).splitlines() == [
-        "SOURCE   STATE      EV/S   LAST EVENT  RECONNECTS  GAPS  ERROR",
-        "ttmt     connected  100.0  0.2s        2           1",
-        "alerts   connected  0.0    -           2           1",
-        "SINK     STATE      EV/S   BACKLOG     RETRIES     DEAD  ERROR",
-        "archive  writing    500.0  1,234       0           3",
+        "SOURCE  STATE      EV/S   LAST EVENT  RECONNECTS  GAPS  ERROR",
+        "ttmt    connected  100.0  0.2s        2           1",
+        "alerts  connected  0.0    -           2           1",
+        "SINK     STATE    EV/S   BACKLOG  LAG   RETRIES  DEAD  ERROR",
+        "archive  writing  500.0  1,234    0.5s  0        3",
         "ready",
     ]
 
@@ -61,6 +63,7 @@ def test_one_reading_gives_no_rates_and_states_say_what_is_wrong() -> None:
         sources__alerts__connected=False,
         sources__alerts__ready=False,
         sources__alerts__last_error=AUTH,
+        sinks__archive__error="RetryableSinkError: disk full",
         sinks__archive__last_error="RetryableSinkError: disk full",
         sinks__archive__retries=3,
     )
@@ -68,7 +71,7 @@ def test_one_reading_gives_no_rates_and_states_say_what_is_wrong() -> None:
     lines = render(state).splitlines()
     assert lines[1].split()[:3] == ["ttmt", "connected", "-"]
     assert lines[2].split() == ["alerts", "down", "-", "-", "2", "1", AUTH]
-    assert lines[4].split()[:6] == ["archive", "retrying", "-", "1,234", "3", "3"]
+    assert lines[4].split()[:7] == ["archive", "retrying", "-", "1,234", "0.5s", "3", "3"]
     assert lines[4].endswith("RetryableSinkError: disk full")
     assert lines[-1] == "NOT READY"
 
@@ -85,10 +88,15 @@ def test_optional_and_reconnecting_sources_are_not_called_down() -> None:
     assert lines[2].split()[1:3] == ["down", "(optional)"]
 
 
-def test_a_sink_reading_the_journal_is_catching_up() -> None:
-    """A sink that fell behind its window (``live`` false) reads the journal: not "writing"."""
-    lines = render(body(sinks__archive__live=False)).splitlines()
+def test_a_sink_behind_is_catching_up_and_past_its_max_lag_is_lagging() -> None:
+    """A sink a second or more behind is "catching up"; past its max_lag (not ready) it says
+    so in red, and a sink whose delivery process restarts says that."""
+    lines = render(body(sinks__archive__lag_seconds=4.0)).splitlines()
     assert lines[4].split()[:3] == ["archive", "catching", "up"]
+    lines = render(body(sinks__archive__lag_seconds=90.0, sinks__archive__ready=False)).split("\n")
+    assert lines[4].split()[:2] == ["archive", "lagging"]
+    lines = render(body(sinks__archive__state="restarting")).splitlines()
+    assert lines[4].split()[:2] == ["archive", "restarting"]
 
 
 def test_colour_only_when_asked_and_columns_stay_aligned() -> None:

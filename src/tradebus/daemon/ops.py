@@ -3,7 +3,8 @@
 ``/healthz`` is answered by the event loop itself, so a wedged loop fails it. ``/readyz`` is
 200 only while every required source is connected and every sink writes. ``/metrics`` is the
 Prometheus text format from prometheus-client; its collector reads, at scrape time, the counters
-the sources keep anyway and the snapshots delivery sends every 200 ms, so metrics cost the event path nothing.
+the sources keep anyway and the sinks' state delivery reports every 200 ms, so metrics cost the
+event path nothing.
 """
 
 from __future__ import annotations
@@ -193,8 +194,6 @@ class DaemonCollector(Collector):
     def _journal(self) -> Iterator[Metric]:
         bus = self.daemon.bus
         journal = bus.journal
-        if journal is None:
-            return
         yield GaugeMetricFamily(
             "tradebus_journal_bytes", "Bytes in the journal's segments.", value=journal.total_bytes
         )

@@ -48,7 +48,8 @@ async def serve(fd: int) -> int:
         first = await channel.receive()
     except (asyncio.IncompleteReadError, ConnectionError):
         return 0  # the daemon went before it said anything
-    assert isinstance(hello, Hello) and isinstance(first, Advance)
+    if not isinstance(hello, Hello) or not isinstance(first, Advance):
+        raise TypeError("the daemon's first messages were not Hello and Advance")
     log.configure(hello.log_level, fmt=hello.log_format)
     logger: Any = log.get(component="delivery")
     loop = asyncio.get_running_loop()

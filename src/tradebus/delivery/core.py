@@ -78,9 +78,7 @@ class Delivery:
                 dead_letter=partial(self._report, config.name),
                 event_id_at=partial(event_id_at, journal_dir),
             )
-            linger = (
-                config.batch_linger_ms / 1000 if isinstance(config, WebhookSinkConfig) else 0.0
-            )
+            linger = config.batch_linger_ms / 1000 if isinstance(config, WebhookSinkConfig) else 0.0
             follower = Follower(sink, config, self.tail, cursor, context, linger=linger)
             self.followers.append(follower)
             self._tasks.append(asyncio.create_task(follower.run(), name=f"sink:{config.name}"))
@@ -131,7 +129,9 @@ class Delivery:
 
     # --- the end ------------------------------------------------------------------------
 
-    async def drain(self, timeout: float, *, close_timeout: float = CLOSE_TIMEOUT) -> dict[str, int]:
+    async def drain(
+        self, timeout: float, *, close_timeout: float = CLOSE_TIMEOUT
+    ) -> dict[str, int]:
         """Let every sink write what the journal holds, up to ``timeout``; close them; save the
         cursors. What each sink had left (events not acknowledged): safe in the journal, it
         goes out after the next start."""

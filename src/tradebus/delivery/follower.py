@@ -198,88 +198,80 @@ class Follower:
                     return
 
     def _writes(self, items: Sequence[Record | Gap]) -> Iterator[Batch]:
-        """The step as writes of at most ``limit`` events (any size with no limit)."""
-        limit = self.limit
-        group: list[Batch] = []
-        count = 0
-        for item in items:
-            for batch in self._batches(item):
-                if limit and group and count + batch.count > limit:
-                    yield Batch.merge(group)
-                    group, count = [], 0
-                group.append(batch)
-                count += batch.count
-        if group:
-            yield Batch.merge(group)
+        """The step as writes: one merged write for a sink that takes any size, else writes of
+        exactly ``limit`` events (the last one fewer), packed across records."""
+        if self.limit:
+            yield from self._chunks(items)
+            return
+        group = [self._gap_batch(i) if isinstance(i, Gap) else self._batch(i) for i in items]
+        yield Batch.merge(group)
 
-    def _batches(self, item: Record | Gap) -> list[Batch]:
-        if isinstance(item, Gap):
-            return [self._gap_batch(item)]
-        t0 = self.tail.marks.time_of(item.first_seq) or item.time_ms / 1000
-        skip = max(0, self.cursor + 1 - item.first_seq)  # a record begun before the cursor
-        plain = not self.filter and not self.sink.needs_events
-        if plain and not skip and (not self.limit or item.count <= self.limit):
-            # The common case: the record's payload as it is, no split, no per-line work.
-            batch = Batch(item.payload, item.count, first_seq=item.first_seq, last_seq=item.last_seq)
-            batch.t0 = t0
-            return [batch]
-        lines = item.payload.split(b"\n")[skip:-1]
-        first = item.first_seq + skip
-        if self.filter:
-            passes = self.filter.line
-            kept = [i for i, line in enumerate(lines) if passes(line)]
+    def _time(self, record: Record) -> float:
+        return self.tail.marks.time_of(record.first_seq) or record.time_ms / 1000
+
+    def _lines(self, record: Record) -> tuple[list[bytes], int]:
+        """The record's lines from the cursor on, and the seq of the first of them."""
+        skip = max(0, self.cursor + 1 - record.first_seq)  # a record begun before the cursor
+        return record.payload.split(b"\n")[skip:-1], record.first_seq + skip
+
+    def _batch(self, record: Record) -> Batch:
+        """One record as one batch: its payload as it is where nothing is left out."""
+        if not self.filter and not self.sink.needs_events and record.first_seq > self.cursor:
+            # The common case: no split, no per-line work.
+            batch = Batch(record.payload, record.count)
         else:
-            kept = list(range(len(lines)))
-        out: list[Batch] = []
-        step = self.limit or len(kept) or 1
-        start = first
-        for n in range(0, max(len(kept), 1), step):
-            part = kept[n : n + step]
-            last = first + part[-1] if n + step < len(kept) else item.last_seq
-            chosen = [lines[i] for i in part]
-            events: Sequence[Event] = ()
-            if self.sink.needs_events:
-                events = [_event_decoder.decode(line) for line in chosen]
-            data = b"".join(line + b"\n" for line in chosen)
-            batch = Batch(data, len(chosen), events, first_seq=start, last_seq=last)
-            batch.t0 = t0
-            out.append(batch)
-            start = last + 1
-        return out
+            lines, _ = self._lines(record)
+            if self.filter:
+                lines = list(filter(self.filter.line, lines))
+            batch = self._made(lines)
+        batch.first_seq = max(record.first_seq, self.cursor + 1)
+        batch.last_seq = record.last_seq
+        batch.t0 = self._time(record)
+        return batch
+
+    def _made(self, lines: list[bytes]) -> Batch:
+        events: Sequence[Event] = ()
+        if self.sink.needs_events:
+            events = [_event_decoder.decode(line) for line in lines]
+        return Batch(b"".join(line + b"\n" for line in lines), len(lines), events)
+
+    def _chunks(self, items: Sequence[Record | Gap]) -> Iterator[Batch]:
+        limit, passes = self.limit, self.filter.line if self.filter else None
+        lines: list[bytes] = []
+        first: int | None = None  # the first seq the chunk being filled stands for
+        t0 = 0.0
+        end = 0
+
+        def chunk(last: int) -> Batch:
+            batch = self._made(lines)
+            batch.first_seq, batch.last_seq, batch.t0 = first or last, last, t0
+            return batch
+
+        for item in items:
+            if isinstance(item, Gap):
+                if first is not None and first < item.first:
+                    yield chunk(item.first - 1)
+                lines, first = [], None
+                yield self._gap_batch(item)
+                continue
+            record_lines, base = self._lines(item)
+            if first is None:
+                first, t0 = base, self._time(item)
+            for i, line in enumerate(record_lines):
+                if passes is not None and not passes(line):
+                    continue
+                lines.append(line)
+                if len(lines) == limit:
+                    yield chunk(base + i)
+                    lines, first, t0 = [], base + i + 1, self._time(item)
+            end = item.last_seq
+        if first is not None and first <= end:
+            yield chunk(end)
 
     def _gap_batch(self, gap: Gap) -> Batch:
-        """What this sink is told of seqs it will never get: one ``status.gap`` (and for damage
-        a ``status.error``), whatever its filters; never silence."""
         self.gaps += 1
-        now = times.now()
-        lost = f"{gap.first}-{gap.last}"
         self._log.warning("sink_gap", first=gap.first, last=gap.last, reason=gap.reason)
-        events: list[Event] = [
-            StatusGap(
-                id=f"journal:{self.name}:gap:{lost}",
-                seq=gap.last,
-                source="journal",
-                provider="tradebus",
-                time=now,
-                received=now,
-                data=GapData(first_missing=gap.first, last_missing=gap.last, reason=gap.reason),
-            )
-        ]
-        if gap.reason == "corrupt":
-            events.append(
-                StatusError(
-                    id=f"journal:{self.name}:corrupt:{lost}",
-                    seq=gap.last,
-                    source="journal",
-                    provider="tradebus",
-                    time=now,
-                    received=now,
-                    data=StatusData(
-                        reason="journal_corrupt",
-                        message=f"journal records for seq {lost} are damaged on disk: skipped",
-                    ),
-                )
-            )
+        events = gap_events(self.name, gap, times.now())
         return Batch(
             _encoder.encode_lines(events),
             len(events),
@@ -354,3 +346,35 @@ class Follower:
             counters=counters,
         )
 
+
+def gap_events(sink: str, gap: Gap, now: str) -> list[Event]:
+    """What a sink is told of seqs it will never get: one ``status.gap`` (and for damage a
+    ``status.error``), whatever its filters; never silence."""
+    lost = f"{gap.first}-{gap.last}"
+    events: list[Event] = [
+        StatusGap(
+            id=f"journal:{sink}:gap:{lost}",
+            seq=gap.last,
+            source="journal",
+            provider="tradebus",
+            time=now,
+            received=now,
+            data=GapData(first_missing=gap.first, last_missing=gap.last, reason=gap.reason),
+        )
+    ]
+    if gap.reason == "corrupt":
+        events.append(
+            StatusError(
+                id=f"journal:{sink}:corrupt:{lost}",
+                seq=gap.last,
+                source="journal",
+                provider="tradebus",
+                time=now,
+                received=now,
+                data=StatusData(
+                    reason="journal_corrupt",
+                    message=f"journal records for seq {lost} are damaged on disk: skipped",
+                ),
+            )
+        )
+    return events

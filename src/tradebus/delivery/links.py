@@ -132,6 +132,7 @@ class ProcessDelivery:
         self._closing = False
         self._supervisor: asyncio.Task[None] | None = None
         self._final = asyncio.Event()
+        self._up = asyncio.Event()  # set while a delivery process takes messages
         self._latest: dict[str, SinkSnapshot] = {}
         self.backoff = Backoff(base=0.5, cap=30.0, stable_after=30.0)
 
@@ -143,6 +144,10 @@ class ProcessDelivery:
     def running(self) -> bool:
         return self._channel is not None
 
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
     def start(self, mark: Watermark) -> None:
         self._mark = mark
         saved, _ = cursors.load(self.state_dir)
@@ -151,6 +156,13 @@ class ProcessDelivery:
             entry = saved.get(c.name)
             cursor = min(entry.seq, last) if entry is not None else last
             self._latest[c.name] = SinkSnapshot(name=c.name, state="starting", cursor=cursor)
+        if any(c.name not in saved for c in self.configs):
+            # A sink new to this state dir begins at the journal's end as the daemon starts,
+            # not as its delivery process does: on record before either appends or starts.
+            now = int(time.time() * 1000)
+            for c in self.configs:
+                saved.setdefault(c.name, cursors.CursorEntry(seq=last, updated_ms=now))
+            cursors.save(self.state_dir, saved, durable=self._hello.durable)
         self._supervisor = asyncio.create_task(self._supervise(), name="delivery")
 
     def advance(self, mark: Watermark) -> None:
@@ -177,10 +189,10 @@ class ProcessDelivery:
 
     async def _supervise(self) -> None:
         loop = asyncio.get_running_loop()
-        while not self._closing:
+        while True:
             self.backoff.connected(loop.time())
             code = await self._run_once()
-            if self._closing:
+            if self.closing:
                 return
             self.backoff.disconnected(loop.time())
             self.restarts += 1
@@ -222,11 +234,13 @@ class ProcessDelivery:
         channel.send(self._hello)
         channel.send(Advance(self._mark))
         self._channel = channel
+        self._up.set()
         self._log.info("delivery_started", pid=proc.pid, sinks=[c.name for c in self.configs])
         listener = asyncio.create_task(self._listen(channel))
         try:
             return await proc.wait()
         finally:
+            self._up.clear()
             self._channel = None
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)
@@ -252,6 +266,11 @@ class ProcessDelivery:
         """Drain up to ``timeout`` and stop; what each sink had left (from its last report)."""
         self._closing = True
         self._mark = mark
+        if self._supervisor is not None and not self._supervisor.done():
+            # A delivery process still starting (or due again after a backoff) is waited for:
+            # a stop right after the start still delivers what was journaled.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._up.wait(), timeout)
         proc, channel = self._proc, self._channel
         if proc is not None and channel is not None:
             channel.send(Advance(mark))

@@ -114,5 +114,3 @@ class JournalTail:
 
     def forget(self, waiter: asyncio.Event) -> None:
         self._waiters.discard(waiter)
-
-

@@ -63,7 +63,7 @@ class Hello(msgspec.Struct, tag=True):
     durable: bool = True  # cursors fsynced (every fsync policy but "never")
 
 
-class Advance(msgspec.Struct, tag=True, array_like=True):
+class Advance(msgspec.Struct, tag=True):
     mark: Watermark
 
 
@@ -112,7 +112,7 @@ class Channel:
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        inbound: type[Any],
+        inbound: Any,  # the union of message types this end receives
     ) -> None:
         self._reader = reader
         self._writer = writer
@@ -120,7 +120,10 @@ class Channel:
         self._encoder = msgspec.msgpack.Encoder()
 
     def send(self, message: ToChild | ToParent) -> None:
-        """Queue ``message`` (the transport writes it without blocking the loop)."""
+        """Queue ``message`` (the transport writes it without blocking the loop); dropped
+        once the other side is gone (its supervisor or its exit deals with that)."""
+        if self._writer.is_closing():
+            return
         data = self._encoder.encode(message)
         self._writer.write(_LEN.pack(len(data)) + data)
 

@@ -12,14 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-import msgspec
-
-from tradebus.bus import EventFilter
-from tradebus.config import Config, StdoutSinkConfig
+from tradebus.config import Config
 from tradebus.journal import cursors
 from tradebus.journal.records import Record
 from tradebus.journal.store import Gap, Journal, StateDirError, iter_records
-from tradebus.schemas.events import Event
+from tradebus.schemas.filter import EventFilter
 
 
 def _open(config: Config) -> Journal:
@@ -85,19 +82,7 @@ def replay(
     """The journaled events from ``from_seq`` through ``to_seq`` as JSONL, filtered like a sink."""
     out = out or sys.stdout.buffer
     err = err or sys.stderr
-    wanted = EventFilter(
-        msgspec.convert(
-            {
-                "name": "replay",
-                "providers": list(providers),
-                "types": list(types),
-                "sources": list(sources),
-                "symbols": list(symbols),
-            },
-            StdoutSinkConfig,
-        )
-    )
-    decode = msgspec.json.Decoder(Event).decode
+    wanted = EventFilter(providers=providers, types=types, sources=sources, symbols=symbols)
     journal = _open(config)
     try:
         for item in iter_records(journal, from_seq, to_seq):
@@ -108,7 +93,7 @@ def replay(
                 seq = item.first_seq + n
                 if seq < from_seq or (to_seq is not None and seq > to_seq):
                     continue
-                if wanted and not wanted(decode(line)):
+                if wanted and not wanted.line(line):
                     continue
                 out.write(line + b"\n")
         out.flush()

@@ -119,8 +119,12 @@ class Sink(Protocol):
     """
 
     name: str
-    # True when ``write`` reads ``batch.events``; the bus keeps the structs for it then.
+    # True when ``write`` reads ``batch.events``; its follower decodes the structs for it then.
     needs_events: bool
+    # Events per ``write`` at most (0: any number). A write is the unit of acknowledgement:
+    # the sink's cursor moves past each one, so a sink that sends one request per event (a
+    # webhook's "json") says 1, and a restart never resends what a receiver already took.
+    max_batch: int
 
     async def open(self, ctx: SinkContext) -> None: ...
 

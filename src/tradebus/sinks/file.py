@@ -103,6 +103,7 @@ def _no_journal(_seq: int) -> str | None:
 @register("file")
 class FileSink:
     needs_events = False
+    max_batch = 0
 
     def __init__(self, config: FileSinkConfig) -> None:
         self.name = config.name

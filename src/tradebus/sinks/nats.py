@@ -158,6 +158,7 @@ class NatsSink:
     # Bodies are the lines; subjects and Msg-Ids come from each line's envelope, decoded here
     # (about a microsecond a line), so the bus keeps no structs for this sink.
     needs_events = False
+    max_batch = 0
 
     def __init__(self, config: NatsSinkConfig) -> None:
         self.name = config.name

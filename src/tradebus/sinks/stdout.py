@@ -41,6 +41,7 @@ def write_all(fd: int, chunks: Sequence[bytes]) -> None:
 @register("stdout")
 class StdoutSink:
     needs_events = False
+    max_batch = 0
 
     def __init__(self, config: StdoutSinkConfig, stream: BinaryIO | None = None) -> None:
         self.name = config.name

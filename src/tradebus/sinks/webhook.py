@@ -247,6 +247,9 @@ class WebhookSink:
     def __init__(self, config: WebhookSinkConfig) -> None:
         self.name = config.name
         self.needs_events = False  # every format reads the encoded lines only
+        # A write is one request (or ``max_in_flight`` of them): acknowledged, the cursor moves.
+        per_request = config.batch_max_events if config.format in _BATCHED else 1
+        self.max_batch = per_request * config.max_in_flight
         self.delivered = 0  # events the receiver acknowledged
         self.retries = 0  # requests sent again after a failure
         self.dead_letters = 0  # events given up on
