@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import threading
 from pathlib import Path
@@ -245,30 +244,6 @@ def test_last_line_reads_backwards_across_blocks(tmp_path: Path) -> None:
     assert path.read_bytes() == b""
     path.write_bytes(b"one\n")
     assert file.last_line(path) == b"one"
-
-
-async def test_a_stalled_disk_write_does_not_block_the_event_loop(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The write runs on the sink's thread: the loop keeps turning while it is stuck."""
-    release = threading.Event()
-    s = sink(tmp_path / "events.jsonl")
-    await s.open(context())
-    real = FileSink._put
-
-    def stuck(self: FileSink, f: object, chunks: object) -> None:
-        release.wait(10)
-        real(self, f, chunks)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(FileSink, "_put", stuck)
-    writing = asyncio.create_task(s.write(batch('{"a":1}')))
-    for _ in range(20):
-        await asyncio.sleep(0)  # the loop turns: a blocking write would hold it here
-    assert not writing.done()
-    release.set()
-    await asyncio.wait_for(writing, 5)
-    await s.close()
-    assert (tmp_path / "events.jsonl").read_bytes() == b'{"a":1}\n'
 
 
 async def test_a_file_from_an_earlier_journal_gets_every_new_line(tmp_path: Path) -> None:
