@@ -73,7 +73,7 @@ async def test_rotation_without_backups_starts_afresh(tmp_path: Path) -> None:
         await s.write(batch(f'{{"n":{n}}}', f'{{"n":{n}}}'))
     await s.close()
     assert path.read_text() == '{"n":2}\n{"n":2}\n'
-    assert [p.name for p in tmp_path.iterdir()] == ["events.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".events.jsonl.lock", "events.jsonl"]
 
 
 @pytest.mark.parametrize("backups", [0, 2])
@@ -101,7 +101,11 @@ async def test_rotation_deletes_the_dropped_file_off_the_event_loop(
     await s.close()
     assert order == ["written", "deleted"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["events.jsonl", *(f"events.jsonl.{n}" for n in range(1, backups + 1))]
+        [
+            ".events.jsonl.lock",
+            "events.jsonl",
+            *(f"events.jsonl.{n}" for n in range(1, backups + 1)),
+        ]
     )
 
 
@@ -113,7 +117,11 @@ async def test_a_file_left_aside_by_a_crash_is_deleted_at_open(tmp_path: Path) -
     s = sink(path)
     await s.open(context())
     await s.close()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.jsonl", "other.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".events.jsonl.lock",
+        "events.jsonl",
+        "other.jsonl",
+    ]
 
 
 async def test_reopen_after_logrotate_writes_to_the_new_file(tmp_path: Path) -> None:
@@ -288,3 +296,48 @@ async def test_a_seq_retention_dropped_is_not_taken_for_another_journal(tmp_path
         await s.close()
     assert path.read_bytes() == b"".join(seq_line(s) for s in range(1, 9))
     assert [e for e in logs if e["event"] == "file_holds_other_journal"] == []
+
+
+async def test_a_second_sink_on_the_same_file_is_refused_while_the_first_has_it(
+    tmp_path: Path,
+) -> None:
+    """Two sinks (two daemons) on one path: the second gets a FatalSinkError naming the file
+    and saying another tradebus writes it, and writes nothing; once the first closed, the
+    path can be taken again. The lock survives the first one's rotations."""
+    path = tmp_path / "events.jsonl"
+    first, second = sink(path, max_bytes=10, backups=1), sink(path)
+    await first.open(context())
+    await first.write(batch('{"n":1}'))
+    await first.write(batch('{"n":2}'))  # rotates: the file the lock was taken beside moved
+    assert (tmp_path / "events.jsonl.1").exists()
+    with pytest.raises(FatalSinkError) as refused:
+        await second.open(context())
+    assert str(refused.value) == (
+        f"sink archive: {path} is being written by another tradebus process "
+        "(it holds .events.jsonl.lock); give each daemon a file of its own"
+    )
+    await second.close()
+    await first.write(batch('{"n":3}'))
+    await first.close()
+    assert (tmp_path / "events.jsonl.1").read_bytes() == b'{"n":2}\n'
+    assert path.read_bytes() == b'{"n":3}\n'
+    third = sink(path)
+    await third.open(context())
+    await third.write(batch('{"n":4}'))
+    await third.close()
+    assert path.read_bytes().endswith(b'{"n":4}\n')
+
+
+async def test_a_failed_open_keeps_its_lock_for_the_retry(tmp_path: Path) -> None:
+    """An open that failed after taking the lock (the file cannot be created) is retried by
+    the same sink without refusing itself."""
+    path = tmp_path / "events.jsonl"
+    path.mkdir()  # a directory where the file should be: open fails, retryably
+    s = sink(path)
+    with pytest.raises(RetryableSinkError, match="cannot open"):
+        await s.open(context())
+    path.rmdir()
+    await s.open(context())
+    await s.write(batch('{"a":1}'))
+    await s.close()
+    assert path.read_bytes() == b'{"a":1}\n'

@@ -19,7 +19,10 @@ journal gives it again, but only what this journal wrote: the first time a repla
 to that seq, the sink asks the journal for its event there (``event_id_at``). If it is not the
 line's event (the state dir was lost or replaced, and a new journal numbers from 1 again), the
 file holds an earlier journal's events: the sink says so once and appends everything, rather
-than skip new events whose seqs the old ones happened to use.
+than skip new events whose seqs the old ones happened to use. One tradebus writes a path at a
+time: the sink holds an exclusive ``flock`` on ``.<name>.lock`` beside the file while open,
+and a second daemon given the same path fails (``FatalSinkError`` naming the file) instead of
+interleaving its lines with the first's and skipping by its seqs.
 
 The file a rotation drops (``path.N``, or ``path`` itself with no backups) is renamed aside and
 deleted on a worker thread: freeing a file's pages takes the kernel 10 ms for 256 MiB on ext4
@@ -30,6 +33,7 @@ wait for it. A file left aside by a crash is deleted at the next open.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import glob
 import itertools
 import os
@@ -43,7 +47,7 @@ import msgspec
 
 from tradebus import log
 from tradebus.config import FileSinkConfig
-from tradebus.errors import RetryableSinkError
+from tradebus.errors import FatalSinkError, RetryableSinkError
 from tradebus.sinks.base import Batch, SinkContext, register
 from tradebus.sinks.writer import WriterThread
 
@@ -128,6 +132,10 @@ class FileSink:
         self._file: BinaryIO | None = None
         self._size = 0
         self._rotates = True  # a regular file; a FIFO or a device is never renamed
+        # Held while open: one tradebus writes this path (the target itself is renamed by a
+        # rotation, so the lock is a file beside it that never moves).
+        self.lock_path = self.path.with_name(f".{self.path.name}.lock")
+        self._lock_fd: int | None = None
         self._drops = itertools.count(1)
         self._log = log.get(sink=config.name)
         self._dropping: set[asyncio.Future[None]] = set()
@@ -164,11 +172,34 @@ class FileSink:
         the loop stopped waiting for got there in the end)."""
         if self._file is not None:
             return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock()
         for left in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.dropped"):
             _drop(left)
         self.have, self._have_id = self._last_written()
         self._checked = False
         self._open()
+
+    def _lock(self) -> None:
+        """Take ``lock_path`` (an exclusive flock, kept across a failed open and its retry).
+
+        Two daemons writing one file would interleave their lines, and each would skip events
+        by the other's seqs: the second is refused, with an error that names the file."""
+        if self._lock_fd is not None:
+            return
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise FatalSinkError(
+                f"sink {self.name}: {self.path} is being written by another tradebus process "
+                f"(it holds {self.lock_path.name}); give each daemon a file of its own"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
 
     def _last_written(self) -> tuple[int, str]:
         """(seq, id) of the file's last line, or of its first backup's when it is empty."""
@@ -188,7 +219,7 @@ class FileSink:
         return 0, ""
 
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # gone since (a re-open)
         self._file = open(self.path, "ab")  # noqa: SIM115 - held open across batches
         st = os.fstat(self._file.fileno())
         self._rotates = stat.S_ISREG(st.st_mode)
@@ -265,6 +296,9 @@ class FileSink:
 
     def _finish(self) -> None:
         self._close_quietly()
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)  # the lock goes with it
 
     # --- on the loop --------------------------------------------------------------------
 
