@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import pytest
@@ -23,6 +23,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 from structlog.testing import capture_logs
 
+from tests.integration.test_nats import free_ports
 from tests.sinkctx import context
 from tradebus.config import WebhookSinkConfig
 from tradebus.errors import RetryableSinkError
@@ -133,13 +134,13 @@ class Receiver:
 
 
 @contextlib.asynccontextmanager
-async def serving(tls: ssl.SSLContext | None = None) -> AsyncIterator[Receiver]:
+async def serving(tls: ssl.SSLContext | None = None, port: int = 0) -> AsyncIterator[Receiver]:
     r = Receiver()
     app = web.Application()
     app.router.add_post("/hook", r.handle)
     runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
+    site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=tls)
     await site.start()
     r.url = f"{'https' if tls else 'http'}://127.0.0.1:{runner.addresses[0][1]}/hook"
     try:
@@ -337,6 +338,7 @@ async def test_500_is_retried_with_one_webhook_id(
         assert verify(g)["id"] == "sim:1"
     assert (s.retries, s.delivered, s.dead_letters) == (2, 1, 0)
     assert s.last_error == "HTTP 500"
+    assert s.failing is None  # the last request went through
 
 
 async def test_429_waits_retry_after_seconds_and_re_signs(
@@ -463,6 +465,44 @@ async def test_verify_tls_false_delivers_and_warns(
     await s.write(batch([quote(1)]))
     assert verify(tls_receiver.got[0])["id"] == "sim:1"
     assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["webhook_tls_unverified"]
+
+
+async def test_a_sink_that_cannot_deliver_says_so_until_it_delivers(
+    sinks: list[WebhookSink], tmp_path: Path
+) -> None:
+    """Receiver down: requests sent again are counted and ``failing`` holds the connection
+    error; the receiver back but refusing with 400: ``failing`` says so; a 2xx at last:
+    ``failing`` is cleared, ``last_error`` still tells what happened."""
+    (port,) = free_ports(1)
+    s = await open_sink(
+        sinks, f"http://127.0.0.1:{port}/hook", state_dir=tmp_path, give_up_after=0.3
+    )
+    await s.write(batch([quote(1)]))  # nothing listens: retried until given up on
+    down = health(s)
+    assert down.retries > 0
+    assert "Connect" in str(down.failing)
+    assert down.last_error == down.failing
+    async with serving(port=port) as back:
+        back.default = Reply(400, text="no")
+        await s.write(batch([quote(2)]))
+        assert health(s) == Health("HTTP 400: no", "HTTP 400: no", down.retries, 0, 2)
+        back.default = Reply(200)
+        await s.write(batch([quote(3)]))
+        assert health(s) == Health(None, "HTTP 400: no", down.retries, 1, 2)
+
+
+class Health(NamedTuple):
+    """What a webhook sink says of its health, read at one moment."""
+
+    failing: str | None
+    last_error: str | None
+    retries: int
+    delivered: int
+    dead_letters: int
+
+
+def health(s: WebhookSink) -> Health:
+    return Health(s.failing, s.last_error, s.retries, s.delivered, s.dead_letters)
 
 
 # --- dead letters -----------------------------------------------------------------------------

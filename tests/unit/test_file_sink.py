@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import threading
 from pathlib import Path
@@ -74,7 +73,7 @@ async def test_rotation_without_backups_starts_afresh(tmp_path: Path) -> None:
         await s.write(batch(f'{{"n":{n}}}', f'{{"n":{n}}}'))
     await s.close()
     assert path.read_text() == '{"n":2}\n{"n":2}\n'
-    assert [p.name for p in tmp_path.iterdir()] == ["events.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".events.jsonl.lock", "events.jsonl"]
 
 
 @pytest.mark.parametrize("backups", [0, 2])
@@ -102,7 +101,11 @@ async def test_rotation_deletes_the_dropped_file_off_the_event_loop(
     await s.close()
     assert order == ["written", "deleted"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["events.jsonl", *(f"events.jsonl.{n}" for n in range(1, backups + 1))]
+        [
+            ".events.jsonl.lock",
+            "events.jsonl",
+            *(f"events.jsonl.{n}" for n in range(1, backups + 1)),
+        ]
     )
 
 
@@ -114,7 +117,11 @@ async def test_a_file_left_aside_by_a_crash_is_deleted_at_open(tmp_path: Path) -
     s = sink(path)
     await s.open(context())
     await s.close()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.jsonl", "other.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".events.jsonl.lock",
+        "events.jsonl",
+        "other.jsonl",
+    ]
 
 
 async def test_reopen_after_logrotate_writes_to_the_new_file(tmp_path: Path) -> None:
@@ -247,30 +254,6 @@ def test_last_line_reads_backwards_across_blocks(tmp_path: Path) -> None:
     assert file.last_line(path) == b"one"
 
 
-async def test_a_stalled_disk_write_does_not_block_the_event_loop(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The write runs on the sink's thread: the loop keeps turning while it is stuck."""
-    release = threading.Event()
-    s = sink(tmp_path / "events.jsonl")
-    await s.open(context())
-    real = FileSink._put
-
-    def stuck(self: FileSink, f: object, chunks: object) -> None:
-        release.wait(10)
-        real(self, f, chunks)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(FileSink, "_put", stuck)
-    writing = asyncio.create_task(s.write(batch('{"a":1}')))
-    for _ in range(20):
-        await asyncio.sleep(0)  # the loop turns: a blocking write would hold it here
-    assert not writing.done()
-    release.set()
-    await asyncio.wait_for(writing, 5)
-    await s.close()
-    assert (tmp_path / "events.jsonl").read_bytes() == b'{"a":1}\n'
-
-
 async def test_a_file_from_an_earlier_journal_gets_every_new_line(tmp_path: Path) -> None:
     """The state dir was lost: the new journal numbers from 1 again. The file's last seq (5)
     is not this journal's event, so nothing is skipped: every line is appended, and a warning
@@ -313,3 +296,48 @@ async def test_a_seq_retention_dropped_is_not_taken_for_another_journal(tmp_path
         await s.close()
     assert path.read_bytes() == b"".join(seq_line(s) for s in range(1, 9))
     assert [e for e in logs if e["event"] == "file_holds_other_journal"] == []
+
+
+async def test_a_second_sink_on_the_same_file_is_refused_while_the_first_has_it(
+    tmp_path: Path,
+) -> None:
+    """Two sinks (two daemons) on one path: the second gets a FatalSinkError naming the file
+    and saying another tradebus writes it, and writes nothing; once the first closed, the
+    path can be taken again. The lock survives the first one's rotations."""
+    path = tmp_path / "events.jsonl"
+    first, second = sink(path, max_bytes=10, backups=1), sink(path)
+    await first.open(context())
+    await first.write(batch('{"n":1}'))
+    await first.write(batch('{"n":2}'))  # rotates: the file the lock was taken beside moved
+    assert (tmp_path / "events.jsonl.1").exists()
+    with pytest.raises(FatalSinkError) as refused:
+        await second.open(context())
+    assert str(refused.value) == (
+        f"sink archive: {path} is being written by another tradebus process "
+        "(it holds .events.jsonl.lock); give each daemon a file of its own"
+    )
+    await second.close()
+    await first.write(batch('{"n":3}'))
+    await first.close()
+    assert (tmp_path / "events.jsonl.1").read_bytes() == b'{"n":2}\n'
+    assert path.read_bytes() == b'{"n":3}\n'
+    third = sink(path)
+    await third.open(context())
+    await third.write(batch('{"n":4}'))
+    await third.close()
+    assert path.read_bytes().endswith(b'{"n":4}\n')
+
+
+async def test_a_failed_open_keeps_its_lock_for_the_retry(tmp_path: Path) -> None:
+    """An open that failed after taking the lock (the file cannot be created) is retried by
+    the same sink without refusing itself."""
+    path = tmp_path / "events.jsonl"
+    path.mkdir()  # a directory where the file should be: open fails, retryably
+    s = sink(path)
+    with pytest.raises(RetryableSinkError, match="cannot open"):
+        await s.open(context())
+    path.rmdir()
+    await s.open(context())
+    await s.write(batch('{"a":1}'))
+    await s.close()
+    assert path.read_bytes() == b'{"a":1}\n'

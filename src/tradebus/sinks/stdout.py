@@ -9,7 +9,6 @@ interpreter's own flush at exit.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import sys
@@ -70,11 +69,14 @@ class StdoutSink:
             raise FatalSinkError(f"sink {self.name}: standard output closed") from exc
 
     async def close(self) -> None:
+        """Let the writes in flight finish (and flush), for ``CLOSE_TIMEOUT`` seconds at most:
+        a reader that stopped reading holds the thread, never the stop."""
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            await self._writer.close(self._flush, CLOSE_TIMEOUT)
+
+    def _flush(self) -> None:
         if self._stream is not None:
-            stream = self._stream
-            with contextlib.suppress(TimeoutError, BrokenPipeError, ValueError):
-                await asyncio.wait_for(self._writer.call(stream.flush), CLOSE_TIMEOUT)
-        self._writer.stop()
+            self._stream.flush()
 
     def reopen(self) -> None:
         pass

@@ -10,6 +10,10 @@ before the earlier one was acknowledged, so order per source holds through retri
 given up on (refused with a 4xx, or still failing after ``give_up_after``) is appended to
 ``dead-letter-<name>.jsonl`` in the state dir, counted, reported through the context's
 ``dead_letter``, and delivery moves on.
+
+The sink says how it fares: ``retries`` (requests sent again), ``failing`` (the latest error
+while the latest request has not succeeded: a receiver down, or one refusing every request;
+cleared by the next success) and ``last_error`` (kept after a recovery).
 """
 
 from __future__ import annotations
@@ -254,6 +258,9 @@ class WebhookSink:
         self.retries = 0  # requests sent again after a failure
         self.dead_letters = 0  # events given up on
         self.last_error: str | None = None  # the latest failure, kept after a recovery
+        # The latest failure while the latest request has not succeeded (a receiver down, or
+        # refusing every request with a 4xx): what says this sink is not delivering right now.
+        self.failing: str | None = None
         # Where given-up requests are written, in the state dir (from open): None, nowhere.
         self.dead_letter_path: Path | None = None
         self._told: Callable[[str], None] = _nobody
@@ -334,8 +341,9 @@ class WebhookSink:
             result = await self._attempt(req)
             if result.ok:
                 self.delivered += len(req.lines)
+                self.failing = None
                 return
-            self.last_error = result.error
+            self.last_error = self.failing = result.error
             if not result.retry:
                 await self._dead_letter(req, result, attempts)
                 return

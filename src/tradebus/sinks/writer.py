@@ -4,6 +4,10 @@ A stdout reader that stops reading, or a disk that stalls, then blocks this thre
 sink task awaiting it: every source and every other sink goes on. The thread is a daemon
 thread, so a write that never returns (a reader gone for good) cannot hold the process at exit;
 the sink's own close bounds how long it waits.
+
+A call given a timeout stops being waited for once it passed, but it still runs (a thread blocked
+in a system call cannot be interrupted): a sink whose every change of state happens in calls on
+this thread, in order, stays consistent whichever of them the loop stopped waiting for.
 """
 
 from __future__ import annotations
@@ -30,13 +34,29 @@ class WriterThread:
             self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._thread.start()
 
-    async def call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on the thread, after every call before it; its result or its exception."""
+    async def call(self, fn: Callable[[], T], timeout: float | None = None) -> T:
+        """Run ``fn`` on the thread, after every call before it; its result or its exception.
+
+        With ``timeout``: ``TimeoutError`` once that many seconds passed (``fn`` still runs,
+        later, and what it returns is dropped)."""
         self._ensure()
         loop = asyncio.get_running_loop()
         done: asyncio.Future[T] = loop.create_future()
         self._jobs.put((fn, loop, done))
-        return await done
+        if timeout is None:
+            return await done
+        return await asyncio.wait_for(done, timeout)
+
+    async def close(self, fn: Callable[[], object], timeout: float) -> bool:
+        """Run ``fn`` as the last call, then let the thread end. False if it did not run within
+        ``timeout``: an earlier call is still blocked, and ``fn`` runs once that one returns."""
+        try:
+            await self.call(fn, timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self.stop()
+        return True
 
     def stop(self) -> None:
         """Let the thread end after the calls already queued."""
