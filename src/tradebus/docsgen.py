@@ -64,7 +64,7 @@ CONFIG_DOCS: dict[str, str] = {
     "daemon.drain_timeout": "Seconds SIGTERM waits for the sinks to write what was received "
     "before the daemon gives up and exits.",
     "daemon.delivery": '`"process"`: the sinks run in a delivery process of their own (the '
-    "second core), supervised by the daemon and restarted if it dies; `\"inline\"`: in the "
+    'second core), supervised by the daemon and restarted if it dies; `"inline"`: in the '
     "daemon's own event loop (one core, embedding). Needs a restart to change.",
     "daemon.http": "The ops endpoint (`/healthz`, `/readyz`, `/metrics`) as `host:port` "
     "(`[v6]:port` for IPv6); off when unset. An address beyond loopback is allowed and logged.",

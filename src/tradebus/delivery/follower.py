@@ -193,18 +193,20 @@ class Follower:
                     await asyncio.sleep(0.05)
                     continue
             self.corrupt = max(self.corrupt, reader.corrupt)
-            for batch in self._writes(items):
-                if not await self._write(batch):
+            for batch, parts in self._writes(items):
+                if not await self._write(batch, parts):
                     return
 
-    def _writes(self, items: Sequence[Record | Gap]) -> Iterator[Batch]:
-        """The step as writes: one merged write for a sink that takes any size, else writes of
-        exactly ``limit`` events (the last one fewer), packed across records."""
+    def _writes(self, items: Sequence[Record | Gap]) -> Iterator[tuple[Batch, list[Batch]]]:
+        """The step as writes (each with the parts whose latency it observes): one merged
+        write for a sink that takes any size, else writes of ``limit`` events (the last one
+        fewer), packed across records."""
         if self.limit:
-            yield from self._chunks(items)
+            for chunk in self._chunks(items):
+                yield chunk, [chunk]
             return
         group = [self._gap_batch(i) if isinstance(i, Gap) else self._batch(i) for i in items]
-        yield Batch.merge(group)
+        yield Batch.merge(group), group
 
     def _time(self, record: Record) -> float:
         return self.tail.marks.time_of(record.first_seq) or record.time_ms / 1000
@@ -280,7 +282,7 @@ class Follower:
             last_seq=gap.last,
         )
 
-    async def _write(self, batch: Batch) -> bool:
+    async def _write(self, batch: Batch, parts: Sequence[Batch]) -> bool:
         """Write until acknowledged (True), retrying; False if the sink failed for good."""
         while not self.failed:
             self.state = "writing" if self.error is None else "retrying"
@@ -298,8 +300,10 @@ class Follower:
                 self.error = None
                 self.written += batch.count
                 self.cursor = max(self.cursor, batch.last_seq)
-                if batch.count and batch.t0:
-                    self.latency.observe(time.time() - batch.t0, batch.count)
+                now = time.time()
+                for part in parts:
+                    if part.count and part.t0:
+                        self.latency.observe(now - part.t0, part.count)
                 return True
         return False
 
