@@ -78,7 +78,7 @@ async def serve(fd: int) -> int:
                 message = await channel.receive()
             except (asyncio.IncompleteReadError, ConnectionError):
                 _exit_soon()
-                left = await delivery.drain(ORPHAN_DRAIN, close_timeout=0.3)
+                left = await delivery.drain(ORPHAN_DRAIN)
                 logger.warning("delivery_orphaned", left=left, note="the daemon is gone")
                 return 0
             if isinstance(message, Advance):

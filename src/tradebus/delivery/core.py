@@ -132,13 +132,15 @@ class Delivery:
     async def drain(
         self, timeout: float, *, close_timeout: float = CLOSE_TIMEOUT
     ) -> dict[str, int]:
-        """Let every sink write what the journal holds, up to ``timeout``; close them; save the
-        cursors. What each sink had left (events not acknowledged): safe in the journal, it
-        goes out after the next start."""
+        """Let every sink write what the journal holds, close them and save the cursors, all
+        within ``timeout`` (the closes get the last ``close_timeout`` of it, a quarter at
+        most). What each sink had left (events not acknowledged) is returned: safe in the
+        journal, it goes out after the next start."""
+        close_timeout = min(close_timeout, timeout / 4)
         for f in self.followers:
             f.end()
         if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=timeout)
+            _, pending = await asyncio.wait(self._tasks, timeout=timeout - close_timeout)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)

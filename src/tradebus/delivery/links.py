@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from tradebus import log
 from tradebus.backoff import Backoff, Failure, Kind
 from tradebus.config import SinkConfig
-from tradebus.delivery.core import CLOSE_TIMEOUT, Delivery
+from tradebus.delivery.core import Delivery
 from tradebus.delivery.wire import (
     Advance,
     Channel,
@@ -277,8 +277,8 @@ class ProcessDelivery:
             channel.send(Drain(timeout))
             with contextlib.suppress(ConnectionError):
                 await channel.flush()
-            # Its own bound is ``timeout`` plus a close per sink: past that it is stuck.
-            limit = timeout + CLOSE_TIMEOUT + 1.0
+            # Its own bound is ``timeout``, closes included: past that (and its exit) it is stuck.
+            limit = timeout + 1.0
             try:
                 await asyncio.wait_for(proc.wait(), limit)
             except TimeoutError:
