@@ -127,7 +127,7 @@ class Follower:
         self.gaps = 0
         self.corrupt = 0
         self.latency = Latency()
-        self.reader = Reader(cursor + 1)
+        self.reader = Reader(cursor + 1, keep_open=True)
         self._ending = False
         self._wake = tail.waiter()
         self._log: Any = log.get(sink=config.name)
@@ -149,6 +149,7 @@ class Follower:
             if await self._open():
                 await self._follow()
         finally:
+            self.reader.close()
             self.tail.forget(self._wake)
             if self.state != "failed":
                 self.state = "stopped"

@@ -126,6 +126,7 @@ class ProcessDelivery:
         self._dead_letter = dead_letter
         self._log: Any = log.get(component="delivery")
         self._mark = Watermark(0, 0, 0, 0.0)
+        self._sent = self._mark
         self._proc: asyncio.subprocess.Process | None = None
         self._channel: Channel | None = None
         self._sending = False
@@ -169,14 +170,22 @@ class ProcessDelivery:
         """Note where the journal ends; it goes out once per turn of the loop, however many
         batches were appended in it."""
         self._mark = mark
-        if not self._sending and self._channel is not None:
+        channel = self._channel
+        if channel is None:
+            return
+        if not self._sending:
+            # The first of a turn goes at once (latency); what follows in the same turn goes
+            # as one message at its end (a busy turn appends many batches).
+            channel.send(Advance(mark))
+            self._sent = mark
             self._sending = True
             asyncio.get_running_loop().call_soon(self._send_mark)
 
     def _send_mark(self) -> None:
         self._sending = False
-        if self._channel is not None:
+        if self._channel is not None and self._mark is not self._sent:
             self._channel.send(Advance(self._mark))
+            self._sent = self._mark
 
     def reopen(self) -> None:
         if self._channel is not None:

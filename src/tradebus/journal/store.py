@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import BinaryIO, Final, Literal
 
 import msgspec
 
@@ -370,13 +370,34 @@ class Reader:
     cannot give back (deleted by retention, damaged) comes out as a ``Gap``, never skipped
     silently; ``corrupt`` counts the damaged stretches it stepped over."""
 
-    def __init__(self, from_seq: int, at: tuple[Path, int] | None = None) -> None:
+    def __init__(
+        self, from_seq: int, at: tuple[Path, int] | None = None, *, keep_open: bool = False
+    ) -> None:
         self.next_seq = from_seq
         self.corrupt = 0
         self._path: Path | None = None  # segment of the last read, and where it stopped
         self._offset = 0
         if at is not None:
             self._path, self._offset = at
+        # ``keep_open``: the segment being read stays open between reads (until ``close``): a
+        # follower at the tail reads a little at a time, and an open per read cost more than
+        # the read.
+        self.keep_open = keep_open
+        self._file: BinaryIO | None = None
+        self._file_path: Path | None = None
+
+    def _open(self, path: Path) -> BinaryIO:
+        if self._file_path != path or self._file is None:
+            self.close()
+            self._file = open(path, "rb")  # noqa: SIM115 - held across reads, closed by close()
+            self._file_path = path
+        return self._file
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            self._file_path = None
 
     @property
     def position(self) -> tuple[Path, int] | None:
@@ -398,7 +419,8 @@ class Reader:
         while i < len(segs) and budget > 0 and self.next_seq < view.end_seq:
             seg = segs[i]
             try:
-                found, complete = _scan(seg.path, self._offset, seg.size, limit=budget)
+                file = self._open(seg.path) if self.keep_open else None
+                found, complete = _scan(seg.path, self._offset, seg.size, limit=budget, file=file)
             except FileNotFoundError:
                 self._path = None  # deleted by retention since the view: the next read says so
                 break
@@ -490,27 +512,37 @@ def list_segments(directory: Path) -> list[Segment]:
 
 
 def _scan(
-    path: Path, start: int, stop: int, *, limit: int | None = None
+    path: Path, start: int, stop: int, *, limit: int | None = None, file: BinaryIO | None = None
 ) -> tuple[list[Record | Corrupt], bool]:
     """The records (and damage) between byte ``start`` and ``stop`` of a segment file, and
-    whether it got to ``stop`` (it stops after about ``limit`` bytes of records)."""
+    whether it got to ``stop`` (it stops after about ``limit`` bytes of records). ``file``:
+    the segment already open."""
+    if file is not None:
+        return _scan_fd(file.fileno(), start, stop, limit)
+    with open(path, "rb") as f:
+        return _scan_fd(f.fileno(), start, stop, limit)
+
+
+def _scan_fd(
+    fd: int, start: int, stop: int, limit: int | None
+) -> tuple[list[Record | Corrupt], bool]:
     out: list[Record | Corrupt] = []
     scanner = RecordScanner(start)
     got = 0
-    with open(path, "rb") as f:
-        f.seek(start)
-        pos = start
-        while pos < stop:
-            data = f.read(min(_READ_CHUNK if limit is None else limit, _READ_CHUNK, stop - pos))
-            if not data:
-                break
-            pos += len(data)
-            for item in scanner.feed(data):
-                out.append(item)
-                if isinstance(item, Record):
-                    got += item.size
-            if limit is not None and got >= limit and pos < stop:
-                return out, False
+    pos = start
+    while pos < stop:
+        data = os.pread(
+            fd, min(_READ_CHUNK if limit is None else limit, _READ_CHUNK, stop - pos), pos
+        )
+        if not data:
+            break
+        pos += len(data)
+        for item in scanner.feed(data):
+            out.append(item)
+            if isinstance(item, Record):
+                got += item.size
+        if limit is not None and got >= limit and pos < stop:
+            return out, False
     return out, True
 
 
