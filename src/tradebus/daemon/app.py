@@ -90,6 +90,13 @@ class Daemon:
             journal.close()
             raise
         self.max_lag = {c.name: c.max_lag for c in config.sinks}
+        for i, c in enumerate(config.sinks):
+            if c.queue_size is not None:
+                self._log.warning(
+                    "config_key_unused",
+                    key=f"sinks[{i}].queue_size",
+                    note="every sink reads the journal: nothing is held in memory for it",
+                )
         self.bus = Bus(
             journal,
             on_append=self._appended,

@@ -1,7 +1,8 @@
 """The daemon's state for people and probes: per source, per sink, and whether it is ready.
 
 Everything here is read at the moment someone asks (a probe, a scrape, the systemd STATUS
-line) from counters the sources and sink workers already keep: nothing on the event path.
+line) from counters the sources keep and the sinks' state delivery last reported: nothing on
+the event path.
 """
 
 from __future__ import annotations

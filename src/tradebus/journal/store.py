@@ -9,8 +9,9 @@ The appender writes header + already-encoded lines with one ``os.writev`` from t
 a local append is a copy into the page cache, microseconds, where a thread hop would cost more.
 ``fsync`` is what can take milliseconds, and it runs on a thread (``Journal.sync``).
 
-Readers (a sink catching up) run on threads too; each one reads up to a bound that the loop
-gives it, so it never sees the half of a record that the appender is writing.
+Readers (every sink's follower, in the delivery process or inline) read up to a bound the
+appender gives them (a ``View``: in another process, the daemon's watermark), so a reader never
+sees the half of a record that the appender is writing.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The sink side of the bus: a ``Batch`` of encoded events, the ``Sink`` protocol, what a sink
-is given at open (``SinkContext``), the registry."""
+"""What a sink deals with: a ``Batch`` of encoded events, the ``Sink`` protocol, what a sink is
+given at open (``SinkContext``), the registry."""
 
 from __future__ import annotations
 
@@ -12,23 +12,21 @@ from tradebus.schemas.events import Event
 
 
 class Batch:
-    """Events in bus order, as JSON lines encoded once and shared by every sink.
+    """Events in journal order, as the JSON lines the bus encoded once.
 
     ``data`` is JSONL: one ``\\n``-terminated line per event. msgspec escapes newlines inside
     strings, so a line never spans two. A merged batch keeps its parts' bytes as ``chunks`` (a
     writer takes them as they are, ``writelines``); ``data`` joins them only when asked.
 
-    ``events`` holds the Event structs only when some sink asked for them (``needs_events``);
-    it is empty otherwise. Sinks that write the lines never look at them, and a queued struct
-    costs about as much memory again as its line: with 16,000 events in flight under row 5,
-    dropping them took the daemon's peak RSS from 79-80 to 70-71 MB.
+    ``events`` holds the Event structs only for a sink that asks for them (``needs_events``);
+    it is empty otherwise: sinks that write the lines never look at them.
 
     ``first_seq``..``last_seq`` is the stretch of the stream the batch stands for: with a filter
     it holds fewer events than the stretch, and a sink that wrote it has acknowledged the whole
     stretch (its cursor moves to ``last_seq``). A batch of no events moves the cursor alone.
     """
 
-    __slots__ = ("chunks", "count", "end", "events", "first_seq", "last_seq", "start", "t0")
+    __slots__ = ("chunks", "count", "events", "first_seq", "last_seq", "t0")
 
     def __init__(
         self,
@@ -45,11 +43,8 @@ class Batch:
         self.chunks: Sequence[bytes] = chunks or (data,)
         self.first_seq = first_seq
         self.last_seq = last_seq
-        # Unix time the bus published it (or the journal got it): the start of its latency.
+        # Unix time the daemon journaled it: where its latency starts.
         self.t0 = 0.0
-        # Where its journal record starts and where the next one will (segment, offset).
-        self.start: tuple[Path, int] | None = None
-        self.end: tuple[Path, int] | None = None
 
     def __len__(self) -> int:
         return self.count
