@@ -153,3 +153,26 @@ async def test_daemon_tells_systemd_when_ready_and_when_stopping(
         assert stopping.startswith(b"STOPPING=1")
         await asyncio.wait_for(daemon.proc.communicate(), 20)
         assert daemon.proc.returncode == 0
+
+
+async def test_an_ops_port_in_use_is_one_config_error_line_and_exit_2(tmp_path: Path) -> None:
+    """`[daemon] http` on a port another program holds: exit 2 and one `config error:` line
+    naming the key, the address and the reason; no traceback."""
+    holder = socket.create_server(("127.0.0.1", 0))
+    port = holder.getsockname()[1]
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[daemon]\nstate_dir = "{tmp_path}"\nhttp = "127.0.0.1:{port}"\n'
+        '[[sources]]\nname = "s"\ntype = "ttmt"\nurl = "http://127.0.0.1:1/"\napi_key = "k"\n'
+        '[[sinks]]\nname = "o"\ntype = "stdout"\n'
+    )
+    try:
+        code, out, err = await run_cli("run", "-c", str(config), "--log-format", "json")
+    finally:
+        holder.close()
+    assert code == 2
+    assert out == b""
+    problems = [line for line in err.decode().splitlines() if not line.startswith("{")]
+    assert problems == [
+        f"config error: daemon.http: cannot listen on 127.0.0.1:{port}: address already in use"
+    ]
