@@ -88,7 +88,25 @@ def _cmd_journal(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    cfg = config.load(args.config)
+    """Every problem `run` would stop at, in one report: the file's, and the state dir's."""
+    from pathlib import Path
+
+    from tradebus.journal.store import StateDirError, check_state_dir
+
+    problems: list[str] = []
+    try:
+        cfg = config.load(args.config)
+    except ConfigError as exc:
+        problems += exc.problems
+    try:
+        daemon, _ = config.load_daemon(args.config)
+        check_state_dir(Path(daemon.state_dir), create=False)
+    except StateDirError as exc:
+        problems += exc.problems
+    except ConfigError:
+        pass  # the [daemon] table's own problems are listed above
+    if problems:
+        raise ConfigError(problems)
     print(f"{args.config}: ok ({len(cfg.sources)} sources, {len(cfg.sinks)} sinks)")
     return 0
 

@@ -140,11 +140,55 @@ def test_secret_of_wrong_type_does_not_echo_the_value() -> None:
     assert problem == "sources[0].api_key: expected a string"
 
 
-def test_unknown_source_type() -> None:
-    """An unknown ``type`` is named with its path."""
+def test_unknown_type_lists_the_valid_ones() -> None:
+    """An unknown or missing ``type`` is named with its path and the types there are."""
     data = _minimal()
     data["sources"][0]["type"] = "ftp"  # type: ignore[index]
-    assert _problems(data) == ["sources[0].type: invalid value 'ftp'"]
+    del data["sinks"][1]["type"]  # type: ignore[index]
+    data["sinks"][0]["type"] = "kafka"  # type: ignore[index]
+    assert _problems(data) == [
+        "sources[0].type: unknown type 'ftp'; expected one of: ttmt, tpalerts, traderws, mt4bridge",
+        "sinks[0].type: unknown type 'kafka'; expected one of: stdout, file, webhook, nats",
+        "sinks[1].type: missing; expected one of: stdout, file, webhook, nats",
+    ]
+
+
+def test_every_problem_of_a_file_is_reported_at_once() -> None:
+    """Three mistakes in three tables, two in one table, a missing key and a bad section:
+    one parse names them all, in file order."""
+    data = _minimal()
+    data["daemon"]["drain_timeout"] = -1  # type: ignore[index]
+    data["daemon"]["log_level"] = "loud"  # type: ignore[index]
+    data["sinks"][1]["providers"] = ["ttmt", "bloomberg"]  # type: ignore[index]
+    data["sources"][0]["url"] = "ftp://x/"  # type: ignore[index]
+    data["sources"][1]["ping_interval"] = "fast"  # type: ignore[index]
+    data["sources"][1]["missed_pings"] = 0  # type: ignore[index]
+    del data["sinks"][0]["path"]  # type: ignore[index]
+    data["sinks"][1]["queue_sise"] = 10  # type: ignore[index]
+    data["sink"] = {}
+    assert _problems(data) == [
+        "sink: unknown field (check its spelling and section)",
+        "daemon.drain_timeout: expected `float` > 0.0",
+        "daemon.log_level: invalid enum value 'loud'; expected one of: debug, info, warning, error",
+        "sources[0].url: expected an http/https URL, got 'ftp://x/'",
+        "sources[1].ping_interval: expected `float`, got `str`",
+        "sources[1].missed_pings: expected `int` >= 1",
+        "sinks[0].path: required, not given",
+        "sinks[1].providers[1]: invalid enum value 'bloomberg'; expected one of: ttmt,"
+        " tpalerts, traderws, mt4bridge",
+        "sinks[1].queue_sise: unknown field (check its spelling and section)",
+    ]
+
+
+def test_a_missing_variable_is_not_reported_again_as_a_bad_value() -> None:
+    """An unset ${VAR} in a URL is one problem (the variable), not also an empty URL."""
+    data = _minimal()
+    data["sources"][1]["url"] = "${ALERTS_URL}"  # type: ignore[index]
+    data["sinks"][0]["max_bytes"] = "big"  # type: ignore[index]
+    assert _problems(data) == [
+        "sources[1].url: environment variable ALERTS_URL is not set",
+        "sinks[0].max_bytes: expected `int`, got `str`",
+    ]
 
 
 def test_duplicate_names_and_empty_sections() -> None:

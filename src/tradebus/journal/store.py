@@ -91,14 +91,19 @@ def _segment_name(first_seq: int) -> str:
 
 
 def check_state_dir(path: Path, *, create: bool = True) -> None:
-    """Raise ``StateDirError`` naming ``path`` unless it is (or can be made) a writable dir."""
+    """Raise ``StateDirError`` naming ``path`` unless it is (or can be made) a writable dir.
+
+    ``create=False`` only checks (``tradebus check-config``): a missing dir passes if its
+    parent would let the daemon create it."""
     if path.exists() and not path.is_dir():
         raise StateDirError(path, "exists and is not a directory")
     if not path.exists():
         if not path.parent.is_dir():
             raise StateDirError(path, f"parent directory {path.parent} does not exist")
         if not create:
-            raise StateDirError(path, "does not exist")
+            if not os.access(path.parent, os.W_OK | os.X_OK):
+                raise StateDirError(path, f"cannot create: {path.parent} is not writable")
+            return
         try:
             path.mkdir(mode=0o750)
         except OSError as exc:
