@@ -512,7 +512,7 @@ class Bus:
         self._chores: asyncio.Task[None] | None = None
         self._closed = False
         self._stuck = asyncio.Lock()  # held while an append is being retried (disk full)
-        self._saved_cursors: dict[str, int] = {}
+        self._saved_cursors: dict[str, tuple[int, str | None]] = {}
         self._log: Any = log.get()
         # Cursors of sinks not in this config: kept as they are, so a sink taken out of the
         # config for a while resumes where it was (retention does not wait for it).
@@ -526,7 +526,7 @@ class Bus:
                 # A sink new to this state dir starts at the journal's end: what it is given
                 # from now on, not the history of other sinks.
                 w.attach(journal, min(entry.seq, journal.last_seq) if entry else journal.last_seq)
-                self._saved_cursors[w.name] = w.cursor
+                self._saved_cursors[w.name] = (w.cursor, w.last_error)
 
     @property
     def last_seq(self) -> int:
@@ -678,7 +678,8 @@ class Bus:
     ) -> None:
         if self.state_dir is None or self.journal is None:
             return
-        current = {w.name: w.cursor for w in self.workers}
+        # A new error is saved too, so `tradebus journal` shows why a sink stands still.
+        current = {w.name: (w.cursor, w.last_error) for w in self.workers}
         if current == self._saved_cursors and not force:
             return
         entries = self.cursor_entries()

@@ -73,11 +73,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_journal(args: argparse.Namespace) -> int:
     from tradebus.journal import report
 
-    cfg = config.load(args.config)
-    if args.from_seq is None:
-        return report.status(cfg, sys.stdout)
+    # [daemon] and the sinks' names are all it reads: no source's or sink's secret is needed.
+    daemon, sinks = config.load_daemon(args.config)
+    filters = (args.provider, args.type, args.source, args.symbol, args.to_seq)
+    if args.from_seq is None and not any(f for f in filters):
+        return report.status(daemon, sinks, sys.stdout)
     return report.replay(
-        cfg,
+        daemon,
         args.from_seq,
         args.to_seq,
         providers=args.provider,
@@ -256,10 +258,14 @@ def build_parser(*, simulators: bool = True) -> argparse.ArgumentParser:
     status.set_defaults(func=_cmd_status)
 
     journal = sub.add_parser(
-        "journal", help="the journal's state, or (--from-seq) its events as JSONL"
+        "journal",
+        help="the journal's state and each sink's cursor; with --from-seq or a filter, its"
+        " events as JSONL",
     )
     journal.add_argument("-c", "--config", required=True, help="TOML config file")
-    journal.add_argument("--from-seq", type=int, default=None, help="replay from this seq")
+    journal.add_argument(
+        "--from-seq", type=int, default=None, help="replay from this seq (default: the first)"
+    )
     journal.add_argument("--to-seq", type=int, default=None, help="... through this one")
     for flag, what in (
         ("--provider", "upstream kind"),
