@@ -101,12 +101,19 @@ class LineLogger:
     fatal = failure = err = error = critical = exception = msg
 
 
+# Whether debug lines are on: code that would log per batch checks this first, so a daemon at
+# "info" pays one attribute read per batch, not the building of a log call.
+DEBUG = False
+
+
 def configure(level: str = "info", *, fmt: str | None = "json", stream: Any = None) -> None:
     """Set up structlog once per process; logs go to stderr so stdout stays pure JSONL events.
 
     ``fmt=None``: the console renderer when the stream is a terminal (a person reads it), JSON
     lines otherwise (journald, docker logs, a file).
     """
+    global DEBUG  # noqa: PLW0603 - one switch per process, set where the level is
+    DEBUG = level.lower() == "debug"
     stream = stream or sys.stderr
     if fmt is None:
         fmt = "console" if stream.isatty() else "json"
