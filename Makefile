@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	@echo "tradebus is $(BIN)/tradebus (or: . $(BIN)/activate); Ctrl-C stops the demo" >&2
 	$(BIN)/tradebus demo
 
 lint: $(STAMP)

@@ -158,6 +158,8 @@ async def _simulate(sim: Simulator, host: str, port: int) -> int:
         loop.add_signal_handler(sig, stop.set)
     await sim.start(host, port)
     log.get().info("simulator_listening", host=host, port=sim.port)
+    # For a person at a terminal: what it accepts, and a command that talks to it.
+    print("\n".join(sim.usage()), flush=True)
     try:
         await stop.wait()
     finally:

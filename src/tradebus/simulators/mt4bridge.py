@@ -55,6 +55,7 @@ import asyncio
 import contextlib
 import itertools
 import random
+import shlex
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -64,7 +65,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from tradebus import times
-from tradebus.simulators.base import AppServer, padded
+from tradebus.simulators.base import AppServer, curl, padded
 
 BASE = "/mt4/client"
 _PIP = {"XAUUSD": 0.01, "USDJPY": 0.001}
@@ -270,6 +271,30 @@ class Mt4BridgeSimulator:
         self._background.clear()
         await self.cut_ws()
         await self._server.stop()
+
+    def usage(self) -> list[str]:
+        base = f"http://{self._host}:{self.port}{BASE}"
+        terminal = {
+            "accountId": self.account_id,
+            "server": self.server_name,
+            "login": self.login,
+            "password": self.password,
+        }
+        account = shlex.join(
+            [
+                *("curl", "-sS", "-H", f"Authorization: Bearer {self.api_key}"),
+                *("-H", "x-session-id: SESSION", f"{base}/account"),
+            ]
+        )
+        return [
+            f"MT4 bridge simulator on {base}: API key {self.api_key}, account"
+            f" {self.account_id} on {self.server_name}, login {self.login}, password"
+            f" {self.password}",
+            "  open a session:",
+            f"  {curl(base + '/session/open', bearer=self.api_key, body=terminal)}",
+            "  then, with SESSION the reply's sessionId:",
+            f"  {account}",
+        ]
 
     def source_table(self, name: str) -> dict[str, Any]:
         return {

@@ -43,7 +43,7 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from tradebus.simulators.base import AppServer, abort
+from tradebus.simulators.base import AppServer, abort, curl
 
 PATH: Final = "/api/v1/alerts"
 FIRST_ALERT_ID: Final = 35443
@@ -284,6 +284,12 @@ class TpAlertsSimulator:
             "token": self.token,
             "ping_interval": self.ping_interval,
         }
+
+    def usage(self) -> list[str]:
+        return [
+            f"TradingPartners alerts simulator: SSE stream on {self.url}, token {self.token}",
+            f"  {curl(self.url, bearer=self.token, stream=True)}",
+        ]
 
     # --- fault knobs ----------------------------------------------------------------------
 

@@ -68,8 +68,11 @@ import contextlib
 import hashlib
 import hmac
 import itertools
+import json
 import random
+import shlex
 import struct
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -80,7 +83,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from tradebus import times
-from tradebus.simulators.base import AppServer, padded
+from tradebus.simulators.base import AppServer, curl, padded
 
 AUTH_CLOSE = 4001
 # Public demo credentials (config/demo.toml's defaults); source_table hands them out anyway.
@@ -273,6 +276,21 @@ class TraderWsSimulator:
         for conn in list(self.live):
             await conn.ws.close(code=1001, message=b"server shutting down")
         await self._server.stop()
+
+    def usage(self) -> list[str]:
+        base = f"http://{self.host}:{self.port}"
+        login = {"username": self.username, "password": self.password}
+        ws = f"ws://{self.host}:{self.port}/api/v1/ws?token=TOKEN"
+        quotes = {"symbols": list(self.symbols[:1]), "events": ["quoteEvent"]}
+        return [
+            f"Trader WS simulator on {base}: username {self.username}, password {self.password}",
+            "  log in (the reply's token is valid for the WebSocket):",
+            f"  {curl(base + '/api/v1/login', body=login)}",
+            "  then, with TOKEN from that reply, a WebSocket client:",
+            f"  {shlex.join([sys.executable, '-m', 'websockets', ws])}",
+            "  and in it, to get quotes:",
+            f"  {json.dumps({'type': 'subscribe', 'payload': quotes})}",
+        ]
 
     def source_table(self, name: str) -> dict[str, Any]:
         return {
