@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from tradebus import demo_keys
 from tradebus.errors import ConfigError
 from tradebus.secret import Secret
 from tradebus.sinks.subject import SubjectTemplate
@@ -591,9 +592,11 @@ def load_daemon(
 
 
 def _literal(value: str) -> bool:
-    """Whether ``value`` holds text of its own once the environment is substituted: a
-    ``${VAR}`` is none, the default of a ``${VAR:-default}`` is."""
-    return bool(_VAR.sub(lambda m: m.group(2) or "", value).strip())
+    """Whether ``value`` holds a secret of its own once the environment is substituted: a
+    ``${VAR}`` is none, the default of a ``${VAR:-default}`` is, unless it is one of the
+    simulators' published credentials (the demo configs' defaults), which are no secret."""
+    text = _VAR.sub(lambda m: m.group(2) or "", value).strip()
+    return bool(text) and text not in demo_keys.PUBLISHED
 
 
 def exposed_secrets(path: str | Path) -> list[str]:

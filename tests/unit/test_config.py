@@ -236,7 +236,7 @@ def test_exposed_secrets_names_literal_secrets_in_a_readable_file(tmp_path: Path
         '[[sources]]\nname = "a"\ntype = "ttmt"\nurl = "http://h/s"\napi_key = "lit-key-1"\n'
         '[[sources]]\nname = "b"\ntype = "tpalerts"\nurl = "http://h/a"\ntoken = "${TP}"\n'
         '[[sources]]\nname = "c"\ntype = "traderws"\nurl = "http://h"\n'
-        'username = "${U:-demo-user}"\npassword_file = "pw"\n'
+        'username = "${U:-alice}"\npassword_file = "pw"\n'
         '[[sinks]]\nname = "w"\ntype = "webhook"\nurl = "http://h/w"\nsecret = "${WH}"\n'
         'headers = { X-Api-Key = "hdr-lit-1", X-Other = "${H}" }\n'
     )
@@ -247,6 +247,18 @@ def test_exposed_secrets_names_literal_secrets_in_a_readable_file(tmp_path: Path
     assert config.exposed_secrets(path) == []
     path.chmod(0o604)
     assert config.exposed_secrets(path) == exposed
+
+
+@pytest.mark.parametrize("name", ["demo.toml", "compose.toml"])
+def test_the_shipped_demo_configs_warn_of_no_secret(tmp_path: Path, name: str) -> None:
+    """On a fresh clone (mode 0644) the demo configs hold only the simulators' published
+    credentials: no warning. The same file with one real-looking key warns of that key alone."""
+    path = tmp_path / name
+    path.write_text((REPO / "config" / name).read_text())
+    path.chmod(0o644)
+    assert config.exposed_secrets(path) == []
+    path.write_text(path.read_text().replace("tp_demo_token", "tp-live-6f1e0a"))
+    assert config.exposed_secrets(path) == ["sources[1].token"]
 
 
 def test_exposed_secrets_leaves_unreadable_and_invalid_files_to_load(tmp_path: Path) -> None:

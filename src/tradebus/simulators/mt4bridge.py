@@ -64,7 +64,7 @@ from typing import Any, Final
 import msgspec
 from aiohttp import WSMsgType, web
 
-from tradebus import times
+from tradebus import demo_keys, times
 from tradebus.simulators.base import AppServer, curl, padded
 
 BASE = "/mt4/client"
@@ -194,8 +194,8 @@ class Mt4BridgeSimulator:
     def __init__(
         self,
         *,
-        api_key: str = "mt4-sim-key",
-        password: str = "mt4-sim-pass",  # noqa: S107 - the simulator's own fake credential
+        api_key: str = demo_keys.MT4_KEY,
+        password: str = demo_keys.MT4_PASSWORD,
         account_id: str = "demo-mt4-01",
         server: str = "Broker-Demo",
         login: int = 120045,
@@ -812,8 +812,10 @@ class Mt4BridgeSimulator:
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=5.0, help="quotes/s (0: as fast as possible)")
     parser.add_argument("--seed", type=int, default=1, help="random seed")
-    parser.add_argument("--api-key", default="mt4-sim-key", help="accepted Bearer API key")
-    parser.add_argument("--password", default="mt4-sim-pass", help="accepted terminal password")
+    parser.add_argument("--api-key", default=demo_keys.MT4_KEY, help="accepted Bearer API key")
+    parser.add_argument(
+        "--password", default=demo_keys.MT4_PASSWORD, help="accepted terminal password"
+    )
     parser.add_argument("--account-id", default="demo-mt4-01")
     parser.add_argument("--server", default="Broker-Demo")
     parser.add_argument("--login", type=int, default=120045)
@@ -843,8 +845,8 @@ def from_cli(args: argparse.Namespace) -> Mt4BridgeSimulator:
 
 def for_demo(seed: int) -> Mt4BridgeSimulator:
     return Mt4BridgeSimulator(
-        api_key="mt4-demo-key",
-        password="mt4-demo-pass",  # noqa: S106 - the demo's own fake credential
+        api_key=demo_keys.MT4_DEMO_KEY,
+        password=demo_keys.MT4_DEMO_PASSWORD,
         rate=3.0,
         seed=seed,
         trade_interval=4.0,

@@ -82,13 +82,13 @@ from typing import Any
 import msgspec
 from aiohttp import WSMsgType, web
 
-from tradebus import times
+from tradebus import demo_keys, times
 from tradebus.simulators.base import AppServer, curl, padded
 
 AUTH_CLOSE = 4001
 # Public demo credentials (config/demo.toml's defaults); source_table hands them out anyway.
-DEMO_USERNAME = "demo-user"  # not "demo": a secret is scrubbed wherever it occurs in a log line
-DEMO_PASSWORD = "demo-password"  # noqa: S105
+DEMO_USERNAME = demo_keys.TRADERWS_USERNAME
+DEMO_PASSWORD = demo_keys.TRADERWS_PASSWORD
 EVENT_KINDS = ("quoteEvent", "executionEvent", "portfolioEvent")
 _FILLS = ("FILLED", "PARTIALLY_FILLED")
 _START_PRICES = {"EURUSD": 1.0843, "GBPUSD": 1.2710, "USDJPY": 156.20, "XAUUSD": 2331.5}

@@ -60,10 +60,11 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
+from tradebus import demo_keys
 from tradebus.simulators.base import AppServer, abort, curl
 
 PATH: Final = "/api/v1/stream"
-DEMO_KEY: Final = "ttmt_live_demo_4b7e2d9a"  # the fake server's own demo credential
+DEMO_KEY: Final = demo_keys.TTMT_KEY  # the fake server's own demo credential
 BUFFER: Final = 100
 HUGE_LINE: Final = 10 * 1024 * 1024
 BASE_TIME: Final = datetime(2026, 6, 9, 14, 30, 0, tzinfo=UTC).timestamp()
