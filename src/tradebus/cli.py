@@ -1,4 +1,4 @@
-"""``tradebus run | check-config | health | status | demo | simulate | schema``."""
+"""The ``tradebus`` command line; ``tradebus --help`` lists its commands."""
 
 from __future__ import annotations
 
@@ -219,7 +219,14 @@ def build_parser(*, simulators: bool = True) -> argparse.ArgumentParser:
     Those need the simulator modules (and aiohttp's server) imported, which the daemon itself
     never uses: ``tradebus run`` would carry them for its whole life (2.4 MB of RSS).
     """
-    parser = argparse.ArgumentParser(prog="tradebus", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="tradebus",
+        description="One daemon that turns trading feeds (TTMT, TradingPartners alerts, a Trader"
+        " WebSocket API, an MT4 bridge) into one stream of canonical events, delivered to"
+        " stdout, JSONL files, webhooks and NATS JetStream.",
+        epilog="Try it: tradebus demo. Then: tradebus check-config -c FILE, tradebus run -c"
+        " FILE; tradebus COMMAND --help for a command's options.",
+    )
     parser.add_argument("--version", action="version", version=f"tradebus {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 

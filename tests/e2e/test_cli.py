@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import signal
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.process import decode_lines, run_cli, start_daemon, write_config
-from tradebus.cli import DEMO_NAMES, _simulator_modules
+from tradebus.cli import DEMO_NAMES, _simulator_modules, build_parser
 from tradebus.schemas.events import EVENT_TYPES
 from tradebus.simulators.base import Simulator
 
@@ -219,3 +220,18 @@ async def test_check_config_passes_a_state_dir_run_would_create(tmp_path: Path) 
     assert (code, err) == (0, b"")
     assert out.decode() == f"{path}: ok (1 sources, 1 sinks)\n"
     assert not state.exists()
+
+
+async def test_help_says_what_tradebus_is_and_lists_every_command() -> None:
+    """`tradebus --help` opens with what tradebus does (no raw markup), and names every
+    command the parser has, `journal` included, each with its help line."""
+    code, out, _ = await run_cli("--help")
+    assert code == 0
+    text = out.decode()
+    assert "``" not in text
+    assert "into one stream of canonical events" in " ".join(text.split())
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    commands = set(sub.choices)
+    assert "journal" in commands
+    listed = {line.split()[0] for line in text.splitlines() if line.startswith("    ")}
+    assert commands <= listed
