@@ -51,7 +51,8 @@ def test_the_unit_has_the_watchdog_and_the_hardening() -> None:
 
 
 # Measured 2026-12-02 with systemd 252: 1.8 OK. A change to the unit that loosens the sandbox
-# past this fails here; one that tightens it should lower the bound (and the README's number).
+# past this fails here; one that tightens it should lower the bound (and the number in
+# docs/operations.md).
 EXPOSURE_AT_MOST = 1.8
 
 
