@@ -93,17 +93,16 @@ def _segment_name(first_seq: int) -> str:
 def check_state_dir(path: Path, *, create: bool = True) -> None:
     """Raise ``StateDirError`` naming ``path`` unless it is (or can be made) a writable dir.
 
-    ``create=False`` only checks (``tradebus check-config``): a missing dir passes if its
-    parent would let the daemon create it."""
+    ``create=False`` only checks what does not depend on who runs it (``tradebus
+    check-config``, often run by another user than the service): not a directory, or a parent
+    that does not exist. A missing dir in an existing parent passes: the daemon creates it."""
     if path.exists() and not path.is_dir():
         raise StateDirError(path, "exists and is not a directory")
+    if not path.exists() and not path.parent.is_dir():
+        raise StateDirError(path, f"parent directory {path.parent} does not exist")
+    if not create:
+        return
     if not path.exists():
-        if not path.parent.is_dir():
-            raise StateDirError(path, f"parent directory {path.parent} does not exist")
-        if not create:
-            if not os.access(path.parent, os.W_OK | os.X_OK):
-                raise StateDirError(path, f"cannot create: {path.parent} is not writable")
-            return
         try:
             path.mkdir(mode=0o750)
         except OSError as exc:
