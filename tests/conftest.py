@@ -10,6 +10,9 @@ import pytest
 from tradebus import log
 from tradebus.schemas.events import Event, event_type
 
+# tests.tools: what a test that needs a missing system tool does (skip, or fail under CI).
+pytest_plugins = ["tests.tools", "pytester"]
+
 
 class Collector:
     """Stands where the bus stands: records every published batch, lets a test await a state."""

@@ -1,4 +1,4 @@
-"""``tradebus run | check-config | health | status | demo | simulate | schema``."""
+"""The ``tradebus`` command line; ``tradebus --help`` lists its commands."""
 
 from __future__ import annotations
 
@@ -73,11 +73,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_journal(args: argparse.Namespace) -> int:
     from tradebus.journal import report
 
-    cfg = config.load(args.config)
-    if args.from_seq is None:
-        return report.status(cfg, sys.stdout)
+    # [daemon] and the sinks' names are all it reads: no source's or sink's secret is needed.
+    daemon, sinks = config.load_daemon(args.config)
+    filters = (args.provider, args.type, args.source, args.symbol, args.to_seq)
+    if args.from_seq is None and not any(f for f in filters):
+        return report.status(daemon, sinks, sys.stdout)
     return report.replay(
-        cfg,
+        daemon,
         args.from_seq,
         args.to_seq,
         providers=args.provider,
@@ -88,7 +90,25 @@ def _cmd_journal(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    cfg = config.load(args.config)
+    """Every problem `run` would stop at, in one report: the file's, and the state dir's."""
+    from pathlib import Path
+
+    from tradebus.journal.store import StateDirError, check_state_dir
+
+    problems: list[str] = []
+    try:
+        cfg = config.load(args.config)
+    except ConfigError as exc:
+        problems += exc.problems
+    try:
+        daemon, _ = config.load_daemon(args.config)
+        check_state_dir(Path(daemon.state_dir), create=False)
+    except StateDirError as exc:
+        problems += exc.problems
+    except ConfigError:
+        pass  # the [daemon] table's own problems are listed above
+    if problems:
+        raise ConfigError(problems)
     print(f"{args.config}: ok ({len(cfg.sources)} sources, {len(cfg.sinks)} sinks)")
     return 0
 
@@ -138,6 +158,8 @@ async def _simulate(sim: Simulator, host: str, port: int) -> int:
         loop.add_signal_handler(sig, stop.set)
     await sim.start(host, port)
     log.get().info("simulator_listening", host=host, port=sim.port)
+    # For a person at a terminal: what it accepts, and a command that talks to it.
+    print("\n".join(sim.usage()), flush=True)
     try:
         await stop.wait()
     finally:
@@ -197,7 +219,14 @@ def build_parser(*, simulators: bool = True) -> argparse.ArgumentParser:
     Those need the simulator modules (and aiohttp's server) imported, which the daemon itself
     never uses: ``tradebus run`` would carry them for its whole life (2.4 MB of RSS).
     """
-    parser = argparse.ArgumentParser(prog="tradebus", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="tradebus",
+        description="One daemon that turns trading feeds (TTMT, TradingPartners alerts, a Trader"
+        " WebSocket API, an MT4 bridge) into one stream of canonical events, delivered to"
+        " stdout, JSONL files, webhooks and NATS JetStream.",
+        epilog="Try it: tradebus demo. Then: tradebus check-config -c FILE, tradebus run -c"
+        " FILE; tradebus COMMAND --help for a command's options.",
+    )
     parser.add_argument("--version", action="version", version=f"tradebus {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -238,10 +267,14 @@ def build_parser(*, simulators: bool = True) -> argparse.ArgumentParser:
     status.set_defaults(func=_cmd_status)
 
     journal = sub.add_parser(
-        "journal", help="the journal's state, or (--from-seq) its events as JSONL"
+        "journal",
+        help="the journal's state and each sink's cursor; with --from-seq or a filter, its"
+        " events as JSONL",
     )
     journal.add_argument("-c", "--config", required=True, help="TOML config file")
-    journal.add_argument("--from-seq", type=int, default=None, help="replay from this seq")
+    journal.add_argument(
+        "--from-seq", type=int, default=None, help="replay from this seq (default: the first)"
+    )
     journal.add_argument("--to-seq", type=int, default=None, help="... through this one")
     for flag, what in (
         ("--provider", "upstream kind"),

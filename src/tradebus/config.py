@@ -13,6 +13,7 @@ import binascii
 import os
 import re
 import tomllib
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from tradebus import demo_keys
 from tradebus.errors import ConfigError
 from tradebus.secret import Secret
 from tradebus.sinks.subject import SubjectTemplate
@@ -298,15 +300,23 @@ def webhook_key(secret: Secret) -> bytes:
     """The HMAC key of a Standard Webhooks secret: ``whsec_`` stripped, the rest base64-decoded.
 
     The spec: "the secret is the base64 encoded portion after the prefix"; the reference
-    library pads unpadded base64, so this does too. ValueError never quotes the value.
+    library pads unpadded base64, so this does too. The prefix is required: without it a
+    receiver cannot tell a base64 secret from a plain one, and one that keys its HMAC with the
+    text itself refuses every request. ValueError never quotes the value.
     """
-    text = secret.reveal().removeprefix("whsec_")
-    try:
-        key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        key = b""
+    text = secret.reveal()
+    key = b""
+    if text.startswith("whsec_"):
+        body = text.removeprefix("whsec_")
+        try:
+            key = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
     if not key:
-        raise ValueError("secret: expected whsec_<base64>, as Standard Webhooks defines it")
+        raise ValueError(
+            "secret: expected whsec_<base64>, as Standard Webhooks defines it"
+            " (e.g. whsec_ and the base64 of 24 to 64 random bytes)"
+        )
     return key
 
 
@@ -409,20 +419,102 @@ def _read_secret_files(
             problems.append(f"{path}.{key}: cannot read {file_path}: {exc.strerror}")
 
 
-def _pretty(error: msgspec.ValidationError) -> str:
+def _pretty(error: msgspec.ValidationError, base: str = "") -> str:
+    """``error`` as ``path: what was expected``, its path under ``base`` (``sources[1]``)."""
     text = str(error)
     message, _, where = text.partition(" - at `$")
     where = where.rstrip("`")
-    where = where[1:] if where.startswith(".") else where
     message = message[0].lower() + message[1:] if message else message
     # Checks in __post_init__ name their field ("url: expected …"); unknown keys name theirs.
     field = re.match(r"([a-z_]+): (.*)", message) or re.match(
         r"object contains unknown field `([^`]+)`()", message
     )
     if field:
-        where = f"{where}.{field.group(1)}" if where else field.group(1)
+        where = f"{where}.{field.group(1)}"
         message = field.group(2) or "unknown field (check its spelling and section)"
+    where = base + where if base else where.removeprefix(".")
     return f"{where}: {message}" if where else message
+
+
+def _tags(union: Any) -> dict[str, type[msgspec.Struct]]:
+    """The ``type`` tags of a ``[[sources]]`` or ``[[sinks]]`` union, to their structs."""
+    return {str(c.__struct_config__.tag): c for c in typing.get_args(union)}
+
+
+def _choices(tp: Any) -> list[str]:
+    """The values a ``Literal`` allows, found inside ``tp`` (``Literal[…] | None``, lists)."""
+    if typing.get_origin(tp) is Literal:
+        return [str(v) for v in typing.get_args(tp)]
+    return [c for arg in typing.get_args(tp) for c in _choices(arg)]
+
+
+_UNKNOWN = "unknown field (check its spelling and section)"
+
+
+def _table_problems(table: dict[str, Any], cls: type[msgspec.Struct], path: str) -> list[str]:
+    """Every problem of one table: each key checked on its own (so one run shows them all),
+    then, if each key is fine, the checks that look at several (``__post_init__``)."""
+    fields = {f.encode_name: f for f in msgspec.structs.fields(cls)}
+    tag_field = cls.__struct_config__.tag_field
+    found = []
+    for key, value in table.items():
+        if key == tag_field:
+            continue
+        field = fields.get(key)
+        if field is None:
+            found.append(f"{path}.{key}: {_UNKNOWN}")
+            continue
+        try:
+            msgspec.convert(value, field.type, dec_hook=dec_hook)
+        except msgspec.ValidationError as exc:
+            problem = _pretty(exc, f"{path}.{key}")
+            if "invalid enum value" in problem:
+                problem += f"; expected one of: {', '.join(_choices(field.type))}"
+            found.append(problem)
+    found += [
+        f"{path}.{name}: required, not given"
+        for name, f in fields.items()
+        if f.required and name not in table
+    ]
+    if not found:
+        try:
+            msgspec.convert(table, cls, dec_hook=dec_hook)
+        except msgspec.ValidationError as exc:
+            found.append(_pretty(exc, path))
+    return found
+
+
+def _problems(data: dict[str, Any]) -> list[str]:
+    """Every problem in a decoded config, in file order (``[]`` when it is valid)."""
+    found = [f"{key}: {_UNKNOWN}" for key in data if key not in ("daemon", "sources", "sinks")]
+    daemon = data.get("daemon", {})
+    if isinstance(daemon, dict):
+        found += _table_problems(daemon, DaemonConfig, "daemon")
+    else:
+        found.append("daemon: expected a table ([daemon])")
+    for section, union in (("sources", SourceConfig), ("sinks", SinkConfig)):
+        tables = data.get(section, [])
+        if not isinstance(tables, list):
+            found.append(f"{section}: expected [[{section}]] tables")
+            continue
+        kinds = _tags(union)
+        for i, table in enumerate(tables):
+            path = f"{section}[{i}]"
+            if not isinstance(table, dict):
+                found.append(f"{path}: expected a [[{section}]] table")
+                continue
+            tag = table.get("type")
+            if not isinstance(tag, str) or tag not in kinds:
+                given = "missing" if tag is None else f"unknown type {str(tag)[:40]!r}"
+                found.append(f"{path}.type: {given}; expected one of: {', '.join(kinds)}")
+                continue
+            found += _table_problems(table, kinds[tag], path)
+    return found
+
+
+def _key_of(problem: str) -> str:
+    """The table key a problem is about: ``sources[0].symbols`` of ``sources[0].symbols[2]: …``."""
+    return re.sub(r"\[\d+\]$", "", problem.partition(": ")[0])
 
 
 def parse(data: dict[str, Any], env: dict[str, str] | None = None) -> Config:
@@ -436,11 +528,14 @@ def parse(data: dict[str, Any], env: dict[str, str] | None = None) -> Config:
             for i, table in enumerate(tables):
                 if isinstance(table, dict):
                     _read_secret_files(table, f"{section}[{i}]", env, problems)
+    # A key whose variable or file was missing is reported once, not again as a bad value.
+    reported = {p.partition(": ")[0].removesuffix("_file") for p in problems}
+    problems += [p for p in _problems(data) if _key_of(p) not in reported]
     if problems:
         raise ConfigError(problems)
     try:
         config = msgspec.convert(data, Config, dec_hook=dec_hook)
-    except msgspec.ValidationError as exc:
+    except msgspec.ValidationError as exc:  # what the checks above did not foresee
         raise ConfigError([_pretty(exc)]) from None
     _check_names(config, problems)
     if problems:
@@ -463,22 +558,51 @@ def _check_names(config: Config, problems: list[str]) -> None:
         problems.append("sinks: expected at least one [[sinks]] table")
 
 
-def load(path: str | Path, env: dict[str, str] | None = None) -> Config:
-    """Read and validate a TOML config file."""
+def _read(path: str | Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
-    return parse(data, env)
+
+
+def load(path: str | Path, env: dict[str, str] | None = None) -> Config:
+    """Read and validate a TOML config file."""
+    return parse(_read(path), env)
+
+
+def load_daemon(
+    path: str | Path, env: dict[str, str] | None = None
+) -> tuple[DaemonConfig, list[str]]:
+    """``[daemon]`` and the sinks' names alone: all that reading a state dir needs
+    (``tradebus journal``), so no source's or sink's secret has to be at hand."""
+    data = _read(path)
+    env = dict(os.environ) if env is None else env
+    problems: list[str] = []
+    daemon = _interpolate(data.get("daemon", {}), "daemon", env, problems)
+    sinks = data.get("sinks")
+    names = [
+        _interpolate(t.get("name"), f"sinks[{i}].name", env, problems)
+        for i, t in enumerate(sinks if isinstance(sinks, list) else [])
+        if isinstance(t, dict)
+    ]
+    if not isinstance(daemon, dict):
+        problems.append("daemon: expected a table ([daemon])")
+    elif not problems:
+        problems += _table_problems(daemon, DaemonConfig, "daemon")
+    if problems:
+        raise ConfigError(problems)
+    return msgspec.convert(daemon, DaemonConfig), [n for n in names if isinstance(n, str)]
 
 
 def _literal(value: str) -> bool:
-    """Whether ``value`` holds text of its own once the environment is substituted: a
-    ``${VAR}`` is none, the default of a ``${VAR:-default}`` is."""
-    return bool(_VAR.sub(lambda m: m.group(2) or "", value).strip())
+    """Whether ``value`` holds a secret of its own once the environment is substituted: a
+    ``${VAR}`` is none, the default of a ``${VAR:-default}`` is, unless it is one of the
+    simulators' published credentials (the demo configs' defaults), which are no secret."""
+    text = _VAR.sub(lambda m: m.group(2) or "", value).strip()
+    return bool(text) and text not in demo_keys.PUBLISHED
 
 
 def exposed_secrets(path: str | Path) -> list[str]:

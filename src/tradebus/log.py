@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 
-from tradebus import secret
+from tradebus import lineout, secret
 
 _SENSITIVE_KEY = re.compile(
     r"pass(word)?|secret|token|api[_-]?key|authorization|jwt|cookie|session[_-]?id", re.I
@@ -77,12 +77,43 @@ def redact_processor(
     return event_dict
 
 
+class LineLogger:
+    """Writes each rendered line with its newline in one ``write()`` call on the stream's
+    descriptor: structlog's PrintLogger goes through ``print()``, which with an unbuffered
+    stderr (``PYTHONUNBUFFERED=1``) writes the line and its newline as two calls, and another
+    writer's line (the stdout sink's) then lands between them (``lineout``)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def msg(self, message: str) -> None:
+        line = message + "\n"
+        try:
+            fd = self._stream.fileno()
+        except (AttributeError, OSError, ValueError):  # io.StringIO; a stream without a fd
+            self._stream.write(line)
+            self._stream.flush()
+            return
+        self._stream.flush()  # what print() left in the stream's buffer goes first
+        lineout.write_whole(fd, line.encode("utf-8", "backslashreplace"))
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+# Whether debug lines are on: code that would log per batch checks this first, so a daemon at
+# "info" pays one attribute read per batch, not the building of a log call.
+DEBUG = False
+
+
 def configure(level: str = "info", *, fmt: str | None = "json", stream: Any = None) -> None:
     """Set up structlog once per process; logs go to stderr so stdout stays pure JSONL events.
 
     ``fmt=None``: the console renderer when the stream is a terminal (a person reads it), JSON
     lines otherwise (journald, docker logs, a file).
     """
+    global DEBUG  # noqa: PLW0603 - one switch per process, set where the level is
+    DEBUG = level.lower() == "debug"
     stream = stream or sys.stderr
     if fmt is None:
         fmt = "console" if stream.isatty() else "json"
@@ -103,7 +134,7 @@ def configure(level: str = "info", *, fmt: str | None = "json", stream: Any = No
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=lambda *_args: LineLogger(stream),
         cache_logger_on_first_use=False,
     )
 

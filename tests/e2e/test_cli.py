@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import signal
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.process import decode_lines, run_cli, start_daemon, write_config
-from tradebus.cli import DEMO_NAMES, _simulator_modules
+from tradebus.cli import DEMO_NAMES, _simulator_modules, build_parser
 from tradebus.schemas.events import EVENT_TYPES
 from tradebus.simulators.base import Simulator
 
@@ -153,3 +154,84 @@ async def test_daemon_tells_systemd_when_ready_and_when_stopping(
         assert stopping.startswith(b"STOPPING=1")
         await asyncio.wait_for(daemon.proc.communicate(), 20)
         assert daemon.proc.returncode == 0
+
+
+async def test_an_ops_port_in_use_is_one_config_error_line_and_exit_2(tmp_path: Path) -> None:
+    """`[daemon] http` on a port another program holds: exit 2 and one `config error:` line
+    naming the key, the address and the reason; no traceback."""
+    holder = socket.create_server(("127.0.0.1", 0))
+    port = holder.getsockname()[1]
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[daemon]\nstate_dir = "{tmp_path}"\nhttp = "127.0.0.1:{port}"\n'
+        '[[sources]]\nname = "s"\ntype = "ttmt"\nurl = "http://127.0.0.1:1/"\napi_key = "k"\n'
+        '[[sinks]]\nname = "o"\ntype = "stdout"\n'
+    )
+    try:
+        code, out, err = await run_cli("run", "-c", str(config), "--log-format", "json")
+    finally:
+        holder.close()
+    assert code == 2
+    assert out == b""
+    problems = [line for line in err.decode().splitlines() if not line.startswith("{")]
+    assert problems == [
+        f"config error: daemon.http: cannot listen on 127.0.0.1:{port}: address already in use"
+    ]
+
+
+async def test_check_config_reports_what_run_would_fail_on_all_at_once(tmp_path: Path) -> None:
+    """A state dir whose parent is missing, a webhook secret that is not whsec_<base64>, an
+    unknown sink type and a misspelt key: one check-config run names all four, exit 2."""
+    state = tmp_path / "missing" / "state"
+    path = tmp_path / "three.toml"
+    path.write_text(
+        f'[daemon]\nstate_dir = "{state}"\n'
+        '[[sources]]\nname = "a"\ntype = "ttmt"\nurl = "http://127.0.0.1:1/"\napi_key = "k"\n'
+        '[[sinks]]\nname = "hook"\ntype = "webhook"\nurl = "http://127.0.0.1:1/h"\n'
+        'secret = "mysecret1234"\n'
+        '[[sinks]]\nname = "q"\ntype = "kafka"\n'
+        '[[sinks]]\nname = "f"\ntype = "file"\npath = "/tmp/x.jsonl"\nmax_byte = 1\n'
+    )
+    code, out, err = await run_cli("check-config", "-c", str(path))
+    assert code == 2
+    assert out == b""
+    assert err.decode().splitlines() == [
+        "config error: sinks[0].secret: expected whsec_<base64>, as Standard Webhooks defines it"
+        " (e.g. whsec_ and the base64 of 24 to 64 random bytes)",
+        "config error: sinks[1].type: unknown type 'kafka'; expected one of: stdout, file,"
+        " webhook, nats",
+        "config error: sinks[2].max_byte: unknown field (check its spelling and section)",
+        f"config error: state_dir {state}: parent directory {state.parent} does not exist",
+    ]
+    assert "mysecret1234" not in err.decode()
+
+
+async def test_check_config_passes_a_state_dir_run_would_create(tmp_path: Path) -> None:
+    """A state dir not there yet, in a writable parent, is fine (run creates it) and
+    check-config creates nothing."""
+    state = tmp_path / "state"
+    path = tmp_path / "ok.toml"
+    path.write_text(
+        f'[daemon]\nstate_dir = "{state}"\n'
+        '[[sources]]\nname = "a"\ntype = "ttmt"\nurl = "http://127.0.0.1:1/"\napi_key = "k"\n'
+        '[[sinks]]\nname = "c"\ntype = "stdout"\n'
+    )
+    code, out, err = await run_cli("check-config", "-c", str(path))
+    assert (code, err) == (0, b"")
+    assert out.decode() == f"{path}: ok (1 sources, 1 sinks)\n"
+    assert not state.exists()
+
+
+async def test_help_says_what_tradebus_is_and_lists_every_command() -> None:
+    """`tradebus --help` opens with what tradebus does (no raw markup), and names every
+    command the parser has, `journal` included, each with its help line."""
+    code, out, _ = await run_cli("--help")
+    assert code == 0
+    text = out.decode()
+    assert "``" not in text
+    assert "into one stream of canonical events" in " ".join(text.split())
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    commands = set(sub.choices)
+    assert "journal" in commands
+    listed = {line.split()[0] for line in text.splitlines() if line.startswith("    ")}
+    assert commands <= listed

@@ -7,7 +7,6 @@ import contextlib
 import io
 import itertools
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +21,7 @@ import trustme
 from nats.aio.msg import Msg
 from nats.js.api import RawStreamMsg
 
+from tests import tools
 from tests.sinkctx import context
 from tradebus import config as cfg
 from tradebus import log
@@ -30,7 +30,6 @@ from tradebus.schemas.events import Event, PositionData, PositionUpdated, QuoteD
 from tradebus.sinks.base import Batch, factory_for
 from tradebus.sinks.nats import NatsSink, _AckClient
 
-NATS_SERVER = shutil.which("nats-server")
 _LISTENING = re.compile(rb"Listening for client connections on [^:\s]+:(\d+)")
 _names = itertools.count(1)
 
@@ -39,8 +38,7 @@ class NatsServer:
     """One ``nats-server -js`` process; ``start`` returns once it says it is ready."""
 
     def __init__(self, store: Path, *extra: str) -> None:
-        if NATS_SERVER is None:
-            pytest.fail("nats-server is not on PATH (make tools installs it)")
+        self.binary = tools.dev_program("nats-server")
         self.store = store
         self.extra = extra
         self.port = -1  # the server picks a free one at the first start, and keeps it after
@@ -51,10 +49,9 @@ class NatsServer:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        assert NATS_SERVER is not None
         self.proc = subprocess.Popen(  # noqa: S603 - our own fixed argv
             [
-                *(NATS_SERVER, "-js", "-a", "127.0.0.1", "-p", str(self.port)),
+                *(self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port)),
                 *("-sd", str(self.store), *self.extra),
             ],
             stdout=subprocess.DEVNULL,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
+from tests import tools
 from tradebus import config
 from tradebus.adapters.base import SourceContext
 from tradebus.daemon.app import Daemon, start_ops
@@ -332,16 +332,15 @@ def test_the_nats_and_webhook_sinks_keep_the_counters_read() -> None:
     assert not any(hasattr(hook, a) for a in list(SINK_COUNTERS)[:4])
 
 
+@pytest.mark.tool("promtool")
 async def test_promtool_accepts_the_metrics(running: Running) -> None:
     """``promtool check metrics`` finds nothing to complain about (lint included), the sink
     specific counters with samples in them."""
     await running.publish("main", running.status("main", "status.connected"))
     for n, attr in enumerate(SINK_COUNTERS, 1):
         setattr(running.sink, attr, n)
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool is needed: `make test` installs Debian's prometheus package"
     result = subprocess.run(  # noqa: ASYNC221, S603 - our fixed command, once
-        [promtool, "check", "metrics"],
+        [tools.path("promtool"), "check", "metrics"],
         input=(await _scrape(running)).encode(),
         capture_output=True,
         check=False,

@@ -119,7 +119,7 @@ def test_the_four_megabyte_ts_of_the_issue_is_refused() -> None:
 
 
 def test_the_bounds_are_the_documented_numbers() -> None:
-    """The README's "Limits" says these numbers."""
+    """docs/running.md's "Limits" says these numbers."""
     assert (bounds.MAX_ID, bounds.MAX_NAME, bounds.MAX_TIME, bounds.MAX_TEXT) == (
         256,
         64,

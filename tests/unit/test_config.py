@@ -140,11 +140,55 @@ def test_secret_of_wrong_type_does_not_echo_the_value() -> None:
     assert problem == "sources[0].api_key: expected a string"
 
 
-def test_unknown_source_type() -> None:
-    """An unknown ``type`` is named with its path."""
+def test_unknown_type_lists_the_valid_ones() -> None:
+    """An unknown or missing ``type`` is named with its path and the types there are."""
     data = _minimal()
     data["sources"][0]["type"] = "ftp"  # type: ignore[index]
-    assert _problems(data) == ["sources[0].type: invalid value 'ftp'"]
+    del data["sinks"][1]["type"]  # type: ignore[index]
+    data["sinks"][0]["type"] = "kafka"  # type: ignore[index]
+    assert _problems(data) == [
+        "sources[0].type: unknown type 'ftp'; expected one of: ttmt, tpalerts, traderws, mt4bridge",
+        "sinks[0].type: unknown type 'kafka'; expected one of: stdout, file, webhook, nats",
+        "sinks[1].type: missing; expected one of: stdout, file, webhook, nats",
+    ]
+
+
+def test_every_problem_of_a_file_is_reported_at_once() -> None:
+    """Three mistakes in three tables, two in one table, a missing key and a bad section:
+    one parse names them all, in file order."""
+    data = _minimal()
+    data["daemon"]["drain_timeout"] = -1  # type: ignore[index]
+    data["daemon"]["log_level"] = "loud"  # type: ignore[index]
+    data["sinks"][1]["providers"] = ["ttmt", "bloomberg"]  # type: ignore[index]
+    data["sources"][0]["url"] = "ftp://x/"  # type: ignore[index]
+    data["sources"][1]["ping_interval"] = "fast"  # type: ignore[index]
+    data["sources"][1]["missed_pings"] = 0  # type: ignore[index]
+    del data["sinks"][0]["path"]  # type: ignore[index]
+    data["sinks"][1]["queue_sise"] = 10  # type: ignore[index]
+    data["sink"] = {}
+    assert _problems(data) == [
+        "sink: unknown field (check its spelling and section)",
+        "daemon.drain_timeout: expected `float` > 0.0",
+        "daemon.log_level: invalid enum value 'loud'; expected one of: debug, info, warning, error",
+        "sources[0].url: expected an http/https URL, got 'ftp://x/'",
+        "sources[1].ping_interval: expected `float`, got `str`",
+        "sources[1].missed_pings: expected `int` >= 1",
+        "sinks[0].path: required, not given",
+        "sinks[1].providers[1]: invalid enum value 'bloomberg'; expected one of: ttmt,"
+        " tpalerts, traderws, mt4bridge",
+        "sinks[1].queue_sise: unknown field (check its spelling and section)",
+    ]
+
+
+def test_a_missing_variable_is_not_reported_again_as_a_bad_value() -> None:
+    """An unset ${VAR} in a URL is one problem (the variable), not also an empty URL."""
+    data = _minimal()
+    data["sources"][1]["url"] = "${ALERTS_URL}"  # type: ignore[index]
+    data["sinks"][0]["max_bytes"] = "big"  # type: ignore[index]
+    assert _problems(data) == [
+        "sources[1].url: environment variable ALERTS_URL is not set",
+        "sinks[0].max_bytes: expected `int`, got `str`",
+    ]
 
 
 def test_duplicate_names_and_empty_sections() -> None:
@@ -192,7 +236,7 @@ def test_exposed_secrets_names_literal_secrets_in_a_readable_file(tmp_path: Path
         '[[sources]]\nname = "a"\ntype = "ttmt"\nurl = "http://h/s"\napi_key = "lit-key-1"\n'
         '[[sources]]\nname = "b"\ntype = "tpalerts"\nurl = "http://h/a"\ntoken = "${TP}"\n'
         '[[sources]]\nname = "c"\ntype = "traderws"\nurl = "http://h"\n'
-        'username = "${U:-demo-user}"\npassword_file = "pw"\n'
+        'username = "${U:-alice}"\npassword_file = "pw"\n'
         '[[sinks]]\nname = "w"\ntype = "webhook"\nurl = "http://h/w"\nsecret = "${WH}"\n'
         'headers = { X-Api-Key = "hdr-lit-1", X-Other = "${H}" }\n'
     )
@@ -203,6 +247,18 @@ def test_exposed_secrets_names_literal_secrets_in_a_readable_file(tmp_path: Path
     assert config.exposed_secrets(path) == []
     path.chmod(0o604)
     assert config.exposed_secrets(path) == exposed
+
+
+@pytest.mark.parametrize("name", ["demo.toml", "compose.toml"])
+def test_the_shipped_demo_configs_warn_of_no_secret(tmp_path: Path, name: str) -> None:
+    """On a fresh clone (mode 0644) the demo configs hold only the simulators' published
+    credentials: no warning. The same file with one real-looking key warns of that key alone."""
+    path = tmp_path / name
+    path.write_text((REPO / "config" / name).read_text())
+    path.chmod(0o644)
+    assert config.exposed_secrets(path) == []
+    path.write_text(path.read_text().replace("tp_demo_token", "tp-live-6f1e0a"))
+    assert config.exposed_secrets(path) == ["sources[1].token"]
 
 
 def test_exposed_secrets_leaves_unreadable_and_invalid_files_to_load(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 import tomllib
 import typing
 from pathlib import Path
@@ -213,7 +214,17 @@ def test_import_walk_sees_lazy_and_from_imports() -> None:
 
 # --- the prose pages point at things that exist ---------------------------------------------
 
-PAGES = ["README.md", "ARCHITECTURE.md", "CONTRIBUTING.md", "CHANGELOG.md", "docs/events.md"]
+PAGES = [
+    "README.md",
+    "ARCHITECTURE.md",
+    "CONTRIBUTING.md",
+    "CHANGELOG.md",
+    "docs/events.md",
+    "docs/running.md",
+    "docs/sinks.md",
+    "docs/durability.md",
+    "docs/operations.md",
+]
 _LINK = re.compile(r"\]\(([^)#:]+)(?:#[^)]*)?\)")
 _PATH = re.compile(r"`((?:src|tests|config|docs|benchmarks|systemd)/[A-Za-z0-9_./]+)`")
 
@@ -254,3 +265,82 @@ def test_configuration_page_names_every_secret_key() -> None:
     line = next(x for x in page.splitlines() if x.startswith("- A secret key ("))
     named = set(re.findall(r"`([a-z_]+)`", line.split(")", 1)[0]))
     assert named == config.SECRET_FIELDS
+
+
+# --- the README: a first screen, then links ---------------------------------------------------
+
+SCREEN = 40  # lines of a terminal or a repository page's first view
+_FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.M | re.S)
+
+
+def _readme() -> str:
+    return (REPO / "README.md").read_text("utf-8")
+
+
+def _blocks(text: str, lang: str) -> list[str]:
+    return [m.group(2) for m in _FENCE.finditer(text) if m.group(1) == lang]
+
+
+def test_the_first_screen_says_what_it_is_shows_the_flow_and_the_two_commands() -> None:
+    """Within the first screen: what tradebus is for, one picture of the flow (sources to
+    sinks through the journal), and the quick start's two commands."""
+    screen = "\n".join(_readme().splitlines()[:SCREEN])
+    assert "one canonical event model" in screen
+    (picture,) = _blocks(screen, "text")
+    for part in ("TTMT", "MT4 bridge", "normalize", "journal", "stdout", "NATS JetStream"):
+        assert part in picture
+    assert "## Quick start" in screen
+    assert "make demo" in _blocks(screen, "sh")[0]
+
+
+def test_the_quick_start_is_exactly_the_two_commands() -> None:
+    """The quick start block holds `make demo` and `make test`, nothing else."""
+    quick = _readme().split("## Quick start", 1)[1]
+    commands = [line.split("#")[0].strip() for line in _blocks(quick, "sh")[0].splitlines()]
+    assert commands == ["make demo", "make test"]
+
+
+def test_the_readme_says_where_the_command_is() -> None:
+    """After `make demo` the command is .venv/bin/tradebus (not on the PATH): the first screen
+    says so, and says how to put it there; the path is the one the venv really has."""
+    screen = "\n".join(_readme().splitlines()[:SCREEN])
+    assert "`.venv/bin/tradebus`" in screen
+    assert "`. .venv/bin/activate`" in screen
+    assert (Path(sys.prefix) / "bin" / "tradebus").exists()
+
+
+def test_the_readme_is_a_first_screen_and_links_not_a_reference() -> None:
+    """The reference parts live in docs/ pages the README links; it holds no sink's keys."""
+    readme = _readme()
+    assert len(readme.splitlines()) <= 80
+    for gone in ("### Webhook sink", "## Operations", "## Install as a service", "[[sinks]]"):
+        assert gone not in readme
+    for page in ("running", "sinks", "durability", "operations", "configuration"):
+        assert f"](docs/{page}.md)" in readme
+
+
+# How the README's intro names each sink type.
+SINK_WORDS = {"stdout": "stdout", "file": "JSONL files", "webhook": "webhooks", "nats": "NATS"}
+
+
+def test_the_intro_names_every_sink_there_is() -> None:
+    """The intro lists each sink type the config knows (no "more to come")."""
+    intro = _readme().split("```", 1)[0]
+    tags = {str(c.__struct_config__.tag) for c in typing.get_args(config.SinkConfig)}
+    assert set(SINK_WORDS) == tags
+    assert [w for w in SINK_WORDS.values() if w not in " ".join(intro.split())] == []
+    assert "to come" not in intro
+
+
+def test_trader_ws_back_fill_is_promised_only_with_its_condition() -> None:
+    """Where a page says Trader WS back-fills, the same paragraph says it needs an account and
+    what happens without one (`executions_not_backfilled`)."""
+    found = 0
+    for page in PAGES:
+        for paragraph in (REPO / page).read_text("utf-8").split("\n\n"):
+            flat = " ".join(paragraph.split())
+            if "Trader WS back-fills" in flat:
+                found += 1
+                assert "`account_id`" in flat
+                assert "`executions_not_backfilled`" in flat
+    assert found >= 1

@@ -89,6 +89,8 @@ async def test_the_daemon_speaks_to_systemd(
                 {"name": "t", "type": "ttmt", "url": "http://127.0.0.1:1/s", "api_key": "k"}
             ],
             "sinks": [{"name": "f", "type": "file", "path": str(tmp_path / "out.jsonl")}],
+            # Not the default /var/lib/tradebus, which a user other than root cannot write.
+            "daemon": {"state_dir": str(tmp_path / "state")},
         },
         env={},
     )

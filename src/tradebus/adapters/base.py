@@ -93,6 +93,8 @@ class SourceContext:
 
     def publish(self, events: Sequence[Event]) -> Awaitable[None]:
         """Hand a batch to the bus, noting what it says about this source's state."""
+        if log.DEBUG:
+            self.log.debug("batch_published", events=len(events))
         if events:
             published = self.published
             published.update(map(type, events))

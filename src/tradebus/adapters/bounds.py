@@ -3,7 +3,7 @@
 An id, a symbol or a time is embedded in event ids and output lines, so one upstream that sends
 a 4 MB ``ts`` would grow every line by 4 MB. ``msgspec.Meta(max_length=...)`` on the wire
 structs refuses such a message while decoding (a ``ValidationError``: the message is bad input,
-counted and skipped), at no cost to the hot path. The README's "Limits" lists these numbers.
+counted and skipped), at no cost to the hot path. docs/running.md's "Limits" lists these numbers.
 """
 
 from __future__ import annotations

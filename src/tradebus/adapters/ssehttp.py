@@ -289,6 +289,13 @@ class SSESource:
             while True:
                 failure, connected = await self._connect_once(session)
                 delay = self.backoff.delay(failure, self._retry_floor)
+                self.ctx.log.debug(
+                    "reconnect_planned",
+                    reason=failure.reason,
+                    kind=failure.kind.name.lower(),
+                    retry_floor=self._retry_floor,
+                    last_event_id=self._cursor or None,
+                )
                 self.ctx.log.info(
                     "stream_ended",
                     reason=failure.reason,
@@ -328,6 +335,13 @@ class SSESource:
         self.ctx.counters["connect_attempts"] += 1
         decoder = SSEDecoder(last_event_id=self._cursor)
         connected = False
+        self.ctx.log.debug(
+            "connecting",
+            url=log.redact_url(self.url),
+            last_event_id=self._cursor or None,
+            read_timeout=self._read_timeout,
+            attempt=self.ctx.counters["connect_attempts"],
+        )
         try:
             async with SSEConnection(
                 session,
@@ -338,6 +352,7 @@ class SSESource:
                 read_timeout=self._read_timeout,
             ) as conn:
                 connected = True
+                self.ctx.log.debug("stream_open", last_event_id=self._cursor or None)
                 self.backoff.connected(loop.time())
                 self.ctx.counters["connects"] += 1
                 self._on_connected()

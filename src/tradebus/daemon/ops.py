@@ -9,6 +9,7 @@ event path nothing.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from prometheus_client.registry import Collector
 from tradebus import log
 from tradebus.config import http_address
 from tradebus.delivery.follower import LATENCY_BUCKETS
+from tradebus.errors import ConfigError
 from tradebus.schemas.events import event_type
 
 if TYPE_CHECKING:
@@ -282,7 +284,14 @@ class OpsServer:
     async def start(self) -> None:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # in use, not this host's address, a privileged port
+            await self._runner.cleanup()
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ConfigError(
+                [f"daemon.http: cannot listen on {self.host}:{self.port}: {why.lower()}"]
+            ) from None
         self.port = int(self._runner.addresses[0][1])
         if self.host not in _LOCAL:
             self._log.warning("ops_endpoint_public", host=self.host, port=self.port)

@@ -62,7 +62,7 @@ class Delivery:
         self._other = {k: v for k, v in saved.items() if k not in names}
         self._tasks: list[asyncio.Task[None]] = []
         self._chores: asyncio.Task[None] | None = None
-        self._on_record: dict[str, int] = {}
+        self._on_record: dict[str, tuple[int, str | None]] = {}
 
     def start(self, mark: Watermark) -> None:
         """Start every follower from its cursor; a sink new to this state dir starts at the
@@ -112,14 +112,18 @@ class Delivery:
 
     def _save(self) -> None:
         cursors.save(self.state_dir, self.entries(), durable=self.durable)
-        self._on_record = {f.name: f.cursor for f in self.followers}
+        self._on_record = self._current()
+
+    def _current(self) -> dict[str, tuple[int, str | None]]:
+        # A new error is saved too, so `tradebus journal` shows why a sink stands still.
+        return {f.name: (f.cursor, f.error) for f in self.followers}
 
     async def _keep(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(SAVE_EVERY)
             self.tail.marks.prune(min((f.cursor for f in self.followers), default=0) + 1)
-            if {f.name: f.cursor for f in self.followers} == self._on_record:
+            if self._current() == self._on_record:
                 continue
             try:
                 # fsync takes milliseconds: on a thread, so no sink waits for it.

@@ -99,14 +99,18 @@ def segment_path(journal_dir: Path, first_seq: int) -> Path:
 
 
 def check_state_dir(path: Path, *, create: bool = True) -> None:
-    """Raise ``StateDirError`` naming ``path`` unless it is (or can be made) a writable dir."""
+    """Raise ``StateDirError`` naming ``path`` unless it is (or can be made) a writable dir.
+
+    ``create=False`` only checks what does not depend on who runs it (``tradebus
+    check-config``, often run by another user than the service): not a directory, or a parent
+    that does not exist. A missing dir in an existing parent passes: the daemon creates it."""
     if path.exists() and not path.is_dir():
         raise StateDirError(path, "exists and is not a directory")
+    if not path.exists() and not path.parent.is_dir():
+        raise StateDirError(path, f"parent directory {path.parent} does not exist")
+    if not create:
+        return
     if not path.exists():
-        if not path.parent.is_dir():
-            raise StateDirError(path, f"parent directory {path.parent} does not exist")
-        if not create:
-            raise StateDirError(path, "does not exist")
         try:
             path.mkdir(mode=0o750)
         except OSError as exc:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -11,7 +13,8 @@ from aiohttp import web
 class Simulator(Protocol):
     """A fake upstream on 127.0.0.1, with fault knobs the tests call directly."""
 
-    port: int
+    @property
+    def port(self) -> int: ...
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None: ...
 
@@ -19,6 +22,11 @@ class Simulator(Protocol):
 
     def source_table(self, name: str) -> dict[str, Any]:
         """A ``[[sources]]`` table (as decoded TOML) that points an adapter at this simulator."""
+        ...
+
+    def usage(self) -> list[str]:
+        """What ``tradebus simulate`` prints at start: where it listens, the credentials it
+        accepts, and a command line that talks to it as it is."""
         ...
 
 
@@ -30,6 +38,19 @@ class SimulatorModule(Protocol):
     def from_cli(self, args: argparse.Namespace) -> Simulator: ...
 
     def for_demo(self, seed: int) -> Simulator: ...
+
+
+def curl(url: str, *, bearer: str | None = None, stream: bool = False, body: Any = None) -> str:
+    """A ``curl`` command line for ``url``: a Bearer credential, ``-N`` for a stream, a JSON
+    body (POST); every word quoted for a POSIX shell."""
+    words = ["curl", "-sS"]
+    if stream:
+        words.append("-N")
+    if bearer is not None:
+        words += ["-H", f"Authorization: Bearer {bearer}"]
+    if body is not None:
+        words += ["-H", "Content-Type: application/json", "-d", json.dumps(body)]
+    return shlex.join([*words, url])
 
 
 def padded(message: str, size: int) -> str:

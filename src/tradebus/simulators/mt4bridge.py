@@ -55,6 +55,7 @@ import asyncio
 import contextlib
 import itertools
 import random
+import shlex
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -63,8 +64,8 @@ from typing import Any, Final
 import msgspec
 from aiohttp import WSMsgType, web
 
-from tradebus import times
-from tradebus.simulators.base import AppServer, padded
+from tradebus import demo_keys, times
+from tradebus.simulators.base import AppServer, curl, padded
 
 BASE = "/mt4/client"
 _PIP = {"XAUUSD": 0.01, "USDJPY": 0.001}
@@ -193,8 +194,8 @@ class Mt4BridgeSimulator:
     def __init__(
         self,
         *,
-        api_key: str = "mt4-sim-key",
-        password: str = "mt4-sim-pass",  # noqa: S107 - the simulator's own fake credential
+        api_key: str = demo_keys.MT4_KEY,
+        password: str = demo_keys.MT4_PASSWORD,
         account_id: str = "demo-mt4-01",
         server: str = "Broker-Demo",
         login: int = 120045,
@@ -270,6 +271,30 @@ class Mt4BridgeSimulator:
         self._background.clear()
         await self.cut_ws()
         await self._server.stop()
+
+    def usage(self) -> list[str]:
+        base = f"http://{self._host}:{self.port}{BASE}"
+        terminal = {
+            "accountId": self.account_id,
+            "server": self.server_name,
+            "login": self.login,
+            "password": self.password,
+        }
+        account = shlex.join(
+            [
+                *("curl", "-sS", "-H", f"Authorization: Bearer {self.api_key}"),
+                *("-H", "x-session-id: SESSION", f"{base}/account"),
+            ]
+        )
+        return [
+            f"MT4 bridge simulator on {base}: API key {self.api_key}, account"
+            f" {self.account_id} on {self.server_name}, login {self.login}, password"
+            f" {self.password}",
+            "  open a session:",
+            f"  {curl(base + '/session/open', bearer=self.api_key, body=terminal)}",
+            "  then, with SESSION the reply's sessionId:",
+            f"  {account}",
+        ]
 
     def source_table(self, name: str) -> dict[str, Any]:
         return {
@@ -787,8 +812,10 @@ class Mt4BridgeSimulator:
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=5.0, help="quotes/s (0: as fast as possible)")
     parser.add_argument("--seed", type=int, default=1, help="random seed")
-    parser.add_argument("--api-key", default="mt4-sim-key", help="accepted Bearer API key")
-    parser.add_argument("--password", default="mt4-sim-pass", help="accepted terminal password")
+    parser.add_argument("--api-key", default=demo_keys.MT4_KEY, help="accepted Bearer API key")
+    parser.add_argument(
+        "--password", default=demo_keys.MT4_PASSWORD, help="accepted terminal password"
+    )
     parser.add_argument("--account-id", default="demo-mt4-01")
     parser.add_argument("--server", default="Broker-Demo")
     parser.add_argument("--login", type=int, default=120045)
@@ -818,8 +845,8 @@ def from_cli(args: argparse.Namespace) -> Mt4BridgeSimulator:
 
 def for_demo(seed: int) -> Mt4BridgeSimulator:
     return Mt4BridgeSimulator(
-        api_key="mt4-demo-key",
-        password="mt4-demo-pass",  # noqa: S106 - the demo's own fake credential
+        api_key=demo_keys.MT4_DEMO_KEY,
+        password=demo_keys.MT4_DEMO_PASSWORD,
         rate=3.0,
         seed=seed,
         trade_interval=4.0,

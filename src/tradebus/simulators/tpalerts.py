@@ -43,12 +43,13 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from tradebus.simulators.base import AppServer, abort
+from tradebus import demo_keys
+from tradebus.simulators.base import AppServer, abort, curl
 
 PATH: Final = "/api/v1/alerts"
 FIRST_ALERT_ID: Final = 35443
 BASE_TIME: Final = datetime(2026, 1, 5, 8, 0, 0, tzinfo=UTC).timestamp()
-DEMO_TOKEN: Final = "tp_demo_token"  # noqa: S105 - the fake server's own demo credential
+DEMO_TOKEN: Final = demo_keys.TPALERTS_TOKEN  # the fake server's own demo credential
 HUGE_LINE: Final = 10 * 1024 * 1024
 # At --rate 0, frames go out in writes of this many: big enough that the socket, not Python,
 # is the limit.
@@ -284,6 +285,12 @@ class TpAlertsSimulator:
             "token": self.token,
             "ping_interval": self.ping_interval,
         }
+
+    def usage(self) -> list[str]:
+        return [
+            f"TradingPartners alerts simulator: SSE stream on {self.url}, token {self.token}",
+            f"  {curl(self.url, bearer=self.token, stream=True)}",
+        ]
 
     # --- fault knobs ----------------------------------------------------------------------
 

@@ -68,8 +68,11 @@ import contextlib
 import hashlib
 import hmac
 import itertools
+import json
 import random
+import shlex
 import struct
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -79,13 +82,13 @@ from typing import Any
 import msgspec
 from aiohttp import WSMsgType, web
 
-from tradebus import times
-from tradebus.simulators.base import AppServer, padded
+from tradebus import demo_keys, times
+from tradebus.simulators.base import AppServer, curl, padded
 
 AUTH_CLOSE = 4001
 # Public demo credentials (config/demo.toml's defaults); source_table hands them out anyway.
-DEMO_USERNAME = "demo-user"  # not "demo": a secret is scrubbed wherever it occurs in a log line
-DEMO_PASSWORD = "demo-password"  # noqa: S105
+DEMO_USERNAME = demo_keys.TRADERWS_USERNAME
+DEMO_PASSWORD = demo_keys.TRADERWS_PASSWORD
 EVENT_KINDS = ("quoteEvent", "executionEvent", "portfolioEvent")
 _FILLS = ("FILLED", "PARTIALLY_FILLED")
 _START_PRICES = {"EURUSD": 1.0843, "GBPUSD": 1.2710, "USDJPY": 156.20, "XAUUSD": 2331.5}
@@ -273,6 +276,21 @@ class TraderWsSimulator:
         for conn in list(self.live):
             await conn.ws.close(code=1001, message=b"server shutting down")
         await self._server.stop()
+
+    def usage(self) -> list[str]:
+        base = f"http://{self.host}:{self.port}"
+        login = {"username": self.username, "password": self.password}
+        ws = f"ws://{self.host}:{self.port}/api/v1/ws?token=TOKEN"
+        quotes = {"symbols": list(self.symbols[:1]), "events": ["quoteEvent"]}
+        return [
+            f"Trader WS simulator on {base}: username {self.username}, password {self.password}",
+            "  log in (the reply's token is valid for the WebSocket):",
+            f"  {curl(base + '/api/v1/login', body=login)}",
+            "  then, with TOKEN from that reply, a WebSocket client:",
+            f"  {shlex.join([sys.executable, '-m', 'websockets', ws])}",
+            "  and in it, to get quotes:",
+            f"  {json.dumps({'type': 'subscribe', 'payload': quotes})}",
+        ]
 
     def source_table(self, name: str) -> dict[str, Any]:
         return {

@@ -60,10 +60,11 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from tradebus.simulators.base import AppServer, abort
+from tradebus import demo_keys
+from tradebus.simulators.base import AppServer, abort, curl
 
 PATH: Final = "/api/v1/stream"
-DEMO_KEY: Final = "ttmt_live_demo_4b7e2d9a"  # the fake server's own demo credential
+DEMO_KEY: Final = demo_keys.TTMT_KEY  # the fake server's own demo credential
 BUFFER: Final = 100
 HUGE_LINE: Final = 10 * 1024 * 1024
 BASE_TIME: Final = datetime(2026, 6, 9, 14, 30, 0, tzinfo=UTC).timestamp()
@@ -387,6 +388,13 @@ class TtmtSimulator:
 
     def source_table(self, name: str) -> dict[str, Any]:
         return {"type": "ttmt", "name": name, "url": self.url, "api_key": self.api_keys[0]}
+
+    def usage(self) -> list[str]:
+        key = self.api_keys[0]
+        return [
+            f"TTMT simulator: SSE stream on {self.url}, API key {key}",
+            f"  {curl(self.url, bearer=key, stream=True)}",
+        ]
 
     # --- fault knobs ----------------------------------------------------------------------
 

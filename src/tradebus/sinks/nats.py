@@ -421,6 +421,10 @@ class NatsSink:
             self._acks = None
         self.acked += size - acks.refused
         self.duplicates += acks.duplicates
+        if log.DEBUG:
+            self._log.debug(
+                "nats_batch_acked", events=size, refused=acks.refused, duplicates=acks.duplicates
+            )
         failure = acks.failure
         if failure is not None:
             if failure is _NO_STREAM:

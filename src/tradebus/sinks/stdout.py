@@ -4,17 +4,19 @@ A consumer that stops reading (``tradebus run | consumer``) fills the pipe; the 
 blocks the sink's thread, not the event loop, and the journal holds what this sink has not
 taken. Standard output is written with ``os.write`` on its descriptor, never through
 ``sys.stdout``'s buffer: a buffered object held by a blocked thread would stall the
-interpreter's own flush at exit.
+interpreter's own flush at exit. Where standard output leads where stderr does (one terminal,
+or ``2>&1``), the lines go in whole runs of at most ``PIPE_BUF`` bytes a call, so no log line
+lands inside an event line, whichever process logs (``lineout``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Sequence
 from typing import BinaryIO
 
+from tradebus import lineout
 from tradebus.config import StdoutSinkConfig
 from tradebus.errors import FatalSinkError
 from tradebus.sinks.base import Batch, SinkContext, register
@@ -22,19 +24,6 @@ from tradebus.sinks.writer import WriterThread
 
 # How long close waits for a write still blocked on a reader that stopped reading.
 CLOSE_TIMEOUT = 2.0
-_IOV = 512  # below IOV_MAX (1024 on Linux)
-
-
-def write_all(fd: int, chunks: Sequence[bytes]) -> None:
-    """Every byte of ``chunks`` to ``fd``, in order (``writev`` may take only part)."""
-    for i in range(0, len(chunks), _IOV):
-        part = chunks[i : i + _IOV]
-        want = sum(map(len, part))
-        done = os.writev(fd, part)
-        if done < want:
-            rest = memoryview(b"".join(part))[done:]
-            while rest:
-                rest = rest[os.write(fd, rest) :]
 
 
 @register("stdout")
@@ -46,11 +35,13 @@ class StdoutSink:
         self.name = config.name
         self._stream = stream
         self._fd = -1
+        self._shared = False  # stdout goes where stderr goes: log lines share it (lineout)
         self._writer = WriterThread(f"sink:{config.name}")
 
     async def open(self, ctx: SinkContext) -> None:
         if self._stream is None:
             self._fd = sys.stdout.fileno()
+            self._shared = lineout.shared(self._fd, 2)
 
     def _write(self, chunks: Sequence[bytes]) -> None:
         if self._stream is not None:
@@ -58,7 +49,7 @@ class StdoutSink:
                 self._stream.write(chunk)
             self._stream.flush()
         else:
-            write_all(self._fd, chunks)
+            lineout.write_lines(self._fd, chunks, shared_output=self._shared)
 
     async def write(self, batch: Batch) -> None:
         chunks = batch.chunks  # a merged batch's parts, never joined

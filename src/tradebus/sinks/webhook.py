@@ -339,6 +339,15 @@ class WebhookSink:
         while True:
             attempts += 1
             result = await self._attempt(req)
+            if log.DEBUG:
+                self._log.debug(
+                    "webhook_request",
+                    webhook_id=req.webhook_id,
+                    events=len(req.lines),
+                    bytes=len(req.body),
+                    status=result.status,
+                    attempt=attempts,
+                )
             if result.ok:
                 self.delivered += len(req.lines)
                 self.failing = None

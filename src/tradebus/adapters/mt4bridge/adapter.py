@@ -115,6 +115,11 @@ class Mt4BridgeAdapter:
                 await self._release(http)
 
     async def _connect_and_serve(self, http: aiohttp.ClientSession) -> None:
+        self.ctx.log.debug(
+            "connecting",
+            url=log.redact_url(self._ws_url),
+            session_held=self._session_id is not None,
+        )
         await self._ensure_session(http)
         ws = await self._open_ws(http)
         try:
@@ -172,6 +177,13 @@ class Mt4BridgeAdapter:
                     account=account,
                 )
                 return 0.0
+        self.ctx.log.debug(
+            "reconnect_planned",
+            reason=failure.reason,
+            kind=failure.kind.name.lower(),
+            retry_after=failure.retry_after,
+            breaker=self._breaker.state.name.lower(),
+        )
         if failure.kind is Kind.AUTH:
             delay = self._backoff.delay(failure)
             kind, what = "status.auth_failed", "auth_failed"
@@ -376,6 +388,11 @@ class Mt4BridgeAdapter:
         if opened or closed:
             self._book.restore(list(opened.values()), closed)
             self.ctx.log.info("resuming", open_positions=len(opened), closed_positions=len(closed))
+        else:
+            self.ctx.log.debug(
+                "resume_decision",
+                why="no position journaled: the first reconciliation reports every open position",
+            )
 
     async def _reconcile(self, http: aiohttp.ClientSession) -> list[Event]:
         """``GET /account`` (reported when changed) and ``GET /positions`` (opens and closes)."""
@@ -400,6 +417,9 @@ class Mt4BridgeAdapter:
         listed = decoded.positions if isinstance(decoded, wire.Positions) else decoded
         diff = self._book.reconcile(
             [p for p in listed if normalize.is_open_position(p)], requested_at
+        )
+        self.ctx.log.debug(
+            "reconciled", listed=len(listed), opened=len(diff.opened), closed=len(diff.closed)
         )
         received = times.now()
         refused = times.REFUSED[0]

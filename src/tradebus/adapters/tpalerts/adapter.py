@@ -59,6 +59,13 @@ class TpAlertsAdapter(SSESource):
             self._alerts.learn(ctx.history)
             self._seen.update(e.id for e in ctx.history)
             self._away_since = ctx.stopped_at
+        ctx.log.debug(
+            "resume_decision",
+            journaled=len(ctx.history),
+            why="no replay upstream: a status.gap over the time away"
+            if self._away_since is not None
+            else "nothing journaled: live from the first connect",
+        )
 
     def _after_connect(self) -> list[Event]:
         since, self._away_since = self._away_since, None

@@ -142,6 +142,7 @@ class TraderWsAdapter:
         token = self.session.token
         assert token is not None
         cfg = self.config
+        self._log.debug("connecting", max_message_bytes=cfg.max_message_bytes)
         try:
             async with asyncio.timeout(cfg.connect_timeout):
                 ws = await http.ws_connect(
@@ -216,6 +217,7 @@ class TraderWsAdapter:
         self._outbox = []
         self._closing = False
         for message in self.session.open(now):
+            self._log.debug("sent", **_describe(message))
             await ws.send_str(wire.encode(message))
         self._outbox.extend(await self._act(ws, [], b""))
         flusher = asyncio.ensure_future(self._flush())
@@ -260,10 +262,12 @@ class TraderWsAdapter:
         """After a restart the first connect back-fills like a reconnect: from the newest event
         of this source in the journal, deduped against the ids journaled."""
         if not history:
+            self.ctx.log.debug("resume_decision", why="nothing journaled: live from the start")
             return
         try:
             newest = max(times.to_epoch(e.received) for e in history)
         except ValueError:
+            self.ctx.log.debug("resume_decision", why="journal unreadable: live from the start")
             return  # a journal of another version: the first connect starts afresh
         self.session.covered_until = newest
         self.session.seen.update(e.id for e in history)
@@ -333,6 +337,7 @@ class TraderWsAdapter:
         first: list[Event] = []
         for action in self.session.take_actions():
             if isinstance(action, ses.Send):
+                self._log.debug("sent", **_describe(action.message))
                 await ws.send_str(wire.encode(action.message))
             elif isinstance(action, ses.Connected):
                 self._log.info("subscribed", connection=self.session.connections)
@@ -394,3 +399,9 @@ async def _reap(*tasks: asyncio.Future[Any]) -> None:
 
 def _code(code: int | None) -> str | None:
     return None if code is None else str(code)
+
+
+def _describe(message: wire.ClientMessage) -> dict[str, Any]:
+    """A client message for a debug line: what was asked for (subscriptions, a back-fill's
+    account and window); these carry no credential (the token travels in the URL)."""
+    return {"message": message.type, "payload": msgspec.to_builtins(message.payload)}

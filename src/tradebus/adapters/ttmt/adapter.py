@@ -89,6 +89,11 @@ class TtmtAdapter(SSESource):
             self.ctx.log.info("resuming", last_event_id=self._highest, journaled=len(ids))
         elif self.config.start == "earliest":
             self._cursor = "0"
+        self.ctx.log.debug(
+            "resume_decision",
+            last_event_id=self._cursor or None,
+            why="journal" if ids else f"nothing journaled, start={self.config.start}",
+        )
 
     def _on_connected(self) -> None:
         self._control = None
