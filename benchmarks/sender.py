@@ -17,7 +17,8 @@ With ``--done FILE`` the sender writes ``{"frames", "start", "end"}`` there afte
 (``time.monotonic()``, one clock for every process of the machine): when the feed stopped, and
 whether it kept its schedule. ``--feeds N`` serves N such streams from one process, each on its
 own port and with its own ``--done`` (one start-up: importing aiohttp costs 0.4 s of the sender
-core each time).
+core each time). With ``--hold`` a client is answered (its headers) but sent nothing until the
+sender gets SIGUSR1: the schedule starts once the harness saw the daemon ready to deliver.
 
 A reconnecting client gets an empty stream that stays open: the frames are sent once. ``sim
 KIND ARGS...`` runs one of tradebus's own simulators instead, built by its ``from_cli``. Either
@@ -56,14 +57,17 @@ class TtmtSender:
         events: int,
         rate: float,
         tick: float,
+        *,
         frames: Path | None = None,
         done: Path | None = None,
+        go: asyncio.Event | None = None,
     ) -> None:
         self.events = events
         self.rate = rate
         self.tick = tick
         self.done = asyncio.Event()
         self._done_path = done
+        self._go = go
         self._served = False
         self._templates: Renumbered | None = None
         self._chunks: list[bytes] = []
@@ -102,6 +106,8 @@ class TtmtSender:
         await resp.prepare(request)
         if not self._served:
             self._served = True
+            if self._go is not None:
+                await self._go.wait()
             start = time.monotonic()
             if self.rate == 0:
                 for chunk in self._chunks:
@@ -177,12 +183,17 @@ def _stamp_pieces(first: int, count: int) -> list[bytes]:
     return pieces
 
 
-async def _serve(make: Any, info: Path, name: str) -> int:
+async def _serve(make: Any, info: Path, name: str, *, hold: bool = False) -> int:
     stop = asyncio.Event()
+    go = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    sims = make()
+    if hold:
+        loop.add_signal_handler(signal.SIGUSR1, go.set)
+    else:
+        go.set()
+    sims = make(go)
     tables = []
     for n, sim in enumerate(sims, 1):
         await sim.start("127.0.0.1", 0)
@@ -217,6 +228,9 @@ def main(argv: list[str]) -> int:
     ttmt.add_argument(
         "--done", type=Path, action="append", default=[], help="where each feed reports its end"
     )
+    ttmt.add_argument(
+        "--hold", action="store_true", help="connected clients get nothing until SIGUSR1"
+    )
     sim = sub.add_parser("sim")
     sim.add_argument("sim_kind")
     sim.add_argument("sim_args", nargs=argparse.REMAINDER)
@@ -224,8 +238,11 @@ def main(argv: list[str]) -> int:
     if args.kind == "ttmt":
         done = [*args.done, *[None] * args.feeds][: args.feeds]
 
-        def make() -> list[Any]:
-            return [TtmtSender(args.events, args.rate, args.tick, args.frames, d) for d in done]
+        def make(go: asyncio.Event) -> list[Any]:
+            return [
+                TtmtSender(args.events, args.rate, args.tick, frames=args.frames, done=d, go=go)
+                for d in done
+            ]
 
     else:
         module = cast(
@@ -237,10 +254,11 @@ def main(argv: list[str]) -> int:
         module.add_cli_arguments(sim_parser)
         sim_args = sim_parser.parse_args(args.sim_args)
 
-        def make() -> list[Any]:
+        def make(go: asyncio.Event) -> list[Any]:
             return [module.from_cli(sim_args)]
 
-    return run_uvloop(_serve(make, args.info, args.name))
+    hold = args.kind == "ttmt" and args.hold
+    return run_uvloop(_serve(make, args.info, args.name, hold=hold))
 
 
 def run_uvloop(coro: Any) -> int:

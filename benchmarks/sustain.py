@@ -94,15 +94,17 @@ class Feeds:
         whole, part = divmod(frames, self.frames)
         return whole * self._cumulative[-1] + self._cumulative[part]
 
-    def spec(self, work: Work, rate: float, seconds: float) -> tuple[SenderSpec, list[Path]]:
+    def spec(
+        self, work: Work, rate: float, seconds: float, *, hold: bool = True
+    ) -> tuple[SenderSpec, list[Path]]:
         """A sender of ``FEEDS`` streams that send ``rate`` events/s between them for
-        ``seconds``, and the files their ends are reported in. New source names every time
-        (see the module)."""
+        ``seconds`` (from its SIGUSR1, with ``hold``), and the files their ends are reported
+        in. New source names every time (see the module)."""
         frame_rate = rate / self.per_frame / FEEDS
         frames = max(int(frame_rate * seconds), 1)
         done = [work.path(f"feed{i}.done") for i in range(FEEDS)]
         args = ["ttmt", "--frames", str(self.path), "--rate", f"{frame_rate:.1f}"]
-        args += ["--events", str(frames), "--feeds", str(FEEDS)]
+        args += ["--events", str(frames), "--feeds", str(FEEDS), *(["--hold"] if hold else [])]
         for path in done:
             args += ["--done", str(path)]
         return SenderSpec(f"ttmt-{next(self._names)}", tuple(args)), done
@@ -166,7 +168,7 @@ class Watch(msgspec.Struct):
     sent: int  # events
     start: float  # the feeds' first and last write (time.monotonic())
     end: float
-    first: Scrape  # once events flowed
+    first: Scrape  # once every sink held the feeds' status events, before the feeds started
     stopped: Scrape  # the first read once the feeds had stopped
     last: Scrape
     backlog: dict[str, int]  # at ``last``
@@ -211,10 +213,10 @@ class Watch(msgspec.Struct):
         return f"{left:,} left, draining at {rate:,.0f}/s{more}"
 
     def delivered_rate(self, sink: str) -> float:
-        """``sink``'s events/s from the first read of /metrics until it held everything (or
-        until the last read, if it never did)."""
+        """``sink``'s events/s from the feeds' start until it held everything (or until the
+        last read, if it never did)."""
         at, n = self.caught.get(sink, (self.last.at, self.last.sinks.get(sink, 0.0)))
-        return (n - self.first.sinks.get(sink, 0.0)) / max(at - self.first.at, 1e-9)
+        return (n - self.first.sinks.get(sink, 0.0)) / max(at - self.start, 1e-9)
 
     def cpu(self, *, delivery_only: bool = False) -> float:
         """CPU seconds of the daemon and its delivery process over the watch (or the latter's
@@ -271,12 +273,14 @@ class Bench:
         spec, dones = self.feeds.spec(self.work, rate, seconds)
         timeout = self.sizes.timeout
         with delivery.running(self.work, [spec], sinks) as run:
-            first = self._first_events(run, timeout)
+            first = self._ready(run, names, timeout)
             pids = pids_of(delivery.readyz(run.port), run.daemon.pid, children)
             for pid in pids.delivery:
                 # Spawned pinned to the daemon's core (inherited): the second core is its lever.
                 procs.unpin(pid)
             cpu0 = procs.cpu_seconds(pids.daemon), _cpu(pids.delivery)
+            for sender in run.senders:
+                sender.send_signal(signal.SIGUSR1)  # the feeds' schedule starts now
             ends = [
                 msgspec.json.decode(procs.wait_file(done, run.daemon, seconds + timeout))
                 for done in dones
@@ -323,12 +327,15 @@ class Bench:
         )
 
     @staticmethod
-    def _first_events(run: delivery.Running, timeout: float) -> Scrape:
+    def _ready(run: delivery.Running, sinks: Sequence[str], timeout: float) -> Scrape:
+        """Wait until every sink acknowledged the feeds' ``status.connected`` events (the
+        senders hold their streams until told): a delivery process that is still starting, or a
+        sink still connecting, is not what a probe measures."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 s = delivery.scrape(run.metrics, run.daemon.pid)
-                if s.bus > 0:
+                if s.bus >= FEEDS and all(s.sinks.get(n, 0.0) >= s.bus for n in sinks):
                     return s
             except OSError:
                 pass  # not listening yet
@@ -472,11 +479,12 @@ def per_sink(bench: Bench, sinks: Sequence[dict[str, Any]]) -> list[Row]:
         row.runs.append(RunResult(w.delivered_rate(n), cpu, w.rss_mb, int(events)))
         row.cpu_share = w.cpu_share(delivery_only=True)
         if w.pids.delivery:
-            whose = f"delivery process; the daemon {w.cpu_daemon / max(events, 1) * 1e6:.2f}"
+            daemon = w.cpu_daemon / max(events, 1) * 1e6
+            whose = f"the delivery process (the daemon beside it: {daemon:.2f} µs/ev)"
         else:
             whose = "the daemon (one process: ingest and journal included)"
         late = "" if w.after(n) is not None else f"; behind: {w.left(n)}"
-        row.note = f"{sizes.alone_rate:,.0f}/s paced; µs/ev of {whose}{late}"
+        row.note = f"{sizes.alone_rate:,.0f}/s paced; CPU of {whose}{late}"
         out.append(row)
     bench.say(
         "  11 CPU per event of each sink alone: "
@@ -491,7 +499,7 @@ def reach(bench: Bench) -> float:
     # Asked for far more than they can send: they send as fast as they can.
     rate = 1e9
     frames = bench.sizes.reach_frames
-    spec, dones = feeds.spec(bench.work, rate, frames * FEEDS * feeds.per_frame / rate)
+    spec, dones = feeds.spec(bench.work, rate, frames * FEEDS * feeds.per_frame / rate, hold=False)
     started = start_senders(bench.work, [spec])
     reader = None
     try:
