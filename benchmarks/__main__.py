@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from benchmarks import delivery, rows, soak
+from benchmarks import delivery, rows, soak, sustain
 from benchmarks.harness import Work, workdir
 from benchmarks.report import environment, table
 from benchmarks.result import Row
@@ -99,6 +99,9 @@ def bench(sizes: rows.Sizes, only: set[str]) -> list[Row]:
         if want("7"):
             rate = row2.rate if row2 is not None else 0.0
             done.extend(rows.latency(work, sizes, load, rate) for load in sizes.latency_loads)
+        if any(map(want, ("9", "10", "11"))):
+            mix = first.mix or rows.MixFrames(work, sizes)
+            done.extend(sustain.rows(work, sizes, mix, want))
     return done
 
 

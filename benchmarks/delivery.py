@@ -15,15 +15,18 @@ counts the lines, and writes ``{"port": ...}`` to INFO once it listens.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,7 @@ from benchmarks.harness import (
     daemon_config,
     file_sink,
     start_senders,
+    tables,
 )
 from benchmarks.procs import PYTHON
 from benchmarks.result import Row, RunResult
@@ -48,18 +52,15 @@ DRAIN = 1.0  # windows' time a sink gets to acknowledge what was ingested in the
 
 
 class Scrape(msgspec.Struct):
+    """One read of ``/metrics`` (``at``: ``time.monotonic()``); ``feed`` counts the sources'
+    events other than ``status.*``: what the upstreams sent that was ingested."""
+
     at: float
     cpu: float
     bus: float
     sinks: dict[str, float]
     buckets: dict[str, list[tuple[float, float]]]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    feed: float = 0.0
 
 
 @contextmanager
@@ -83,7 +84,7 @@ def nats_server(work: Work) -> Iterator[str]:
     binary = str(own) if own.exists() else shutil.which("nats-server")
     if binary is None:
         raise RuntimeError("nats-server is missing from .venv: run make .venv/.installed")
-    port = _free_port()
+    port = procs.free_port()
     store = work.path("nats")
     argv = [binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store)]
     proc = procs.spawn(argv, core=procs.SENDER_CORE, log=work.path("nats.log"))
@@ -122,7 +123,7 @@ def delivery_sinks(out: Path, hook: str, nats: str) -> list[dict[str, Any]]:
 def scrape(url: str, pid: int) -> Scrape:
     with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - our own 127.0.0.1 endpoint
         text = r.read().decode()
-    bus = 0.0
+    bus = feed = 0.0
     sinks: dict[str, float] = {}
     buckets: dict[str, list[tuple[float, float]]] = {}
     for family in text_string_to_metric_families(text):
@@ -134,7 +135,23 @@ def scrape(url: str, pid: int) -> Scrape:
             elif s.name == "tradebus_sink_latency_seconds_bucket":
                 le = float(s.labels["le"])
                 buckets.setdefault(s.labels["sink"], []).append((le, s.value))
-    return Scrape(time.perf_counter(), procs.cpu_seconds(pid), bus, sinks, buckets)
+            elif s.name == "tradebus_source_events_total" and not s.labels["type"].startswith(
+                "status."
+            ):
+                feed += s.value
+    return Scrape(time.monotonic(), procs.cpu_seconds(pid), bus, sinks, buckets, feed)
+
+
+def readyz(port: int) -> dict[str, Any]:
+    """The daemon's ``/readyz`` body, whether it answers 200 or 503 (the body is the same)."""
+    url = f"http://127.0.0.1:{port}/readyz"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            body = r.read()
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+    state: dict[str, Any] = json.loads(body)
+    return state
 
 
 def quantile(q: float, buckets: list[tuple[float, float]]) -> float:
@@ -154,38 +171,66 @@ def quantile(q: float, buckets: list[tuple[float, float]]) -> float:
     return lower
 
 
+@dataclass
+class Running:
+    """A daemon under measurement, with its ops endpoint, and the senders feeding it."""
+
+    daemon: subprocess.Popen[bytes]
+    port: int
+    senders: list[subprocess.Popen[bytes]]
+
+    @property
+    def metrics(self) -> str:
+        return f"http://127.0.0.1:{self.port}/metrics"
+
+
+@contextmanager
+def running(
+    work: Work, specs: Sequence[SenderSpec], sinks: Sequence[dict[str, Any]]
+) -> Iterator[Running]:
+    """Senders, then the daemon (its stdout to ``/dev/null``) with an ops endpoint; everything
+    it wrote (the file sinks' files, the journal) is removed afterwards."""
+    started: list[subprocess.Popen[bytes]] = []
+    state = work.path("state")
+    try:
+        ready = start_senders(work, specs)
+        started.extend(proc for proc, _ in ready)
+        http = procs.free_port()
+        config = daemon_config(
+            work,
+            tables(ready),
+            sinks,
+            state=state,
+            daemon={"http": f"127.0.0.1:{http}"},
+        )
+        daemon = procs.spawn(
+            [PYTHON, "-m", "tradebus", "run", "-c", str(config)],
+            core=procs.DAEMON_CORE,
+            log=work.path("daemon.log"),
+            stdout=Path("/dev/null"),
+        )
+        started.append(daemon)
+        yield Running(daemon, http, [proc for proc, _ in ready])
+    finally:
+        for proc in reversed(started):
+            procs.stop(proc)
+        for sink in sinks:
+            if sink["type"] == "file":
+                Path(sink["path"]).unlink(missing_ok=True)
+        shutil.rmtree(state, ignore_errors=True)
+
+
 @contextmanager
 def _daemon(
     work: Work, specs: list[SenderSpec], out: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """Receiver, nats-server, senders and the daemon; the daemon and its /metrics URL."""
-    with receiver(work) as hook, nats_server(work) as nats:
-        started: list[subprocess.Popen[bytes]] = []
-        state = work.path("state")
-        try:
-            ready = start_senders(work, specs)
-            started.extend(proc for proc, _ in ready)
-            http = _free_port()
-            config = daemon_config(
-                work,
-                [info["table"] for _, info in ready],
-                delivery_sinks(out, hook, nats),
-                state=state,
-                daemon={"http": f"127.0.0.1:{http}"},
-            )
-            daemon = procs.spawn(
-                [PYTHON, "-m", "tradebus", "run", "-c", str(config)],
-                core=procs.DAEMON_CORE,
-                log=work.path("daemon.log"),
-                stdout=Path("/dev/null"),
-            )
-            started.append(daemon)
-            yield daemon, f"http://127.0.0.1:{http}/metrics"
-        finally:
-            for proc in reversed(started):
-                procs.stop(proc)
-            out.unlink(missing_ok=True)
-            shutil.rmtree(state, ignore_errors=True)
+    with (
+        receiver(work) as hook,
+        nats_server(work) as nats,
+        running(work, specs, delivery_sinks(out, hook, nats)) as run,
+    ):
+        yield run.daemon, run.metrics
 
 
 def _until(url: str, pid: int, done: Any, timeout: float) -> Scrape:

@@ -153,13 +153,18 @@ def start_senders(
 
 def _info(spec: SenderSpec, path: Path, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
     data: dict[str, Any] = msgspec.json.decode(procs.wait_file(path, proc, timeout=60))
-    table = data["table"]
-    for key, value in spec.overrides.items():
-        if value is None:
-            table.pop(key, None)
-        else:
-            table[key] = value
+    for table in (data["table"], *data.get("tables", [])):
+        for key, value in spec.overrides.items():
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value
     return data
+
+
+def tables(ready: Sequence[tuple[subprocess.Popen[bytes], dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The ``[[sources]]`` tables of started senders: one per feed (a sender may serve several)."""
+    return [t for _, info in ready for t in info.get("tables", [info["table"]])]
 
 
 def watch_lines(
@@ -248,8 +253,7 @@ def run_daemon(
     try:
         ready = start_senders(work, senders)
         started.extend(proc for proc, _ in ready)
-        tables = [info["table"] for _, info in ready]
-        config = daemon_config(work, tables, sinks, state=state, daemon=daemon_settings)
+        config = daemon_config(work, tables(ready), sinks, state=state, daemon=daemon_settings)
         cmd = command or [PYTHON, "-m", "tradebus", "run", "-c"]
         daemon = procs.spawn(
             [*cmd, str(config)],

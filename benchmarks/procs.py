@@ -1,9 +1,10 @@
 """Processes under measurement: spawn pinned to a core, read their CPU time and peak RSS.
 
 The machine the issue targets has two cores: the daemon (or whatever stands in its place) gets
-``DAEMON_CORE``, senders and this harness share ``SENDER_CORE``. CPU time is utime + stime of
-``/proc/<pid>/stat`` (every thread of the process); peak RSS is ``VmHWM`` of
-``/proc/<pid>/status``.
+``DAEMON_CORE``, senders and this harness share ``SENDER_CORE``; a process the daemon starts
+to deliver its sinks inherits the daemon's core, and rows 9-11 let it run on either. CPU time
+is utime + stime of ``/proc/<pid>/stat`` (every thread of the process); peak RSS is ``VmHWM``
+of ``/proc/<pid>/status``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,6 +49,17 @@ def spawn(
         err.close()
     pin(proc.pid, core)
     return proc
+
+
+def unpin(pid: int) -> None:
+    """Let every thread of ``pid`` run on any core of the machine."""
+    try:
+        tasks = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
+    except OSError:
+        return  # gone already
+    for tid in tasks:
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            os.sched_setaffinity(tid, cores())
 
 
 def cpu_seconds(pid: int) -> float:
@@ -102,6 +115,13 @@ def wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 30.0) 
             raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before {path.name}")
         time.sleep(0.01)
     raise TimeoutError(f"{path.name} not written in {timeout}s")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def write_atomic(path: Path, data: bytes) -> None:

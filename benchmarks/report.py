@@ -45,6 +45,7 @@ def table(rows: list[Row], floor: Row | None, extra: dict[str, str]) -> str:
         low = min(r.rate for r in row.runs)
         high = max(r.rate for r in row.runs)
         pct = f"{row.rate / base:.0%}" if base and row.relative else "-"
+        share = row.rate * row.cpu_us / 1e6 if row.cpu_share is None else row.cpu_share
         lines.append(
             [
                 row.name,
@@ -53,7 +54,7 @@ def table(rows: list[Row], floor: Row | None, extra: dict[str, str]) -> str:
                 pct,
                 f"{row.cpu_us:.2f}",
                 # Below ~90% the process waited for its sender: the row measured the sender.
-                f"{row.rate * row.cpu_us / 1e4:.0f}%",
+                f"{share:.0%}",
                 f"{row.rss_mb:.1f}",
                 note,
             ]

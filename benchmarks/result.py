@@ -25,6 +25,9 @@ class Row(msgspec.Struct, kw_only=True):
     note: str = ""
     # False where the rate is set by the row itself (a paced sender): no % of the floor then.
     relative: bool = True
+    # CPU seconds per second of the run, where events/s times CPU µs/ev does not give it (the
+    # CPU spans more than the rate's window, or two processes).
+    cpu_share: float | None = None
 
     @property
     def rate(self) -> float:

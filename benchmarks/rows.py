@@ -35,6 +35,17 @@ class Sizes(msgspec.Struct, frozen=True):
     mixed_events: int  # what the SSE simulators script for row 5 (they pre-build it all)
     mix_frames: int  # frames of the TTMT simulator's own mix for rows 1b, 2b, 3b
     naive_mix_frames: int  # the first of them, for row 6b
+    # Rows 9-11 (benchmarks/sustain.py):
+    probe_seconds: float = 2.5  # each probe of the sustainable rate
+    probes: int = 3  # at most, per search
+    start_rates: tuple[float, float] = (60_000.0, 120_000.0)  # first probes: 4 sinks, file
+    burst_rate: float = 120_000.0
+    burst_seconds: float = 10.0
+    catch_up: float = 10.0  # seconds a burst (or a sink alone) is watched after the feeds stop
+    alone_rate: float = 20_000.0  # each sink alone (its CPU per event), below what each takes
+    alone_seconds: float = 1.0
+    alone_sinks: tuple[str, ...] = ("file", "stdout", "hook", "nats")
+    reach_frames: int = 150_000  # per feed, sent as fast as it can into a bare reader
 
 
 # Sized for ``make bench`` under 3 minutes: rows 1-3 at a million events took it to 382 s, at
@@ -44,7 +55,29 @@ class Sizes(msgspec.Struct, frozen=True):
 FULL = Sizes(
     3, 300_000, 300_000, 60_000, 1.5, (0.01, 0.10, 0.30), 90.0, 1.5, 150_000, 100_000, 20_000
 )
-TINY = Sizes(1, 2_000, 2_000, 2_000, 0.5, (0.01,), 30.0, 0.3, 2_000, 2_000, 1_000)
+TINY = Sizes(
+    1,
+    2_000,
+    2_000,
+    2_000,
+    0.5,
+    (0.01,),
+    30.0,
+    0.3,
+    2_000,
+    2_000,
+    1_000,
+    probe_seconds=0.3,
+    probes=1,
+    start_rates=(2_000.0, 2_000.0),
+    burst_rate=4_000.0,
+    burst_seconds=0.3,
+    catch_up=10.0,
+    alone_rate=2_000.0,
+    alone_seconds=0.3,
+    alone_sinks=("nats",),  # the one with the most parts; the others take the same path
+    reach_frames=2_000,
+)
 
 
 def adapter_missing(kind: str) -> str | None:
@@ -118,6 +151,8 @@ class MixFrames:
         self.events = mix.write(self.path)
         self.naive_path = work.path("mix-naive.sse")
         self.naive_events = mix.write(self.naive_path, sizes.naive_mix_frames)
+        # Per frame of the short file: rows 9-11's senders repeat it (it starts faster).
+        self.naive_counts = mix.events[: sizes.naive_mix_frames]
 
 
 class Floor:

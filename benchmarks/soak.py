@@ -7,15 +7,12 @@ last sample within 5% of the first one taken after warm-up (the first minute).
 
 from __future__ import annotations
 
-import json
-import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from benchmarks import procs
+from benchmarks.delivery import readyz
 from benchmarks.harness import SenderSpec, Work, daemon_config, start_sender
 from benchmarks.procs import PYTHON
 from benchmarks.rows import adapter_missing
@@ -59,21 +56,8 @@ def _spawn_daemon(work: Work, config: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _backlog(port: int, sink: str) -> int:
-    url = f"http://127.0.0.1:{port}/readyz"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            body = r.read()
-    except urllib.error.HTTPError as exc:  # 503 while the sink is down: the body is the same
-        body = exc.read()
-    return int(json.loads(body)["sinks"][sink]["backlog"])
+    return int(readyz(port)["sinks"][sink]["backlog"])
 
 
 def run_sink_down(work: Work, seconds: float, rate: float, sample_every: float) -> str:
@@ -88,7 +72,7 @@ def run_sink_down(work: Work, seconds: float, rate: float, sample_every: float) 
     blocker.write_text("a file where the down sink wants its directory")
     healthy = {"name": "healthy", "type": "file", "path": str(work.path("ok.jsonl"))}
     down = {"name": "down", "type": "file", "path": str(blocker / "down.jsonl")}
-    port = _free_port()
+    port = procs.free_port()
     sinks = [s | {"max_bytes": 64 << 20, "backups": 1} for s in (healthy, down)]
     config = daemon_config(
         work,
