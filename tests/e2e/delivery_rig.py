@@ -92,6 +92,7 @@ class Rig:
         self.state = tmp / "state"
         self.http = free_port()
         self.config = tmp / "tradebus.toml"
+        self.started: list[asyncio.subprocess.Process] = []
 
     def write(self, *, delivery: str = "process", daemon: str = "", sinks: str = "") -> Path:
         sources = "".join(
@@ -114,7 +115,7 @@ class Rig:
         )
 
     async def start(self, **kw: Any) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
+        proc = await asyncio.create_subprocess_exec(
             *TRADEBUS,
             "run",
             "-c",
@@ -123,6 +124,15 @@ class Rig:
             stdout=kw.pop("stdout", asyncio.subprocess.DEVNULL),
             stderr=kw.pop("stderr", asyncio.subprocess.DEVNULL),
         )
+        self.started.append(proc)
+        return proc
+
+    async def kill_all(self) -> None:
+        """What a failed test left running: SIGKILL (its delivery process follows within 1 s)."""
+        for proc in self.started:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
 
     async def readyz(self) -> tuple[int, dict[str, Any]]:
         async with (
@@ -246,9 +256,11 @@ async def rig(tmp: Path, feeds: int = 2, rate: float = 150.0) -> AsyncIterator[R
     for sim in sims:
         await sim.start()
     await receiver.start()
+    running = Rig(tmp, sims, receiver)
     try:
-        yield Rig(tmp, sims, receiver)
+        yield running
     finally:
+        await running.kill_all()
         await receiver.stop()
         for sim in sims:
             await sim.stop()
