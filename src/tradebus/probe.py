@@ -131,6 +131,11 @@ def render(
         if color and hue:  # colour after padding: escape codes take no column
             padded[1] = f"{hue}{padded[1]}{_RESET}"
         lines.append("  ".join(padded).rstrip())
+    # A recording's path is too long for a column: a line per recording source, under the table.
+    for name, row in state["sources"].items():
+        if row.get("recording"):  # a daemon of an older version has no such key
+            size = f"{row.get('recorded_bytes', 0) / 1e6:,.1f} MB"
+            lines.append(f"recording {name}: {row['recording']} ({size} written)")
     verdict = "ready" if state["ready"] else "NOT READY"
     if color:
         verdict = f"{_GREEN if state['ready'] else _RED}{verdict}{_RESET}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 import pytest
 import zstandard
@@ -23,7 +25,7 @@ def data_fields(draw: st.DrawFn) -> dict[str, object]:
 
 
 RECORDS: st.SearchStrategy[fmt.Record] = st.one_of(
-    st.builds(fmt.Recv, t=TIMES, conn=CONNS, **{"text": st.none(), "b64": st.binary(max_size=64)}),
+    st.builds(fmt.Recv, t=TIMES, conn=CONNS, text=st.none(), b64=st.binary(max_size=64)),
     st.builds(lambda t, c, d: fmt.Recv(t=t, conn=c, **d), TIMES, CONNS, data_fields()),
     st.builds(lambda t, c, d: fmt.Send(t=t, conn=c, **d), TIMES, CONNS, data_fields()),
     st.builds(
@@ -44,7 +46,7 @@ RECORDS: st.SearchStrategy[fmt.Record] = st.one_of(
 )
 
 
-def file_of(frames: list[list[fmt.Record]], level: int = 1) -> tuple[bytes, list[int]]:
+def file_of(frames: Sequence[Sequence[fmt.Record]], level: int = 1) -> tuple[bytes, list[int]]:
     """The bytes of a file holding ``frames`` and each frame's offset."""
     compress = fmt.compressor(level)
     out, offsets = b"", []
@@ -108,7 +110,9 @@ def test_a_file_cut_at_any_byte_keeps_every_whole_frame_before_the_cut(
 def test_a_damaged_frame_is_reported_and_the_next_frames_read() -> None:
     """Bytes flipped inside the middle frame: that frame is damage at its offset, the others
     read, whatever the chunking."""
-    frames = [[fmt.Wake(t=float(i), label=f"f{i}-{j}") for j in range(20)] for i in range(3)]
+    frames: list[list[fmt.Record]] = [
+        [fmt.Wake(t=float(i), label=f"f{i}-{j}") for j in range(20)] for i in range(3)
+    ]
     data, offsets = file_of(frames)
     broken = bytearray(data)
     middle = (offsets[1] + offsets[2]) // 2

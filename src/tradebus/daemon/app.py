@@ -25,6 +25,7 @@ import msgspec
 
 from tradebus import log
 from tradebus.adapters.base import Adapter, AdapterFactory, SourceContext, factory_for
+from tradebus.adapters.live import LiveTransport
 from tradebus.backoff import Backoff, Failure, Kind
 from tradebus.bus import Bus, SinkWorker
 from tradebus.config import Config, SinkConfig, SourceConfig, kind
@@ -32,6 +33,7 @@ from tradebus.daemon import systemd
 from tradebus.daemon.state import snapshot, summary
 from tradebus.journal import cursors
 from tradebus.journal.store import Journal, check_state_dir
+from tradebus.recording.recorder import for_source
 from tradebus.schemas.events import Event, Provider
 from tradebus.sinks.base import Sink
 from tradebus.sinks.base import factory_for as sink_factory_for
@@ -88,6 +90,7 @@ class Daemon:
                 self.bus.publish,
                 history=history.events.get(source.name, ()),
                 stopped_at=history.stopped_at,
+                transport=LiveTransport(for_source(source, self.state_dir)),
             )
             self.contexts[source.name] = ctx
             factory = (factories or {}).get(provider) or factory_for(provider)
@@ -145,6 +148,10 @@ class Daemon:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # Recordings get their last frame written and synced (on threads: files).
+            await asyncio.gather(
+                *(asyncio.to_thread(c.transport.close) for c in self.contexts.values())
+            )
             drained = await self.bus.close(self.config.daemon.drain_timeout)
             self._log.info(
                 "daemon_stopped",
