@@ -1,4 +1,4 @@
-"""``tradebus run | check-config | health | status | demo | simulate | schema``."""
+"""``tradebus run | check-config | health | status | demo | simulate | replay | schema``."""
 
 from __future__ import annotations
 
@@ -177,6 +177,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0 if state["ready"] else 1
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from tradebus.recording import command
+
+    log.configure("warning", fmt="console")
+    return command.run(args)
+
+
 def _cmd_schema(_args: argparse.Namespace) -> int:
     from tradebus.schemas.events import json_schema
 
@@ -267,9 +274,21 @@ def build_parser(*, simulators: bool = True) -> argparse.ArgumentParser:
         module.add_cli_arguments(p)
         p.set_defaults(func=_cmd_simulate, sim_module=module)
 
+    replay = sub.add_parser(
+        "replay", help="feed recordings (record = true) through their adapters: events as JSONL"
+    )
+    _replay_arguments(replay)
+    replay.set_defaults(func=_cmd_replay)
+
     schema = sub.add_parser("schema", help="print the JSON Schema of the canonical Event")
     schema.set_defaults(func=_cmd_schema)
     return parser
+
+
+def _replay_arguments(parser: argparse.ArgumentParser) -> None:
+    from tradebus.recording.command import add_arguments
+
+    add_arguments(parser)
 
 
 def _command(argv: Sequence[str]) -> str | None:
