@@ -178,6 +178,64 @@ def text_or_b64(data: bytes, *, binary: bool = False) -> tuple[str | None, bytes
     return None, data
 
 
+# A read is decoded and escaped this much at a time: pieces a process's heap reuses, where a
+# whole 128 KiB read would be a fresh mapping (and its page faults) every time.
+_PIECE = 16 << 10
+
+
+class LineBuffer:
+    """JSON lines appended into one buffer that is reused, never shrunk: a busy recorder
+    allocates no fresh memory per flush (on a host that backs memory lazily, fresh pages cost
+    more than the encoding)."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self.size = 0
+
+    def append(self, data: bytes | memoryview) -> None:
+        end = self.size + len(data)
+        self._buf[self.size : end] = data
+        self.size = end
+
+    def record(self, record: Record) -> None:
+        self.append(_encoder.encode(record))
+        self.append(b"\n")
+
+    def recv(self, t: float, conn: int, data: bytes, *, binary: bool) -> None:
+        """A ``Recv`` line for ``data``, its text escaped piece by piece (or ``b64``)."""
+        if binary or not _utf8(data):
+            self.record(Recv(t=t, conn=conn, b64=data))
+            return
+        self.append(b'{"k":"recv","conn":%d,"text":"' % conn)
+        view, start, size = memoryview(data), 0, len(data)
+        while start < size:
+            end = min(start + _PIECE, size)
+            while end < size and (data[end] & 0xC0) == 0x80:
+                end -= 1  # never cut inside a character: the next piece starts on one
+            escaped = _encoder.encode(str(view[start:end], "utf-8"))
+            self.append(memoryview(escaped)[1:-1])
+            start = end
+        self.append(b'","t":')
+        self.append(_encoder.encode(t))
+        self.append(b"}\n")
+
+    def view(self) -> memoryview:
+        return memoryview(self._buf)[: self.size]
+
+    def clear(self) -> None:
+        self.size = 0
+
+
+def _utf8(data: bytes) -> bool:
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def encode_lines(records: Iterable[Record]) -> bytes:
     """Records as JSON lines (each ends with a newline)."""
     return _encoder.encode_lines(list(records))
@@ -189,7 +247,7 @@ def compressor(level: int = 3) -> zstandard.ZstdCompressor:
     return zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
 
 
-def frame(lines: bytes, compress: zstandard.ZstdCompressor) -> bytes:
+def frame(lines: bytes | memoryview, compress: zstandard.ZstdCompressor) -> bytes:
     """One independent zstd frame holding ``lines`` (whole lines only)."""
     return compress.compress(lines)
 

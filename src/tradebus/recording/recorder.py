@@ -40,7 +40,12 @@ if TYPE_CHECKING:
     from tradebus.schemas.events import Event
 
 FLUSH_EVERY: Final = 0.5
-FLUSH_BYTES: Final = 4 << 20
+# A busy source is flushed this much at a time: what the thread holds between flushes (the
+# reads, their lines, the frame) is the memory a recording adds: 4 MiB measured +16 MB of
+# peak RSS on row 2r, 1 MiB +7 MB.
+FLUSH_BYTES: Final = 1 << 20
+# Frames are synced at most this often: a power loss costs at most the last second.
+SYNC_EVERY: Final = 1.0
 MAX_PENDING: Final = 64 << 20
 ROTATE_AGE: Final = 3600.0
 SUFFIX: Final = ".jsonl.zst"  # also in recording.command, which must not import this
@@ -111,6 +116,8 @@ class Recorder:
         self._file: Any = None
         self._file_size = 0
         self._file_started = 0.0
+        self._synced = 0.0
+        self._lines = fmt.LineBuffer()
         self._log: Any = log.get(source=source)
         # The value net of this source: its config's secrets, and every token or session id
         # its upstream issued (learned from the bodies redacted by name). Streamed data is
@@ -188,41 +195,41 @@ class Recorder:
         queue = self._queue
         if not queue and self.lost == self._lost_said:
             return
-        records: list[fmt.Record] = []
+        lines = self._lines
+        lines.clear()
         taken = 0
         while queue:
-            item = queue.popleft()
-            record, size = self._build(item)
-            records.append(record)
-            taken += size
+            taken += self._build(queue.popleft(), lines)
         self._taken += taken
         if self.lost != self._lost_said:
-            records.append(fmt.Lost(t=time.time(), records=self.lost - self._lost_said))
+            lines.record(fmt.Lost(t=time.time(), records=self.lost - self._lost_said))
             self._log.warning("recording_fell_behind", lost=self.lost - self._lost_said)
             self._lost_said = self.lost
-        self._write(fmt.encode_lines(records))
+        self._write(lines.view())
 
-    def _build(self, item: Any) -> tuple[fmt.Record, int]:
+    def _build(self, item: Any, lines: fmt.LineBuffer) -> int:
+        """One queued item, redacted, as a line in ``lines``; the bytes it held in the queue."""
         own = self._own_bytes
         if not isinstance(item, tuple):
             # Requests and answers are rare: every secret known anywhere is searched for.
             found: set[str] = set()
             everything = redact.secrets_bytes([*secret.known(), *self._own])
-            record = _redacted(item, everything, found)
+            lines.record(_redacted(item, everything, found))
             if found - self._own:
                 self._own |= {s for s in found if len(s) >= 4}
                 self._own_bytes = redact.secrets_bytes(sorted(self._own))
-            return record, 256
+            return 256
         if item[0] == "start":
             _, t, history, stopped_at = item
             events = [msgspec.Raw(redact.scrub(_history_encoder.encode(e), own)) for e in history]
-            return fmt.Start(t=t, stopped_at=stopped_at, history=events), 256 * len(history)
+            lines.record(fmt.Start(t=t, stopped_at=stopped_at, history=events))
+            return 256 * len(history)
         t, conn, data, binary = item
-        raw = data.encode() if isinstance(data, str) else bytes(data)
-        text, b64 = fmt.text_or_b64(redact.scrub(raw, own), binary=binary)
-        return fmt.Recv(t=t, conn=conn, text=text, b64=b64), len(data)
+        raw = data.encode() if isinstance(data, str) else data
+        lines.recv(t, conn, redact.scrub(raw, own), binary=binary)
+        return len(data)
 
-    def _write(self, lines: bytes) -> None:
+    def _write(self, lines: bytes | memoryview) -> None:
         frame = fmt.frame(lines, self._compressor())
         now = time.time()
         if self._file is not None and (
@@ -232,8 +239,9 @@ class Recorder:
         if self._file is None:
             self._open_file(now)
         self._file.write(frame)
-        self._file.flush()
-        os.fdatasync(self._file.fileno())
+        if now - self._synced >= SYNC_EVERY:
+            os.fdatasync(self._file.fileno())
+            self._synced = now
         self._file_size += len(frame)
         self.bytes_written += len(frame)
 
