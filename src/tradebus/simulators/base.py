@@ -11,7 +11,8 @@ from aiohttp import web
 class Simulator(Protocol):
     """A fake upstream on 127.0.0.1, with fault knobs the tests call directly."""
 
-    port: int
+    @property
+    def port(self) -> int: ...
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None: ...
 
