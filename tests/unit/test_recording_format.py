@@ -211,3 +211,12 @@ def test_a_read_written_piece_by_piece_reads_back_as_its_bytes(
     lines.clear()
     lines.record(fmt.Wake(t=1.0, label="again"))
     assert bytes(lines.view()) == fmt.encode_lines([fmt.Wake(t=1.0, label="again")])
+
+
+def test_a_frame_without_its_content_size_reads_too() -> None:
+    """A recording edited by hand and compressed again from a pipe (`zstd > FILE`) has frames
+    that do not say their size: they read like any other."""
+    lines = fmt.encode_lines([fmt.Wake(t=1.0, label="edited")])
+    data = zstandard.ZstdCompressor(write_content_size=False).compress(lines)
+    assert zstandard.frame_content_size(data) == -1
+    assert fmt.records(read(data, [5])) == [fmt.Wake(t=1.0, label="edited")]

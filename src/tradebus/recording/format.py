@@ -374,9 +374,10 @@ class Reader:
             return []  # a skippable frame: nothing of ours
         try:
             size = zstandard.frame_content_size(data)
-            if size < 0 or size > MAX_CONTENT:
-                return [Damage(offset, "frame without a usable content size")]
-            content = self._decompress.decompress(data)
+            if size > MAX_CONTENT:
+                return [Damage(offset, "frame larger than this reader takes")]
+            # A frame another tool wrote (`zstd` from a pipe) may not say its size.
+            content = self._decompress.decompress(data, max_output_size=MAX_CONTENT)
         except zstandard.ZstdError as exc:
             return [Damage(offset, f"frame does not decompress: {str(exc)[:120]}")]
         return list(lines(content, offset))
