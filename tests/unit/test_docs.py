@@ -214,7 +214,14 @@ def test_import_walk_sees_lazy_and_from_imports() -> None:
 
 # --- the prose pages point at things that exist ---------------------------------------------
 
-PAGES = ["README.md", "ARCHITECTURE.md", "CONTRIBUTING.md", "CHANGELOG.md", "docs/events.md"]
+PAGES = [
+    "README.md",
+    "ARCHITECTURE.md",
+    "CONTRIBUTING.md",
+    "CHANGELOG.md",
+    "docs/events.md",
+    "docs/recording.md",
+]
 _LINK = re.compile(r"\]\(([^)#:]+)(?:#[^)]*)?\)")
 _PATH = re.compile(r"`((?:src|tests|config|docs|benchmarks|systemd)/[A-Za-z0-9_./]+)`")
 
