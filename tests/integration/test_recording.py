@@ -242,3 +242,42 @@ async def test_the_recorder_flushes_while_the_source_runs(tmp_path: Path) -> Non
             assert got[0].startswith(b'{"type":"status.connected"')
     finally:
         await sim.stop()
+
+
+async def test_a_restart_replays_from_the_history_the_journal_gave(tmp_path: Path) -> None:
+    """Two daemon runs on one state dir: the second resumes from the journal (TTMT's
+    Last-Event-ID, TradingPartners' restart gap). Replayed together, the two runs give both
+    runs' lines: each run's adapter starts from the history recorded with it."""
+    ttmt = TtmtSimulator(seed=8, rate=40.0, api_keys=("k-restart-1",), paused=True)
+    # Four alerts, then only pings, far apart: each run ends with nothing left unread.
+    alerts = TpAlertsSimulator(seed=9, rate=30.0, events=4, token="t-restart-2", ping_interval=20)
+    for sim in (ttmt, alerts):
+        await sim.start()
+    runs: dict[str, list[bytes]] = {"ttmt-r": [], "alerts-r": []}
+    try:
+        for produced in (5, 7):
+            async with live(tmp_path, {**ttmt.source_table("ttmt-r"), **FAST}) as (_, lines):
+                await lines.wait_count("status.connected", 1)
+                ttmt.produce(produced)
+                await lines.wait_for(lambda s: len(s.lines) > produced)  # noqa: B023
+            runs["ttmt-r"] += lines.lines
+            async with live(tmp_path, {**alerts.source_table("alerts-r"), **FAST}) as (_, lines):
+                await lines.wait_count("status.connected", 1)
+                if produced == 5:  # the first run: the four alerts
+                    await lines.wait_for(
+                        lambda s: sum(t.startswith("signal.") for t in s.types()) >= 4
+                    )
+                else:  # the second: the time it was down, said as a gap on connect
+                    await lines.wait_count("status.gap", 1)
+            runs["alerts-r"] += lines.lines
+    finally:
+        for sim in (ttmt, alerts):
+            await sim.stop()
+    assert "status.gap" in [msgspec.json.decode(line)["type"] for line in runs["alerts-r"]]
+    for name, both in runs.items():
+        paths = recordings(tmp_path, name)
+        assert len({files.header(p).run for p in paths}) == 2
+        got, stats = await asyncio.to_thread(replayed, paths)
+        assert stats.crashed is None
+        expected = renumbered(both)
+        assert got == expected, first_difference(expected, got)
