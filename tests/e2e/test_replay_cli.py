@@ -3,13 +3,15 @@ what cannot be replayed refused in one line, a config's sinks filled."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shlex
 import shutil
 from pathlib import Path
 
 import msgspec
 
-from tests.e2e.process import run_cli
+from tests.e2e.process import TRADEBUS, run_cli
 from tests.recorded import framed, records_of, renumbered
 from tradebus import times
 from tradebus.recording import format as fmt
@@ -192,3 +194,21 @@ async def test_a_bad_time_is_one_line() -> None:
     assert err.decode() == (
         "config error: --from: expected an RFC 3339 time (2026-06-09T14:30:00Z), got 'yesterday'\n"
     )
+
+
+async def test_a_reader_that_goes_away_ends_the_replay_quietly(tmp_path: Path) -> None:
+    """`tradebus replay FILE | head -1`: exit 0, no traceback, nothing on stderr."""
+    err = tmp_path / "stderr"
+    # --speed 50: slow enough that head is gone well before the replay's end.
+    command = (
+        f"set -o pipefail; {shlex.join([*TRADEBUS, 'replay', str(TTMT), '--speed', '50'])}"
+        f" 2>{shlex.quote(str(err))} | head -1"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        "bash", "-c", command, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0
+    assert out.startswith(b'{"type":"status.connected"')
+    assert len(out.splitlines()) == 1
+    assert err.read_bytes() == b""

@@ -122,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
     except files.RecordingError as exc:
         report(str(exc))
         return 2
+    if stats.closed:
+        return 0
     summary = f"{stats.events:,} events from {len(runs)} run(s)"
     if stats.damage:
         summary += f"; {stats.damage} unreadable frame(s) or line(s) skipped"
@@ -152,7 +154,7 @@ def to_stdout(runs: Sequence[files.Run], **options: Any) -> Stats:
     try:
         return replay(runs, emit, **options)
     except BrokenPipeError:  # `| head`: the reader has what it wanted
-        return Stats()
+        return Stats(closed=True)
 
 
 def into_sinks(

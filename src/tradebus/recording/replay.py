@@ -504,6 +504,7 @@ class Stats:
     divergences: int = 0
     skipped: int = 0
     crashed: str | None = None
+    closed: bool = False  # the reader of the lines went away
 
 
 def source_config(run: files.Run) -> SourceConfig:
@@ -527,6 +528,8 @@ async def _drive(ctx: SourceContext, cfg: SourceConfig, engine: Engine, stats: S
     await asyncio.wait({task, engine.done}, return_when=asyncio.FIRST_COMPLETED)
     if task.done():
         error = task.exception()
+        if isinstance(error, BrokenPipeError):
+            raise error  # the reader of the lines went away (`| head`): nothing more to do
         stats.crashed = "the adapter stopped" if error is None else repr(error)[:300]
         return
     task.cancel()
