@@ -13,7 +13,7 @@ import base64
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import pytest
@@ -69,6 +69,20 @@ class Lines:
 
     async def wait_count(self, type_: str, n: int, timeout: float = 15.0) -> None:
         await self.wait_for(lambda s: s.count(type_) >= n, timeout)
+
+
+class Upstream(Protocol):
+    async def stop(self) -> None: ...
+
+
+async def upstream_gone(sim: Upstream, lines: Lines) -> None:
+    """Stop the upstream and wait for the source to say so: the daemon then stops with nothing
+    read and not yet handed over (a replay would give that, as the recording holds it)."""
+    seen = len(lines.lines)
+    await sim.stop()
+    await lines.wait_for(
+        lambda s: any(t in ("status.disconnected", "status.error") for t in s.types()[seen:])
+    )
 
 
 @asynccontextmanager

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
@@ -18,6 +18,7 @@ from tests.recorded import (
     recordings,
     renumbered,
     replayed,
+    upstream_gone,
 )
 from tradebus.recording import files
 from tradebus.recording.redact import REDACTED
@@ -27,20 +28,6 @@ from tradebus.simulators.traderws import TraderWsSimulator
 from tradebus.simulators.ttmt import TtmtSimulator
 
 FAST = {"reconnect_min": 0.01, "reconnect_max": 0.05, "auth_retry": 0.2}
-
-
-class Upstream(Protocol):
-    async def stop(self) -> None: ...
-
-
-async def upstream_gone(sim: Upstream, lines: Lines) -> None:
-    """Stop the upstream and wait for the source to say so: the daemon stops with nothing
-    read and not yet handed over (a replay would give that, as the recording holds it)."""
-    seen = len(lines.lines)
-    await sim.stop()
-    await lines.wait_for(
-        lambda s: any(t in ("status.disconnected", "status.error") for t in s.types()[seen:])
-    )
 
 
 def reasons(lines: Lines, type_: str) -> list[str]:

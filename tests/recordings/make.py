@@ -16,7 +16,15 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from tests.recorded import Lines, first_difference, live, recordings, renumbered, replayed
+from tests.recorded import (
+    Lines,
+    first_difference,
+    live,
+    recordings,
+    renumbered,
+    replayed,
+    upstream_gone,
+)
 from tradebus.simulators.mt4bridge import Mt4BridgeSimulator
 from tradebus.simulators.tpalerts import TpAlertsSimulator
 from tradebus.simulators.traderws import TraderWsSimulator
@@ -27,14 +35,6 @@ FAST = {"reconnect_min": 0.01, "reconnect_max": 0.05, "auth_retry": 0.2}
 Case = Callable[[Path], Coroutine[Any, Any, tuple[str, Lines]]]
 
 
-async def _gone(sim: Any, lines: Lines) -> None:
-    seen = len(lines.lines)
-    await sim.stop()
-    await lines.wait_for(
-        lambda s: any(t in ("status.disconnected", "status.error") for t in s.types()[seen:])
-    )
-
-
 async def ttmt_recycle(tmp: Path) -> tuple[str, Lines]:
     """The TTMT stream recycled by the server, resumed with Last-Event-ID each time."""
     sim = TtmtSimulator(seed=11, rate=12.0, api_keys=("ttmt-fixture-key",), lifetime=0.5)
@@ -42,7 +42,7 @@ async def ttmt_recycle(tmp: Path) -> tuple[str, Lines]:
     try:
         async with live(tmp, {**sim.source_table("ttmt-main"), **FAST}) as (_, lines):
             await lines.wait_count("status.connected", 3)
-            await _gone(sim, lines)
+            await upstream_gone(sim, lines)
     finally:
         await sim.stop()
     return "ttmt-main", lines
@@ -59,7 +59,7 @@ async def tpalerts_cut(tmp: Path) -> tuple[str, Lines]:
             sim.cut_after(1)
             await lines.wait_count("status.connected", 2)
             await lines.wait_for(lambda s: sum(t.startswith("signal.") for t in s.types()) >= 6)
-            await _gone(sim, lines)
+            await upstream_gone(sim, lines)
     finally:
         await sim.stop()
     return "alerts", lines
@@ -79,7 +79,7 @@ async def traderws_backfill(tmp: Path) -> tuple[str, Lines]:
             await sim.fills_while_away(1, symbol="GBPUSD", partial=True)
             await lines.wait_count("status.connected", 2)
             await lines.wait_for(lambda s: sum(t.startswith("order.") for t in s.types()) >= 5)
-            await _gone(sim, lines)
+            await upstream_gone(sim, lines)
     finally:
         await sim.stop()
     return "trader", lines
@@ -108,7 +108,7 @@ async def mt4_reconcile(tmp: Path) -> tuple[str, Lines]:
             sim.refuse_ws = False
             await lines.wait_count("status.connected", 2)
             await lines.wait_count("position.closed", 1)
-            await _gone(sim, lines)
+            await upstream_gone(sim, lines)
     finally:
         await sim.stop()
     return "mt4", lines
