@@ -17,7 +17,7 @@ from benchmarks.result import Row
 
 
 class Paired(msgspec.Struct):
-    """Rows 1, 2, 3, 1b, 2b, 3b (those asked for), measured round by round: their ratios are
+    """Rows 1, 2, 2r, 3, 1b, 2b, 3b (those asked for), measured round by round: their ratios are
     targets. ``row2`` runs for row 7's rate even when not shown; ``mix`` feeds row 6b."""
 
     done: list[Row]
@@ -31,10 +31,13 @@ def paired_rows(work: Work, sizes: rows.Sizes, want: Callable[[str], bool]) -> P
     floor = rows.Floor(work, sizes) if want("1") else None
     if floor is not None:
         pairs.append((floor.row, floor.once))
-    row2 = row3 = None
-    if want("2") or want("7"):
+    row2 = row2r = row3 = None
+    if want("2") or want("2r") or want("7"):
         row2, once = rows.ttmt_file(work, sizes)
         pairs.append((row2, once))
+    if want("2r"):
+        row2r, once = rows.ttmt_recorded(work, sizes)
+        pairs.append((row2r, once))
     if want("3"):
         row3, once = rows.ttmt_durable(work, sizes)
         pairs.append((row3, once))
@@ -57,6 +60,10 @@ def paired_rows(work: Work, sizes: rows.Sizes, want: Callable[[str], bool]) -> P
                 row.note = rows.ratio(row, floor.row, "the floor")
     if row2 is not None and want("2"):
         done.append(row2)
+    if row2r is not None and row2 is not None:
+        # The issue's figure: row 2 with record = true as a share of row 2, run by run.
+        row2r.note = rows.ratio(row2r, row2, "row 2")
+        done.append(row2r)
     if row3 is not None:
         cost = rows.journal_append_cost(work, sizes)
         row3.note = "; ".join(n for n in (row3.note, cost) if n)

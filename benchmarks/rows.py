@@ -225,6 +225,22 @@ def ttmt_file(work: Work, sizes: Sizes) -> tuple[Row, Callable[[], RunResult]]:
     return row, once
 
 
+def ttmt_recorded(work: Work, sizes: Sizes) -> tuple[Row, Callable[[], RunResult]]:
+    """Row 2r: row 2 with ``record = true`` on its source: every read also goes to the
+    recorder's queue, and its thread redacts, encodes, compresses and writes it (on the same
+    tmpfs, on the daemon's core: the recording's whole cost is in the row)."""
+    row = Row(name="2r TTMT SSE → file, recorded")
+    row.na = adapter_missing("ttmt")
+    n = sizes.sse_events
+
+    def once() -> RunResult:
+        out = work.path("out.jsonl")
+        spec = SenderSpec("ttmt-bench", ("ttmt", "--events", str(n)), {"record": True})
+        return run_daemon(work, [spec], [file_sink(out)], out, n, timeout=sizes.timeout)
+
+    return row, once
+
+
 def ttmt_durable(work: Work, sizes: Sizes) -> tuple[Row, Callable[[], RunResult]]:
     """Row 3: row 2's frames with the default durability (fsync every 100 ms of the journal).
 

@@ -176,6 +176,19 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return _run_loop(_simulate(module.from_cli(args), args.host, args.port))
 
 
+def _cmd_simulate_replay(args: argparse.Namespace) -> int:
+    from tradebus.recording.files import RecordingError
+    from tradebus.simulators import replay
+
+    log.configure("info", fmt="console")
+    try:
+        sim = replay.from_cli(args)
+    except RecordingError as exc:
+        print(f"tradebus simulate replay: {exc}", file=sys.stderr)
+        return 2
+    return _run_loop(_simulate(sim, args.host, args.port))
+
+
 def _cmd_health(args: argparse.Namespace) -> int:
     code, line = probe.health(args.url, ready=args.ready, timeout=args.timeout)
     print(line, file=sys.stdout if code == 0 else sys.stderr)
@@ -197,6 +210,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - started
     print(probe.render(state, before, elapsed, color=sys.stdout.isatty()))
     return 0 if state["ready"] else 1
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from tradebus.recording import command
+
+    log.configure("warning", fmt="console")
+    return command.run(args)
 
 
 def _cmd_schema(_args: argparse.Namespace) -> int:
@@ -299,10 +319,30 @@ def build_parser(*, simulators: bool = True) -> argparse.ArgumentParser:
         p.add_argument("--port", type=int, default=0, help="0 picks a free port")
         module.add_cli_arguments(p)
         p.set_defaults(func=_cmd_simulate, sim_module=module)
+    if simulators:
+        from tradebus.simulators import replay as served
+
+        p = kinds.add_parser("replay", help="serve a recording as the upstream it came from")
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=0, help="0 picks a free port")
+        served.add_cli_arguments(p)
+        p.set_defaults(func=_cmd_simulate_replay)
+
+    replay = sub.add_parser(
+        "replay", help="feed recordings (record = true) through their adapters: events as JSONL"
+    )
+    _replay_arguments(replay)
+    replay.set_defaults(func=_cmd_replay)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the canonical Event")
     schema.set_defaults(func=_cmd_schema)
     return parser
+
+
+def _replay_arguments(parser: argparse.ArgumentParser) -> None:
+    from tradebus.recording.command import add_arguments
+
+    add_arguments(parser)
 
 
 def _command(argv: Sequence[str]) -> str | None:

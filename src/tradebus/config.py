@@ -95,6 +95,13 @@ class SourceBase(_Closed, tag_field="type", frozen=True, kw_only=True):
     auth_retry: Positive = 60.0
     # A source that is not required does not hold the daemon's readiness (/readyz).
     required: bool = True
+    # Record every transport event raw (below the framing) in <state_dir>/recordings/<name>/,
+    # for `tradebus replay`: a new file past record_max_bytes (or hourly); whole files go past
+    # record_retention_bytes in all or when older than record_retention_age.
+    record: bool = False
+    record_max_bytes: Annotated[int, msgspec.Meta(ge=4096)] = 64 * 1024 * 1024
+    record_retention_bytes: Annotated[int, msgspec.Meta(ge=4096)] = 1024 * 1024 * 1024
+    record_retention_age: Positive = 7 * 86400.0
 
     def __post_init__(self) -> None:
         _check_url(self.url, ("http", "https"))

@@ -79,6 +79,14 @@ CONFIG_DOCS: dict[str, str] = {
     "sources.auth_retry": "Seconds between retries after an auth failure (401, `auth_revoked`, "
     "a rejected login): slow, never a hot loop.",
     "sources.required": "`false` keeps the source out of the daemon's readiness (`/readyz`).",
+    "sources.record": "`true` records every transport event of the source raw, below the "
+    "framing (connections, reads, messages sent, timers), secrets redacted, in "
+    "`<state_dir>/recordings/<name>/`, for `tradebus replay` (see `docs/recording.md`).",
+    "sources.record_max_bytes": "Bytes: a recording file is closed and a new one begun past "
+    "this size (and every hour).",
+    "sources.record_retention_bytes": "Bytes: the oldest recording files of the source go once "
+    "its directory holds more.",
+    "sources.record_retention_age": "Seconds: recording files older than this go.",
     "sources.ttmt.api_key": "The TTMT API key, sent as `Authorization: Bearer`.",
     "sources.ttmt.account_id": "Only this account's events (the account's UUID); all accounts "
     "when unset. Set, it turns replay-gap detection off (the ids skip other accounts' events).",

@@ -134,6 +134,11 @@ def render(
         cells = [name, label, rate, f"{row['backlog']:,}", lag, str(row["retries"]), dead]
         sinks.append(([*cells, row["last_error"] or ""], hue))
     lines = [*_table(sources, color=color), *_table(sinks, color=color)]
+    # A recording's path is too long for a column: a line per recording source, under the table.
+    for name, row in state["sources"].items():
+        if row.get("recording"):  # a daemon of an older version has no such key
+            size = f"{row.get('recorded_bytes', 0) / 1e6:,.1f} MB"
+            lines.append(f"recording {name}: {row['recording']} ({size} written)")
     verdict = "ready" if state["ready"] else "NOT READY"
     if color:
         verdict = f"{_GREEN if state['ready'] else _RED}{verdict}{_RESET}"

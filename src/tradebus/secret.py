@@ -46,6 +46,11 @@ def scrub(text: str) -> str:
     return text
 
 
+def known() -> tuple[str, ...]:
+    """Every known secret value, as one snapshot (safe to take from another thread)."""
+    return tuple(_known)
+
+
 def register(value: str) -> None:
     """Make ``scrub`` hide a value that never went through ``Secret`` (a JWT from a login)."""
     if len(value) >= 4:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
@@ -375,3 +376,49 @@ def _minimal() -> dict[str, Any]:
         "sources": [{"name": "t", "type": "ttmt", "url": "http://h/s", "api_key": "k"}],
         "sinks": [{"name": "o", "type": "stdout"}],
     }
+
+
+async def test_a_recording_source_shows_its_path_and_bytes(tmp_path: Path) -> None:
+    """record = true: /metrics has the bytes written and the file's path, /readyz the same;
+    a source that does not record has neither."""
+    cfg = two_sources(tmp_path)
+    recording = [msgspec.structs.replace(cfg.sources[0], record=True), cfg.sources[1]]
+    daemon = Daemon(
+        config.with_overrides(cfg, sources=recording), sinks=[Sink("out")], factories={"ttmt": Idle}
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(daemon.run(stop))
+    ops = await start_ops(daemon)
+    assert ops is not None
+    try:
+        transport = daemon.contexts["main"].transport
+        for _ in range(500):  # the recorder's thread opens the file
+            if transport.path is not None and transport.recorded_bytes:
+                break
+            await asyncio.sleep(0.01)
+        async with aiohttp.ClientSession() as http:
+            running = Running(daemon, ops, http)
+            _, body = await running.readyz()
+            samples = {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(await _scrape(running))
+                for s in family.samples
+            }
+    finally:
+        await ops.stop()
+        stop.set()
+        await task
+    path = transport.path
+    assert path is not None
+    assert Path(path).parent == tmp_path / "recordings" / "main"
+    main = body["sources"]["main"]
+    assert (main["recording"], main["recorded_bytes"] > 0) == (path, True)
+    assert (body["sources"]["spare"]["recording"], body["sources"]["spare"]["recorded_bytes"]) == (
+        None,
+        0,
+    )
+    assert samples["tradebus_source_recorded_bytes_total", (("source", "main"),)] > 0
+    assert samples["tradebus_source_recording", (("path", path), ("source", "main"))] == 1
+    assert not [
+        k for k in samples if k[0].startswith("tradebus_source_record") and "spare" in str(k)
+    ]

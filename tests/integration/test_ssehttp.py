@@ -6,10 +6,10 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
 from aiohttp import web
 
+from tradebus.adapters.live import LiveTransport
 from tradebus.adapters.ssehttp import (
     ConnectError,
     ContentTypeError,
@@ -19,6 +19,7 @@ from tradebus.adapters.ssehttp import (
     StatusError,
     StreamClosedError,
 )
+from tradebus.adapters.transport import Client
 from tradebus.backoff import Failure, Kind
 from tradebus.errors import SourceError, UpstreamProtocolError
 from tradebus.simulators.base import AppServer
@@ -94,13 +95,13 @@ async def server() -> AsyncIterator[Server]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
+async def session() -> AsyncIterator[Client]:
+    async with LiveTransport().client() as client:
+        yield client
 
 
 def connection(
-    session: aiohttp.ClientSession, url: str, decoder: SSEDecoder, read_timeout: float = 5.0
+    session: Client, url: str, decoder: SSEDecoder, read_timeout: float = 5.0
 ) -> SSEConnection:
     headers = {"Authorization": SECRET, "Accept": "text/event-stream"}
     return SSEConnection(
@@ -117,9 +118,7 @@ async def read_all(conn: SSEConnection) -> tuple[list[SSERead], BaseException]:
             return reads, exc
 
 
-async def test_messages_per_read_and_a_clean_end(
-    server: Server, session: aiohttp.ClientSession
-) -> None:
+async def test_messages_per_read_and_a_clean_end(server: Server, session: Client) -> None:
     """Each read yields what it completed; the end is StreamClosedError; the cut event is not."""
     decoder = SSEDecoder()
     async with connection(session, server.url("/ok"), decoder) as conn:
@@ -139,7 +138,7 @@ async def test_messages_per_read_and_a_clean_end(
 
 
 async def test_status_other_than_200_carries_status_and_retry_after(
-    server: Server, session: aiohttp.ClientSession
+    server: Server, session: Client
 ) -> None:
     """A 503 raises StatusError(503, "7"), classified retryable with its Retry-After."""
     with pytest.raises(StatusError) as info:
@@ -152,7 +151,7 @@ async def test_status_other_than_200_carries_status_and_retry_after(
 
 
 async def test_non_sse_content_type_is_a_protocol_error_with_a_bounded_excerpt(
-    server: Server, session: aiohttp.ClientSession
+    server: Server, session: Client
 ) -> None:
     """A 200 text/html raises ContentTypeError with at most 512 bytes of the body."""
     with pytest.raises(ContentTypeError) as info:
@@ -165,7 +164,7 @@ async def test_non_sse_content_type_is_a_protocol_error_with_a_bounded_excerpt(
 
 
 async def test_a_server_that_never_answers_is_a_read_timeout(
-    server: Server, session: aiohttp.ClientSession
+    server: Server, session: Client
 ) -> None:
     """No response headers within read_timeout: ReadTimeoutError on connect."""
     with pytest.raises(ReadTimeoutError) as info:
@@ -174,9 +173,7 @@ async def test_a_server_that_never_answers_is_a_read_timeout(
     assert info.value.failure() == Failure(Kind.RETRYABLE, "read_timeout")
 
 
-async def test_a_stream_gone_silent_is_a_read_timeout(
-    server: Server, session: aiohttp.ClientSession
-) -> None:
+async def test_a_stream_gone_silent_is_a_read_timeout(server: Server, session: Client) -> None:
     """Bytes, then none for read_timeout: ReadTimeoutError on read."""
     async with connection(session, server.url("/stall"), SSEDecoder(), 0.2) as conn:
         reads, end = await read_all(conn)
@@ -184,9 +181,7 @@ async def test_a_stream_gone_silent_is_a_read_timeout(
     assert isinstance(end, ReadTimeoutError)
 
 
-async def test_oversized_lines_are_reported_per_read(
-    server: Server, session: aiohttp.ClientSession
-) -> None:
+async def test_oversized_lines_are_reported_per_read(server: Server, session: Client) -> None:
     """A line past max_line is dropped and reported with an excerpt; later events still come."""
     async with connection(session, server.url("/huge"), SSEDecoder(max_line=1000)) as conn:
         reads, _ = await read_all(conn)
@@ -197,7 +192,7 @@ async def test_oversized_lines_are_reported_per_read(
     assert [m.data for r in reads for m in r.messages] == ["after"]
 
 
-async def test_connection_refused_is_a_connect_error(session: aiohttp.ClientSession) -> None:
+async def test_connection_refused_is_a_connect_error(session: Client) -> None:
     """Nothing listening: ConnectError, retryable, its message free of the credential."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

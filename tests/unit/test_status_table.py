@@ -106,3 +106,18 @@ def test_colour_only_when_asked_and_columns_stay_aligned() -> None:
     assert "\033[" not in "".join(plain)
     assert coloured[1] == plain[1].replace("connected", "\033[32mconnected\033[0m", 1)
     assert coloured[-1] == "\033[32mready\033[0m"
+
+
+def test_a_recording_source_gets_a_line_with_its_path_and_size() -> None:
+    """`tradebus status` names each recording under the table, with what it wrote."""
+    state = body(
+        sources__ttmt__recording="/var/lib/tradebus/recordings/ttmt/x.jsonl.zst",
+        sources__ttmt__recorded_bytes=2_500_000,
+        sources__alerts__recording=None,
+    )
+    lines = render(state).splitlines()
+    assert lines[-2:] == [
+        "recording ttmt: /var/lib/tradebus/recordings/ttmt/x.jsonl.zst (2.5 MB written)",
+        "ready",
+    ]
+    assert sum(line.startswith("recording ") for line in lines) == 1

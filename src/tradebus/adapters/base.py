@@ -10,7 +10,7 @@ import itertools
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 from tradebus import log, times
 from tradebus.schemas.events import (
@@ -25,6 +25,9 @@ from tradebus.schemas.events import (
     StatusGap,
     event_type,
 )
+
+if TYPE_CHECKING:
+    from tradebus.adapters.transport import Transport
 
 Publish = Callable[[Sequence[Event]], Awaitable[None]]
 K = TypeVar("K", bound=Hashable)
@@ -67,6 +70,7 @@ class SourceContext:
         clock: Callable[[], float] = time.time,
         history: Sequence[Event] = (),
         stopped_at: float | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.name = name
         # What the journal holds of this source (newest last) and when the daemon last wrote
@@ -89,7 +93,18 @@ class SourceContext:
         self._watched_seen = 0
         self._unknown_names = 0
         self._status_ids = itertools.count(1)
-        self._boot = f"{int(clock() * 1000):x}"
+        if transport is None:
+            from tradebus.adapters.live import LiveTransport
+
+            transport = LiveTransport(boot=clock())
+        # The adapter's only way out and its only clock (``adapters.transport``): live, perhaps
+        # recorded, or a replay of a recording.
+        self.transport: Transport = transport
+        self._boot = f"{int(transport.boot * 1000):x}"
+
+    def begin(self) -> None:
+        """Called first by the adapter's ``run``: the transport notes what it resumes from."""
+        self.transport.begin(self.history, self.stopped_at)
 
     def publish(self, events: Sequence[Event]) -> Awaitable[None]:
         """Hand a batch to the bus, noting what it says about this source's state."""
@@ -201,8 +216,9 @@ class SourceContext:
         retry_in: float | None = None,
         account: str | None = None,
     ) -> Event:
-        """A ``status.*`` event for this source, stamped now. ``message`` must hold no secret."""
-        now = times.now()
+        """A ``status.*`` event for this source, stamped now (the transport's clock: the time of
+        the event that led here). ``message`` must hold no secret."""
+        now = times.from_epoch(self.transport.now())
         cls = STATUS_TYPES[type_]
         return cls(
             id=self._status_id(type_),
@@ -229,7 +245,7 @@ class SourceContext:
         until: str | None = None,
         account: str | None = None,
     ) -> Event:
-        now = times.now()
+        now = times.from_epoch(self.transport.now())
         return StatusGap(
             id=self._status_id("status.gap"),
             source=self.name,

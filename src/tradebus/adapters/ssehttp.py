@@ -7,7 +7,7 @@ what a message means) stays in the adapter. Usage::
 
     decoder = SSEDecoder(last_event_id=cursor)
     try:
-        async with SSEConnection(session, url, decoder, headers=h, read_timeout=30) as conn:
+        async with SSEConnection(client, url, decoder, headers=h, read_timeout=30) as conn:
             ...  # connected: the status line was 200 and the type text/event-stream
             async for read in conn:
                 ...  # read.messages, read.oversized (lines dropped by the decoder)
@@ -32,16 +32,20 @@ URLs in messages go through ``log.redact_url``.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-import aiohttp
-
 from tradebus import log
 from tradebus.adapters.base import SourceContext
+from tradebus.adapters.transport import (
+    Client,
+    Stream,
+    StreamEndError,
+    TransportError,
+    WaitTimeoutError,
+)
 from tradebus.backoff import Backoff, Failure, Kind, classify_http
 from tradebus.config import SourceBase
 from tradebus.errors import SourceError, UpstreamProtocolError
@@ -142,7 +146,7 @@ class SSEConnection:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        client: Client,
         url: str,
         decoder: SSEDecoder,
         *,
@@ -152,48 +156,37 @@ class SSEConnection:
     ) -> None:
         self.url = url
         self.decoder = decoder
-        self._session = session
+        self._client = client
         self._headers = dict(headers)
         self._params = dict(params or {})
         self._read_timeout = read_timeout
-        self._response: aiohttp.ClientResponse | None = None
-        self._chunks: AsyncIterator[bytes] | None = None
+        self._stream: Stream | None = None
 
     async def __aenter__(self) -> Self:
         try:
             # A server that accepts and never answers is a read timeout too.
-            async with asyncio.timeout(self._read_timeout):
-                response = await self._session.get(
-                    self.url,
-                    headers=self._headers,
-                    params=self._params,
-                    # An event stream has no end: no total timeout; liveness is ours to judge.
-                    timeout=aiohttp.ClientTimeout(total=None),
-                )
-        except TimeoutError:
+            stream = await self._client.stream(
+                self.url, headers=self._headers, params=self._params, timeout=self._read_timeout
+            )
+        except WaitTimeoutError:
             raise ReadTimeoutError(f"no response in {self._read_timeout}s") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise ConnectError(_describe(exc)) from None
-        self._response = response
+        except TransportError as exc:
+            raise ConnectError(exc.message or exc.what) from None
+        self._stream = stream
         try:
-            await self._check(response)
+            await self._check(stream)
         except BaseException:
             self._close()
             raise
-        self._chunks = response.content.iter_any()
         return self
 
-    async def _check(self, response: aiohttp.ClientResponse) -> None:
-        if response.status != 200:
-            raise StatusError(response.status, response.headers.get("Retry-After"), self.url)
-        if response.content_type != EVENT_STREAM:
-            excerpt = b""
-            try:
-                async with asyncio.timeout(min(self._read_timeout, 1.0)):
-                    excerpt = await response.content.read(BODY_EXCERPT)
-            except (TimeoutError, aiohttp.ClientError, OSError):
-                pass  # the excerpt is only for the log line
-            raise ContentTypeError(response.content_type, excerpt, self.url)
+    async def _check(self, stream: Stream) -> None:
+        if stream.status != 200:
+            raise StatusError(stream.status, stream.headers.get("Retry-After"), self.url)
+        if stream.content_type != EVENT_STREAM:
+            # The excerpt is only for the log line: none if it does not come within a second.
+            excerpt = await stream.excerpt(BODY_EXCERPT, min(self._read_timeout, 1.0))
+            raise ContentTypeError(stream.content_type, excerpt, self.url)
 
     async def __aexit__(
         self,
@@ -204,12 +197,9 @@ class SSEConnection:
         self._close()
 
     def _close(self) -> None:
-        # Closing (not releasing) drops the socket: an SSE body never ends on its own, so a
-        # connection left to the pool would hold a half-read stream.
-        self._chunks = None
-        if self._response is not None:
-            self._response.close()
-            self._response = None
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
         self.decoder.close()
 
     def __aiter__(self) -> Self:
@@ -223,17 +213,16 @@ class SSEConnection:
 
         One read is whatever the socket had (``iter_any``), so a busy stream gives large batches.
         """
-        if self._chunks is None:
+        if self._stream is None:
             raise RuntimeError("enter the connection first")
         try:
-            async with asyncio.timeout(self._read_timeout):
-                chunk = await anext(self._chunks)
-        except StopAsyncIteration:
+            chunk = await self._stream.read(self._read_timeout)
+        except StreamEndError:
             raise StreamClosedError("the server ended the stream") from None
-        except TimeoutError:
+        except WaitTimeoutError:
             raise ReadTimeoutError(f"no byte in {self._read_timeout}s") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise ConnectError(_describe(exc)) from None
+        except TransportError as exc:
+            raise ConnectError(exc.message or exc.what) from None
         decoder = self.decoder
         before = decoder.oversized_lines
         messages = decoder.feed(chunk)
@@ -241,11 +230,6 @@ class SSEConnection:
         if dropped:
             return SSERead(messages, dropped, decoder.last_oversized_excerpt)
         return SSERead(messages)
-
-
-def _describe(exc: BaseException) -> str:
-    """An aiohttp error as text fit for a log line: type name, no URL query, no secret."""
-    return log.scrub_text(f"{type(exc).__name__}: {exc}")[:300]
 
 
 class SSESource:
@@ -275,6 +259,7 @@ class SSESource:
             cap=config.reconnect_max,
             stable_after=config.stable_after,
             auth_delay=config.auth_retry,
+            rng=ctx.transport.rng("backoff"),
         )
         self._credential = credential
         self._read_timeout = read_timeout
@@ -284,10 +269,12 @@ class SSESource:
         self._retry_floor = 0.0  # the stream's ``retry:``, in seconds
 
     async def run(self) -> None:
+        self.ctx.begin()
         self.ctx.log.info("source_starting", url=log.redact_url(self.url))
-        async with aiohttp.ClientSession(read_bufsize=READ_BUFFER) as session:
+        transport = self.ctx.transport
+        async with transport.client(read_bufsize=READ_BUFFER) as client:
             while True:
-                failure, connected = await self._connect_once(session)
+                failure, connected = await self._connect_once(client)
                 delay = self.backoff.delay(failure, self._retry_floor)
                 self.ctx.log.debug(
                     "reconnect_planned",
@@ -304,7 +291,7 @@ class SSESource:
                     retry_in=round(delay, 3),
                 )
                 await self.ctx.publish([self._ended(failure, connected, delay)])
-                await asyncio.sleep(delay)
+                await transport.sleep(delay, "backoff")
 
     def _ended(self, failure: Failure, connected: bool, delay: float) -> Event:
         """The one status event of a connection's end (or of an attempt that failed)."""
@@ -329,9 +316,9 @@ class SSESource:
             headers["Last-Event-ID"] = self._cursor
         return headers
 
-    async def _connect_once(self, session: aiohttp.ClientSession) -> tuple[Failure, bool]:
+    async def _connect_once(self, client: Client) -> tuple[Failure, bool]:
         """One connection from request to end: the failure that ended it, and whether it was up."""
-        loop = asyncio.get_running_loop()
+        clock = self.ctx.transport
         self.ctx.counters["connect_attempts"] += 1
         decoder = SSEDecoder(last_event_id=self._cursor)
         connected = False
@@ -344,7 +331,7 @@ class SSESource:
         )
         try:
             async with SSEConnection(
-                session,
+                client,
                 self.url,
                 decoder,
                 headers=self._headers(),
@@ -353,7 +340,7 @@ class SSESource:
             ) as conn:
                 connected = True
                 self.ctx.log.debug("stream_open", last_event_id=self._cursor or None)
-                self.backoff.connected(loop.time())
+                self.backoff.connected(clock.now())
                 self.ctx.counters["connects"] += 1
                 self._on_connected()
                 connected_event = self.ctx.status("status.connected", account=self._account)
@@ -369,7 +356,7 @@ class SSESource:
             return self._classify(exc, connected), connected
         finally:
             if connected:
-                self.backoff.disconnected(loop.time())
+                self.backoff.disconnected(clock.now())
 
     def _classify(self, exc: SSEError, connected: bool) -> Failure:
         # SSEError messages hold a redacted URL and no header: safe to log as they are.

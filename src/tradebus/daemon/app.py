@@ -27,6 +27,7 @@ import msgspec
 
 from tradebus import log
 from tradebus.adapters.base import Adapter, AdapterFactory, SourceContext, factory_for
+from tradebus.adapters.live import LiveTransport
 from tradebus.backoff import Backoff, Failure, Kind
 from tradebus.bus import Bus
 from tradebus.config import Config, SourceConfig, kind
@@ -38,6 +39,7 @@ from tradebus.delivery.tail import Marks
 from tradebus.delivery.wire import Watermark
 from tradebus.journal import cursors
 from tradebus.journal.store import Journal, check_state_dir
+from tradebus.recording.recorder import for_source
 from tradebus.schemas.events import Event, Provider
 from tradebus.sinks.base import Sink
 
@@ -121,6 +123,7 @@ class Daemon:
                 self.bus.publish,
                 history=history.events.get(source.name, ()),
                 stopped_at=history.stopped_at,
+                transport=LiveTransport(for_source(source, self.state_dir)),
             )
             self.contexts[source.name] = ctx
             factory = (factories or {}).get(provider) or factory_for(provider)
@@ -208,6 +211,10 @@ class Daemon:
             for task in (*tasks, watch):
                 task.cancel()
             await asyncio.gather(*tasks, watch, return_exceptions=True)
+            # Recordings get their last frame written and synced (on threads: files).
+            await asyncio.gather(
+                *(asyncio.to_thread(c.transport.close) for c in self.contexts.values())
+            )
             if self._report_tasks:
                 await asyncio.gather(*self._report_tasks, return_exceptions=True)
             self.left = await self.link.close(

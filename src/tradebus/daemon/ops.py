@@ -84,6 +84,16 @@ class DaemonCollector(Collector):
         connected = GaugeMetricFamily(
             "tradebus_source_connected", "1 while the source is connected.", labels=["source"]
         )
+        recorded = CounterMetricFamily(
+            "tradebus_source_recorded_bytes",
+            "Bytes written to the source's recording (compressed), record = true.",
+            labels=["source"],
+        )
+        recording = GaugeMetricFamily(
+            "tradebus_source_recording",
+            "1 for the recording file a source is writing now (its path a label).",
+            labels=["source", "path"],
+        )
         age = GaugeMetricFamily(
             "tradebus_source_last_event_age_seconds",
             "Seconds since the source last published (absent before its first event).",
@@ -104,9 +114,14 @@ class DaemonCollector(Collector):
             reconnects.add_metric([name], ctx.reconnects)
             gaps.add_metric([name], ctx.gaps)
             connected.add_metric([name], 1 if ctx.connected else 0)
+            path = ctx.transport.path
+            if path is not None:
+                recorded.add_metric([name], ctx.transport.recorded_bytes)
+                recording.add_metric([name, path], 1)
             if ctx.last_event is not None:
                 age.add_metric([name], max(0.0, now - ctx.last_event))
         yield from (events, bad, unknown, junk_times, reconnects, gaps, connected, age)
+        yield from (recorded, recording)
 
     def _sinks(self) -> Iterator[Metric]:
         written = CounterMetricFamily(

@@ -31,6 +31,9 @@ def source_state(ctx: SourceContext, *, required: bool, now: float) -> dict[str,
         "last_error": ctx.last_error,
         "required": required,
         "ready": ctx.connected or in_grace or not required,
+        # Where this source's raw traffic is being recorded (``record = true``), and how much.
+        "recording": ctx.transport.path,
+        "recorded_bytes": ctx.transport.recorded_bytes,
     }
 
 

@@ -19,19 +19,24 @@ Only bytes move here; decoding is ``wire``, events are ``normalize``, bookkeepin
 from __future__ import annotations
 
 import asyncio
-import random
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
-import aiohttp
 import msgspec
 
 from tradebus import log, secret, times
 from tradebus.adapters.base import SourceContext, register
 from tradebus.adapters.mt4bridge import normalize, wire
 from tradebus.adapters.mt4bridge.reconcile import Breaker, PositionBook
-from tradebus.adapters.websocket import oversized
+from tradebus.adapters.transport import (
+    Client,
+    HandshakeError,
+    TransportError,
+    WaitTimeoutError,
+    WebSocket,
+    WSKind,
+)
 from tradebus.backoff import Backoff, Failure, Kind, parse_retry_after
 from tradebus.config import Mt4BridgeSource
 from tradebus.errors import SourceError
@@ -83,11 +88,13 @@ class Mt4BridgeAdapter:
             cap=config.reconnect_max,
             stable_after=config.stable_after,
             auth_delay=config.auth_retry,
+            rng=ctx.transport.rng("backoff"),
         )
+        self.clock = ctx.transport
         self._breaker = Breaker(config.breaker_threshold, config.breaker_reset)
         self._book = PositionBook()
         self._resume_from(ctx.history)
-        self._rng = random.Random()
+        self._rng = ctx.transport.rng("pause")
         self._session_id: str | None = None
         self._account: AccountData | None = None
         # "401 → open a new session once": re-armed by every successful connect.
@@ -98,23 +105,23 @@ class Mt4BridgeAdapter:
     # --- the reconnect loop -------------------------------------------------------------------
 
     async def run(self) -> None:
-        connector = aiohttp.TCPConnector(limit=4)
-        async with aiohttp.ClientSession(connector=connector) as http:
+        self.ctx.begin()
+        async with self.clock.client(limit=4) as http:
             try:
                 while True:
                     try:
                         await self._connect_and_serve(http)
                     except BridgeCallError as exc:
                         delay = await self._on_failure(exc)
-                    except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is one
+                    except TransportError as exc:
                         delay = await self._on_failure(
-                            _failed(Kind.RETRYABLE, "network", message=type(exc).__name__)
+                            _failed(Kind.RETRYABLE, "network", message=exc.what)
                         )
-                    await asyncio.sleep(delay)
+                    await self.clock.sleep(delay, "backoff")
             finally:
                 await self._release(http)
 
-    async def _connect_and_serve(self, http: aiohttp.ClientSession) -> None:
+    async def _connect_and_serve(self, http: Client) -> None:
         self.ctx.log.debug(
             "connecting",
             url=log.redact_url(self._ws_url),
@@ -134,10 +141,10 @@ class Mt4BridgeAdapter:
             await ws.close()
 
     async def _on_connected(self, events: list[Event]) -> None:
-        now = times.now()
+        now = times.from_epoch(self.clock.now())
         self._connected = True
         self._may_reopen = True
-        self._backoff.connected(asyncio.get_running_loop().time())
+        self._backoff.connected(self.clock.now())
         batch = [self.ctx.status("status.connected", account=self.config.account_id)]
         if self._down_since is not None:
             # Quotes and profit ticks of the outage are not replayed; opens, closes and the
@@ -157,11 +164,11 @@ class Mt4BridgeAdapter:
     async def _on_failure(self, exc: BridgeCallError) -> float:
         """Publish what the failure means and return how long to wait before the next try."""
         failure = exc.failure
-        now = asyncio.get_running_loop().time()
+        now = self.clock.now()
         if self._connected:
             self._connected = False
             self._backoff.disconnected(now)
-            self._down_since = times.now()
+            self._down_since = times.from_epoch(now)
         account = self.config.account_id
         if failure.reason == "session_rejected":
             self._session_id = None
@@ -209,7 +216,7 @@ class Mt4BridgeAdapter:
 
     # --- session ------------------------------------------------------------------------------
 
-    async def _ensure_session(self, http: aiohttp.ClientSession) -> None:
+    async def _ensure_session(self, http: Client) -> None:
         """Keep the session we hold if it still answers a heartbeat, else open a new one."""
         if self._session_id is not None:
             try:
@@ -222,7 +229,7 @@ class Mt4BridgeAdapter:
                 return
         await self._open_session(http)
 
-    async def _open_session(self, http: aiohttp.ClientSession) -> None:
+    async def _open_session(self, http: Client) -> None:
         body = wire.encoder.encode(
             wire.SessionOpenRequest(
                 account_id=self.config.account_id,
@@ -249,16 +256,16 @@ class Mt4BridgeAdapter:
         self._session_id = info.session_id
         self.ctx.log.info("session_opened", expires_at=info.expires_at)
 
-    async def _heartbeat(self, http: aiohttp.ClientSession) -> None:
+    async def _heartbeat(self, http: Client) -> None:
         path = f"/session/{self._session_id}/heartbeat"
         await self._call(http, "POST", path, "heartbeat", write=True)
 
-    async def _heartbeats(self, http: aiohttp.ClientSession) -> None:
+    async def _heartbeats(self, http: Client) -> None:
         while True:
-            await asyncio.sleep(self.config.heartbeat_interval)
+            await self.clock.sleep(self.config.heartbeat_interval, "heartbeat")
             await self._heartbeat(http)
 
-    async def _release(self, http: aiohttp.ClientSession) -> None:
+    async def _release(self, http: Client) -> None:
         """DELETE the session on shutdown, shielded so that the cancellation does not skip it."""
         sid, self._session_id = self._session_id, None
         if sid is None:
@@ -271,17 +278,16 @@ class Mt4BridgeAdapter:
             await asyncio.wait({task}, timeout=RELEASE_TIMEOUT)
             raise
 
-    async def _delete_session(self, http: aiohttp.ClientSession, sid: str) -> None:
+    async def _delete_session(self, http: Client, sid: str) -> None:
         headers = self._headers(sid, _request_id())
         try:
-            async with http.delete(
-                f"{self._base}/session/{sid}",
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=RELEASE_TIMEOUT),
-            ) as resp:
-                self.ctx.log.info("session_released", status=resp.status)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self.ctx.log.warning("session_release_failed", error=type(exc).__name__)
+            reply = await http.request(
+                "DELETE", f"{self._base}/session/{sid}", headers=headers, timeout=RELEASE_TIMEOUT
+            )
+        except TransportError as exc:
+            self.ctx.log.warning("session_release_failed", error=exc.what)
+        else:
+            self.ctx.log.info("session_released", status=reply.status)
 
     # --- REST ---------------------------------------------------------------------------------
 
@@ -295,7 +301,7 @@ class Mt4BridgeAdapter:
 
     async def _call(
         self,
-        http: aiohttp.ClientSession,
+        http: Client,
         method: str,
         path: str,
         what: str,
@@ -310,25 +316,29 @@ class Mt4BridgeAdapter:
         headers = self._headers(self._session_id, _request_id() if write or body else None)
         if body is not None:
             headers["Content-Type"] = "application/json"
-        loop = asyncio.get_running_loop()
-        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout)
+        clock = self.clock
+        label = f"retry:{what}"  # calls of one kind never overlap: a replay wakes the right one
         attempt = 0
         while True:
             attempt += 1
-            if not self._breaker.allow(loop.time()):
+            if not self._breaker.allow(clock.now()):
                 raise _failed(Kind.RETRYABLE, "bridge_unavailable", "BridgeUnavailable")
             try:
-                async with http.request(
-                    method, self._base + path, data=body, headers=headers, timeout=timeout
-                ) as resp:
-                    status, payload = resp.status, await resp.read()
-                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                self._breaker.abort(loop.time())
+                reply = await http.request(
+                    method,
+                    self._base + path,
+                    headers=headers,
+                    body=body,
+                    timeout=self.config.request_timeout,
+                )
+            except TransportError as exc:
+                self._breaker.abort(clock.now())
                 if attempt >= MAX_ATTEMPTS:
-                    raise _failed(Kind.RETRYABLE, "network", message=type(exc).__name__) from None
-                await asyncio.sleep(self._pause(attempt))
+                    raise _failed(Kind.RETRYABLE, "network", message=exc.what) from None
+                await clock.sleep(self._pause(attempt), label)
                 continue
+            status, payload = reply.status, reply.body
+            retry_after = parse_retry_after(reply.headers.get("Retry-After"))
             if status != 502 and self._breaker.success():
                 self.ctx.log.info("bridge_recovered", call=what)
             if 200 <= status < 300:
@@ -338,15 +348,15 @@ class Mt4BridgeAdapter:
             if status == 401:
                 raise _failed(Kind.AUTH, "session_rejected", 401, message=error.message)
             if status == 502:
-                if self._breaker.failure(loop.time()):
+                if self._breaker.failure(clock.now()):
                     self.ctx.log.warning("circuit_open", call=what, retry_in=self._breaker.reset)
                     raise _failed(Kind.RETRYABLE, "bridge_unavailable", code, message=error.message)
-                await asyncio.sleep(self._pause(attempt))
+                await clock.sleep(self._pause(attempt), label)
                 continue
             if status == 429 and attempt < MAX_ATTEMPTS:
                 wait = retry_after if retry_after is not None else self._pause(attempt)
                 self.ctx.log.info("rate_limited", call=what, retry_after=wait)
-                await asyncio.sleep(wait)
+                await clock.sleep(wait, label)
                 continue
             failure_kind = Kind.RETRYABLE if status in (409, 429) or status >= 500 else Kind.FATAL
             raise _failed(
@@ -394,7 +404,7 @@ class Mt4BridgeAdapter:
                 why="no position journaled: the first reconciliation reports every open position",
             )
 
-    async def _reconcile(self, http: aiohttp.ClientSession) -> list[Event]:
+    async def _reconcile(self, http: Client) -> list[Event]:
         """``GET /account`` (reported when changed) and ``GET /positions`` (opens and closes)."""
         events: list[Event] = []
         source, account = self.name, self.config.account_id
@@ -406,8 +416,10 @@ class Mt4BridgeAdapter:
         else:
             if data != self._account:
                 self._account = data
-                events.append(normalize.account(data, source, account, times.now()))
-        requested_at = asyncio.get_running_loop().time()
+                events.append(
+                    normalize.account(data, source, account, times.from_epoch(self.clock.now()))
+                )
+        requested_at = self.clock.now()
         raw = await self._call(http, "GET", "/positions", "positions")
         try:
             decoded = wire.positions_decoder.decode(raw)
@@ -421,7 +433,7 @@ class Mt4BridgeAdapter:
         self.ctx.log.debug(
             "reconciled", listed=len(listed), opened=len(diff.opened), closed=len(diff.closed)
         )
-        received = times.now()
+        received = times.from_epoch(self.clock.now())
         refused = times.REFUSED[0]
         for event, positions in (("opened", diff.opened), ("closed", diff.closed)):
             for p in positions:
@@ -436,70 +448,72 @@ class Mt4BridgeAdapter:
         self.ctx.times_refused(refused)
         return events
 
-    async def _reconcile_every(self, http: aiohttp.ClientSession) -> None:
+    async def _reconcile_every(self, http: Client) -> None:
         while True:
-            await asyncio.sleep(self.config.reconcile_interval)
+            await self.clock.sleep(self.config.reconcile_interval, "reconcile")
             events = await self._reconcile(http)
             if events:
                 await self.ctx.publish(events)
 
     # --- WS /events ---------------------------------------------------------------------------
 
-    async def _open_ws(self, http: aiohttp.ClientSession) -> aiohttp.ClientWebSocketResponse:
+    async def _open_ws(self, http: Client) -> WebSocket:
         headers = self._headers(self._session_id, None)
-        loop = asyncio.get_running_loop()
-        if not self._breaker.allow(loop.time()):
+        clock = self.clock
+        if not self._breaker.allow(clock.now()):
             raise _failed(Kind.RETRYABLE, "bridge_unavailable", "BridgeUnavailable")
         try:
-            async with asyncio.timeout(self.config.request_timeout):
-                ws = await http.ws_connect(
-                    self._ws_url,
-                    headers=headers,
-                    heartbeat=min(self.config.idle_timeout / 2, 30.0),
-                    # aiohttp refuses a message of max_msg_size bytes and more: this one is allowed.
-                    max_msg_size=self.config.max_message_bytes + 1,
-                    timeout=aiohttp.ClientWSTimeout(ws_close=RELEASE_TIMEOUT),
-                )
-        except aiohttp.WSServerHandshakeError as exc:
-            raise self._handshake_failure(exc) from None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self._breaker.abort(loop.time())
-            raise _failed(Kind.RETRYABLE, "ws_connect", message=type(exc).__name__) from None
+            ws = await http.websocket(
+                self._ws_url,
+                headers=headers,
+                timeout=self.config.request_timeout,
+                heartbeat=min(self.config.idle_timeout / 2, 30.0),
+                # aiohttp refuses a message of max_msg_size bytes and more: this one is allowed.
+                max_msg_size=self.config.max_message_bytes + 1,
+                close_timeout=RELEASE_TIMEOUT,
+            )
+        except HandshakeError as exc:
+            raise self._handshake_failure(exc.status, exc.headers) from None
+        except TransportError as exc:
+            self._breaker.abort(clock.now())
+            raise _failed(Kind.RETRYABLE, "ws_connect", message=exc.what) from None
         self._breaker.success()
         subscribe = wire.Subscribe(channels=list(CHANNELS), symbols=list(self.config.symbols))
         await ws.send_str(wire.encoder.encode(subscribe).decode())
         self.ctx.log.info("subscribed", symbols=len(self.config.symbols))
         return ws
 
-    def _handshake_failure(self, exc: aiohttp.WSServerHandshakeError) -> BridgeCallError:
-        if exc.status == 502:
-            if self._breaker.failure(asyncio.get_running_loop().time()):
+    def _handshake_failure(self, status: int, headers: Mapping[str, str]) -> BridgeCallError:
+        if status == 502:
+            if self._breaker.failure(self.clock.now()):
                 return _failed(Kind.RETRYABLE, "bridge_unavailable", "BridgeUnavailable")
         else:
             self._breaker.success()  # the bridge answered: whatever it said, it is reachable
-        if exc.status == 401:
+        if status == 401:
             return _failed(Kind.AUTH, "session_rejected", 401)
-        after = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
-        return _failed(Kind.RETRYABLE, "ws_handshake", exc.status, retry_after=after)
+        after = parse_retry_after(headers.get("Retry-After"))
+        return _failed(Kind.RETRYABLE, "ws_handshake", status, retry_after=after)
 
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _read(self, ws: WebSocket) -> None:
         while True:
             try:
                 msg = await ws.receive(timeout=self.config.idle_timeout)
-            except TimeoutError:
+            except WaitTimeoutError:
                 raise _failed(Kind.RETRYABLE, "idle_timeout") from None
-            if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+            kind = msg.kind
+            if kind is WSKind.TEXT or kind is WSKind.BINARY:
                 await self._on_frame(msg.data)
-            elif (big := oversized(msg)) is not None:
-                self.ctx.bad_input("oversized_message", b"", big)
-                raise _failed(Kind.RETRYABLE, "message_too_big", ws.close_code)
-            elif msg.type is aiohttp.WSMsgType.ERROR:
-                raise _failed(Kind.RETRYABLE, "ws_error", message=type(msg.data).__name__)
-            else:  # CLOSE, CLOSING, CLOSED
-                raise _failed(Kind.RETRYABLE, "ws_closed", ws.close_code)
+            elif kind is WSKind.TOO_BIG:
+                # Refused unread with 1009 (RFC 6455 7.4.1): bad input, and a lost connection.
+                self.ctx.bad_input("oversized_message", b"", msg.error)
+                raise _failed(Kind.RETRYABLE, "message_too_big", msg.code)
+            elif kind is WSKind.ERROR:
+                raise _failed(Kind.RETRYABLE, "ws_error", message=msg.error)
+            elif kind in (WSKind.CLOSE, WSKind.CLOSING, WSKind.CLOSED):
+                raise _failed(Kind.RETRYABLE, "ws_closed", msg.code)
 
     async def _on_frame(self, raw: str | bytes) -> None:
-        received = times.now()
+        received = times.from_epoch(self.clock.now())
         decoded = wire.decode_frame(raw)
         for name in decoded.unknown:
             self.ctx.unknown_type(name)
@@ -549,7 +563,7 @@ class Mt4BridgeAdapter:
             # WS opens and closes go through the book: reconciliation must not repeat them.
             position = normalize.position_from_order(msg)
             if event_name == "opened":
-                if not self._book.opened(position, asyncio.get_running_loop().time()):
+                if not self._book.opened(position, self.clock.now()):
                     return
             else:
                 merged = self._book.closed(position)

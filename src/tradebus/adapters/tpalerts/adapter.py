@@ -71,7 +71,7 @@ class TpAlertsAdapter(SSESource):
         since, self._away_since = self._away_since, None
         if since is None:
             return []
-        until = times.now()
+        until = times.from_epoch(self.ctx.transport.now())
         self.ctx.log.warning("restart_gap", since=times.from_epoch(since), until=until)
         return [self.ctx.gap(reason="daemon_restart", since=times.from_epoch(since), until=until)]
 
@@ -87,7 +87,7 @@ class TpAlertsAdapter(SSESource):
     async def _on_read(self, read: SSERead) -> None:
         """Everything one read gave, published as one batch; then ids are marked seen."""
         self._count_oversized(read)
-        received = times.now()
+        received = times.from_epoch(self.ctx.transport.now())
         batch: list[Event] = []
         fresh: set[str] = set()
         refused = times.REFUSED[0]

@@ -27,11 +27,9 @@ Failures, classified once (``_closed``, ``_attempt``):
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any
 
-import aiohttp
 import msgspec
 from yarl import URL
 
@@ -39,7 +37,13 @@ from tradebus import log, secret, times
 from tradebus.adapters.base import SourceContext, register
 from tradebus.adapters.traderws import session as ses
 from tradebus.adapters.traderws import wire
-from tradebus.adapters.websocket import oversized
+from tradebus.adapters.transport import (
+    Client,
+    HandshakeError,
+    TransportError,
+    WebSocket,
+    WSKind,
+)
 from tradebus.backoff import Backoff, Failure, Kind, classify_http
 from tradebus.config import TraderWsSource
 from tradebus.schemas.events import Event
@@ -89,7 +93,9 @@ class TraderWsAdapter:
             cap=config.reconnect_max,
             stable_after=config.stable_after,
             auth_delay=config.auth_retry,
+            rng=ctx.transport.rng("backoff"),
         )
+        self.clock = ctx.transport
         self._login_url, self._ws_url = endpoints(config.url)
         self._log: Any = ctx.log.bind(url=log.redact_url(str(self._ws_url)))
         self._message: str | None = None
@@ -106,14 +112,13 @@ class TraderWsAdapter:
     # --- the loop ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=self.config.connect_timeout, sock_read=None
-        )
-        async with aiohttp.ClientSession(timeout=timeout) as http:
+        self.ctx.begin()
+        clock = self.clock
+        async with clock.client(connect_timeout=self.config.connect_timeout) as http:
             while True:
                 self._message = None
                 failure = await self._attempt(http)
-                self.backoff.disconnected(time.time())
+                self.backoff.disconnected(clock.now())
                 delay = self.backoff.delay(failure)
                 kind = "status.auth_failed" if failure.kind is Kind.AUTH else "status.disconnected"
                 if failure.kind is Kind.FATAL:
@@ -132,10 +137,10 @@ class TraderWsAdapter:
                         )
                     ]
                 )
-                await asyncio.sleep(delay)
+                await clock.sleep(delay, "backoff")
 
-    async def _attempt(self, http: aiohttp.ClientSession) -> Failure:
-        if self.session.token_needed(time.time()):
+    async def _attempt(self, http: Client) -> Failure:
+        if self.session.token_needed(self.clock.now()):
             failure = await self._login(http)
             if failure is not None:
                 return failure
@@ -144,29 +149,23 @@ class TraderWsAdapter:
         cfg = self.config
         self._log.debug("connecting", max_message_bytes=cfg.max_message_bytes)
         try:
-            async with asyncio.timeout(cfg.connect_timeout):
-                ws = await http.ws_connect(
-                    self._ws_url.with_query(token=token),
-                    autoping=False,
-                    compress=0,
-                    # aiohttp refuses a message of max_msg_size bytes and more: this one is allowed.
-                    max_msg_size=cfg.max_message_bytes + 1,
-                    timeout=aiohttp.ClientWSTimeout(
-                        ws_receive=None, ws_close=min(cfg.ping_timeout, 2.0)
-                    ),
-                )
-        except aiohttp.WSServerHandshakeError as exc:
-            # Its text names the URL, token and all: keep only the status.
-            failure = classify_http(
-                exc.status, exc.headers.get("Retry-After") if exc.headers else None
+            ws = await http.websocket(
+                str(self._ws_url),
+                params={"token": token},
+                timeout=cfg.connect_timeout,
+                # aiohttp refuses a message of max_msg_size bytes and more: this one is allowed.
+                max_msg_size=cfg.max_message_bytes + 1,
+                close_timeout=min(cfg.ping_timeout, 2.0),
             )
+        except HandshakeError as exc:
+            failure = classify_http(exc.status, exc.headers.get("Retry-After"))
             self._message = f"WebSocket handshake answered HTTP {exc.status}"
             if failure.kind is Kind.AUTH:
                 self.session.drop_token()
                 return Failure(Kind.AUTH, "token_rejected", str(exc.status))
             return failure
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            self._message = type(exc).__name__
+        except TransportError as exc:
+            self._message = exc.what
             return Failure(Kind.RETRYABLE, "connect_failed")
         try:
             return await self._stream(ws)
@@ -174,21 +173,22 @@ class TraderWsAdapter:
             self.session.closed()
             await ws.close()
 
-    async def _login(self, http: aiohttp.ClientSession) -> Failure | None:
+    async def _login(self, http: Client) -> Failure | None:
         cfg = self.config
         body = {"username": cfg.username.reveal(), "password": cfg.password.reveal()}
         self._log.info("login", url=log.redact_url(str(self._login_url)))
         try:
-            async with http.post(
-                self._login_url,
-                json=body,
-                timeout=aiohttp.ClientTimeout(total=cfg.connect_timeout),
-            ) as resp:
-                raw = await resp.read()
-                status, retry_after = resp.status, resp.headers.get("Retry-After")
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            self._message = type(exc).__name__
+            reply = await http.request(
+                "POST",
+                str(self._login_url),
+                headers={"Content-Type": "application/json"},
+                body=msgspec.json.encode(body),
+                timeout=cfg.connect_timeout,
+            )
+        except TransportError as exc:
+            self._message = exc.what
             return Failure(Kind.RETRYABLE, "login_failed")
+        raw, status, retry_after = reply.body, reply.status, reply.headers.get("Retry-After")
         if status != 200:
             self._message = f"login answered HTTP {status}"
             failure = classify_http(status, retry_after)
@@ -202,16 +202,16 @@ class TraderWsAdapter:
             self.ctx.bad_input("login", b"", exc)
             return Failure(Kind.FATAL, "bad_login_response")
         secret.register(login.token)
-        self.session.token_obtained(login.token, login.expires_in, time.time())
+        self.session.token_obtained(login.token, login.expires_in, self.clock.now())
         self._log.info("logged_in", expires_in=login.expires_in)
         return None
 
     # --- one connection ---------------------------------------------------------------------
 
-    async def _stream(self, ws: aiohttp.ClientWebSocketResponse) -> Failure:
-        now = time.time()
+    async def _stream(self, ws: WebSocket) -> Failure:
+        now = self.clock.now()
         self.backoff.connected(now)
-        self._last_rx = time.monotonic()
+        self._last_rx = now
         self._pong_due = None
         self._log.info("ws_connected", connection=self.session.connections + 1)
         self._outbox = []
@@ -236,9 +236,9 @@ class TraderWsAdapter:
         await flusher
         finished = done.pop()
         error = finished.exception()
-        if isinstance(error, aiohttp.ClientError | OSError):
+        if isinstance(error, TransportError):
             # A send (pong, subscribe) into a connection that just went away.
-            self._message = type(error).__name__
+            self._message = error.what
             return Failure(Kind.RETRYABLE, "connection_lost")
         return finished.result()
 
@@ -281,16 +281,15 @@ class TraderWsAdapter:
             self._stamp = times.from_epoch(now)
         return self._stamp
 
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> Failure:
+    async def _read(self, ws: WebSocket) -> Failure:
         session, decode = self.session, wire.decoder.decode
         ready, room = self._ready, self._room
-        text, binary = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
+        text, binary = WSKind.TEXT, WSKind.BINARY
         while True:
             msg = await ws.receive()
-            kind = msg.type
+            kind = msg.kind
             if kind is text or kind is binary:
-                self._last_rx = time.monotonic()
-                now = time.time()
+                self._last_rx = now = msg.t
                 try:
                     decoded = decode(msg.data)
                 except Exception as exc:  # noqa: BLE001 - one message's fault, never the feed's
@@ -309,19 +308,20 @@ class TraderWsAdapter:
                         # The bus is behind: stop reading until it took this batch.
                         room.clear()
                         await room.wait()
-            elif kind is aiohttp.WSMsgType.PING:
-                await ws.pong(msg.data)
-            elif kind is aiohttp.WSMsgType.PONG:
+            elif kind is WSKind.PING:
+                await ws.pong(msg.data if isinstance(msg.data, bytes) else msg.data.encode())
+            elif kind is WSKind.PONG:
                 self._pong_due = None
-            elif kind is aiohttp.WSMsgType.CLOSE:
-                return self._closed(int(msg.data), str(msg.extra or ""))
-            elif (big := oversized(msg)) is not None:
-                self.ctx.bad_input("oversized_message", b"", big)
+            elif kind is WSKind.CLOSE:
+                return self._closed(msg.code or 0, str(msg.data))
+            elif kind is WSKind.TOO_BIG:
+                # Refused unread with 1009 (RFC 6455 7.4.1): bad input, and a lost connection.
+                self.ctx.bad_input("oversized_message", b"", msg.error)
                 self._message = None
-                return Failure(Kind.RETRYABLE, "message_too_big", _code(ws.close_code))
+                return Failure(Kind.RETRYABLE, "message_too_big", _code(msg.code))
             else:  # CLOSING, CLOSED, ERROR: the connection is gone
-                self._message = None if msg.data is None else type(msg.data).__name__
-                return Failure(Kind.RETRYABLE, "connection_lost", _code(ws.close_code))
+                self._message = msg.error
+                return Failure(Kind.RETRYABLE, "connection_lost", _code(msg.code))
 
     def _undecodable(self, raw: str | bytes, exc: Exception) -> None:
         name = wire.message_type(raw) if isinstance(exc, msgspec.ValidationError) else None
@@ -330,9 +330,7 @@ class TraderWsAdapter:
         else:
             self.ctx.bad_input(name or "message", raw, exc)
 
-    async def _act(
-        self, ws: aiohttp.ClientWebSocketResponse, events: list[Event], raw: str | bytes
-    ) -> list[Event]:
+    async def _act(self, ws: WebSocket, events: list[Event], raw: str | bytes) -> list[Event]:
         """Carry out the session's actions; status and gap events go before ``events``."""
         first: list[Event] = []
         for action in self.session.take_actions():
@@ -354,25 +352,28 @@ class TraderWsAdapter:
     def _closed(self, code: int, reason: str) -> Failure:
         self._message = log.scrub_text(reason)[:200] or None
         if code in AUTH_CLOSE_CODES:
-            expired = self.session.token_expired(time.time())
+            expired = self.session.token_expired(self.clock.now())
             self.session.drop_token()
             if expired:
                 return Failure(Kind.RETRYABLE, "token_expired", str(code))
             return Failure(Kind.AUTH, "token_rejected", str(code))
         return Failure(Kind.RETRYABLE, "server_closed", str(code))
 
-    async def _watch(self, ws: aiohttp.ClientWebSocketResponse) -> Failure:
-        """Liveness: a ping every ``ping_interval``, its pong within ``ping_timeout``; data-idle."""
-        cfg = self.config
-        next_ping = time.monotonic() + cfg.ping_interval
+    async def _watch(self, ws: WebSocket) -> Failure:
+        """Liveness: a ping every ``ping_interval``, its pong within ``ping_timeout``; data-idle.
+
+        Every time here is the transport's clock: the time this task last woke, and the reader's
+        last message; a replay wakes it at the recorded times and it decides the same."""
+        cfg, clock = self.config, self.clock
+        next_ping = clock.now() + cfg.ping_interval
         while True:
-            now = time.monotonic()
+            now = clock.now()
             if self._pong_due is not None and now >= self._pong_due:
                 return Failure(Kind.RETRYABLE, "ping_timeout")
             if now - self._last_rx >= cfg.idle_timeout:
                 return Failure(Kind.RETRYABLE, "idle_timeout")
             deadline = self.session.deadline()
-            if deadline is not None and time.time() >= deadline:
+            if deadline is not None and now >= deadline:
                 return Failure(Kind.RETRYABLE, self.session.overdue())
             if now >= next_ping:
                 next_ping = now + cfg.ping_interval
@@ -380,13 +381,13 @@ class TraderWsAdapter:
                     self._pong_due = now + cfg.ping_timeout
                     try:
                         await ws.ping()
-                    except (aiohttp.ClientError, OSError) as exc:
-                        self._message = type(exc).__name__
+                    except TransportError as exc:
+                        self._message = exc.what
                         return Failure(Kind.RETRYABLE, "connection_lost")
             wake = min(next_ping, self._last_rx + cfg.idle_timeout, now + _TICK)
             if self._pong_due is not None:
                 wake = min(wake, self._pong_due)
-            await asyncio.sleep(max(wake - time.monotonic(), 0.001))
+            await clock.sleep(max(wake - now, 0.001), "watchdog")
 
 
 async def _reap(*tasks: asyncio.Future[Any]) -> None:

@@ -114,7 +114,7 @@ class TtmtAdapter(SSESource):
         everything rare (resume, control frames, bad input) leaves it through a method call.
         """
         self._count_oversized(read)
-        received = times.now()
+        received = times.from_epoch(self.ctx.transport.now())
         batch: list[Event] = []
         fresh: set[int] = set()
         young, old = self._seen.generations()  # nothing is marked seen until the loop is done
