@@ -122,7 +122,11 @@ async def test_sighup_reopens_the_file_sink(tmp_path: Path, simulators: list[Sim
     """After logrotate moves the file, SIGHUP makes the daemon write a new one; nothing is lost."""
     daemon = await start_daemon(write_config(tmp_path, simulators))
     await daemon.read_events(3)
-    (tmp_path / "events.jsonl").rename(tmp_path / "events.jsonl.1")
+    events = tmp_path / "events.jsonl"
+    async with asyncio.timeout(20):  # the file sink follows the journal on its own: its file
+        while not (events.exists() and events.stat().st_size):  # noqa: ASYNC110 - another process's file
+            await asyncio.sleep(0.02)
+    events.rename(tmp_path / "events.jsonl.1")
     daemon.proc.send_signal(signal.SIGHUP)
     await daemon.wait_log("file_reopened")
     await daemon.read_events(3)
