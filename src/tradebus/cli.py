@@ -67,7 +67,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             keys=exposed,
             hint="chmod 600 the file, or use ${VAR} or <key>_file for these",
         )
-    return _run_loop(serve(cfg))
+    return _run_loop(serve(cfg, config_path=args.config))
 
 
 def _cmd_journal(args: argparse.Namespace) -> int:
@@ -199,6 +199,28 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0 if state["ready"] else 1
 
 
+def _cmd_reload(args: argparse.Namespace) -> int:
+    url = args.url
+    if url is None and args.config is not None:
+        # The file only says where the endpoint is: the daemon re-reads the file it runs.
+        daemon, _ = config.load_daemon(args.config)
+        if daemon.http is None:
+            print(f"tradebus reload: {args.config} has no [daemon] http to ask", file=sys.stderr)
+            return 1
+        host, port = config.http_address(daemon.http)
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host  # noqa: S104
+        url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    try:
+        code, lines = probe.reload(
+            url or probe.DEFAULT_URL, dry_run=args.dry_run, timeout=args.timeout
+        )
+    except probe.ProbeError as exc:
+        print(f"tradebus reload: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(lines), file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
 def _cmd_schema(_args: argparse.Namespace) -> int:
     from tradebus.schemas.events import json_schema
 
@@ -265,6 +287,19 @@ def build_parser(*, simulators: bool = True) -> argparse.ArgumentParser:
         "--interval", type=float, default=1.0, help="seconds between the readings that give ev/s"
     )
     status.set_defaults(func=_cmd_status)
+
+    reload = sub.add_parser(
+        "reload",
+        help="make a running daemon re-read its config file and apply the difference"
+        " (exit 0 applied, 1 refused or partly applied)",
+    )
+    reload.add_argument(
+        "-c", "--config", help="TOML config file: only to find the ops endpoint ([daemon] http)"
+    )
+    reload.add_argument("--url", default=None, help=f"the ops endpoint ({probe.DEFAULT_URL})")
+    reload.add_argument("--timeout", type=float, default=60.0, help="seconds (%(default)s)")
+    reload.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    reload.set_defaults(func=_cmd_reload)
 
     journal = sub.add_parser(
         "journal",
