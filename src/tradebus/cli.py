@@ -67,7 +67,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             keys=exposed,
             hint="chmod 600 the file, or use ${VAR} or <key>_file for these",
         )
-    return _run_loop(serve(cfg))
+    return _run_loop(serve(cfg, config_path=args.config))
 
 
 def _cmd_journal(args: argparse.Namespace) -> int:
@@ -219,6 +219,28 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return command.run(args)
 
 
+def _cmd_reload(args: argparse.Namespace) -> int:
+    url = args.url
+    if url is None and args.config is not None:
+        # The file only says where the endpoint is: the daemon re-reads the file it runs.
+        daemon, _ = config.load_daemon(args.config)
+        if daemon.http is None:
+            print(f"tradebus reload: {args.config} has no [daemon] http to ask", file=sys.stderr)
+            return 1
+        host, port = config.http_address(daemon.http)
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host  # noqa: S104
+        url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    try:
+        code, lines = probe.reload(
+            url or probe.DEFAULT_URL, dry_run=args.dry_run, timeout=args.timeout
+        )
+    except probe.ProbeError as exc:
+        print(f"tradebus reload: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(lines), file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
 def _cmd_schema(_args: argparse.Namespace) -> int:
     from tradebus.schemas.events import json_schema
 
@@ -286,6 +308,8 @@ def build_parser(*, simulators: bool = True) -> argparse.ArgumentParser:
     )
     status.set_defaults(func=_cmd_status)
 
+    _reload_command(sub)
+
     journal = sub.add_parser(
         "journal",
         help="the journal's state and each sink's cursor; with --from-seq or a filter, its"
@@ -310,6 +334,35 @@ def build_parser(*, simulators: bool = True) -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1, help="simulators' random seed")
     demo.set_defaults(func=_cmd_demo)
 
+    _simulate_command(sub, simulators=simulators)
+
+    replay = sub.add_parser(
+        "replay", help="feed recordings (record = true) through their adapters: events as JSONL"
+    )
+    _replay_arguments(replay)
+    replay.set_defaults(func=_cmd_replay)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of the canonical Event")
+    schema.set_defaults(func=_cmd_schema)
+    return parser
+
+
+def _reload_command(sub: Any) -> None:
+    reload = sub.add_parser(
+        "reload",
+        help="make a running daemon re-read its config file and apply the difference"
+        " (exit 0 applied, 1 refused or partly applied)",
+    )
+    reload.add_argument(
+        "-c", "--config", help="TOML config file: only to find the ops endpoint ([daemon] http)"
+    )
+    reload.add_argument("--url", default=None, help=f"the ops endpoint ({probe.DEFAULT_URL})")
+    reload.add_argument("--timeout", type=float, default=60.0, help="seconds (%(default)s)")
+    reload.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    reload.set_defaults(func=_cmd_reload)
+
+
+def _simulate_command(sub: Any, *, simulators: bool) -> None:
     simulate = sub.add_parser("simulate", help="run one fake upstream")
     kinds = simulate.add_subparsers(dest="kind", required=True)
     for kind, module in (_simulator_modules() if simulators else {}).items():
@@ -327,16 +380,6 @@ def build_parser(*, simulators: bool = True) -> argparse.ArgumentParser:
         p.add_argument("--port", type=int, default=0, help="0 picks a free port")
         served.add_cli_arguments(p)
         p.set_defaults(func=_cmd_simulate_replay)
-
-    replay = sub.add_parser(
-        "replay", help="feed recordings (record = true) through their adapters: events as JSONL"
-    )
-    _replay_arguments(replay)
-    replay.set_defaults(func=_cmd_replay)
-
-    schema = sub.add_parser("schema", help="print the JSON Schema of the canonical Event")
-    schema.set_defaults(func=_cmd_schema)
-    return parser
 
 
 def _replay_arguments(parser: argparse.ArgumentParser) -> None:

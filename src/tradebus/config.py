@@ -195,6 +195,9 @@ class SinkBase(_Closed, tag_field="type", frozen=True, kw_only=True):
     max_lag: Annotated[float, msgspec.Meta(ge=0)] = 60.0
     # No longer used: every sink reads the journal, so nothing is held in memory for it.
     queue_size: Count | None = None
+    # Where a sink new to the state dir begins (a cursor on record wins): "latest" at the
+    # journal's end, with what comes next; "earliest" with everything the journal still holds.
+    start: Literal["latest", "earliest"] = "latest"
 
 
 class StdoutSinkConfig(SinkBase, tag="stdout", frozen=True, kw_only=True):

@@ -32,6 +32,7 @@ import msgspec
 import msgspec.inspect as mi
 
 from tradebus import config, log
+from tradebus.reload import RESTART_ONLY
 from tradebus.schemas import events as ev
 from tradebus.secret import Secret
 from tradebus.sinks.base import Batch, SinkContext
@@ -65,7 +66,7 @@ CONFIG_DOCS: dict[str, str] = {
     "before the daemon gives up and exits.",
     "daemon.delivery": '`"process"`: the sinks run in a delivery process of their own (the '
     'second core), supervised by the daemon and restarted if it dies; `"inline"`: in the '
-    "daemon's own event loop (one core, embedding). Needs a restart to change.",
+    "daemon's own event loop (one core, embedding).",
     "daemon.http": "The ops endpoint (`/healthz`, `/readyz`, `/metrics`) as `host:port` "
     "(`[v6]:port` for IPv6); off when unset. An address beyond loopback is allowed and logged.",
     "sources.name": "The source's name: the `source` field and the prefix of every event `id` "
@@ -153,6 +154,8 @@ CONFIG_DOCS: dict[str, str] = {
     "sinks.symbols": "Only events of these symbols; all when empty.",
     "sinks.queue_size": "No longer used (every sink reads the journal, nothing is held in memory "
     "for it); accepted so older configs still load.",
+    "sinks.start": 'Where a sink new to the state dir begins: `"latest"` at the journal\'s end '
+    '(what comes next), `"earliest"` with all the journal still holds. A cursor on record wins.',
     "sinks.max_lag": "Seconds this sink may lag (the age of the oldest event it has not "
     "acknowledged) before `/readyz` reports it not ready and a warning is logged once a minute; "
     "0: never.",
@@ -492,6 +495,8 @@ def _key_table(section: str, tag: str | None, fields: Sequence[mi.Field], shared
         if f.name in config.SECRET_FIELDS:
             kind += f"; or `{f.name}_file`"
         meaning = CONFIG_DOCS[config_key(section, tag, f.name, shared)]
+        if section == "daemon" and f.name in RESTART_ONLY:
+            meaning += " **Restart only**: a reload that changes it is refused."
         rows.append([f"`{f.name}`", kind, default_text(f), meaning])
     return "\n".join(_table(["key", "type", "default", "meaning"], rows))
 

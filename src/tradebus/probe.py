@@ -18,8 +18,11 @@ class ProbeError(Exception):
     """The endpoint did not answer at all (refused, timed out, not HTTP)."""
 
 
-def get(base: str, path: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[int, bytes]:
-    """``GET base+path``: the status and body, a 5xx included; ProbeError when nothing answers."""
+def get(
+    base: str, path: str, timeout: float = DEFAULT_TIMEOUT, *, method: str = "GET"
+) -> tuple[int, bytes]:
+    """``GET base+path`` (or ``method``): the status and body, a 5xx included; ProbeError when
+    nothing answers."""
     # Here, not at the top: the CLI imports this module for its defaults, and urllib.request
     # would add 50 ms to every start of the daemon itself.
     import urllib.error
@@ -29,7 +32,8 @@ def get(base: str, path: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[int, by
     if not url.startswith(("http://", "https://")):
         raise ProbeError(f"{url}: expected an http(s) URL")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - scheme checked
+        request = urllib.request.Request(url, method=method, data=b"" if method != "GET" else None)  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - scheme checked
             return int(response.status), response.read()
     except urllib.error.HTTPError as exc:  # a 503 from /readyz is an answer, not a failure
         with exc:
@@ -66,6 +70,37 @@ def readyz(base: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
     if not isinstance(state, dict) or not {"ready", "sources", "sinks"} <= state.keys():
         raise ProbeError(f"/readyz answered {status} with an unexpected body")
     return state
+
+
+def reload(base: str, *, dry_run: bool, timeout: float) -> tuple[int, list[str]]:
+    """``tradebus reload``: the exit code (0 applied or planned, 1 refused or partial) and the
+    lines to print (the plan, or what was wrong)."""
+    status, body = get(
+        base, "/-/reload" + ("?dry_run=1" if dry_run else ""), timeout, method="POST"
+    )
+    try:
+        outcome: dict[str, Any] = json.loads(body)
+        result = str(outcome["result"])
+    except (ValueError, KeyError, TypeError):
+        text = body.decode("utf-8", "replace").strip()[:200]
+        raise ProbeError(f"/-/reload answered {status}: {text}") from None
+    lines = [f"reload {result.replace('_', ' ')}" + _generation(outcome)]
+    plan = outcome.get("plan")
+    if plan:
+        for what in ("sources", "sinks"):
+            for verb in ("restarted", "added", "removed", "kept"):
+                names = plan[what].get(verb) or []
+                if names:
+                    lines.append(f"  {what} {verb}: {', '.join(names)}")
+        if plan.get("daemon"):
+            lines.append(f"  daemon keys applied: {', '.join(plan['daemon'])}")
+    lines += [f"  {problem}" for problem in outcome.get("problems", [])]
+    return (0 if result in ("applied", "dry_run") else 1), lines
+
+
+def _generation(outcome: dict[str, Any]) -> str:
+    n = outcome.get("generation")
+    return f" (config generation {n})" if outcome.get("result") != "dry_run" and n else ""
 
 
 # A sink whose oldest unacknowledged event is this many seconds old is shown catching up.
@@ -139,6 +174,11 @@ def render(
         if row.get("recording"):  # a daemon of an older version has no such key
             size = f"{row.get('recorded_bytes', 0) / 1e6:,.1f} MB"
             lines.append(f"recording {name}: {row['recording']} ({size} written)")
+    reload = state.get("reload")  # an older daemon has none
+    if reload:
+        last = reload.get("last_result") or "none since the start"
+        lines.append(f"config generation {reload['generation']}, last reload: {last}")
+        lines += [f"  {problem}" for problem in reload.get("last_problems") or []]
     verdict = "ready" if state["ready"] else "NOT READY"
     if color:
         verdict = f"{_GREEN if state['ready'] else _RED}{verdict}{_RESET}"

@@ -267,7 +267,7 @@ class SourceContext:
 
 
 # Disconnect reasons that are planned: the adapter reconnects at once, no failure behind them.
-_PLANNED = frozenset({"recycle", "token_expired"})
+_PLANNED = frozenset({"recycle", "token_expired", "config_reloaded"})
 
 
 def _is_power_of_ten(n: int) -> bool:

@@ -40,6 +40,7 @@ from tradebus.delivery.wire import Watermark
 from tradebus.journal import cursors
 from tradebus.journal.store import Journal, check_state_dir
 from tradebus.recording.recorder import for_source
+from tradebus.reload import Plan, Refused, plan_file
 from tradebus.schemas.events import Event, Provider
 from tradebus.sinks.base import Sink
 
@@ -56,10 +57,14 @@ class Daemon:
         *,
         sinks: Sequence[Sink] | None = None,
         factories: Mapping[str, AdapterFactory] | None = None,
+        config_path: str | Path | None = None,
     ) -> None:
         """``sinks`` and ``factories`` (by source ``type``) replace the built-ins when embedding
         (sinks given as objects are delivered inline: they cannot cross into a process)."""
         self.config = config
+        self.config_path = config_path  # what a reload re-reads; None: no reloads
+        self.factories = dict(factories or {})
+        self.reloads = Reloads()
         self._log: Any = log.get()
         self.state_dir = Path(config.daemon.state_dir)
         journal, history, _saved = open_state(config, self._log)
@@ -114,20 +119,9 @@ class Daemon:
         self.contexts: dict[str, SourceContext] = {}
         self.adapters: list[Adapter] = []
         for source in config.sources:
-            if not source.enabled:
-                continue
-            provider = cast(Provider, kind(source))
-            ctx = SourceContext(
-                source.name,
-                provider,
-                self.bus.publish,
-                history=history.events.get(source.name, ()),
-                stopped_at=history.stopped_at,
-                transport=LiveTransport(for_source(source, self.state_dir)),
-            )
-            self.contexts[source.name] = ctx
-            factory = (factories or {}).get(provider) or factory_for(provider)
-            self.adapters.append(factory(source, ctx))
+            if source.enabled:
+                self.adapters.append(self._adapter(source, history))
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self.required = {s.name: s.required for s in config.sources if s.enabled}
         self.ready = asyncio.Event()
         # Restarts of an adapter that died of a bug: exponential, capped, reset after a run
@@ -137,6 +131,106 @@ class Daemon:
         self.restart_stable_after = 60.0
         self.restart_backoffs: dict[str, Backoff] = {}
         self.left: dict[str, int] = {}
+
+    def _adapter(self, source: SourceConfig, history: History) -> Adapter:
+        """The adapter of ``source``, with a context that carries what the journal holds of it
+        (kept across a reload's restart: its counters go on)."""
+        provider = cast(Provider, kind(source))
+        ctx = self.contexts.get(source.name)
+        transport = LiveTransport(for_source(source, self.state_dir))
+        if ctx is None or ctx.provider != provider:
+            ctx = SourceContext(source.name, provider, self.bus.publish, transport=transport)
+        else:
+            ctx.transport = transport  # the old one was closed with its adapter
+        ctx.history = history.events.get(source.name, ())
+        ctx.stopped_at = history.stopped_at
+        self.contexts[source.name] = ctx
+        factory = self.factories.get(provider) or factory_for(provider)
+        return factory(source, ctx)
+
+    def _start_source(self, adapter: Adapter) -> None:
+        self._tasks[adapter.name] = asyncio.create_task(
+            self._supervise(adapter), name=f"source:{adapter.name}"
+        )
+
+    async def _stop_source(self, name: str, reason: str) -> None:
+        """Stop a source's adapter and say so in the stream (``status.disconnected``)."""
+        task = self._tasks.pop(name)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        self.adapters = [a for a in self.adapters if a.name != name]
+        ctx = self.contexts[name]
+        # Its recording, if any, gets its last frame written and synced (a file: on a thread).
+        await asyncio.to_thread(ctx.transport.close)
+        await ctx.emit_status("status.disconnected", reason=reason, message=REASONS[reason])
+
+    # --- reload -------------------------------------------------------------------------
+
+    async def reload(self, *, dry_run: bool = False) -> Outcome:
+        """Re-read the config file and apply it by difference (one reload at a time)."""
+        async with self.reloads.lock:
+            outcome = await self._reload(dry_run)
+        if not dry_run:
+            self.reloads.note(outcome)
+        say = self._log.error if outcome.result == "refused" else self._log.info
+        say(
+            "config_reload",
+            result=outcome.result,
+            generation=self.reloads.generation,
+            plan=outcome.plan.lines() if outcome.plan is not None else None,
+            problems=outcome.problems or None,
+        )
+        return outcome
+
+    async def _reload(self, dry_run: bool) -> Outcome:
+        if self.config_path is None:
+            return Outcome(
+                result="refused", problems=["reload: the daemon was not started from a file"]
+            )
+        loop = asyncio.get_running_loop()
+        # Secret files and the TOML are read on a thread: a stalled disk holds no source.
+        new, result = await loop.run_in_executor(None, plan_file, self.config, self.config_path)
+        if isinstance(result, Refused) or new is None:
+            problems = result.problems if isinstance(result, Refused) else []
+            return Outcome(result="refused", problems=problems)
+        if dry_run:
+            return Outcome(result="dry_run", plan=result)
+        problems = await self._apply(new, result)
+        return Outcome(result="partial" if problems else "applied", plan=result, problems=problems)
+
+    async def _apply(self, new: Config, plan: Plan) -> list[str]:
+        """Make before break: the new adapters are built before the old ones stop; the
+        sinks are delivery's (``Delivery.reconfigure``)."""
+        sources = {s.name: s for s in new.sources if s.enabled}
+        starting = [*plan.sources.restarted, *plan.sources.added]
+        history = read_history(self.bus.journal, self._log) if starting else History({}, None)
+        for name in plan.sources.removed:
+            await self._stop_source(name, "removed_by_reload")
+            del self.contexts[name]
+        for name in plan.sources.restarted:
+            await self._stop_source(name, "config_reloaded")
+        if plan.sources.restarted:
+            # What the stopped adapters published last is in the journal now: resume from it.
+            history = read_history(self.bus.journal, self._log)
+        for name in starting:
+            adapter = self._adapter(sources[name], history)
+            self.adapters.append(adapter)
+            self._start_source(adapter)
+        d = new.daemon
+        failed = await self.link.reconfigure(new.sinks, d.drain_timeout, d.log_level)
+        sinks = list(new.sinks)
+        if failed:
+            # The old config of a sink that could not be replaced runs on.
+            old = {c.name: c for c in self.config.sinks}
+            sinks = [old.get(c.name, c) if c.name in failed else c for c in sinks]
+        self.bus.retention_bytes, self.bus.retention_age = d.retention_bytes, d.retention_age
+        self.bus.journal.segment_bytes = d.segment_bytes
+        if d.log_level != self.config.daemon.log_level:
+            log.configure(d.log_level, fmt=log.settings()[1])
+        self.max_lag = {c.name: c.max_lag for c in sinks}
+        self.required = {s.name: s.required for s in sources.values()}
+        self.config = msgspec.structs.replace(new, sinks=sinks)
+        return [f"sinks.{name}: {why}" for name, why in failed.items()]
 
     def _appended(self, mark: Watermark) -> None:
         self.marks.add(mark.end_seq, mark.time)
@@ -182,6 +276,7 @@ class Daemon:
             for s in self.link.sinks()
         }
         state = snapshot(self.contexts, self.required, sinks, now=now)
+        state["reload"] = self.reloads.state()
         state["delivery"] = {
             "mode": self.link.mode,
             "pid": self.link.pid,
@@ -194,9 +289,8 @@ class Daemon:
         """Run until ``stop``; True if every sink wrote everything it was given in time."""
         await self.bus.start()
         self.link.start(self.bus.watermark())
-        tasks = [
-            asyncio.create_task(self._supervise(a), name=f"source:{a.name}") for a in self.adapters
-        ]
+        for adapter in self.adapters:
+            self._start_source(adapter)
         watch = asyncio.create_task(self._watch_lag(), name="lag")
         self._log.info(
             "daemon_started",
@@ -208,6 +302,8 @@ class Daemon:
         try:
             await stop.wait()
         finally:
+            async with self.reloads.lock:  # a reload in progress finishes first
+                tasks = list(self._tasks.values())
             for task in (*tasks, watch):
                 task.cancel()
             await asyncio.gather(*tasks, watch, return_exceptions=True)
@@ -297,6 +393,50 @@ class Daemon:
 
 
 DEAD_LETTER_REPORT_EVERY = 60.0
+REASONS = {
+    "removed_by_reload": "the source was removed from the configuration by a reload",
+    "config_reloaded": "the source's configuration changed: it reconnects",
+}
+
+
+class Outcome(msgspec.Struct, kw_only=True):
+    """What a reload did: ``applied``, ``partial`` (what could not be, in ``problems``),
+    ``refused`` (nothing changed) or ``dry_run`` (the plan alone)."""
+
+    result: str
+    plan: Plan | None = None
+    problems: list[str] = msgspec.field(default_factory=list)
+    generation: int = 0
+
+
+class Reloads:
+    """The reloads so far: a generation per applied (or partial) one, counts by result."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.generation = 1
+        self.counts = {"applied": 0, "refused": 0, "partial": 0}
+        self.last_success: float | None = None
+        self.last: Outcome | None = None
+        self.last_time: float | None = None
+
+    def note(self, outcome: Outcome) -> None:
+        self.counts[outcome.result] += 1
+        now = time.time()
+        if outcome.result != "refused":
+            self.generation += 1
+            self.last_success = now
+        outcome.generation = self.generation
+        self.last, self.last_time = outcome, now
+
+    def state(self) -> dict[str, Any]:
+        last = self.last
+        return {
+            "generation": self.generation,
+            "last_result": None if last is None else last.result,
+            "last_time": self.last_time,
+            "last_problems": [] if last is None else last.problems,
+        }
 
 
 # What an adapter may look back on at start: enough for TTMT's dedupe set and the symbol caches.
@@ -377,14 +517,26 @@ async def start_ops(daemon: Daemon) -> OpsServer | None:
     return server
 
 
-async def serve(config: Config, *, duration: float | None = None) -> int:
-    """Run the daemon until SIGTERM/SIGINT (or ``duration`` seconds); the process exit code."""
+async def serve(
+    config: Config, *, duration: float | None = None, config_path: str | Path | None = None
+) -> int:
+    """Run the daemon until SIGTERM/SIGINT (or ``duration`` seconds); the process exit code.
+    SIGHUP reopens the file sinks and, when started from ``config_path``, reloads it."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    daemon = Daemon(config)
+    daemon = Daemon(config, config_path=config_path)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, daemon.link.reopen)
+    hups: set[asyncio.Task[Outcome]] = set()
+
+    def hangup() -> None:
+        daemon.link.reopen()
+        if config_path is not None and not stop.is_set():
+            task = loop.create_task(daemon.reload())
+            hups.add(task)
+            task.add_done_callback(hups.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     timer = loop.call_later(duration, stop.set) if duration is not None else None
 
     status = status_line(daemon)

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from tradebus.daemon.app import Daemon
 
 _LOCAL = frozenset({"127.0.0.1", "::1", "localhost"})
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 
 
 class DaemonCollector(Collector):
@@ -49,6 +50,7 @@ class DaemonCollector(Collector):
         yield from self._sources()
         yield from self._sinks()
         yield from self._journal()
+        yield from self._reloads()
         bus = self.daemon.bus
         yield CounterMetricFamily(
             "tradebus_bus_events", "Events numbered by the bus.", value=bus.published
@@ -208,6 +210,26 @@ class DaemonCollector(Collector):
             value=1 if daemon.link.running else 0,
         )
 
+    def _reloads(self) -> Iterator[Metric]:
+        reloads = self.daemon.reloads
+        total = CounterMetricFamily(
+            "tradebus_config_reloads", "Config reloads by result.", labels=["result"]
+        )
+        for result, n in reloads.counts.items():
+            total.add_metric([result], n)
+        yield total
+        if reloads.last_success is not None:
+            yield GaugeMetricFamily(
+                "tradebus_config_last_reload_success_timestamp_seconds",
+                "Unix time of the last reload applied (in full or in part).",
+                value=reloads.last_success,
+            )
+        yield GaugeMetricFamily(
+            "tradebus_config_generation",
+            "The running config's generation: 1 at start, one more per reload applied.",
+            value=reloads.generation,
+        )
+
     def _journal(self) -> Iterator[Metric]:
         bus = self.daemon.bus
         journal = bus.journal
@@ -277,6 +299,18 @@ def application(daemon: Daemon) -> web.Application:
             content_type="application/json",
         )
 
+    async def reload(request: web.Request) -> web.Response:
+        # A reload changes what runs: only from this host (the endpoint may listen wider).
+        if request.remote not in _LOOPBACK:
+            return web.Response(status=403, text="reload: only from the loopback address\n")
+        dry_run = request.query.get("dry_run", "") not in ("", "0", "false")
+        outcome = await daemon.reload(dry_run=dry_run)
+        return web.Response(
+            body=msgspec.json.encode(outcome) + b"\n",
+            status=422 if outcome.result == "refused" else 200,
+            content_type="application/json",
+        )
+
     async def metrics(_request: web.Request) -> web.Response:
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -285,6 +319,7 @@ def application(daemon: Daemon) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_post("/-/reload", reload)
     return app
 
 

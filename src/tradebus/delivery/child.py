@@ -29,6 +29,8 @@ from tradebus.delivery.wire import (
     DeadLetter,
     Drain,
     Hello,
+    Reconfigure,
+    Reconfigured,
     Reopen,
     Snapshot,
     ToChild,
@@ -72,6 +74,7 @@ async def serve(fd: int) -> int:
             channel.send(Snapshot(pid, delivery.snapshot()))
 
     reporter = asyncio.create_task(report())
+    reloads: set[asyncio.Task[None]] = set()
     try:
         while True:
             try:
@@ -85,7 +88,14 @@ async def serve(fd: int) -> int:
                 delivery.advance(message.mark)
             elif isinstance(message, Reopen):
                 delivery.reopen()
+            elif isinstance(message, Reconfigure):
+                # A task: watermarks go on to the kept sinks while new ones open.
+                task = asyncio.create_task(_reconfigure(delivery, channel, message, hello))
+                reloads.add(task)
+                task.add_done_callback(reloads.discard)
             elif isinstance(message, Drain):
+                if reloads:
+                    await asyncio.wait(reloads, timeout=message.timeout / 2)
                 await delivery.drain(message.timeout)
                 channel.send(Snapshot(pid, delivery.snapshot(), final=True))
                 with contextlib.suppress(ConnectionError):
@@ -94,6 +104,19 @@ async def serve(fd: int) -> int:
     finally:
         reporter.cancel()
         channel.close()
+
+
+async def _reconfigure(
+    delivery: Delivery, channel: Channel, message: Reconfigure, hello: Hello
+) -> None:
+    log.configure(message.log_level, fmt=hello.log_format)
+    try:
+        problems = await delivery.reconfigure(decode_sinks(message.sinks), message.drain_timeout)
+    except Exception as exc:  # noqa: BLE001 - reported, not swallowed
+        # A bug: logged with its traceback; the daemon hears of it rather than wait.
+        log.get(component="delivery").exception("reload_failed")
+        problems = {"delivery": f"the reload failed: {type(exc).__name__}"}
+    channel.send(Reconfigured(message.id, problems))
 
 
 def _exit_soon() -> None:

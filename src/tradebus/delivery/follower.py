@@ -109,8 +109,10 @@ class Follower:
         context: SinkContext,
         *,
         linger: float = 0.0,
+        opened: bool = False,
     ) -> None:
         self.sink = sink
+        self.opened = opened  # opened already (a reload opens a sink before it replaces one)
         self.name = config.name
         self.filter = sink_filter(config)
         self.limit = max(0, sink.max_batch)
@@ -129,13 +131,23 @@ class Follower:
         self.latency = Latency()
         self.reader = Reader(cursor + 1, keep_open=True)
         self._ending = False
+        self._stopping = False
+        self._end_at: int | None = None
         self._wake = tail.waiter()
         self._log: Any = log.get(sink=config.name)
         self._backoff = Backoff(base=0.1, cap=10.0)
 
-    def end(self) -> None:
-        """Finish once everything the journal holds now is written (or the sink failed)."""
+    def end(self, upto: int | None = None) -> None:
+        """Finish once everything the journal holds is written (or the sink failed); with
+        ``upto``, once the seqs below it are, though the journal grows on."""
         self._ending = True
+        self._end_at = upto
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Finish after the write in flight, however much the journal holds (a reload that
+        restarts this sink: the next one resumes from the cursor)."""
+        self._stopping = True
         self._wake.set()
 
     @property
@@ -146,7 +158,7 @@ class Follower:
 
     async def run(self) -> None:
         try:
-            if await self._open():
+            if self.opened or await self._open():
                 await self._follow()
         finally:
             self.reader.close()
@@ -161,7 +173,7 @@ class Follower:
             try:
                 await self.sink.open(self.context)
             except RetryableSinkError as exc:
-                if self._ending:
+                if self._ending or self._stopping:
                     return False
                 await asyncio.sleep(self._retry_delay(exc, "sink_open_retry"))
             except FatalSinkError as exc:
@@ -174,7 +186,9 @@ class Follower:
 
     async def _follow(self) -> None:
         tail, reader = self.tail, self.reader
-        while not self.failed:
+        while not self.failed and not self._stopping:
+            if self._end_at is not None and reader.next_seq >= self._end_at:
+                return
             if reader.next_seq >= tail.end_seq:
                 if self._ending:
                     return
@@ -285,7 +299,7 @@ class Follower:
 
     async def _write(self, batch: Batch, parts: Sequence[Batch]) -> bool:
         """Write until acknowledged (True), retrying; False if the sink failed for good."""
-        while not self.failed:
+        while not self.failed and not self._stopping:
             self.state = "writing" if self.error is None else "retrying"
             try:
                 if batch.count:

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import msgspec
+
 from tradebus import log
 from tradebus.backoff import Backoff, Failure, Kind
 from tradebus.config import SinkConfig
@@ -30,6 +32,8 @@ from tradebus.delivery.wire import (
     DeadLetter,
     Drain,
     Hello,
+    Reconfigure,
+    Reconfigured,
     Reopen,
     SinkSnapshot,
     Snapshot,
@@ -40,6 +44,9 @@ from tradebus.delivery.wire import (
 from tradebus.journal import cursors
 
 DeadLetterHook = Callable[[str, str], None]
+# How long a reload waits for the delivery process to open its new sinks (each within
+# ``Delivery.reconfigure``'s open timeout, twice for a replaced one).
+RELOAD_TIMEOUT = 30.0
 
 
 class DeliveryLink(Protocol):
@@ -57,6 +64,10 @@ class DeliveryLink(Protocol):
     def advance(self, mark: Watermark) -> None: ...
 
     def reopen(self) -> None: ...
+
+    async def reconfigure(
+        self, configs: Sequence[SinkConfig], drain_timeout: float, log_level: str
+    ) -> dict[str, str]: ...
 
     def sinks(self) -> list[SinkSnapshot]: ...
 
@@ -88,6 +99,12 @@ class InlineDelivery:
 
     def reopen(self) -> None:
         self.delivery.reopen()
+
+    async def reconfigure(
+        self, configs: Sequence[SinkConfig], drain_timeout: float, log_level: str
+    ) -> dict[str, str]:
+        del log_level  # the daemon's own, set by the daemon
+        return await self.delivery.reconfigure(configs, drain_timeout)
 
     def sinks(self) -> list[SinkSnapshot]:
         return self.delivery.snapshot()
@@ -135,6 +152,8 @@ class ProcessDelivery:
         self._final = asyncio.Event()
         self._up = asyncio.Event()  # set while a delivery process takes messages
         self._latest: dict[str, SinkSnapshot] = {}
+        self._reload_id = 0
+        self._replies: dict[int, asyncio.Future[dict[str, str]]] = {}
         self.backoff = Backoff(base=0.5, cap=30.0, stable_after=30.0)
 
     @property
@@ -157,12 +176,13 @@ class ProcessDelivery:
             entry = saved.get(c.name)
             cursor = min(entry.seq, last) if entry is not None else last
             self._latest[c.name] = SinkSnapshot(name=c.name, state="starting", cursor=cursor)
-        if any(c.name not in saved for c in self.configs):
+        if any(c.name not in saved and c.start == "latest" for c in self.configs):
             # A sink new to this state dir begins at the journal's end as the daemon starts,
             # not as its delivery process does: on record before either appends or starts.
             now = int(time.time() * 1000)
             for c in self.configs:
-                saved.setdefault(c.name, cursors.CursorEntry(seq=last, updated_ms=now))
+                if c.start == "latest":  # "earliest" is where the journal begins, whenever
+                    saved.setdefault(c.name, cursors.CursorEntry(seq=last, updated_ms=now))
             cursors.save(self.state_dir, saved, durable=self._hello.durable)
         self._supervisor = asyncio.create_task(self._supervise(), name="delivery")
 
@@ -193,6 +213,41 @@ class ProcessDelivery:
 
     def sinks(self) -> list[SinkSnapshot]:
         return list(self._latest.values())
+
+    async def reconfigure(
+        self, configs: Sequence[SinkConfig], drain_timeout: float, log_level: str
+    ) -> dict[str, str]:
+        """Send the reloaded sinks and wait for what could not be applied. The ``Hello`` of a
+        delivery process started later (after a crash) carries them too."""
+        self.configs = list(configs)
+        self._hello = msgspec.structs.replace(
+            self._hello, sinks=encode_sinks(self.configs), log_level=log_level
+        )
+        for c in self.configs:
+            if c.name not in self._latest:
+                cursor = self._mark.end_seq - 1
+                self._latest[c.name] = SinkSnapshot(name=c.name, state="starting", cursor=cursor)
+        problems: dict[str, str] = {}
+        channel = self._channel
+        if channel is not None:
+            self._reload_id += 1
+            waiter = asyncio.get_running_loop().create_future()
+            self._replies[self._reload_id] = waiter
+            channel.send(Reconfigure(self._reload_id, self._hello.sinks, drain_timeout, log_level))
+            try:
+                # New sinks open within seconds (``Delivery.reconfigure``); a process that died
+                # meanwhile starts again with the new Hello.
+                problems = await asyncio.wait_for(waiter, RELOAD_TIMEOUT)
+            except TimeoutError:
+                problems = {
+                    "delivery": f"no answer from the delivery process in {RELOAD_TIMEOUT:g}s"
+                }
+            finally:
+                self._replies.pop(self._reload_id, None)
+        names = {c.name for c in self.configs}
+        for name in [n for n in self._latest if n not in names]:
+            del self._latest[name]
+        return problems
 
     # --- supervision --------------------------------------------------------------------
 
@@ -268,6 +323,10 @@ class ProcessDelivery:
                     self._final.set()
             elif isinstance(message, DeadLetter):
                 self._dead_letter(message.sink, message.message)
+            elif isinstance(message, Reconfigured):
+                waiter = self._replies.get(message.id)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(message.problems)
 
     # --- the end ------------------------------------------------------------------------
 

@@ -1,10 +1,12 @@
 """What the daemon and its delivery process say to each other over their socket pair.
 
 Frames are a 4-byte big-endian length and a msgpack message. The daemon says where the journal
-ends (``Advance``), to reopen files (``Reopen``) and to drain and stop (``Drain``); the delivery
-process answers with its sinks' state (``Snapshot``, every ``SNAPSHOT_EVERY`` seconds and once
-at the end) and what its sinks set aside (``DeadLetter``). The sinks' configuration, secrets
-included, travels in the first message (``Hello``), never on a command line.
+ends (``Advance``), to reopen files (``Reopen``), to follow a reloaded set of sinks
+(``Reconfigure``) and to drain and stop (``Drain``); the delivery process answers with its
+sinks' state (``Snapshot``, every ``SNAPSHOT_EVERY`` seconds and once at the end), what its
+sinks set aside (``DeadLetter``) and what a reload could not apply (``Reconfigured``). The
+sinks' configuration, secrets included, travels in ``Hello`` and ``Reconfigure``, never on a
+command line.
 """
 
 from __future__ import annotations
@@ -71,6 +73,15 @@ class Reopen(msgspec.Struct, tag=True):
     pass
 
 
+class Reconfigure(msgspec.Struct, tag=True):
+    """A reload: follow these sinks from now on (``encode_sinks``), by difference."""
+
+    id: int
+    sinks: bytes
+    drain_timeout: float
+    log_level: str
+
+
 class Drain(msgspec.Struct, tag=True):
     timeout: float
 
@@ -81,13 +92,20 @@ class Snapshot(msgspec.Struct, tag=True):
     final: bool = False
 
 
+class Reconfigured(msgspec.Struct, tag=True):
+    """A reload's sinks applied; what could not be, by sink (the old one runs on)."""
+
+    id: int
+    problems: dict[str, str]
+
+
 class DeadLetter(msgspec.Struct, tag=True):
     sink: str
     message: str
 
 
-ToChild = Hello | Advance | Reopen | Drain
-ToParent = Snapshot | DeadLetter
+ToChild = Hello | Advance | Reopen | Reconfigure | Drain
+ToParent = Snapshot | DeadLetter | Reconfigured
 
 
 def _reveal(obj: Any) -> Any:
