@@ -69,8 +69,10 @@ class Daemon:
         self.state_dir = Path(config.daemon.state_dir)
         journal, history, _saved = open_state(config, self._log)
         d = config.daemon
-        self.marks = Marks()
-        self.marks.add(journal.next_seq, history.stopped_at or time.time())
+        # What the journal held at start was appended by the time it stopped, at the latest:
+        # a sink behind since then lags at least that long.
+        self.marks = Marks(before=history.stopped_at)
+        self.marks.add(journal.next_seq, time.time())
         self.link: DeliveryLink
         try:
             if sinks is not None or d.delivery == "inline":

@@ -21,11 +21,12 @@ class Marks:
     watermark that covered it. Bounded: past ``cap`` marks, neighbours merge (keeping the
     earlier time), so a follower an hour behind costs a coarser estimate, not memory."""
 
-    def __init__(self, cap: int = 8192) -> None:
+    def __init__(self, cap: int = 8192, *, before: float | None = None) -> None:
         self.cap = cap
         self._ends: list[int] = []
         self._times: list[float] = []
-        self.start = 0  # seqs below this were appended before the first mark: unknown
+        self.start = 0  # seqs below this were appended before the first mark
+        self.before = before  # when they were, at the latest (None: not known)
 
     def add(self, end_seq: int, at: float) -> None:
         ends = self._ends
@@ -44,7 +45,7 @@ class Marks:
     def time_of(self, seq: int) -> float | None:
         """When ``seq`` was appended (at the latest), or None if it is not known."""
         if seq < self.start:
-            return None
+            return self.before
         i = bisect.bisect_right(self._ends, seq)
         return self._times[i] if i < len(self._times) else None
 
