@@ -44,7 +44,8 @@ def test_past_its_cap_it_coarsens_but_never_dates_a_seq_later_than_it_was(
     """Bounded memory; a merged mark keeps the earlier time, so lag is never understated."""
     marks = Marks(cap=cap)
     marks.add(1, 0.0)
-    end, exact = 1, {}
+    end = 1
+    exact: dict[int, float] = {}
     for t, step in enumerate(steps, start=1):
         for seq in range(end, end + step):
             exact[seq] = float(t)
