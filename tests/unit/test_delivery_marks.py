@@ -52,7 +52,7 @@ def test_past_its_cap_it_coarsens_but_never_dates_a_seq_later_than_it_was(
         end += step
         marks.add(end, float(t))
     assert len(marks._ends) <= cap
-    for seq, t in exact.items():
+    for seq, when in exact.items():
         got = marks.time_of(seq)
         assert got is not None
-        assert got <= t
+        assert got <= when
