@@ -77,7 +77,24 @@ def paired_rows(work: Work, sizes: rows.Sizes, want: Callable[[str], bool]) -> P
     return Paired(done, row2, mixed.get("2b"), mix)
 
 
-def bench(sizes: rows.Sizes, only: set[str]) -> list[Row]:
+class Laps:
+    """Seconds each group of rows took: what to cut when ``make bench`` outgrows 3 minutes."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._at = time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        if now - self._at >= 0.5:  # a group not asked for takes no time worth a mention
+            self.seconds[name] = now - self._at
+        self._at = now
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name} {s:.0f} s" for name, s in self.seconds.items())
+
+
+def bench(sizes: rows.Sizes, only: set[str], laps: Laps) -> list[Row]:
     """Every row in order; ``only`` (row numbers) narrows it for a quick look at one."""
 
     def want(n: str) -> bool:
@@ -85,12 +102,15 @@ def bench(sizes: rows.Sizes, only: set[str]) -> list[Row]:
 
     with workdir() as work:
         first = paired_rows(work, sizes, want)
+        laps.lap("rows 1-3b")
         done, row2, row2b = first.done, first.row2, first.row2b
         if want("4"):
             done.extend(rows.traderws(work, sizes))
+        laps.lap("4")
         if want("5"):
             done.append(rows.all_sources(work, sizes))
             done.extend(delivery.rows(work, rows.all_sources_specs(sizes), sizes))
+        laps.lap("5")
         if want("6"):
             naive = rows.naive(work, sizes)
             if row2 is not None and row2.runs and naive.runs:
@@ -103,12 +123,15 @@ def bench(sizes: rows.Sizes, only: set[str]) -> list[Row]:
                 naive_b.note = f"tradebus row 2b = {multiple}"
                 row2b.note = "; ".join(n for n in (row2b.note, multiple) if n)
             done.append(naive_b)
+        laps.lap("6")
         if want("7"):
             rate = row2.rate if row2 is not None else 0.0
             done.extend(rows.latency(work, sizes, load, rate) for load in sizes.latency_loads)
+        laps.lap("7")
         if any(map(want, ("9", "10", "11"))):
             mix = first.mix or rows.MixFrames(work, sizes)
             done.extend(sustain.rows(work, sizes, mix, want))
+        laps.lap("9-11")
     return done
 
 
@@ -120,7 +143,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--tiny", action="store_true", help="tiny runs: proves the harness works")
     parser.add_argument("--rows", default="", help="comma-separated row numbers (default: all)")
-    parser.add_argument("--runs", type=int, default=0, help="runs per row (default: 3)")
+    parser.add_argument("--runs", type=int, default=0, help="runs per row (default: 2, 1)")
     parser.add_argument("--soak-seconds", type=float, default=600.0)
     parser.add_argument("--soak-rate", type=float, default=5000.0)
     args = parser.parse_args(argv)
@@ -138,11 +161,12 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     sizes = rows.TINY if args.tiny else rows.FULL
     if args.runs:
-        sizes = msgspec.structs.replace(sizes, runs=args.runs)
-    result = bench(sizes, {r.strip() for r in args.rows.split(",") if r.strip()})
+        sizes = msgspec.structs.replace(sizes, runs=args.runs, unpaired_runs=args.runs)
+    laps = Laps()
+    result = bench(sizes, {r.strip() for r in args.rows.split(",") if r.strip()}, laps)
     floor = next((r for r in result if r.name.startswith("1 ")), None)
     print(table(result, floor, {}))
-    print(f"({time.monotonic() - started:.0f} s)")
+    print(f"({time.monotonic() - started:.0f} s: {laps})")
     return 0
 
 

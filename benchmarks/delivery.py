@@ -53,7 +53,8 @@ DRAIN = 1.0  # windows' time a sink gets to acknowledge what was ingested in the
 
 class Scrape(msgspec.Struct):
     """One read of ``/metrics`` (``at``: ``time.monotonic()``); ``feed`` counts the sources'
-    events other than ``status.*``: what the upstreams sent that was ingested."""
+    events other than ``status.*``: what the upstreams sent that was ingested; ``connected``
+    their ``status.connected`` events."""
 
     at: float
     cpu: float
@@ -61,6 +62,7 @@ class Scrape(msgspec.Struct):
     sinks: dict[str, float]
     buckets: dict[str, list[tuple[float, float]]]
     feed: float = 0.0
+    connected: float = 0.0
 
 
 @contextmanager
@@ -123,7 +125,7 @@ def delivery_sinks(out: Path, hook: str, nats: str) -> list[dict[str, Any]]:
 def scrape(url: str, pid: int) -> Scrape:
     with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - our own 127.0.0.1 endpoint
         text = r.read().decode()
-    bus = feed = 0.0
+    bus = feed = connected = 0.0
     sinks: dict[str, float] = {}
     buckets: dict[str, list[tuple[float, float]]] = {}
     for family in text_string_to_metric_families(text):
@@ -135,11 +137,14 @@ def scrape(url: str, pid: int) -> Scrape:
             elif s.name == "tradebus_sink_latency_seconds_bucket":
                 le = float(s.labels["le"])
                 buckets.setdefault(s.labels["sink"], []).append((le, s.value))
-            elif s.name == "tradebus_source_events_total" and not s.labels["type"].startswith(
-                "status."
-            ):
-                feed += s.value
-    return Scrape(time.monotonic(), procs.cpu_seconds(pid), bus, sinks, buckets, feed)
+            elif s.name == "tradebus_source_events_total":
+                kind = s.labels["type"]
+                if not kind.startswith("status."):
+                    feed += s.value
+                elif kind == "status.connected":
+                    connected += s.value
+    cpu = procs.cpu_seconds(pid)
+    return Scrape(time.monotonic(), cpu, bus, sinks, buckets, feed, connected)
 
 
 def readyz(port: int) -> dict[str, Any]:
@@ -186,19 +191,27 @@ class Running:
 
 @contextmanager
 def running(
-    work: Work, specs: Sequence[SenderSpec], sinks: Sequence[dict[str, Any]]
+    work: Work,
+    specs: Sequence[SenderSpec],
+    sinks: Sequence[dict[str, Any]],
+    *,
+    known: Sequence[dict[str, Any]] | None = None,
 ) -> Iterator[Running]:
     """Senders, then the daemon (its stdout to ``/dev/null``) with an ops endpoint; everything
-    it wrote (the file sinks' files, the journal) is removed afterwards."""
+    it wrote (the file sinks' files, the journal) is removed afterwards. With ``known`` (the
+    senders' tables, their ports chosen beforehand) the daemon starts beside the senders, not
+    after them: each start costs 0.5-1.5 s here, more on a busy host."""
     started: list[subprocess.Popen[bytes]] = []
     state = work.path("state")
+    ready: list[tuple[subprocess.Popen[bytes], dict[str, Any]]] = []
     try:
-        ready = start_senders(work, specs)
-        started.extend(proc for proc, _ in ready)
+        if known is None:
+            ready = start_senders(work, specs)
+            started.extend(proc for proc, _ in ready)
         http = procs.free_port()
         config = daemon_config(
             work,
-            tables(ready),
+            tables(ready) if known is None else known,
             sinks,
             state=state,
             daemon={"http": f"127.0.0.1:{http}"},
@@ -210,6 +223,9 @@ def running(
             stdout=Path("/dev/null"),
         )
         started.append(daemon)
+        if known is not None:
+            ready = start_senders(work, specs)
+            started.extend(proc for proc, _ in ready)
         yield Running(daemon, http, [proc for proc, _ in ready])
     finally:
         for proc in reversed(started):

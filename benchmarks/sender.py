@@ -13,12 +13,14 @@ the whole frames in ``FILE``, pre-built by the harness, as ``--rate 0`` sends):
   every frame's ids renumbered (``N`` frames in all): the real mix at a fixed rate, as long as
   asked, from a file of any size.
 
-With ``--done FILE`` the sender writes ``{"frames", "start", "end"}`` there after its last write
-(``time.monotonic()``, one clock for every process of the machine): when the feed stopped, and
-whether it kept its schedule. ``--feeds N`` serves N such streams from one process, each on its
-own port and with its own ``--done`` (one start-up: importing aiohttp costs 0.4 s of the sender
-core each time). With ``--hold`` a client is answered (its headers) but sent nothing until the
-sender gets SIGUSR1: the schedule starts once the harness saw the daemon ready to deliver.
+With ``--done FILE`` the sender writes ``{"frames", "start", "end", "blocked"}`` there after its
+last write (``time.monotonic()``, one clock for every process of the machine): when the feed
+stopped, whether it kept its schedule, and how long its writes waited for a reader that was
+behind (``blocked``, seconds: a feed late but never blocked was late for want of CPU).
+``--feeds N`` serves N such streams from one process, each on its own port (``--port``, one per
+feed, or free ones) and with its own ``--done`` (one start-up: importing aiohttp costs 0.4 s of
+the sender core each time). With ``--hold`` a client is answered (its headers) but sent nothing
+until the sender gets SIGUSR1: the schedule starts once the harness saw the daemon ready.
 
 A reconnecting client gets an empty stream that stays open: the frames are sent once. ``sim
 KIND ARGS...`` runs one of tradebus's own simulators instead, built by its ``from_cli``. Either
@@ -35,6 +37,7 @@ import importlib
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -68,6 +71,7 @@ class TtmtSender:
         self.done = asyncio.Event()
         self._done_path = done
         self._go = go
+        self.blocked = 0.0  # seconds spent in writes: the reader held the feed back
         self._served = False
         self._templates: Renumbered | None = None
         self._chunks: list[bytes] = []
@@ -94,12 +98,7 @@ class TtmtSender:
         await self.server.stop()
 
     def table(self, name: str) -> dict[str, Any]:
-        return {
-            "name": name,
-            "type": "ttmt",
-            "url": f"http://127.0.0.1:{self.server.port}/api/v1/stream",
-            "api_key": API_KEY,
-        }
+        return ttmt_table(name, self.server.port)
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -117,7 +116,8 @@ class TtmtSender:
             else:
                 sent = await self._paced(resp, start)
             if self._done_path is not None:
-                report = {"frames": sent, "start": start, "end": time.monotonic()}
+                end = time.monotonic()
+                report = {"frames": sent, "start": start, "end": end, "blocked": self.blocked}
                 write_atomic(self._done_path, msgspec.json.encode(report))
             self.done.set()
         await asyncio.Event().wait()  # cancelled when the client goes away
@@ -135,15 +135,30 @@ class TtmtSender:
             due = min(due, MAX_WRITE)
             if due > 0:
                 if self._templates is not None:
-                    await resp.write(self._templates.frames(sent, due))
+                    data = self._templates.frames(sent, due)
                 else:
                     # Each frame is cut around its stamp ahead of time, so stamping a tick's
                     # frames is one bytes.join right before the write.
                     pieces = _stamp_pieces(sent + 1, due)
-                    await resp.write((b"%d" % time.monotonic_ns()).join(pieces))
+                    data = (b"%d" % time.monotonic_ns()).join(pieces)
+                before = time.monotonic()
+                await resp.write(data)
+                # A write returns at once unless the socket is full: the reader is behind.
+                self.blocked += time.monotonic() - before
                 sent += due
             await asyncio.sleep(self.tick)
         return sent
+
+
+def ttmt_table(name: str, port: int) -> dict[str, Any]:
+    """The ``[[sources]]`` table of a TTMT sender on ``port``: known before it listens when the
+    port is chosen for it (``--port``)."""
+    return {
+        "name": name,
+        "type": "ttmt",
+        "url": f"http://127.0.0.1:{port}/api/v1/stream",
+        "api_key": API_KEY,
+    }
 
 
 class Renumbered:
@@ -183,7 +198,9 @@ def _stamp_pieces(first: int, count: int) -> list[bytes]:
     return pieces
 
 
-async def _serve(make: Any, info: Path, name: str, *, hold: bool = False) -> int:
+async def _serve(
+    make: Any, info: Path, name: str, *, hold: bool = False, ports: Sequence[int] = ()
+) -> int:
     stop = asyncio.Event()
     go = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -196,7 +213,7 @@ async def _serve(make: Any, info: Path, name: str, *, hold: bool = False) -> int
     sims = make(go)
     tables = []
     for n, sim in enumerate(sims, 1):
-        await sim.start("127.0.0.1", 0)
+        await sim.start("127.0.0.1", ports[n - 1] if n <= len(ports) else 0)
         own = name if len(sims) == 1 else f"{name}-{n}"
         tables.append(sim.table(own) if isinstance(sim, TtmtSender) else sim.source_table(own))
     report = {"port": sims[0].port, "table": tables[0], "tables": tables}
@@ -231,6 +248,9 @@ def main(argv: list[str]) -> int:
     ttmt.add_argument(
         "--hold", action="store_true", help="connected clients get nothing until SIGUSR1"
     )
+    ttmt.add_argument(
+        "--port", type=int, action="append", default=[], help="each feed's port (default: free)"
+    )
     sim = sub.add_parser("sim")
     sim.add_argument("sim_kind")
     sim.add_argument("sim_args", nargs=argparse.REMAINDER)
@@ -257,8 +277,8 @@ def main(argv: list[str]) -> int:
         def make(go: asyncio.Event) -> list[Any]:
             return [module.from_cli(sim_args)]
 
-    hold = args.kind == "ttmt" and args.hold
-    return run_uvloop(_serve(make, args.info, args.name, hold=hold))
+    ttmt_only = {"hold": args.hold, "ports": args.port} if args.kind == "ttmt" else {}
+    return run_uvloop(_serve(make, args.info, args.name, **ttmt_only))
 
 
 def run_uvloop(coro: Any) -> int:

@@ -26,8 +26,9 @@ the events published that the sink has not acknowledged.
   (up by 1.5x from a guess while probes hold, down while they fail, then halving the bracket)
   gives the highest rate that held; each probe is printed with each sink's backlog 1.5 s after
   the feeds stopped. Once with the four sinks, once with the file sink alone. A probe whose
-  feeds fell behind their schedule (3% or more) did not hold: the daemon slowed them, or the
-  senders' core could not keep up (the reach line below tells which).
+  feeds fell behind their schedule (3% or more) because their writes waited for the daemon
+  (it read too slowly: a backlog upstream) did not hold; one whose sender fell behind for want
+  of CPU on its own core counts at the rate it sent.
 - Row 10, **burst**: 10 s at 120,000 events/s into the four sinks; how long the feeds took to
   send it, how long after it each sink held every event, and each sink's delivered rate from
   the first event to then.
@@ -64,6 +65,7 @@ from benchmarks.harness import SenderSpec, Work, start_senders, tables
 from benchmarks.procs import PYTHON
 from benchmarks.result import Row, RunResult
 from benchmarks.rows import MixFrames, Sizes
+from benchmarks.sender import ttmt_table
 
 SETTLE = 1.5  # the definition: every sink holds every event this long after the feeds stop
 POLL = 0.1  # between reads of /metrics (each costs the daemon a little)
@@ -96,18 +98,26 @@ class Feeds:
 
     def spec(
         self, work: Work, rate: float, seconds: float, *, hold: bool = True
-    ) -> tuple[SenderSpec, list[Path]]:
+    ) -> tuple[SenderSpec, list[Path], list[dict[str, Any]]]:
         """A sender of ``FEEDS`` streams that send ``rate`` events/s between them for
-        ``seconds`` (from its SIGUSR1, with ``hold``), and the files their ends are reported
-        in. New source names every time (see the module)."""
+        ``seconds`` (from its SIGUSR1, with ``hold``), the files their ends are reported in,
+        and their ``[[sources]]`` tables (the ports are chosen here, so the daemon can start
+        beside the sender). New source names every time (see the module)."""
         frame_rate = rate / self.per_frame / FEEDS
         frames = max(int(frame_rate * seconds), 1)
         done = [work.path(f"feed{i}.done") for i in range(FEEDS)]
+        ports = [procs.free_port() for _ in range(FEEDS)]
+        name = f"ttmt-{next(self._names)}"
         args = ["ttmt", "--frames", str(self.path), "--rate", f"{frame_rate:.1f}"]
         args += ["--events", str(frames), "--feeds", str(FEEDS), *(["--hold"] if hold else [])]
-        for path in done:
-            args += ["--done", str(path)]
-        return SenderSpec(f"ttmt-{next(self._names)}", tuple(args)), done
+        for path, port in zip(done, ports, strict=True):
+            args += ["--done", str(path), "--port", str(port)]
+        # A daemon that connects before the sender listens retries at once, not 0-0.5 s later.
+        tables = [
+            ttmt_table(f"{name}-{n}", port) | {"reconnect_min": 0.02}
+            for n, port in enumerate(ports, 1)
+        ]
+        return SenderSpec(name, tuple(args)), done, tables
 
 
 class Pids(msgspec.Struct, frozen=True):
@@ -168,6 +178,7 @@ class Watch(msgspec.Struct):
     sent: int  # events
     start: float  # the feeds' first and last write (time.monotonic())
     end: float
+    blocked: float  # seconds the feeds' writes waited for the daemon to read (the most of any)
     first: Scrape  # once every sink held the feeds' status events, before the feeds started
     stopped: Scrape  # the first read once the feeds had stopped
     last: Scrape
@@ -190,14 +201,30 @@ class Watch(msgspec.Struct):
         return self.sent / max(self.seconds, 1e-9)
 
     @property
-    def slowed(self) -> bool:
+    def late(self) -> bool:
+        """The feeds sent less than their schedule asked (for whatever reason)."""
         return self.rate < LATE * self.asked
+
+    @property
+    def slowed(self) -> bool:
+        """The daemon held the feeds back: they were late, and at least half of the delay was
+        spent in writes waiting for it to read (the rest: the sender's own core)."""
+        delay = self.seconds - self.sent / self.asked
+        return self.late and self.blocked >= delay / 2
 
     @property
     def held(self) -> bool:
         """Every sink held every event within the run's limit (``SETTLE`` for a probe), and
-        the feeds kept their schedule."""
+        the daemon did not hold the feeds back."""
         return not self.slowed and len(self.caught) == len(self.backlog)
+
+    def pace(self) -> str:
+        """Why the feeds were late, if they were."""
+        if self.slowed:
+            return f"the daemon slowed the feeds: {self.rate:,.0f}/s sent"
+        if self.late:
+            return f"the sender's core fell behind: {self.rate:,.0f}/s sent, never held back"
+        return ""
 
     def after(self, sink: str) -> float | None:
         """Seconds after the feeds stopped until ``sink`` held every event, or None."""
@@ -270,9 +297,9 @@ class Bench:
         """Feed a fresh daemon at ``rate`` for ``seconds``; watch every sink until it held all
         or ``limit`` s after the feeds stopped."""
         names = [s["name"] for s in sinks]
-        spec, dones = self.feeds.spec(self.work, rate, seconds)
+        spec, dones, known = self.feeds.spec(self.work, rate, seconds)
         timeout = self.sizes.timeout
-        with delivery.running(self.work, [spec], sinks) as run:
+        with delivery.running(self.work, [spec], sinks, known=known) as run:
             first = self._ready(run, names, timeout)
             pids = pids_of(delivery.readyz(run.port), run.daemon.pid, children)
             for pid in pids.delivery:
@@ -287,6 +314,7 @@ class Bench:
             ]
             sent = sum(self.feeds.events_in(e["frames"]) for e in ends)
             start, end = min(e["start"] for e in ends), max(e["end"] for e in ends)
+            blocked = max(e["blocked"] for e in ends)
             caught: dict[str, tuple[float, float]] = {}
             stopped: Scrape | None = None
             while True:
@@ -314,6 +342,7 @@ class Bench:
             sent,
             start,
             end,
+            blocked,
             first,
             stopped,
             last,
@@ -335,7 +364,7 @@ class Bench:
         while True:
             try:
                 s = delivery.scrape(run.metrics, run.daemon.pid)
-                if s.bus >= FEEDS and all(s.sinks.get(n, 0.0) >= s.bus for n in sinks):
+                if s.connected >= FEEDS and all(s.sinks.get(n, 0.0) >= s.bus for n in sinks):
                     return s
             except OSError:
                 pass  # not listening yet
@@ -388,9 +417,9 @@ def next_rate(
 def _probe_line(label: str, w: Watch) -> str:
     left = ", ".join(f"{n} {b:,}" for n, b in w.backlog.items())
     verdict = "held" if w.held else "did not hold"
-    slowed = f" (the feeds were slowed: {w.rate:,.0f}/s sent)" if w.slowed else ""
+    pace = f" ({w.pace()})" if w.late else ""
     return (
-        f"  {label} probe {w.asked:,.0f}/s: {w.sent:,} events sent in {w.seconds:.2f} s{slowed}; "
+        f"  {label} probe {w.asked:,.0f}/s: {w.sent:,} events sent in {w.seconds:.2f} s{pace}; "
         f"{verdict}; backlog {SETTLE} s after the feeds stopped: {left}; "
         f"CPU {w.cpu_us(w.last.bus - w.first.bus):.2f} µs/ev"
     )
@@ -420,14 +449,13 @@ def sustainable(
     events = best.last.bus - best.first.bus
     row.runs.append(RunResult(best.rate, best.cpu_us(events), best.rss_mb, best.sent))
     row.cpu_share = best.cpu_share()
-    notes = [f"held at {best.asked:,.0f}/s"]
+    notes = [f"held at {best.asked:,.0f}/s" + (f" ({best.pace()})" if best.late else "")]
     above = [r for r in failed if r > best.asked]
     if above:
         miss = probes[min(above)]
-        behind = ", ".join(f"{n} {b:,}" for n, b in miss.backlog.items() if b)
-        notes.append(f"not at {miss.asked:,.0f}/s ({behind or 'the feeds slowed'})")
-        if miss.slowed and miss.asked > reach:
-            notes.append(f"the senders reach {reach:,.0f}/s")
+        behind = ", ".join(f"{n} {b:,} behind" for n, b in miss.backlog.items() if b)
+        why = "; ".join(x for x in (miss.pace() if miss.slowed else "", behind) if x)
+        notes.append(f"not at {miss.asked:,.0f}/s ({why})")
     else:
         notes.append(f"no probe above it failed ({len(probes)} probes)")
     notes.append(best.memory())
@@ -453,9 +481,8 @@ def burst(bench: Bench, sinks: Sequence[dict[str, Any]], reach: float) -> Row:
     )
     rates = ", ".join(f"{n} {w.delivered_rate(n):,.0f}/s" for n in names)
     notes = [f"sent in {w.seconds:.1f} s ({w.rate:,.0f}/s)"]
-    if w.slowed:
-        why = "the daemon slowed the feeds" if reach >= w.asked else "beyond the senders' reach"
-        notes[0] += f": {why}"
+    if w.late:
+        notes[0] = f"sent in {w.seconds:.1f} s ({w.pace()})"
     every = None if None in done else max(t for t in done if t is not None)
     notes.append(f"every sink held every event {every:.1f} s after it" if every is not None else "")
     notes += [f"after it: {after}", f"delivered through it and after: {rates}", w.memory()]
@@ -499,7 +526,9 @@ def reach(bench: Bench) -> float:
     # Asked for far more than they can send: they send as fast as they can.
     rate = 1e9
     frames = bench.sizes.reach_frames
-    spec, dones = feeds.spec(bench.work, rate, frames * FEEDS * feeds.per_frame / rate, hold=False)
+    spec, dones, _ = feeds.spec(
+        bench.work, rate, frames * FEEDS * feeds.per_frame / rate, hold=False
+    )
     started = start_senders(bench.work, [spec])
     reader = None
     try:

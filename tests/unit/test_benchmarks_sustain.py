@@ -96,3 +96,42 @@ def test_a_paced_run_counts_every_event_it_sent_into_the_sink() -> None:
     assert w.pids.daemon > 0
     assert w.rss_daemon > 0
     msgspec.json.encode(w)  # a plain record: what the row prints comes from it
+
+
+def _watch(seconds: float, blocked: float, caught: list[str]) -> sustain.Watch:
+    s = Scrape(at=0.0, cpu=0.0, bus=0.0, sinks={}, buckets={})
+    return sustain.Watch(
+        asked=100.0,
+        sent=300,
+        start=10.0,
+        end=10.0 + seconds,
+        blocked=blocked,
+        first=s,
+        stopped=s,
+        last=s,
+        backlog={"a": 0 if "a" in caught else 5, "b": 0 if "b" in caught else 5},
+        caught=dict.fromkeys(caught, (11.0 + seconds, 300.0)),
+        cpu_daemon=1.0,
+        cpu_delivery=0.0,
+        rss_daemon=50.0,
+        rss_delivery=0.0,
+        pids=sustain.Pids(1, (), "one process"),
+    )
+
+
+def test_a_probe_holds_when_every_sink_caught_up_and_the_daemon_never_held_the_feeds_back() -> None:
+    """300 events asked at 100/s: on time and every sink caught up holds; a sink behind does
+    not; feeds late because their writes waited for the daemon do not hold, feeds late for want
+    of CPU on their own core hold at the rate they sent."""
+    assert _watch(3.0, 0.0, ["a", "b"]).held
+    assert not _watch(3.0, 0.0, ["a"]).held
+    held_back = _watch(4.0, 0.8, ["a", "b"])
+    assert held_back.late
+    assert held_back.slowed
+    assert not held_back.held
+    assert held_back.pace() == "the daemon slowed the feeds: 75/s sent"
+    busy_core = _watch(4.0, 0.1, ["a", "b"])
+    assert busy_core.late
+    assert not busy_core.slowed
+    assert busy_core.held
+    assert busy_core.pace().startswith("the sender's core fell behind: 75/s sent")
