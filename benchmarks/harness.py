@@ -204,7 +204,7 @@ def watch_lines(
             if lines and not seen:
                 seen = now
             if lines and first is None and now - seen >= warmup:
-                first = (now, lines, procs.cpu_seconds(proc.pid))
+                first = (now, lines, procs.family_cpu_seconds(proc.pid))
             if expected is not None and lines >= expected:
                 break
             if duration is not None and first is not None and now - first[0] >= duration:
@@ -214,7 +214,7 @@ def watch_lines(
             if now > deadline:
                 raise TimeoutError(f"{lines} of {expected} lines in {timeout:.0f}s")
             time.sleep(POLL)
-        cpu = procs.cpu_seconds(proc.pid)
+        cpu = procs.family_cpu_seconds(proc.pid)
     finally:
         if f is not None:
             f.close()
@@ -224,7 +224,8 @@ def watch_lines(
         # Everything arrived between two polls (a tiny run): count from the start instead.
         t0, n0, cpu0 = started, 0, 0.0
     n = lines - n0
-    rss = procs.status_kib(proc.pid, "VmHWM") / 1024
+    # The daemon and its delivery process together: the sinks' work is part of the row.
+    rss = procs.family_hwm_mib(proc.pid)
     return RunResult(n / max(now - t0, 1e-9), (cpu - cpu0) / n * 1e6, rss, n)
 
 

@@ -62,6 +62,34 @@ def unpin(pid: int) -> None:
             os.sched_setaffinity(tid, cores())
 
 
+def children(pid: int) -> list[int]:
+    """``pid``'s child processes, from every thread's ``children`` file."""
+    found: list[int] = []
+    for path in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found.extend(int(p) for p in path.read_text().split())
+        except OSError:
+            continue  # the thread ended meanwhile
+    return sorted(set(found))
+
+
+def family_cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and its children (the daemon and its delivery process)."""
+    return cpu_seconds(pid) + sum(_cpu_or_zero(c) for c in children(pid))
+
+
+def family_hwm_mib(pid: int) -> float:
+    """Peak RSS of ``pid`` and its children together, MiB."""
+    return sum(status_kib(p, "VmHWM") for p in (pid, *children(pid))) / 1024
+
+
+def _cpu_or_zero(pid: int) -> float:
+    try:
+        return cpu_seconds(pid)
+    except (OSError, ValueError):
+        return 0.0  # it ended meanwhile
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of ``pid`` so far."""
     raw = Path(f"/proc/{pid}/stat").read_bytes()

@@ -129,17 +129,6 @@ class Pids(msgspec.Struct, frozen=True):
     restarts: int = 0
 
 
-def children(pid: int) -> list[int]:
-    """``pid``'s child processes, from every thread's ``children`` file."""
-    found: list[int] = []
-    for path in Path(f"/proc/{pid}/task").glob("*/children"):
-        try:
-            found.extend(int(p) for p in path.read_text().split())
-        except OSError:
-            continue  # the thread ended meanwhile
-    return sorted(set(found))
-
-
 def pids_of(state: dict[str, Any], daemon: int, kids: Callable[[int], list[int]]) -> Pids:
     """The delivery process from ``/readyz``'s ``delivery`` object; without one (a daemon that
     predates it), the daemon's children, if any."""
@@ -301,7 +290,7 @@ class Bench:
         timeout = self.sizes.timeout
         with delivery.running(self.work, [spec], sinks, known=known) as run:
             first = self._ready(run, names, timeout)
-            pids = pids_of(delivery.readyz(run.port), run.daemon.pid, children)
+            pids = pids_of(delivery.readyz(run.port), run.daemon.pid, procs.children)
             for pid in pids.delivery:
                 # Spawned pinned to the daemon's core (inherited): the second core is its lever.
                 procs.unpin(pid)
@@ -333,7 +322,8 @@ class Bench:
             cpu1 = procs.cpu_seconds(pids.daemon), _cpu(pids.delivery)
             # A delivery process restarted meanwhile has a new pid: the restarts say so.
             pids = msgspec.structs.replace(
-                pids, restarts=pids_of(delivery.readyz(run.port), pids.daemon, children).restarts
+                pids,
+                restarts=pids_of(delivery.readyz(run.port), pids.daemon, procs.children).restarts,
             )
             rss = procs.status_kib(pids.daemon, "VmHWM") / 1024, _rss_mb(pids.delivery)
             _kill(run.daemon, pids)
@@ -378,7 +368,7 @@ class Bench:
 def _kill(daemon: subprocess.Popen[bytes], pids: Pids) -> None:
     """SIGKILL the daemon, then whatever delivered for it: what is left in the journal is of no
     interest once measured, and a drain of it would only make the bench longer."""
-    doomed = {*pids.delivery, *children(daemon.pid)}
+    doomed = {*pids.delivery, *procs.children(daemon.pid)}
     daemon.kill()
     daemon.wait()
     for pid in doomed:

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import msgspec
-from benchmarks import harness, rows, sustain
+from benchmarks import harness, procs, rows, sustain
 from benchmarks.delivery import Scrape
 
 
@@ -56,7 +56,7 @@ def test_the_delivery_process_comes_from_readyz_else_from_the_daemons_children()
 def test_children_lists_a_process_started_here() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        assert child.pid in sustain.children(os.getpid())
+        assert child.pid in procs.children(os.getpid())
     finally:
         child.kill()
         child.wait()
