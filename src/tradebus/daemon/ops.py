@@ -1,4 +1,5 @@
-"""The ops endpoint: ``/healthz``, ``/readyz`` and ``/metrics`` over HTTP (``[daemon] http``).
+"""The ops endpoint over HTTP (``[daemon] http``): ``/healthz``, ``/readyz``, ``/metrics`` and
+the event stream ``/api/v1/events`` (``stream.py``).
 
 ``/healthz`` is answered by the event loop itself, so a wedged loop fails it. ``/readyz`` is
 200 only while every required source is connected and every sink writes. ``/metrics`` is the
@@ -28,6 +29,8 @@ from prometheus_client.registry import Collector
 
 from tradebus import log
 from tradebus.config import http_address
+from tradebus.daemon import stream
+from tradebus.daemon.stream import Streams
 from tradebus.delivery.follower import LATENCY_BUCKETS
 from tradebus.errors import ConfigError
 from tradebus.schemas.events import event_type
@@ -247,9 +250,11 @@ def registry_for(daemon: Daemon) -> CollectorRegistry:
     return registry
 
 
-def application(daemon: Daemon) -> web.Application:
-    """The ops routes for ``daemon``."""
+def application(daemon: Daemon, streams: Streams | None = None) -> web.Application:
+    """The ops routes for ``daemon``; ``streams``: the event streams' registry (their limit)."""
     registry = registry_for(daemon)
+    if streams is None:
+        streams = Streams(daemon.config.daemon.http_max_clients)
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -270,6 +275,7 @@ def application(daemon: Daemon) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/v1/events", stream.handler(daemon.bus.journal, streams))
     return app
 
 
@@ -278,7 +284,12 @@ class OpsServer:
 
     def __init__(self, daemon: Daemon, address: str) -> None:
         self.host, self.port = http_address(address)
-        self._runner = web.AppRunner(application(daemon), access_log=None)
+        self.streams = Streams(daemon.config.daemon.http_max_clients)
+        self._unsubscribe = daemon.on_append(self.streams.wake)
+        # The event streams end when the endpoint stops (``streams.close``): no wait for them.
+        self._runner = web.AppRunner(
+            application(daemon, self.streams), access_log=None, shutdown_timeout=1.0
+        )
         self._log: Any = log.get()
 
     async def start(self) -> None:
@@ -298,4 +309,6 @@ class OpsServer:
         self._log.info("ops_endpoint_listening", host=self.host, port=self.port)
 
     async def stop(self) -> None:
+        self.streams.close()
+        self._unsubscribe()
         await self._runner.cleanup()
