@@ -10,6 +10,7 @@ event path nothing.
 
 from __future__ import annotations
 
+import hmac
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -34,6 +36,7 @@ from tradebus.daemon.stream import Streams
 from tradebus.delivery.follower import LATENCY_BUCKETS
 from tradebus.errors import ConfigError
 from tradebus.schemas.events import event_type
+from tradebus.secret import Secret
 
 if TYPE_CHECKING:
     from tradebus.daemon.app import Daemon
@@ -271,12 +274,38 @@ def application(daemon: Daemon, streams: Streams | None = None) -> web.Applicati
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    app = web.Application()
+    d = daemon.config.daemon
+    middlewares = [] if d.http_token is None else [bearer(d.http_token, every=d.http_token_all)]
+    app = web.Application(middlewares=middlewares)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/events", stream.handler(daemon.bus.journal, streams))
     return app
+
+
+# Open to probes and Prometheus without the token, unless http_token_all.
+PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def bearer(token: Secret, *, every: bool) -> Middleware:
+    """Ask for ``Authorization: Bearer <token>`` (RFC 6750) of every path but the probes'
+    (``every``: of those too). Compared in constant time; never logged."""
+    expected = b"Bearer " + token.reveal().encode()
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if every or request.path not in PROBES:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return web.Response(
+                    status=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="tradebus"'},
+                    text="401: this endpoint needs Authorization: Bearer <[daemon] http_token>\n",
+                )
+        return await handler(request)
+
+    return check
 
 
 class OpsServer:
