@@ -90,6 +90,11 @@ class DaemonCollector(Collector):
         connected = GaugeMetricFamily(
             "tradebus_source_connected", "1 while the source is connected.", labels=["source"]
         )
+        required = GaugeMetricFamily(
+            "tradebus_source_required",
+            "1 if the source holds readiness (required = true): alerts on these alone.",
+            labels=["source"],
+        )
         age = GaugeMetricFamily(
             "tradebus_source_last_event_age_seconds",
             "Seconds since the source last published (absent before its first event).",
@@ -110,9 +115,10 @@ class DaemonCollector(Collector):
             reconnects.add_metric([name], ctx.reconnects)
             gaps.add_metric([name], ctx.gaps)
             connected.add_metric([name], 1 if ctx.connected else 0)
+            required.add_metric([name], 1 if self.daemon.required.get(name, True) else 0)
             if ctx.last_event is not None:
                 age.add_metric([name], max(0.0, now - ctx.last_event))
-        yield from (events, bad, unknown, junk_times, reconnects, gaps, connected, age)
+        yield from (events, bad, unknown, junk_times, reconnects, gaps, connected, required, age)
 
     def _sinks(self) -> Iterator[Metric]:
         written = CounterMetricFamily(
