@@ -31,7 +31,7 @@ from prometheus_client.registry import Collector
 
 from tradebus import log
 from tradebus.config import http_address
-from tradebus.daemon import stream
+from tradebus.daemon import page, stream
 from tradebus.daemon.stream import Streams
 from tradebus.delivery.follower import LATENCY_BUCKETS
 from tradebus.errors import ConfigError
@@ -287,6 +287,8 @@ def application(daemon: Daemon, streams: Streams | None = None) -> web.Applicati
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/events", stream.handler(daemon.bus.journal, streams))
+    app.router.add_get("/", page.index)
+    app.router.add_get("/api/v1/status/stream", page.status_stream(daemon, streams))
     return app
 
 
