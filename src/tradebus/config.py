@@ -96,6 +96,9 @@ class DaemonConfig(_Closed, frozen=True, kw_only=True):
     delivery: Literal["process", "inline"] = "process"
 
     def __post_init__(self) -> None:
+        if self.http_token is not None and not self.http_token:
+            # "${TRADEBUS_HTTP_TOKEN:-}": one config serves with and without a token.
+            msgspec.structs.force_setattr(self, "http_token", None)
         if self.http is not None:
             host, _ = http_address(self.http)
             if self.http_token is None and not is_loopback(host):

@@ -72,8 +72,8 @@ CONFIG_DOCS: dict[str, str] = {
     "daemon.http_max_clients": "Event streams (`/api/v1/events`) served at once; the next "
     "is answered 503.",
     "daemon.http_token": "The Bearer token the ops endpoint asks of `/` and `/api/*` (at least "
-    "16 characters; a secret: `http_token_file` or `${VAR}`). Required when `http` listens "
-    "beyond loopback.",
+    "16 characters; a secret: `http_token_file` or `${VAR}`; empty is unset). Required when "
+    "`http` listens beyond loopback.",
     "daemon.http_token_all": "`true`: `/healthz`, `/readyz` and `/metrics` ask for "
     "`http_token` too (by default they stay open for probes and Prometheus).",
     "sources.name": "The source's name: the `source` field and the prefix of every event `id` "

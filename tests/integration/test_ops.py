@@ -355,7 +355,7 @@ async def test_binding_beyond_loopback_is_logged(tmp_path: Path) -> None:
     cfg = config.with_overrides(
         two_sources(tmp_path),
         daemon=config.DaemonConfig(
-            http=f"{ANY}:0", state_dir=str(tmp_path), http_token=Secret("t" * 32)
+            http=f"{ANY}:0", state_dir=str(tmp_path), http_token=Secret("ops-test-token-2b8e41d0")
         ),
     )
     daemon = Daemon(cfg, sinks=[Sink("out")], factories={"ttmt": Idle})

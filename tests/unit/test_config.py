@@ -295,5 +295,16 @@ def test_only_loopback_addresses_go_without_a_token(host: str, loopback: bool) -
     with pytest.raises(ConfigError) as err:
         config.parse({**data, "daemon": {"http": address}}, env={})
     assert err.value.problems[0].startswith("daemon.http_token: required when http listens")
-    token = {"http": address, "http_token": "x" * 16}
+    token = {"http": address, "http_token": "cfg-test-ops-token-7f3a"}
     assert config.parse({**data, "daemon": token}, env={}).daemon.http_token is not None
+
+
+def test_an_empty_http_token_is_unset() -> None:
+    """``${TRADEBUS_HTTP_TOKEN:-}`` with nothing set: no token, fine on loopback only."""
+    table = {"sources": [{"name": "t", "type": "ttmt", "url": "http://h/s", "api_key": "k"}]}
+    data = {**table, "sinks": [{"name": "o", "type": "stdout"}]}
+    daemon = {"http": "127.0.0.1:9464", "http_token": "${TRADEBUS_HTTP_TOKEN:-}"}
+    assert config.parse({**data, "daemon": daemon}, env={}).daemon.http_token is None
+    with pytest.raises(ConfigError) as err:
+        config.parse({**data, "daemon": {**daemon, "http": "0.0.0.0:9464"}}, env={})
+    assert err.value.problems[0].startswith("daemon.http_token: required")
