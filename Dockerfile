@@ -12,7 +12,8 @@ COPY --from=build /opt/tradebus /opt/tradebus
 COPY config/production.example.toml /etc/tradebus/tradebus.toml
 USER tradebus
 # Inside the container the ops endpoint must listen beyond loopback for a published port;
-# publish it on the host's loopback only (`-p 127.0.0.1:9464:9464`).
+# publish it on the host's loopback only (`-p 127.0.0.1:9464:9464`). Beyond loopback it needs
+# a token: `-e TRADEBUS_HTTP_TOKEN=...` (at least 16 characters), else it refuses to start.
 ENV PYTHONUNBUFFERED=1 \
     TRADEBUS_HTTP=0.0.0.0:9464
 EXPOSE 9464

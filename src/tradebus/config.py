@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 import re
 import tomllib
@@ -29,7 +30,9 @@ from tradebus.sinks.subject import SubjectTemplate
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
 Positive = Annotated[float, msgspec.Meta(gt=0)]
 Count = Annotated[int, msgspec.Meta(ge=1)]
-SECRET_FIELDS = frozenset({"api_key", "token", "password", "username", "secret", "user"})
+SECRET_FIELDS = frozenset(
+    {"api_key", "token", "password", "username", "secret", "user", "http_token"}
+)
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -42,6 +45,16 @@ def _check_url(url: str, schemes: tuple[str, ...]) -> None:
     if parts.scheme not in schemes or not parts.hostname:
         shown = url if len(url) <= 80 else url[:80] + "…"
         raise ValueError(f"url: expected an {'/'.join(schemes)} URL, got {shown!r}")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an ``http`` address's) is reachable from this machine alone."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: whatever it resolves to, it may be more than loopback
 
 
 def http_address(value: str) -> tuple[str, int]:
@@ -69,15 +82,32 @@ class DaemonConfig(_Closed, frozen=True, kw_only=True):
     log_format: Literal["json", "console"] | None = None
     # How long SIGTERM waits for sinks to write what was received before giving up.
     drain_timeout: Positive = 15.0
-    # The ops endpoint (/healthz /readyz /metrics) as "host:port"; off when unset.
+    # The ops endpoint (/healthz /readyz /metrics, the event stream) as "host:port"; off when
+    # unset.
     http: str | None = None
+    # Streams the ops endpoint serves at once (/api/v1/events); the next is refused with 503.
+    http_max_clients: Count = 16
+    # The Bearer token of /, /api/*; required when http listens beyond loopback.
+    http_token: Secret | None = None
+    # true: /healthz, /readyz and /metrics ask for the token too.
+    http_token_all: bool = False
     # "process": the sinks run in a delivery process of their own (the second core), which
     # the daemon supervises; "inline": in the daemon's own loop (one core, embedding).
     delivery: Literal["process", "inline"] = "process"
 
     def __post_init__(self) -> None:
+        if self.http_token is not None and not self.http_token:
+            # "${TRADEBUS_HTTP_TOKEN:-}": one config serves with and without a token.
+            msgspec.structs.force_setattr(self, "http_token", None)
         if self.http is not None:
-            http_address(self.http)
+            host, _ = http_address(self.http)
+            if self.http_token is None and not is_loopback(host):
+                raise ValueError(
+                    f"http_token: required when http listens beyond loopback ({host}): set "
+                    "http_token or http_token_file, or listen on 127.0.0.1"
+                )
+        if self.http_token is not None and len(self.http_token.reveal()) < 16:
+            raise ValueError("http_token: expected at least 16 characters")
 
 
 # --- sources --------------------------------------------------------------------------------
@@ -532,6 +562,8 @@ def parse(data: dict[str, Any], env: dict[str, str] | None = None) -> Config:
     env = dict(os.environ) if env is None else env
     problems: list[str] = []
     data = _interpolate(data, "", env, problems)
+    if isinstance(data.get("daemon"), dict):
+        _read_secret_files(data["daemon"], "daemon", env, problems)
     for section in ("sources", "sinks"):
         tables = data.get(section)
         if isinstance(tables, list):
@@ -601,6 +633,9 @@ def load_daemon(
     if not isinstance(daemon, dict):
         problems.append("daemon: expected a table ([daemon])")
     elif not problems:
+        # Reading the state dir needs no ops endpoint, so not its token either.
+        for key in ("http", "http_token", "http_token_file"):
+            daemon.pop(key, None)
         problems += _table_problems(daemon, DaemonConfig, "daemon")
     if problems:
         raise ConfigError(problems)
@@ -626,6 +661,11 @@ def exposed_secrets(path: str | Path) -> list[str]:
     except (OSError, tomllib.TOMLDecodeError):
         return []  # ``load`` reports those
     found = []
+    daemon = data.get("daemon")
+    if isinstance(daemon, dict):
+        token = daemon.get("http_token")
+        if isinstance(token, str) and _literal(token):
+            found.append("daemon.http_token")
     for section in ("sources", "sinks"):
         tables = data.get(section)
         for i, table in enumerate(tables if isinstance(tables, list) else []):

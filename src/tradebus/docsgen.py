@@ -67,8 +67,16 @@ CONFIG_DOCS: dict[str, str] = {
     "daemon.delivery": '`"process"`: the sinks run in a delivery process of their own (the '
     'second core), supervised by the daemon and restarted if it dies; `"inline"`: in the '
     "daemon's own event loop (one core, embedding).",
-    "daemon.http": "The ops endpoint (`/healthz`, `/readyz`, `/metrics`) as `host:port` "
-    "(`[v6]:port` for IPv6); off when unset. An address beyond loopback is allowed and logged.",
+    "daemon.http": "The ops endpoint (`/healthz`, `/readyz`, `/metrics`, the event stream "
+    "`/api/v1/events`) as `host:port` (`[v6]:port` for IPv6); off when unset. An address beyond "
+    "loopback needs `http_token`.",
+    "daemon.http_max_clients": "Event streams (`/api/v1/events`) served at once; the next "
+    "is answered 503.",
+    "daemon.http_token": "The Bearer token the ops endpoint asks of `/` and `/api/*` (at least "
+    "16 characters; a secret: `http_token_file` or `${VAR}`; empty is unset). Required when "
+    "`http` listens beyond loopback.",
+    "daemon.http_token_all": "`true`: `/healthz`, `/readyz` and `/metrics` ask for "
+    "`http_token` too (by default they stay open for probes and Prometheus).",
     "sources.name": "The source's name: the `source` field and the prefix of every event `id` "
     "it gives. Unique among sources.",
     "sources.url": "The upstream's endpoint (`http` or `https`).",

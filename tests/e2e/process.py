@@ -77,17 +77,23 @@ def write_config(tmp_path: Path, sims: list[Simulator], daemon: str = "") -> Pat
 
 
 async def start_daemon(
-    config: Path, env: dict[str, str] | None = None, args: Sequence[str] = ()
+    config: Path,
+    env: dict[str, str] | None = None,
+    args: Sequence[str] = (),
+    *,
+    quiet: bool = False,
 ) -> Daemon:
-    """`tradebus run -c config *args`, its stdout and stderr piped to the test."""
+    """`tradebus run -c config *args`, its stdout and stderr piped to the test (``quiet``: to
+    nowhere, for a test that reads neither)."""
+    out = asyncio.subprocess.DEVNULL if quiet else asyncio.subprocess.PIPE
     proc = await asyncio.create_subprocess_exec(
         *TRADEBUS,
         "run",
         "-c",
         str(config),
         *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        stdout=out,
+        stderr=out,
         env={**os.environ, **(env or {})},
     )
     return Daemon(proc)

@@ -23,6 +23,7 @@ from tradebus.daemon.ops import OpsServer
 from tradebus.delivery.links import InlineDelivery
 from tradebus.errors import ConfigError, FatalSinkError
 from tradebus.schemas.events import QuoteData, QuoteUpdated
+from tradebus.secret import Secret
 from tradebus.sinks.base import Batch, SinkContext, factory_for
 
 T = "2026-06-09T14:32:01.123Z"
@@ -351,10 +352,12 @@ async def test_promtool_accepts_the_metrics(running: Running) -> None:
 
 
 async def test_binding_beyond_loopback_is_logged(tmp_path: Path) -> None:
-    """A non-loopback address is allowed and said so in the log."""
+    """A non-loopback address (with its token) is allowed and said so in the log."""
     cfg = config.with_overrides(
         two_sources(tmp_path),
-        daemon=config.DaemonConfig(http=f"{ANY}:0", state_dir=str(tmp_path)),
+        daemon=config.DaemonConfig(
+            http=f"{ANY}:0", state_dir=str(tmp_path), http_token=Secret("ops-test-token-2b8e41d0")
+        ),
     )
     daemon = Daemon(cfg, sinks=[Sink("out")], factories={"ttmt": Idle})
     with capture_logs() as logs:

@@ -268,3 +268,43 @@ def test_exposed_secrets_leaves_unreadable_and_invalid_files_to_load(tmp_path: P
     bad.write_text("[[sources]\n")
     bad.chmod(0o644)
     assert config.exposed_secrets(bad) == []
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),  # noqa: S104 - every address is what is checked
+        ("::", False),
+        ("192.168.1.10", False),
+        ("ops.example", False),
+    ],
+)
+def test_only_loopback_addresses_go_without_a_token(host: str, loopback: bool) -> None:
+    """A name or any non-loopback address needs http_token; the error names that key."""
+    assert config.is_loopback(host) is loopback
+    table = {"sources": [{"name": "t", "type": "ttmt", "url": "http://h/s", "api_key": "k"}]}
+    data = {**table, "sinks": [{"name": "o", "type": "stdout"}]}
+    address = f"[{host}]:9464" if ":" in host else f"{host}:9464"
+    if loopback:
+        config.parse({**data, "daemon": {"http": address}}, env={})
+        return
+    with pytest.raises(ConfigError) as err:
+        config.parse({**data, "daemon": {"http": address}}, env={})
+    assert err.value.problems[0].startswith("daemon.http_token: required when http listens")
+    token = {"http": address, "http_token": "cfg-test-ops-token-7f3a"}
+    assert config.parse({**data, "daemon": token}, env={}).daemon.http_token is not None
+
+
+def test_an_empty_http_token_is_unset() -> None:
+    """``${TRADEBUS_HTTP_TOKEN:-}`` with nothing set: no token, fine on loopback only."""
+    table = {"sources": [{"name": "t", "type": "ttmt", "url": "http://h/s", "api_key": "k"}]}
+    data = {**table, "sinks": [{"name": "o", "type": "stdout"}]}
+    daemon = {"http": "127.0.0.1:9464", "http_token": "${TRADEBUS_HTTP_TOKEN:-}"}
+    assert config.parse({**data, "daemon": daemon}, env={}).daemon.http_token is None
+    with pytest.raises(ConfigError) as err:
+        config.parse({**data, "daemon": {**daemon, "http": "0.0.0.0:9464"}}, env={})
+    assert err.value.problems[0].startswith("daemon.http_token: required")

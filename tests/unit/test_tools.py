@@ -121,6 +121,6 @@ def test_the_report_names_a_missing_tool_and_the_command(tmp_path: Path) -> None
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == (
-        "not installed: promtool systemd-analyze curl; the tests that need them are skipped"
-        " (to run them: sudo make tools)\n"
+        "not installed: promtool systemd-analyze curl chromium; the tests that need them are"
+        " skipped (to run them: sudo make tools)\n"
     )

@@ -73,6 +73,7 @@ class Daemon:
         # a sink behind since then lags at least that long.
         self.marks = Marks(before=history.stopped_at)
         self.marks.add(journal.next_seq, time.time())
+        self._listeners: list[Callable[[], None]] = []
         self.link: DeliveryLink
         try:
             if sinks is not None or d.delivery == "inline":
@@ -237,6 +238,14 @@ class Daemon:
     def _appended(self, mark: Watermark) -> None:
         self.marks.add(mark.end_seq, mark.time)
         self.link.advance(mark)
+        for listener in self._listeners:
+            listener()
+
+    def on_append(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` after every journal append (a follower in this process, such as
+        the ops endpoint's event stream, waits on it); the function returned unsubscribes."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
 
     def cursors(self) -> dict[str, int]:
         """Every sink's cursor as delivery last reported it."""

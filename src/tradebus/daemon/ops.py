@@ -1,4 +1,5 @@
-"""The ops endpoint: ``/healthz``, ``/readyz`` and ``/metrics`` over HTTP (``[daemon] http``).
+"""The ops endpoint over HTTP (``[daemon] http``): ``/healthz``, ``/readyz``, ``/metrics`` and
+the event stream ``/api/v1/events`` (``stream.py``).
 
 ``/healthz`` is answered by the event loop itself, so a wedged loop fails it. ``/readyz`` is
 200 only while every required source is connected and every sink writes. ``/metrics`` is the
@@ -9,6 +10,7 @@ event path nothing.
 
 from __future__ import annotations
 
+import hmac
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -28,9 +31,12 @@ from prometheus_client.registry import Collector
 
 from tradebus import log
 from tradebus.config import http_address
+from tradebus.daemon import page, stream
+from tradebus.daemon.stream import Streams
 from tradebus.delivery.follower import LATENCY_BUCKETS
 from tradebus.errors import ConfigError
 from tradebus.schemas.events import event_type
+from tradebus.secret import Secret
 
 if TYPE_CHECKING:
     from tradebus.daemon.app import Daemon
@@ -96,6 +102,11 @@ class DaemonCollector(Collector):
             "1 for the recording file a source is writing now (its path a label).",
             labels=["source", "path"],
         )
+        required = GaugeMetricFamily(
+            "tradebus_source_required",
+            "1 if the source holds readiness (required = true): alerts on these alone.",
+            labels=["source"],
+        )
         age = GaugeMetricFamily(
             "tradebus_source_last_event_age_seconds",
             "Seconds since the source last published (absent before its first event).",
@@ -120,9 +131,10 @@ class DaemonCollector(Collector):
             if path is not None:
                 recorded.add_metric([name], ctx.transport.recorded_bytes)
                 recording.add_metric([name, path], 1)
+            required.add_metric([name], 1 if self.daemon.required.get(name, True) else 0)
             if ctx.last_event is not None:
                 age.add_metric([name], max(0.0, now - ctx.last_event))
-        yield from (events, bad, unknown, junk_times, reconnects, gaps, connected, age)
+        yield from (events, bad, unknown, junk_times, reconnects, gaps, connected, required, age)
         yield from (recorded, recording)
 
     def _sinks(self) -> Iterator[Metric]:
@@ -284,9 +296,11 @@ def registry_for(daemon: Daemon) -> CollectorRegistry:
     return registry
 
 
-def application(daemon: Daemon) -> web.Application:
-    """The ops routes for ``daemon``."""
+def application(daemon: Daemon, streams: Streams | None = None) -> web.Application:
+    """The ops routes for ``daemon``; ``streams``: the event streams' registry (their limit)."""
     registry = registry_for(daemon)
+    if streams is None:
+        streams = Streams(daemon.config.daemon.http_max_clients)
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -315,12 +329,41 @@ def application(daemon: Daemon) -> web.Application:
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    app = web.Application()
+    d = daemon.config.daemon
+    middlewares = [] if d.http_token is None else [bearer(d.http_token, every=d.http_token_all)]
+    app = web.Application(middlewares=middlewares)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/-/reload", reload)
+    app.router.add_get("/api/v1/events", stream.handler(daemon.bus.journal, streams))
+    app.router.add_get("/", page.index)
+    app.router.add_get("/api/v1/status/stream", page.status_stream(daemon, streams))
     return app
+
+
+# Open to probes and Prometheus without the token, unless http_token_all.
+PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def bearer(token: Secret, *, every: bool) -> Middleware:
+    """Ask for ``Authorization: Bearer <token>`` (RFC 6750) of every path but the probes'
+    (``every``: of those too). Compared in constant time; never logged."""
+    expected = b"Bearer " + token.reveal().encode()
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if every or request.path not in PROBES:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return web.Response(
+                    status=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="tradebus"'},
+                    text="401: this endpoint needs Authorization: Bearer <[daemon] http_token>\n",
+                )
+        return await handler(request)
+
+    return check
 
 
 class OpsServer:
@@ -328,7 +371,12 @@ class OpsServer:
 
     def __init__(self, daemon: Daemon, address: str) -> None:
         self.host, self.port = http_address(address)
-        self._runner = web.AppRunner(application(daemon), access_log=None)
+        self.streams = Streams(daemon.config.daemon.http_max_clients)
+        self._unsubscribe = daemon.on_append(self.streams.wake)
+        # The event streams end when the endpoint stops (``streams.close``): no wait for them.
+        self._runner = web.AppRunner(
+            application(daemon, self.streams), access_log=None, shutdown_timeout=1.0
+        )
         self._log: Any = log.get()
 
     async def start(self) -> None:
@@ -348,4 +396,6 @@ class OpsServer:
         self._log.info("ops_endpoint_listening", host=self.host, port=self.port)
 
     async def stop(self) -> None:
+        self.streams.close()
+        self._unsubscribe()
         await self._runner.cleanup()

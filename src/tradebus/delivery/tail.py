@@ -58,7 +58,26 @@ class Marks:
             self.start = max(self.start, below)
 
 
-class JournalTail:
+class Wakeups:
+    """Followers waiting at the end of the journal: ``wake`` sets each one's event."""
+
+    def __init__(self) -> None:
+        self._waiters: set[asyncio.Event] = set()
+
+    def waiter(self) -> asyncio.Event:
+        event = asyncio.Event()
+        self._waiters.add(event)
+        return event
+
+    def forget(self, waiter: asyncio.Event) -> None:
+        self._waiters.discard(waiter)
+
+    def wake(self) -> None:
+        for waiter in self._waiters:
+            waiter.set()
+
+
+class JournalTail(Wakeups):
     """The readable journal: closed segments as listed on disk, the active one as far as the
     watermark says. ``changed`` wakes the followers waiting at the end."""
 
@@ -67,7 +86,7 @@ class JournalTail:
         self.mark = Watermark(0, 0, 0, 0.0)
         self.marks = Marks()
         self._closed: tuple[SegmentView, ...] = ()
-        self._waiters: set[asyncio.Event] = set()
+        super().__init__()
         self._view: View | None = None
 
     @property
@@ -83,8 +102,7 @@ class JournalTail:
         self.mark = mark
         self._view = None
         self.marks.add(mark.end_seq, mark.time)
-        for waiter in self._waiters:
-            waiter.set()
+        self.wake()
 
     def refresh(self) -> None:
         """List the closed segments again (retention deleted some since)."""
@@ -107,11 +125,3 @@ class JournalTail:
             segments = (*self._closed, active) if mark.segment else self._closed
             view = self._view = View(segments, mark.end_seq)
         return view
-
-    def waiter(self) -> asyncio.Event:
-        event = asyncio.Event()
-        self._waiters.add(event)
-        return event
-
-    def forget(self, waiter: asyncio.Event) -> None:
-        self._waiters.discard(waiter)
