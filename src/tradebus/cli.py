@@ -223,11 +223,11 @@ def _cmd_reload(args: argparse.Namespace) -> int:
     url = args.url
     if url is None and args.config is not None:
         # The file only says where the endpoint is: the daemon re-reads the file it runs.
-        daemon, _ = config.load_daemon(args.config)
-        if daemon.http is None:
+        address = config.ops_address(args.config)
+        if address is None:
             print(f"tradebus reload: {args.config} has no [daemon] http to ask", file=sys.stderr)
             return 1
-        host, port = config.http_address(daemon.http)
+        host, port = config.http_address(address)
         host = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host  # noqa: S104
         url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     try:

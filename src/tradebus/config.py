@@ -615,6 +615,22 @@ def load(path: str | Path, env: dict[str, str] | None = None) -> Config:
     return parse(_read(path), env)
 
 
+def ops_address(path: str | Path, env: dict[str, str] | None = None) -> str | None:
+    """``[daemon] http`` of a config file alone (interpolated): where ``tradebus reload`` asks.
+    Nothing else of the file is checked, and no secret has to be at hand."""
+    data = _read(path)
+    env = dict(os.environ) if env is None else env
+    problems: list[str] = []
+    daemon = data.get("daemon", {})
+    raw = daemon.get("http") if isinstance(daemon, dict) else None
+    address = _interpolate(raw, "daemon.http", env, problems)
+    if address is not None and not isinstance(address, str):
+        problems.append("daemon.http: expected a string host:port")
+    if problems:
+        raise ConfigError(problems)
+    return str(address) if address is not None else None
+
+
 def load_daemon(
     path: str | Path, env: dict[str, str] | None = None
 ) -> tuple[DaemonConfig, list[str]]:
