@@ -92,7 +92,11 @@ async def test_random_reloads_keep_unchanged_sources_and_the_file_sink(tmp_path:
             # SIGHUP: the same re-read, and the files reopened.
             _config(r, extra, '\n[[sinks]]\nname = "hup"\ntype = "stdout"\n')
             proc.send_signal(signal.SIGHUP)
-            await r.until_ready(lambda b: "hup" in b["sinks"], 10)
+            # The sink shows as soon as delivery has it, the reload's count once all of it is
+            # applied: wait for the count (the generation), not for the sink alone.
+            await r.until_ready(
+                lambda b: "hup" in b["sinks"] and b["reload"]["generation"] == 12, 10
+            )
             metrics = await _metrics(r)
             assert 'tradebus_config_reloads_total{result="applied"} 11.0' in metrics
             assert "tradebus_config_generation 12.0" in metrics
