@@ -26,8 +26,8 @@ the optional methods). Then, in the delivery process:
   crash the last batch may come again, so a sink keys on the event ``id``.
 - ``RetryableSinkError`` from ``open``/``write``: the same batch is written again after a
   backoff, the cursor unmoved. ``FatalSinkError``: the sink is stopped and reported failed
-  (it cannot work as configured). Any other exception is a bug: reported, retried like the
-  first.
+  (it cannot work as configured), the cursor kept for a restart. Any other exception is a bug,
+  not a delivery failure: nothing retries it, so translate what may pass into the first.
 - ``metrics()``: the sink's own counters, exported by the ops endpoint as
   ``tradebus_sink_plugin_<key>{sink="<name>"}``; ``retries`` and ``dead_letters`` also feed
   the counters every sink has. ``errors()``: the failure in force now and the latest one.
