@@ -20,7 +20,8 @@ the optional methods). Then, in the delivery process:
   letter, a way to ask the journal for the event id at a seq.
 - ``write(batch)`` with a ``Batch``: JSON lines (``batch.chunks`` / ``batch.data``), the
   Event structs too when ``needs_events``, and the seq range ``first_seq..last_seq`` it stands
-  for (filters may have left fewer lines than seqs). At most ``max_batch`` events (0: any).
+  for (filters may have left fewer lines than seqs). At most ``max_batch`` events (0: any);
+  with ``linger`` seconds, the follower near the tail waits that long for a batch to fill.
 - Returning from ``write`` acknowledges the batch: the sink's durable cursor moves to
   ``last_seq`` and it is never given those seqs again. Delivery is at-least-once: after a
   crash the last batch may come again, so a sink keys on the event ``id``.

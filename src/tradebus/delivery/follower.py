@@ -98,7 +98,6 @@ class Follower:
         cursor: int,
         context: SinkContext,
         *,
-        linger: float = 0.0,
         opened: bool = False,
     ) -> None:
         self.sink = sink
@@ -107,7 +106,7 @@ class Follower:
         self.type = kind(config)
         self.filter = sink_filter(config)
         self.limit = max(0, sink.max_batch)
-        self.linger = linger
+        self.linger = sink.linger
         self.tail = tail
         self.context = context
         self.cursor = cursor

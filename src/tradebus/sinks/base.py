@@ -120,6 +120,9 @@ class Sink(Protocol):
     # the sink's cursor moves past each one, so a sink that sends one request per event (a
     # webhook's "json") says 1, and a restart never resends what a receiver already took.
     max_batch: int
+    # Seconds its follower waits for a batch to fill (up to ``max_batch``) before a write that
+    # would be smaller, while the journal's tail is near: fewer, fuller requests. 0: none.
+    linger: float = 0.0
 
     async def open(self, ctx: SinkContext) -> None: ...
 

@@ -265,6 +265,7 @@ class WebhookSink(Sink):
         self.dead_letter_path: Path | None = None
         self._told: Callable[[str], None] = _nobody
         self._config = config
+        self.linger = config.batch_linger_ms / 1000
         self._url = config.url
         self._shown_url = log.redact_url(config.url)
         self._key = webhook_key(config.secret) if config.secret is not None else None
