@@ -37,7 +37,7 @@ from tradebus.registry import Registry
 from tradebus.reload import RESTART_ONLY
 from tradebus.schemas import events as ev
 from tradebus.secret import Secret
-from tradebus.sinks.base import Batch, SinkContext
+from tradebus.sinks.base import Batch, Sink, SinkContext
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -781,7 +781,7 @@ def _status(source: str) -> Iterator[ev.Event]:
         yield msgspec.structs.replace(event, time=RECEIVED, received=RECEIVED)
 
 
-class _Nowhere:
+class _Nowhere(Sink):
     """A sink that is never opened: what the bus needs of one to say what it lost."""
 
     name = "archive"
