@@ -3,13 +3,18 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The example plugin (a package of its own), installed next to tradebus: tests run a daemon
+# that finds it by its entry point.
+EXAMPLE := examples/tradebus-sink-sqlite
+LINTED := src tests benchmarks $(EXAMPLE)
 
 .PHONY: demo test lint typecheck tools unit bench soak soak-sink-down docs clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(EXAMPLE)/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps -e $(EXAMPLE)
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -17,8 +22,8 @@ demo: $(STAMP)
 	$(BIN)/tradebus demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

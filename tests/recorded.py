@@ -24,12 +24,12 @@ from tradebus.daemon.app import Daemon
 from tradebus.recording import files, replay
 from tradebus.recording import format as fmt
 from tradebus.schemas.events import Event
-from tradebus.sinks.base import Batch, SinkContext
+from tradebus.sinks.base import Batch, Sink, SinkContext
 
 _decode = msgspec.json.Decoder(Event)
 
 
-class Lines:
+class Lines(Sink):
     """A sink that keeps the lines it is given (as the stdout sink would write them)."""
 
     name = "lines"

@@ -15,7 +15,7 @@ import os
 import re
 import tomllib
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias
 from urllib.parse import urlsplit
@@ -205,7 +205,8 @@ class Mt4BridgeSource(SourceBase, tag="mt4bridge", frozen=True, kw_only=True):
     max_message_bytes: Count = 16 * 1024 * 1024
 
 
-SourceConfig: TypeAlias = TtmtSource | TpAlertsSource | TraderWsSource | Mt4BridgeSource
+# A ``[[sources]]`` table: a built-in's struct or an installed plugin's (``source_kinds``).
+SourceConfig: TypeAlias = SourceBase
 
 
 # --- sinks ----------------------------------------------------------------------------------
@@ -393,7 +394,27 @@ class WebhookSinkConfig(SinkBase, tag="webhook", frozen=True, kw_only=True):
                 raise ValueError(f"headers: the value of {name!r} has a line break or NUL")
 
 
-SinkConfig: TypeAlias = StdoutSinkConfig | FileSinkConfig | WebhookSinkConfig | NatsSinkConfig
+# A ``[[sinks]]`` table: a built-in's struct or an installed plugin's (``sink_kinds``).
+SinkConfig: TypeAlias = SinkBase
+
+
+def source_kinds() -> dict[str, type[SourceBase]]:
+    """Each ``[[sources]]`` ``type`` to its config struct, from the installed plugins."""
+    from tradebus.plugin import SOURCES
+
+    return {t: p.config for t, p in SOURCES.plugins().items()}
+
+
+def sink_kinds() -> dict[str, type[SinkBase]]:
+    """Each ``[[sinks]]`` ``type`` to its config struct, from the installed plugins."""
+    from tradebus.plugin import SINKS
+
+    return {t: p.config for t, p in SINKS.plugins().items()}
+
+
+def table_list(kinds: dict[str, type[Any]]) -> Any:
+    """``list[<the tagged union of kinds' structs>]``: decodes ``[[sinks]]`` in one call."""
+    return list[typing.Union[tuple(kinds.values())]]  # type: ignore[misc] # noqa: UP007 - built at run time
 
 
 class Config(_Closed, frozen=True, kw_only=True):
@@ -476,11 +497,6 @@ def _pretty(error: msgspec.ValidationError, base: str = "") -> str:
     return f"{where}: {message}" if where else message
 
 
-def _tags(union: Any) -> dict[str, type[msgspec.Struct]]:
-    """The ``type`` tags of a ``[[sources]]`` or ``[[sinks]]`` union, to their structs."""
-    return {str(c.__struct_config__.tag): c for c in typing.get_args(union)}
-
-
 def _choices(tp: Any) -> list[str]:
     """The values a ``Literal`` allows, found inside ``tp`` (``Literal[…] | None``, lists)."""
     if typing.get_origin(tp) is Literal:
@@ -532,12 +548,15 @@ def _problems(data: dict[str, Any]) -> list[str]:
         found += _table_problems(daemon, DaemonConfig, "daemon")
     else:
         found.append("daemon: expected a table ([daemon])")
-    for section, union in (("sources", SourceConfig), ("sinks", SinkConfig)):
+    sections: tuple[tuple[str, dict[str, Any]], ...] = (
+        ("sources", source_kinds()),
+        ("sinks", sink_kinds()),
+    )
+    for section, kinds in sections:
         tables = data.get(section, [])
         if not isinstance(tables, list):
             found.append(f"{section}: expected [[{section}]] tables")
             continue
-        kinds = _tags(union)
         for i, table in enumerate(tables):
             path = f"{section}[{i}]"
             if not isinstance(table, dict):
@@ -576,7 +595,16 @@ def parse(data: dict[str, Any], env: dict[str, str] | None = None) -> Config:
     if problems:
         raise ConfigError(problems)
     try:
-        config = msgspec.convert(data, Config, dec_hook=dec_hook)
+        rest = {k: v for k, v in data.items() if k not in ("sources", "sinks")}
+        config = msgspec.structs.replace(
+            msgspec.convert(rest, Config, dec_hook=dec_hook),
+            sources=msgspec.convert(
+                data.get("sources", []), table_list(source_kinds()), dec_hook=dec_hook
+            ),
+            sinks=msgspec.convert(
+                data.get("sinks", []), table_list(sink_kinds()), dec_hook=dec_hook
+            ),
+        )
     except msgspec.ValidationError as exc:  # what the checks above did not foresee
         raise ConfigError([_pretty(exc)]) from None
     _check_names(config, problems)
@@ -586,7 +614,11 @@ def parse(data: dict[str, Any], env: dict[str, str] | None = None) -> Config:
 
 
 def _check_names(config: Config, problems: list[str]) -> None:
-    for section, items in (("sources", config.sources), ("sinks", config.sinks)):
+    sections: tuple[tuple[str, Sequence[SourceBase | SinkBase]], ...] = (
+        ("sources", config.sources),
+        ("sinks", config.sinks),
+    )
+    for section, items in sections:
         seen: dict[str, int] = {}
         for i, item in enumerate(items):
             if item.name in seen:

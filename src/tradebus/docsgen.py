@@ -32,10 +32,12 @@ import msgspec
 import msgspec.inspect as mi
 
 from tradebus import config, log
+from tradebus.plugin import SINKS, SOURCES
+from tradebus.registry import Registry
 from tradebus.reload import RESTART_ONLY
 from tradebus.schemas import events as ev
 from tradebus.secret import Secret
-from tradebus.sinks.base import Batch, SinkContext
+from tradebus.sinks.base import Batch, Sink, SinkContext
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -453,6 +455,16 @@ def _variants(union: Any) -> list[type[msgspec.Struct]]:
     return list(typing.get_args(union))
 
 
+def _registry(section: str) -> Registry[Any]:
+    return SINKS if section == "sinks" else SOURCES
+
+
+def builtin_configs(section: str) -> list[type[msgspec.Struct]]:
+    """The built-in config structs of ``[[sources]]`` or ``[[sinks]]``, in registry order."""
+    registry = _registry(section)
+    return [p.config for t, p in registry.plugins().items() if registry.builtin(t)]
+
+
 def _tag(cls: type[msgspec.Struct]) -> str:
     return str(cls.__struct_config__.tag)
 
@@ -461,14 +473,11 @@ def config_keys() -> Iterator[tuple[str, mi.Field]]:
     """Every config key as its ``CONFIG_DOCS`` key and its field, in document order."""
     for f in _fields(config.DaemonConfig):
         yield config_key("daemon", None, f.name, shared=True), f
-    for section, base, union in (
-        ("sources", config.SourceBase, config.SourceConfig),
-        ("sinks", config.SinkBase, config.SinkConfig),
-    ):
+    for section, base in (("sources", config.SourceBase), ("sinks", config.SinkBase)):
         shared = {f.name for f in _fields(base)}
         for f in _fields(base):
             yield config_key(section, None, f.name, shared=True), f
-        for cls in _variants(union):
+        for cls in builtin_configs(section):
             tag = _tag(cls)
             for f in _fields(cls):
                 if f.name not in shared:
@@ -509,15 +518,15 @@ def _key_table(section: str, tag: str | None, fields: Sequence[mi.Field], shared
     return "\n".join(_table(["key", "type", "default", "meaning"], rows))
 
 
-def _section(section: str, base: type, union: Any) -> str:
+def _section(section: str, base: type) -> str:
     shared = {f.name for f in _fields(base)}
-    types = ", ".join(f"`{_tag(cls)}`" for cls in _variants(union))
+    types = ", ".join(f"`{_tag(cls)}`" for cls in builtin_configs(section))
     out = [
         f"Every `[[{section}]]` table has a `type` ({types}) and these keys:",
         "",
         _key_table(section, None, _fields(base), shared=True),
     ]
-    for cls in _variants(union):
+    for cls in builtin_configs(section):
         tag = _tag(cls)
         own = [f for f in _fields(cls) if f.name not in shared]
         out += ["", f'### `type = "{tag}"`', ""]
@@ -542,11 +551,45 @@ def render_daemon() -> str:
 
 
 def render_sources() -> str:
-    return _section("sources", config.SourceBase, config.SourceConfig)
+    return _section("sources", config.SourceBase)
 
 
 def render_sinks() -> str:
-    return _section("sinks", config.SinkBase, config.SinkConfig)
+    return _section("sinks", config.SinkBase)
+
+
+def _described(f: mi.Field) -> tuple[mi.Field, str]:
+    """A plugin's field without its ``msgspec.Meta`` wrapper, and the description it gave."""
+    t = f.type
+    if isinstance(t, mi.Metadata):
+        return msgspec.structs.replace(f, type=t.type), str(
+            (t.extra_json_schema or {}).get("description", "")
+        )
+    return f, ""
+
+
+def render_plugins() -> str:
+    """The keys of each installed plugin (not the built-ins), from its fields' descriptions."""
+    out: list[str] = []
+    for section, base in (("sinks", config.SinkBase), ("sources", config.SourceBase)):
+        registry = _registry(section)
+        shared = {f.name for f in _fields(base)}
+        for tag, plugin in registry.plugins().items():
+            if registry.builtin(tag):
+                continue
+            rows = []
+            for field in _fields(plugin.config):
+                if field.name in shared:
+                    continue
+                f, meaning = _described(field)
+                kind = type_text(_without_none(f.type))
+                rows.append([f"`{f.name}`", kind, default_text(f), meaning or "(no description)"])
+            table = _table(["key", "type", "default", "meaning"], rows)
+            out.append(
+                f'### `[[{section}]]` `type = "{tag}"` (package `{registry.package(tag)}`)\n\n'
+                + ("\n".join(table) if rows else "No keys of its own.")
+            )
+    return "\n\n".join(out) if out else "No plugin is installed."
 
 
 # --- events.md ------------------------------------------------------------------------------
@@ -746,7 +789,7 @@ def _status(source: str) -> Iterator[ev.Event]:
         yield msgspec.structs.replace(event, time=RECEIVED, received=RECEIVED)
 
 
-class _Nowhere:
+class _Nowhere(Sink):
     """A sink that is never opened: what the bus needs of one to say what it lost."""
 
     name = "archive"
@@ -811,6 +854,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "sinks": render_sinks,
     "envelope": render_envelope,
     "events": render_events,
+    "plugins": render_plugins,
 }
 
 

@@ -3,9 +3,8 @@
     TradebusError
     ├── ConfigError                  the operator's config is wrong; fix it and restart
     ├── UpstreamProtocolError        an upstream sent something that breaks its own protocol
-    ├── SourceError                  an upstream connection failed
-    │   ├── RetryableSourceError     network, 5xx, 409, 429: back off and reconnect
-    │   └── FatalSourceError         a retry cannot help until someone acts (bad URL, 404)
+    ├── SourceError                  an upstream connection failed (classified once, by
+    │                                backoff's classifier, into retry / recycle / auth)
     └── SinkError                    a sink could not take a batch
         ├── RetryableSinkError       try the same batch again later
         └── FatalSinkError           the sink is unusable as configured
@@ -35,18 +34,6 @@ class UpstreamProtocolError(TradebusError):
 
 class SourceError(TradebusError):
     """An upstream connection failed."""
-
-
-class RetryableSourceError(SourceError):
-    """A failure that backing off and reconnecting can cure."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        self.retry_after = retry_after
-        super().__init__(message)
-
-
-class FatalSourceError(SourceError):
-    """A failure that no retry cures until someone acts."""
 
 
 class SinkError(TradebusError):

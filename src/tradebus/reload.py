@@ -15,7 +15,7 @@ from pathlib import Path
 import msgspec
 
 from tradebus import config
-from tradebus.config import Config, DaemonConfig, SinkConfig, SourceConfig
+from tradebus.config import Config, DaemonConfig, SinkConfig, SourceBase, SourceConfig
 from tradebus.errors import ConfigError
 
 # [daemon] keys only a restart applies: the state dir's lock and journal, the delivery
@@ -74,7 +74,8 @@ class Refused(msgspec.Struct, kw_only=True):
 
 
 def _enabled(items: Sequence[SourceConfig | SinkConfig]) -> dict[str, SourceConfig | SinkConfig]:
-    return {i.name: i for i in items if getattr(i, "enabled", True)}
+    # Sources can be switched off (``enabled = false``); every sink table is one that runs.
+    return {i.name: i for i in items if not isinstance(i, SourceBase) or i.enabled}
 
 
 def _diff(

@@ -19,9 +19,11 @@ from tradebus.simulators.base import Simulator
 TRADEBUS = [sys.executable, "-m", "tradebus"]
 
 
-async def run_cli(*args: str, timeout: float = 60) -> tuple[int, bytes, bytes]:
+async def run_cli(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> tuple[int, bytes, bytes]:
     proc = await asyncio.create_subprocess_exec(
-        *TRADEBUS, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        *TRADEBUS, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.process import decode_lines, run_cli, start_daemon, write_config
+from tests.unit.test_config import installed
 from tradebus.cli import DEMO_NAMES, _simulator_modules, build_parser
 from tradebus.schemas.events import EVENT_TYPES
 from tradebus.simulators.base import Simulator
@@ -203,7 +204,7 @@ async def test_check_config_reports_what_run_would_fail_on_all_at_once(tmp_path:
         "config error: sinks[0].secret: expected whsec_<base64>, as Standard Webhooks defines it"
         " (e.g. whsec_ and the base64 of 24 to 64 random bytes)",
         "config error: sinks[1].type: unknown type 'kafka'; expected one of: stdout, file,"
-        " webhook, nats",
+        f" webhook, nats{installed('sinks')}",
         "config error: sinks[2].max_byte: unknown field (check its spelling and section)",
         f"config error: state_dir {state}: parent directory {state.parent} does not exist",
     ]

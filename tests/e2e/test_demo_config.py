@@ -14,12 +14,12 @@ from tradebus.config import StdoutSinkConfig
 from tradebus.daemon.app import Daemon
 from tradebus.schemas.events import Event, event_type
 from tradebus.simulators.base import Simulator
-from tradebus.sinks.base import Batch, SinkContext
+from tradebus.sinks.base import Batch, Sink, SinkContext
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-class Memory:
+class Memory(Sink):
     """A sink that keeps events and lets the test await one real event per provider."""
 
     needs_events = True

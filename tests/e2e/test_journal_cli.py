@@ -16,7 +16,7 @@ from tests.unit.deliverykit import RecordingSink, Rig, fill, quote
 from tradebus.errors import RetryableSinkError
 from tradebus.journal import cursors
 from tradebus.journal.store import Journal
-from tradebus.sinks.base import Batch, SinkContext
+from tradebus.sinks.base import Batch, Sink, SinkContext
 from tradebus.sinks.webhook import WebhookSink
 
 
@@ -142,7 +142,7 @@ async def test_a_filter_without_from_seq_replays_from_the_first_seq(tmp_path: Pa
     assert [msgspec.json.decode(x)["seq"] for x in out.splitlines()] == [1, 2, 3]
 
 
-class Refusing:
+class Refusing(Sink):
     """A sink whose receiver is down: every write fails, retryably."""
 
     name = "down"

@@ -23,7 +23,7 @@ from tradebus.schemas.events import (
     QuoteData,
     QuoteUpdated,
 )
-from tradebus.sinks.base import Batch, SinkContext
+from tradebus.sinks.base import Batch, Sink, SinkContext
 
 T = "2026-06-09T14:32:01.123Z"
 
@@ -54,7 +54,7 @@ def fill(n: int, *, source: str = "s1") -> Event:
     )
 
 
-class RecordingSink:
+class RecordingSink(Sink):
     """A sink that keeps what it was given; ``gate`` (when set) holds writes back."""
 
     def __init__(

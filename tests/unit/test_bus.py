@@ -159,6 +159,25 @@ async def test_writes_hold_at_most_max_batch_events_and_the_cursor_moves_with_ea
     assert seqs(sink) == list(range(1, 21))
 
 
+@pytest.mark.parametrize(("linger", "sizes"), [(0.0, [1, 2]), (0.5, [3])])
+async def test_a_sink_that_lingers_gets_a_fuller_batch(
+    tmp_path: Path, linger: float, sizes: list[int]
+) -> None:
+    """A sink's declared ``linger`` holds a short write at the tail until its batch fills (or
+    the linger ends); without one the first event goes alone while the writer is held."""
+    gate = asyncio.Event()
+    sink = RecordingSink("hook", gate, needs_events=False, max_batch=3)
+    sink.linger = linger
+    rig = await Rig(tmp_path, [sink]).start()
+    await rig.publish([quote(1)])
+    if not linger:
+        await asyncio.wait_for(sink.entered.wait(), 5)  # the lone event's write began
+    await rig.publish([quote(2), quote(3)])
+    gate.set()
+    assert await rig.close() == {}
+    assert [len(b) for b in sink.batches] == sizes
+
+
 async def test_a_filtered_sink_with_max_batch_acknowledges_the_whole_stretch(
     tmp_path: Path,
 ) -> None:

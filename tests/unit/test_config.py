@@ -10,6 +10,7 @@ import pytest
 from tradebus import config
 from tradebus.config import FileSinkConfig, StdoutSinkConfig, TpAlertsSource, TtmtSource
 from tradebus.errors import ConfigError
+from tradebus.plugin import SINKS, SOURCES
 
 MINIMAL = """
 [daemon]
@@ -140,16 +141,26 @@ def test_secret_of_wrong_type_does_not_echo_the_value() -> None:
     assert problem == "sources[0].api_key: expected a string"
 
 
+def installed(section: str) -> str:
+    """The types installed plugins add (the example sink in this venv), as a message lists
+    them after the built-ins."""
+    registry = SINKS if section == "sinks" else SOURCES
+    return "".join(f", {t}" for t in registry.plugins() if not registry.builtin(t))
+
+
 def test_unknown_type_lists_the_valid_ones() -> None:
-    """An unknown or missing ``type`` is named with its path and the types there are."""
+    """An unknown or missing ``type`` is named with its path and the types there are: the
+    built-ins first, then those of installed plugins."""
     data = _minimal()
     data["sources"][0]["type"] = "ftp"  # type: ignore[index]
     del data["sinks"][1]["type"]  # type: ignore[index]
     data["sinks"][0]["type"] = "kafka"  # type: ignore[index]
     assert _problems(data) == [
-        "sources[0].type: unknown type 'ftp'; expected one of: ttmt, tpalerts, traderws, mt4bridge",
-        "sinks[0].type: unknown type 'kafka'; expected one of: stdout, file, webhook, nats",
-        "sinks[1].type: missing; expected one of: stdout, file, webhook, nats",
+        "sources[0].type: unknown type 'ftp'; expected one of: ttmt, tpalerts, traderws,"
+        f" mt4bridge{installed('sources')}",
+        "sinks[0].type: unknown type 'kafka'; expected one of: stdout, file, webhook,"
+        f" nats{installed('sinks')}",
+        f"sinks[1].type: missing; expected one of: stdout, file, webhook, nats{installed('sinks')}",
     ]
 
 

@@ -14,12 +14,13 @@ from tradebus import config
 from tradebus.adapters.base import SourceContext
 from tradebus.daemon.app import Daemon
 from tradebus.schemas.events import Event, QuoteData, QuoteUpdated, event_type
+from tradebus.sinks import base as sink_base
 from tradebus.sinks.base import Batch, SinkContext
 
 T = "2026-06-09T14:32:01.123Z"
 
 
-class Sink:
+class Sink(sink_base.Sink):
     needs_events = True
     max_batch = 0
 

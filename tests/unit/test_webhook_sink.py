@@ -17,6 +17,7 @@ from tradebus import config
 from tradebus.errors import ConfigError
 from tradebus.secret import Secret
 from tradebus.sinks.webhook import (
+    WebhookSink,
     batch_id,
     classify,
     header_id,
@@ -213,3 +214,11 @@ def test_bad_webhook_config_names_the_field(change: dict[str, object], message: 
         config.parse(data, env={"WEBHOOK_SECRET": SECRET})
     assert message in str(err.value)
     assert "!!notbase64" not in str(err.value)
+
+
+def test_batch_linger_ms_is_the_sinks_declared_linger() -> None:
+    """``batch_linger_ms`` reaches the follower as the sink's ``linger``, in seconds."""
+    hook = config.WebhookSinkConfig(
+        name="h", url="http://127.0.0.1:1/", format="jsonl", batch_linger_ms=250
+    )
+    assert WebhookSink(hook).linger == 0.25

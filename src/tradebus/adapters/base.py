@@ -343,21 +343,10 @@ class BoundedDict(Generic[K, V]):
 
 
 AdapterFactory = Callable[[Any, SourceContext], Adapter]
-_registry: dict[str, AdapterFactory] = {}
-
-
-def register(type_: str) -> Callable[[AdapterFactory], AdapterFactory]:
-    """Class decorator: make ``type_`` in ``[[sources]]`` build this adapter."""
-
-    def deco(factory: AdapterFactory) -> AdapterFactory:
-        _registry[type_] = factory
-        return factory
-
-    return deco
 
 
 def factory_for(type_: str) -> AdapterFactory:
-    # Importing the package registers the built-in adapters (one line each, in adapters/__init__).
-    import tradebus.adapters  # noqa: F401
+    """The factory of the source plugin of ``type_`` (built in or installed)."""
+    from tradebus.plugin import SOURCES
 
-    return _registry[type_]
+    return SOURCES.get(type_).factory

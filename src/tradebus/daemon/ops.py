@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hmac
 import os
+import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -34,7 +35,9 @@ from tradebus.config import http_address
 from tradebus.daemon import page, stream
 from tradebus.daemon.stream import Streams
 from tradebus.delivery.follower import LATENCY_BUCKETS
+from tradebus.delivery.wire import SinkSnapshot
 from tradebus.errors import ConfigError
+from tradebus.plugin import SINKS
 from tradebus.schemas.events import event_type
 from tradebus.secret import Secret
 
@@ -201,16 +204,7 @@ class DaemonCollector(Collector):
             lag.add_metric([name], daemon.lag(snap.cursor, now))
             max_lag.add_metric([name], daemon.max_lag.get(name, 0.0))
         yield from (written, retries, failed, backlog, cursor, gaps, dead, latency, lag, max_lag)
-        families = [
-            (attr, CounterMetricFamily(name, help_, labels=["sink"]))
-            for attr, name, help_ in _SINK_COUNTERS
-        ]
-        for snap in snaps:
-            for attr, family in families:
-                value = snap.counters.get(attr)
-                if value is not None:
-                    family.add_metric([snap.name], value)
-        yield from (family for _, family in families)
+        yield from _own_metrics(snaps)
         yield CounterMetricFamily(
             "tradebus_delivery_restarts",
             "Times the delivery process died and was started again.",
@@ -285,6 +279,44 @@ _SINK_COUNTERS = (
         "Webhook requests sent again after a failure.",
     ),
 )
+_PLUGIN_KEY = re.compile(r"[^A-Za-z0-9_]")
+
+
+def _builtin(type_: str) -> bool:
+    try:
+        return SINKS.builtin(type_)
+    except KeyError:  # a sink made in code (embedding, tests): no plugin of its own
+        return True
+
+
+def _own_metrics(snaps: Sequence[SinkSnapshot]) -> Iterator[Metric]:
+    """What each sink's ``metrics()`` reports: a built-in's into its families above (its
+    ``dead_letters`` and ``retries`` counted in the rows every sink has), a plugin's as
+    ``tradebus_sink_plugin_<key>``, labelled by sink."""
+    own = {
+        attr: CounterMetricFamily(name, help_, labels=["sink"])
+        for attr, name, help_ in _SINK_COUNTERS
+    }
+    plugins: dict[str, GaugeMetricFamily] = {}
+    for snap in snaps:
+        builtin = _builtin(snap.type)
+        for key, value in snap.counters.items():
+            family: CounterMetricFamily | GaugeMetricFamily | None
+            if builtin:
+                family = own.get(key)
+            else:
+                name = "tradebus_sink_plugin_" + _PLUGIN_KEY.sub("_", key)[:64]
+                family = plugins.get(name)
+                if family is None:
+                    family = plugins[name] = GaugeMetricFamily(
+                        name, f"{key!r} as sink plugins report it.", labels=["sink"]
+                    )
+            if family is not None:
+                family.add_metric([snap.name], value)
+    yield from own.values()
+    yield from plugins.values()
+
+
 _ST = ["source", "type"]
 _SK = ["source", "kind"]
 

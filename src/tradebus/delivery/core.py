@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tradebus import log
-from tradebus.config import SinkConfig, WebhookSinkConfig, kind
+from tradebus.config import SinkConfig, kind
 from tradebus.delivery.follower import Follower
 from tradebus.delivery.tail import JournalTail
 from tradebus.delivery.wire import SinkSnapshot, Watermark
@@ -100,14 +100,12 @@ class Delivery:
         )
 
     def _follow(self, sink: Sink, config: SinkConfig, cursor: int, *, opened: bool = False) -> None:
-        linger = config.batch_linger_ms / 1000 if isinstance(config, WebhookSinkConfig) else 0.0
         follower = Follower(
             sink,
             config,
             self.tail,
             cursor,
             self._context(config.name),
-            linger=linger,
             opened=opened,
         )
         self.followers.append(follower)

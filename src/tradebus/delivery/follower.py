@@ -24,7 +24,7 @@ import msgspec
 
 from tradebus import log, times
 from tradebus.backoff import Backoff, Failure, Kind
-from tradebus.config import SinkBase
+from tradebus.config import SinkBase, kind
 from tradebus.delivery.tail import JournalTail
 from tradebus.delivery.wire import SinkSnapshot
 from tradebus.errors import FatalSinkError, RetryableSinkError
@@ -37,16 +37,6 @@ from tradebus.sinks.base import Batch, Sink, SinkContext
 # A step reads about this much of the journal: one write for a sink that takes any size. Past
 # half a megabyte a bigger write saves no CPU and only raises the peak RSS.
 STEP_BYTES = 512 << 10
-# Attribute names of counters some sinks keep of their own, copied into the snapshot.
-SINK_COUNTERS = (
-    "acked",
-    "duplicates",
-    "disconnects",
-    "reconnects",
-    "delivered",
-    "retries",
-    "dead_letters",
-)
 _event_decoder = msgspec.json.Decoder(Event)
 _encoder = msgspec.json.Encoder()
 
@@ -108,15 +98,15 @@ class Follower:
         cursor: int,
         context: SinkContext,
         *,
-        linger: float = 0.0,
         opened: bool = False,
     ) -> None:
         self.sink = sink
         self.opened = opened  # opened already (a reload opens a sink before it replaces one)
         self.name = config.name
+        self.type = kind(config)
         self.filter = sink_filter(config)
         self.limit = max(0, sink.max_batch)
-        self.linger = linger
+        self.linger = sink.linger
         self.tail = tail
         self.context = context
         self.cursor = cursor
@@ -341,22 +331,18 @@ class Follower:
 
     def snapshot(self) -> SinkSnapshot:
         """This sink's state, with what the sink counts of itself (a webhook's own retries)."""
-        sink: Any = self.sink
-        own_error = getattr(sink, "failing", None)
-        counters = {
-            attr: float(value)
-            for attr in SINK_COUNTERS
-            if isinstance(value := getattr(sink, attr, None), int | float)
-        }
+        counters = {key: float(value) for key, value in self.sink.metrics().items()}
+        failing, latest = self.sink.errors()
         return SinkSnapshot(
             name=self.name,
+            type=self.type,
             state=self.state,
             cursor=self.cursor,
             written=self.written,
-            retries=self.retries + int(getattr(sink, "retries", 0) or 0),
+            retries=self.retries + int(counters.get("retries", 0)),
             failed=self.failed,
-            error=self.error or own_error,
-            last_error=self.last_error or getattr(sink, "last_error", None),
+            error=self.error or failing,
+            last_error=self.last_error or latest,
             gaps=self.gaps,
             corrupt=self.corrupt,
             dead_letters=int(counters.get("dead_letters", 0)),

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from tradebus.config import SinkConfig, dec_hook
+from tradebus.config import SinkConfig, dec_hook, sink_kinds, table_list
 from tradebus.secret import Secret
 
 SNAPSHOT_EVERY = 0.2
@@ -40,6 +40,7 @@ class SinkSnapshot(msgspec.Struct, kw_only=True):
     """One sink's state as its follower sees it."""
 
     name: str
+    type: str = ""  # the sink's ``type``: its plugin's
     state: str  # opening | writing | idle | retrying | failed | stopped
     cursor: int
     written: int = 0
@@ -53,7 +54,7 @@ class SinkSnapshot(msgspec.Struct, kw_only=True):
     dead_letters: int = 0
     latency_counts: list[int] = msgspec.field(default_factory=list)
     latency_sum: float = 0.0
-    # Counters a sink keeps of its own (NATS acks, webhook deliveries), by attribute name.
+    # Counters a sink keeps of its own (NATS acks, webhook deliveries): its ``metrics()``.
     counters: dict[str, float] = msgspec.field(default_factory=dict)
 
 
@@ -120,7 +121,7 @@ def encode_sinks(sinks: list[SinkConfig]) -> bytes:
 
 
 def decode_sinks(data: bytes) -> list[SinkConfig]:
-    return msgspec.msgpack.decode(data, type=list[SinkConfig], dec_hook=dec_hook)
+    return msgspec.msgpack.decode(data, type=table_list(sink_kinds()), dec_hook=dec_hook)  # type: ignore[no-any-return]
 
 
 class Channel:

@@ -3,7 +3,7 @@ given at open (``SinkContext``), the registry."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -120,6 +120,9 @@ class Sink(Protocol):
     # the sink's cursor moves past each one, so a sink that sends one request per event (a
     # webhook's "json") says 1, and a restart never resends what a receiver already took.
     max_batch: int
+    # Seconds its follower waits for a batch to fill (up to ``max_batch``) before a write that
+    # would be smaller, while the journal's tail is near: fewer, fuller requests. 0: none.
+    linger: float = 0.0
 
     async def open(self, ctx: SinkContext) -> None: ...
 
@@ -129,25 +132,25 @@ class Sink(Protocol):
 
     def reopen(self) -> None:
         """Re-open files after log rotation (SIGHUP); a no-op for sinks without files."""
-        ...
+        return
+
+    def metrics(self) -> Mapping[str, float]:
+        """Counters the sink keeps of its own, by key (``[a-z_]+``): the ops endpoint exports
+        them; ``retries`` (writes it tried again itself) and ``dead_letters`` (events it set
+        aside) also count in the rows every sink has."""
+        return {}
+
+    def errors(self) -> tuple[str | None, str | None]:
+        """The failure the sink is fighting inside a write now (None once one succeeded), and
+        the latest one it met: shown in ``tradebus status`` and ``/readyz``."""
+        return None, None
 
 
 SinkFactory = Callable[[Any], Sink]
-_registry: dict[str, SinkFactory] = {}
-
-
-def register(type_: str) -> Callable[[SinkFactory], SinkFactory]:
-    def deco(factory: SinkFactory) -> SinkFactory:
-        _registry[type_] = factory
-        return factory
-
-    return deco
 
 
 def factory_for(type_: str) -> SinkFactory:
-    import tradebus.sinks.file
-    import tradebus.sinks.nats
-    import tradebus.sinks.stdout
-    import tradebus.sinks.webhook  # noqa: F401
+    """The factory of the sink plugin of ``type_`` (built in or installed)."""
+    from tradebus.plugin import SINKS
 
-    return _registry[type_]
+    return SINKS.get(type_).factory

@@ -48,7 +48,8 @@ import msgspec
 from tradebus import log
 from tradebus.config import FileSinkConfig
 from tradebus.errors import FatalSinkError, RetryableSinkError
-from tradebus.sinks.base import Batch, SinkContext, register
+from tradebus.plugin import SinkPlugin
+from tradebus.sinks.base import Batch, Sink, SinkContext
 from tradebus.sinks.writer import WriterThread
 
 _TAIL_BLOCK = 64 * 1024
@@ -118,8 +119,7 @@ def _no_journal(_seq: int) -> str | None:
     return None
 
 
-@register("file")
-class FileSink:
+class FileSink(Sink):
     needs_events = False
     max_batch = 0
 
@@ -367,3 +367,6 @@ class FileSink:
 
     def reopen(self) -> None:
         self._reopen = True
+
+
+PLUGIN = SinkPlugin("file", FileSinkConfig, FileSink)

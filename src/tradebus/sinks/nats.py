@@ -38,7 +38,8 @@ from nats.js.api import StreamConfig
 from tradebus import log
 from tradebus.config import NatsSinkConfig
 from tradebus.errors import FatalSinkError, RetryableSinkError
-from tradebus.sinks.base import Batch, SinkContext, register
+from tradebus.plugin import SinkPlugin
+from tradebus.sinks.base import Batch, Sink, SinkContext
 from tradebus.sinks.subject import Head, SubjectTemplate
 
 MSG_ID = "Nats-Msg-Id"
@@ -153,8 +154,7 @@ class _AckClient(Client):
         await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]
 
 
-@register("nats")
-class NatsSink:
+class NatsSink(Sink):
     # Bodies are the lines; subjects and Msg-Ids come from each line's envelope, decoded here
     # (about a microsecond a line), so the bus keeps no structs for this sink.
     needs_events = False
@@ -494,3 +494,17 @@ class NatsSink:
 
     def reopen(self) -> None:
         pass
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "acked": self.acked,
+            "duplicates": self.duplicates,
+            "disconnects": self.disconnects,
+            "reconnects": self.reconnects,
+        }
+
+    def errors(self) -> tuple[str | None, str | None]:
+        return None, self.last_error
+
+
+PLUGIN = SinkPlugin("nats", NatsSinkConfig, NatsSink)

@@ -19,15 +19,15 @@ from typing import BinaryIO
 from tradebus import lineout
 from tradebus.config import StdoutSinkConfig
 from tradebus.errors import FatalSinkError
-from tradebus.sinks.base import Batch, SinkContext, register
+from tradebus.plugin import SinkPlugin
+from tradebus.sinks.base import Batch, Sink, SinkContext
 from tradebus.sinks.writer import WriterThread
 
 # How long close waits for a write still blocked on a reader that stopped reading.
 CLOSE_TIMEOUT = 2.0
 
 
-@register("stdout")
-class StdoutSink:
+class StdoutSink(Sink):
     needs_events = False
     max_batch = 0
 
@@ -71,3 +71,6 @@ class StdoutSink:
 
     def reopen(self) -> None:
         pass
+
+
+PLUGIN = SinkPlugin("stdout", StdoutSinkConfig, StdoutSink)

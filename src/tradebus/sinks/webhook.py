@@ -40,7 +40,8 @@ from tradebus import log, times
 from tradebus.backoff import Backoff, Failure, Kind
 from tradebus.config import WebhookSinkConfig, webhook_key
 from tradebus.errors import RetryableSinkError
-from tradebus.sinks.base import Batch, SinkContext, register
+from tradebus.plugin import SinkPlugin
+from tradebus.sinks.base import Batch, Sink, SinkContext
 
 CONTENT_TYPES: Final = {
     "json": "application/json",
@@ -244,8 +245,7 @@ class _Attempt:
     wait: float | None = None  # what a Retry-After asked for
 
 
-@register("webhook")
-class WebhookSink:
+class WebhookSink(Sink):
     """POSTs each batch as the configured format; see the module docstring for the guarantees."""
 
     def __init__(self, config: WebhookSinkConfig) -> None:
@@ -265,6 +265,7 @@ class WebhookSink:
         self.dead_letter_path: Path | None = None
         self._told: Callable[[str], None] = _nobody
         self._config = config
+        self.linger = config.batch_linger_ms / 1000
         self._url = config.url
         self._shown_url = log.redact_url(config.url)
         self._key = webhook_key(config.secret) if config.secret is not None else None
@@ -306,6 +307,16 @@ class WebhookSink:
 
     def reopen(self) -> None:
         pass  # the dead-letter file is opened per record
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "delivered": self.delivered,
+            "retries": self.retries,
+            "dead_letters": self.dead_letters,
+        }
+
+    def errors(self) -> tuple[str | None, str | None]:
+        return self.failing, self.last_error
 
     async def write(self, batch: Batch) -> None:
         if not batch.count:
@@ -468,3 +479,6 @@ def _append(path: Path, line: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+PLUGIN = SinkPlugin("webhook", WebhookSinkConfig, WebhookSink)

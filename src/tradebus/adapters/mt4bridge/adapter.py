@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 
 from tradebus import log, secret, times
-from tradebus.adapters.base import SourceContext, register
+from tradebus.adapters.base import SourceContext
 from tradebus.adapters.mt4bridge import normalize, wire
 from tradebus.adapters.mt4bridge.reconcile import Breaker, PositionBook
 from tradebus.adapters.transport import (
@@ -40,6 +40,7 @@ from tradebus.adapters.transport import (
 from tradebus.backoff import Backoff, Failure, Kind, parse_retry_after
 from tradebus.config import Mt4BridgeSource
 from tradebus.errors import SourceError
+from tradebus.plugin import SourcePlugin
 from tradebus.schemas.events import AccountData, Event, PositionClosed, PositionOpened
 
 # DELETE on shutdown must not hold the daemon's drain for long.
@@ -73,7 +74,6 @@ def ws_url(url: str) -> str:
     return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/events"
 
 
-@register("mt4bridge")
 class Mt4BridgeAdapter:
     """One MT4 bridge session; ``run`` reconnects until cancelled, then releases the session."""
 
@@ -614,3 +614,6 @@ async def _first_failure(*coros: Coroutine[Any, Any, None]) -> None:
         if error is not None:
             raise error
     raise _failed(Kind.RETRYABLE, "stream_ended")
+
+
+PLUGIN = SourcePlugin("mt4bridge", Mt4BridgeSource, Mt4BridgeAdapter)

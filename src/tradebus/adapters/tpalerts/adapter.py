@@ -29,12 +29,13 @@ from __future__ import annotations
 from typing import Final
 
 from tradebus import times
-from tradebus.adapters.base import BoundedSet, SourceContext, register
+from tradebus.adapters.base import BoundedSet, SourceContext
 from tradebus.adapters.ssehttp import ReadTimeoutError, SSERead, SSESource
 from tradebus.adapters.tpalerts import wire
 from tradebus.adapters.tpalerts.normalize import AlertCache, event_id
 from tradebus.backoff import Failure, Kind
 from tradebus.config import TpAlertsSource
+from tradebus.plugin import SourcePlugin
 from tradebus.schemas.events import Event
 from tradebus.sse import SSEMessage
 
@@ -42,7 +43,6 @@ _PING_TIMEOUT: Final = Failure(Kind.RETRYABLE, "ping_timeout")
 _NO_RESPONSE: Final = Failure(Kind.RETRYABLE, "no_response")
 
 
-@register("tpalerts")
 class TpAlertsAdapter(SSESource):
     """The TradingPartners real-time alerts feed as canonical ``signal.*`` events."""
 
@@ -125,3 +125,6 @@ class TpAlertsAdapter(SSESource):
             self.ctx.bad_input("malformed", message.data, exc)
             return
         fresh.add(key)
+
+
+PLUGIN = SourcePlugin("tpalerts", TpAlertsSource, TpAlertsAdapter)

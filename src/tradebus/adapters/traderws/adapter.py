@@ -34,7 +34,7 @@ import msgspec
 from yarl import URL
 
 from tradebus import log, secret, times
-from tradebus.adapters.base import SourceContext, register
+from tradebus.adapters.base import SourceContext
 from tradebus.adapters.traderws import session as ses
 from tradebus.adapters.traderws import wire
 from tradebus.adapters.transport import (
@@ -46,6 +46,7 @@ from tradebus.adapters.transport import (
 )
 from tradebus.backoff import Backoff, Failure, Kind, classify_http
 from tradebus.config import TraderWsSource
+from tradebus.plugin import SourcePlugin
 from tradebus.schemas.events import Event
 
 AUTH_CLOSE_CODES = frozenset({1008, 4001, 4003, 4401, 4403})
@@ -64,7 +65,6 @@ def endpoints(base: str) -> tuple[URL, URL]:
     return login, ws
 
 
-@register("traderws")
 class TraderWsAdapter:
     """One Trader WS source: reconnects forever, publishes one batch per socket read."""
 
@@ -406,3 +406,6 @@ def _describe(message: wire.ClientMessage) -> dict[str, Any]:
     """A client message for a debug line: what was asked for (subscriptions, a back-fill's
     account and window); these carry no credential (the token travels in the URL)."""
     return {"message": message.type, "payload": msgspec.to_builtins(message.payload)}
+
+
+PLUGIN = SourcePlugin("traderws", TraderWsSource, TraderWsAdapter)

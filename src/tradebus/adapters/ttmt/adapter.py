@@ -30,12 +30,13 @@ from collections.abc import Sequence
 from typing import Final
 
 from tradebus import times
-from tradebus.adapters.base import BoundedSet, SourceContext, register
+from tradebus.adapters.base import BoundedSet, SourceContext
 from tradebus.adapters.ssehttp import ReadTimeoutError, SSERead, SSESource
 from tradebus.adapters.ttmt import wire
 from tradebus.adapters.ttmt.normalize import BUILDERS, SymbolCache
 from tradebus.backoff import Failure, Kind
 from tradebus.config import TtmtSource
+from tradebus.plugin import SourcePlugin
 from tradebus.schemas.events import Event
 
 _RECYCLE: Final = Failure(Kind.RECYCLE, "recycle")
@@ -50,7 +51,6 @@ def _int_id(value: str | None) -> int | None:
     return None
 
 
-@register("ttmt")
 class TtmtAdapter(SSESource):
     """The TTMT trade-lifecycle stream as canonical events."""
 
@@ -193,3 +193,6 @@ class TtmtAdapter(SSESource):
                     reason="replay_buffer_exceeded",
                 )
             )
+
+
+PLUGIN = SourcePlugin("ttmt", TtmtSource, TtmtAdapter)

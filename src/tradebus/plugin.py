@@ -1,0 +1,98 @@
+"""The contract between tradebus and its plugins: what a sink or a source package provides,
+and what it is given. Built-in sinks and sources are plugins too, registered the same way.
+
+A package registers under the entry-point groups ``tradebus.sinks`` / ``tradebus.sources`` an
+object named after its ``type``::
+
+    [project.entry-points."tradebus.sinks"]
+    sqlite = "tradebus_sink_sqlite:PLUGIN"   # a SinkPlugin("sqlite", SqliteConfig, SqliteSink)
+
+Config. ``config`` is a msgspec Struct subclassing ``SinkConfigBase`` (``SourceConfigBase``)
+with ``tag=<type>``: its keys are validated by ``tradebus check-config`` with field paths
+(``sinks[2].path: …``), like a built-in's; a check in ``__post_init__`` raises ``ValueError``
+starting with the field's name (``"path: expected …"``). A field's ``msgspec.Meta(description=
+…)`` is what docs/configuration.md shows for it.
+
+Sinks. ``factory(config)`` makes a ``Sink`` (subclass ``Sink`` below to inherit the defaults of
+the optional methods). Then, in the delivery process:
+
+- ``open(ctx)`` once, with a ``SinkContext``: its own state dir, a callback to report a dead
+  letter, a way to ask the journal for the event id at a seq.
+- ``write(batch)`` with a ``Batch``: JSON lines (``batch.chunks`` / ``batch.data``), the
+  Event structs too when ``needs_events``, and the seq range ``first_seq..last_seq`` it stands
+  for (filters may have left fewer lines than seqs). At most ``max_batch`` events (0: any);
+  with ``linger`` seconds, the follower near the tail waits that long for a batch to fill.
+- Returning from ``write`` acknowledges the batch: the sink's durable cursor moves to
+  ``last_seq`` and it is never given those seqs again. Delivery is at-least-once: after a
+  crash the last batch may come again, so a sink keys on the event ``id``.
+- ``RetryableSinkError`` from ``open``/``write``: the same batch is written again after a
+  backoff, the cursor unmoved. ``FatalSinkError``: the sink is stopped and reported failed
+  (it cannot work as configured), the cursor kept for a restart. Any other exception is a bug,
+  not a delivery failure: nothing retries it, so translate what may pass into the first.
+- ``metrics()``: the sink's own counters, exported by the ops endpoint as
+  ``tradebus_sink_plugin_<key>{sink="<name>"}``; ``retries`` and ``dead_letters`` also feed
+  the counters every sink has. ``errors()``: the failure in force now and the latest one.
+- ``reopen()`` on SIGHUP (files after rotation); ``close()`` at the end, after the last write.
+
+Sources. ``factory(config, ctx)`` makes an ``Adapter`` whose ``run()`` reconnects until
+cancelled; ``ctx`` is its ``SourceContext``: ``publish(events)`` (a batch per read),
+``status()`` / ``gap()`` to build status events, ``bad_input()`` / ``unknown_type()`` to count
+what it skips, ``transport`` for its connections and clock, ``history`` to resume from.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tradebus.adapters.base import Adapter, SourceContext
+from tradebus.config import SinkBase as SinkConfigBase
+from tradebus.config import SourceBase as SourceConfigBase
+from tradebus.errors import FatalSinkError, RetryableSinkError
+from tradebus.registry import Registry
+from tradebus.sinks.base import Batch, Sink, SinkContext
+
+__all__ = [
+    "SINKS",
+    "SOURCES",
+    "Adapter",
+    "Batch",
+    "FatalSinkError",
+    "RetryableSinkError",
+    "Sink",
+    "SinkConfigBase",
+    "SinkContext",
+    "SinkPlugin",
+    "SourceConfigBase",
+    "SourceContext",
+    "SourcePlugin",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SinkPlugin:
+    """What a ``tradebus.sinks`` entry point names."""
+
+    type: str
+    config: builtins.type[SinkConfigBase]
+    # Takes the config alone (an instance of ``config``); the rest comes with ``open``.
+    factory: Callable[[Any], Sink]
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePlugin:
+    """What a ``tradebus.sources`` entry point names."""
+
+    type: str
+    config: builtins.type[SourceConfigBase]
+    factory: Callable[[Any, SourceContext], Adapter]
+
+
+SINKS: Registry[SinkPlugin] = Registry(
+    "tradebus.sinks", SinkPlugin, ("stdout", "file", "webhook", "nats")
+)
+SOURCES: Registry[SourcePlugin] = Registry(
+    "tradebus.sources", SourcePlugin, ("ttmt", "tpalerts", "traderws", "mt4bridge")
+)
