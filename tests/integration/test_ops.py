@@ -426,3 +426,35 @@ async def test_a_recording_source_shows_its_path_and_bytes(tmp_path: Path) -> No
     assert not [
         k for k in samples if k[0].startswith("tradebus_source_record") and "spare" in str(k)
     ]
+
+
+async def test_reload_with_a_token_configured_needs_it_even_from_loopback(
+    tmp_path: Path,
+) -> None:
+    """With ``http_token`` set, ``POST /-/reload`` over 127.0.0.1 without the token is 401;
+    with it, the handler answers (422: this daemon was not started from a file)."""
+    token = "ops-test-token-7c1f93ae"
+    cfg = config.with_overrides(
+        two_sources(tmp_path),
+        daemon=config.DaemonConfig(
+            http="127.0.0.1:0", state_dir=str(tmp_path), http_token=Secret(token)
+        ),
+    )
+    daemon = Daemon(cfg, sinks=[Sink("out")], factories={"ttmt": Idle})
+    ops = await start_ops(daemon)
+    assert ops is not None
+    url = f"http://127.0.0.1:{ops.port}/-/reload"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for headers in ({}, {"Authorization": "Bearer not-the-token-000000"}):
+                async with http.post(url, headers=headers) as resp:
+                    assert resp.status == 401
+                    assert token not in await resp.text()
+            auth = {"Authorization": f"Bearer {token}"}
+            async with http.post(url, headers=auth) as resp:
+                assert resp.status == 422
+                assert (await resp.json())["problems"] == [
+                    "reload: the daemon was not started from a file"
+                ]
+    finally:
+        await ops.stop()

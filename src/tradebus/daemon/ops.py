@@ -346,9 +346,12 @@ def application(daemon: Daemon, streams: Streams | None = None) -> web.Applicati
         )
 
     async def reload(request: web.Request) -> web.Response:
-        # A reload changes what runs: only from this host (the endpoint may listen wider).
-        if request.remote not in _LOOPBACK:
-            return web.Response(status=403, text="reload: only from the loopback address\n")
+        # Whether bearer guards this app (fixed when it was built), not what a reload since says.
+        if not reload_allowed(request.remote, token=guarded):
+            return web.Response(
+                status=403,
+                text="reload: only from the loopback address, or with [daemon] http_token set\n",
+            )
         dry_run = request.query.get("dry_run", "") not in ("", "0", "false")
         outcome = await daemon.reload(dry_run=dry_run)
         return web.Response(
@@ -362,6 +365,7 @@ def application(daemon: Daemon, streams: Streams | None = None) -> web.Applicati
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     d = daemon.config.daemon
+    guarded = d.http_token is not None
     middlewares = [] if d.http_token is None else [bearer(d.http_token, every=d.http_token_all)]
     app = web.Application(middlewares=middlewares)
     app.router.add_get("/healthz", healthz)
@@ -372,6 +376,13 @@ def application(daemon: Daemon, streams: Streams | None = None) -> web.Applicati
     app.router.add_get("/", page.index)
     app.router.add_get("/api/v1/status/stream", page.status_stream(daemon, streams))
     return app
+
+
+def reload_allowed(remote: str | None, *, token: bool) -> bool:
+    """Whether ``POST /-/reload`` from ``remote`` may change what runs: from the loopback
+    address always; from elsewhere only when ``[daemon] http_token`` is set, because then
+    ``bearer`` has already turned away every request without it (the path is no probe's)."""
+    return token or remote in _LOOPBACK
 
 
 # Open to probes and Prometheus without the token, unless http_token_all.
