@@ -219,7 +219,26 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return command.run(args)
 
 
+class _UsageError(Exception):
+    """A command's argument that cannot be used: one line, exit 2."""
+
+
+def _token(path: str | None, command: str) -> str | None:
+    """The ops endpoint's token held in ``path`` (``--token-file``); None without one. The
+    token itself goes into no message."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip() or None
+    except OSError as exc:
+        raise _UsageError(
+            f"tradebus {command}: --token-file: cannot read it: {exc.strerror}"
+        ) from None
+
+
 def _cmd_reload(args: argparse.Namespace) -> int:
+    token = _token(args.token_file, "reload")
     url = args.url
     if url is None and args.config is not None:
         # The file only says where the endpoint is: the daemon re-reads the file it runs.
@@ -232,7 +251,7 @@ def _cmd_reload(args: argparse.Namespace) -> int:
         url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     try:
         code, lines = probe.reload(
-            url or probe.DEFAULT_URL, dry_run=args.dry_run, timeout=args.timeout
+            url or probe.DEFAULT_URL, dry_run=args.dry_run, timeout=args.timeout, token=token
         )
     except probe.ProbeError as exc:
         print(f"tradebus reload: {exc}", file=sys.stderr)
@@ -249,14 +268,7 @@ def _cmd_tail(args: argparse.Namespace) -> int:
             f"tradebus tail: --url: expected an http(s) URL, got {args.url[:80]!r}", file=sys.stderr
         )
         return 2
-    token = None
-    if args.token_file:
-        try:
-            with open(args.token_file, encoding="utf-8") as f:
-                token = f.read().strip()
-        except OSError as exc:
-            print(f"tradebus tail: --token-file: cannot read it: {exc.strerror}", file=sys.stderr)
-            return 2
+    token = _token(args.token_file, "tail")
     url = tail.stream_url(
         args.url, types=args.type, sources=args.source, symbols=args.symbol, start=args.start
     )
@@ -398,6 +410,7 @@ def _reload_command(sub: Any) -> None:
     reload.add_argument("--url", default=None, help=f"the ops endpoint ({probe.DEFAULT_URL})")
     reload.add_argument("--timeout", type=float, default=60.0, help="seconds (%(default)s)")
     reload.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    reload.add_argument("--token-file", help="a file holding [daemon] http_token")
     reload.set_defaults(func=_cmd_reload)
 
 
@@ -461,6 +474,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"config error: {problem}", file=sys.stderr)
+        return 2
+    except _UsageError as exc:
+        print(exc, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

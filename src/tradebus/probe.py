@@ -19,10 +19,15 @@ class ProbeError(Exception):
 
 
 def get(
-    base: str, path: str, timeout: float = DEFAULT_TIMEOUT, *, method: str = "GET"
+    base: str,
+    path: str,
+    timeout: float = DEFAULT_TIMEOUT,
+    *,
+    method: str = "GET",
+    token: str | None = None,
 ) -> tuple[int, bytes]:
-    """``GET base+path`` (or ``method``): the status and body, a 5xx included; ProbeError when
-    nothing answers."""
+    """``GET base+path`` (or ``method``; with ``token``, as ``Authorization: Bearer``): the
+    status and body, a 5xx included; ProbeError when nothing answers."""
     # Here, not at the top: the CLI imports this module for its defaults, and urllib.request
     # would add 50 ms to every start of the daemon itself.
     import urllib.error
@@ -32,7 +37,9 @@ def get(
     if not url.startswith(("http://", "https://")):
         raise ProbeError(f"{url}: expected an http(s) URL")
     try:
-        request = urllib.request.Request(url, method=method, data=b"" if method != "GET" else None)  # noqa: S310
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        data = b"" if method != "GET" else None
+        request = urllib.request.Request(url, data, headers, method=method)  # noqa: S310
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - scheme checked
             return int(response.status), response.read()
     except urllib.error.HTTPError as exc:  # a 503 from /readyz is an answer, not a failure
@@ -72,12 +79,13 @@ def readyz(base: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
     return state
 
 
-def reload(base: str, *, dry_run: bool, timeout: float) -> tuple[int, list[str]]:
+def reload(
+    base: str, *, dry_run: bool, timeout: float, token: str | None = None
+) -> tuple[int, list[str]]:
     """``tradebus reload``: the exit code (0 applied or planned, 1 refused or partial) and the
     lines to print (the plan, or what was wrong)."""
-    status, body = get(
-        base, "/-/reload" + ("?dry_run=1" if dry_run else ""), timeout, method="POST"
-    )
+    path = "/-/reload" + ("?dry_run=1" if dry_run else "")
+    status, body = get(base, path, timeout, method="POST", token=token)
     try:
         outcome: dict[str, Any] = json.loads(body)
         result = str(outcome["result"])

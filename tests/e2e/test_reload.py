@@ -113,13 +113,28 @@ async def test_random_reloads_keep_unchanged_sources_and_the_file_sink(tmp_path:
 
 async def test_broken_and_restart_only_configs_are_refused(tmp_path: Path) -> None:
     """A broken file (syntax, wrong type, unknown sink type, a missing secret file) or a
-    changed restart-only key is refused with exit 1 and the message; the old config runs on."""
+    changed restart-only key is refused with exit 1 and the message; the old config runs on.
+    With ``http_token`` set, `tradebus reload` without ``--token-file`` gets the 401; the token
+    is in no output."""
+    token = "reload-token-0b5e7f3c9a21d4e8"
+    token_file = tmp_path / "ops.token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
     async with rig(tmp_path, feeds=1) as r:
-        _config(r, None, "")
+        _config(r, None, "", daemon=f'http_token_file = "{token_file}"')
         good = r.config.read_text()
         proc = await r.start()
         try:
             await r.until_ready(lambda b: b["ready"], 20)
+            code, out = await _reload(r)
+            assert code == 1, out
+            assert "answered 401" in out
+            code, out = await _reload(r, "--token-file", str(tmp_path / "absent"))
+            assert code == 2
+            assert (
+                out.strip()
+                == "tradebus reload: --token-file: cannot read it: No such file or directory"
+            )
             cases = [
                 (good.replace("[[sinks]]", "[[sinks"), "not valid TOML"),
                 (
@@ -140,18 +155,20 @@ async def test_broken_and_restart_only_configs_are_refused(tmp_path: Path) -> No
             url = f"http://127.0.0.1:{r.http}"
             for text, expected in cases:
                 r.config.write_text(text)
-                code, out = await _reload(r, "--url", url)
+                code, out = await _reload(r, "--url", url, "--token-file", str(token_file))
                 assert code == 1, out
                 assert "reload refused" in out
                 assert expected in out
+                assert token not in out
             status, body = await r.readyz()
             assert status == 200
             assert body["reload"]["generation"] == 1
             assert body["reload"]["last_result"] == "refused"
             r.config.write_text(good)
-            code, out = await _reload(r, "--dry-run")
+            code, out = await _reload(r, "--dry-run", "--token-file", str(token_file))
             assert code == 0, out
             assert "sinks kept: archive" in out
+            assert token not in out
             metrics = await _metrics(r)
             assert f'tradebus_config_reloads_total{{result="refused"}} {len(cases)}.0' in metrics
             _, shown, _ = await run_cli("status", "--url", url, "--interval", "0")
