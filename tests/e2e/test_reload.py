@@ -200,3 +200,50 @@ async def test_a_webhook_whose_receiver_hangs_does_not_hold_the_reload(tmp_path:
         finally:
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(proc.wait(), 20) == 0
+
+
+async def test_a_sink_that_cannot_open_is_named_by_readyz_until_a_reload_applies(
+    tmp_path: Path,
+) -> None:
+    """An added file sink whose directory is a file: the reload is partial (exit 1), /readyz
+    names the sink and why under ``reload.failed_sinks``, through a refused reload too; the
+    next applied reload clears it. The file sink already running goes on."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    bad = f'\n[[sinks]]\nname = "side"\ntype = "file"\npath = "{blocker}/side.jsonl"\n'
+    async with rig(tmp_path, feeds=1) as r:
+        _config(r, None, "")
+        good = r.config.read_text()
+        proc = await r.start()
+        try:
+            await r.until_ready(lambda b: b["ready"], 20)
+            _, body = await r.readyz()
+            assert body["reload"]["failed_sinks"] == {}
+            _config(r, None, bad)
+            code, out = await _reload(r)
+            assert code == 1, out
+            assert "reload partial" in out
+            assert "sinks.side: " in out
+            status, body = await r.readyz()
+            assert status == 200, body  # the sinks that run are all well
+            failed = body["reload"]["failed_sinks"]
+            assert list(failed) == ["side"], failed
+            assert "cannot open" in failed["side"]
+            assert body["reload"]["generation"] == 2
+            r.config.write_text(good.replace("[[sinks]]", "[[sinks"))
+            code, out = await _reload(r, "--url", f"http://127.0.0.1:{r.http}")
+            assert code == 1, out
+            assert "reload refused" in out
+            _, body = await r.readyz()
+            assert list(body["reload"]["failed_sinks"]) == ["side"]
+            r.config.write_text(good)
+            code, out = await _reload(r)
+            assert code == 0, out
+            _, body = await r.readyz()
+            assert body["reload"]["failed_sinks"] == {}
+            assert body["reload"]["generation"] == 3
+            before = len(r.lines())
+            await wait_for(lambda: len(r.lines()) > before + 10, 10)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(proc.wait(), 20) == 0

@@ -198,10 +198,15 @@ class Daemon:
             return Outcome(result="refused", problems=problems)
         if dry_run:
             return Outcome(result="dry_run", plan=result)
-        problems = await self._apply(new, result)
-        return Outcome(result="partial" if problems else "applied", plan=result, problems=problems)
+        failed = await self._apply(new, result)
+        return Outcome(
+            result="partial" if failed else "applied",
+            plan=result,
+            problems=[f"sinks.{name}: {why}" for name, why in failed.items()],
+            failed_sinks=failed,
+        )
 
-    async def _apply(self, new: Config, plan: Plan) -> list[str]:
+    async def _apply(self, new: Config, plan: Plan) -> dict[str, str]:
         """Make before break: the new adapters are built before the old ones stop; the
         sinks are delivery's (``Delivery.reconfigure``)."""
         sources = {s.name: s for s in new.sources if s.enabled}
@@ -233,7 +238,7 @@ class Daemon:
         self.max_lag = {c.name: c.max_lag for c in sinks}
         self.required = {s.name: s.required for s in sources.values()}
         self.config = msgspec.structs.replace(new, sinks=sinks)
-        return [f"sinks.{name}: {why}" for name, why in failed.items()]
+        return failed
 
     def _appended(self, mark: Watermark) -> None:
         self.marks.add(mark.end_seq, mark.time)
@@ -418,6 +423,7 @@ class Outcome(msgspec.Struct, kw_only=True):
     plan: Plan | None = None
     problems: list[str] = msgspec.field(default_factory=list)
     generation: int = 0
+    failed_sinks: dict[str, str] = msgspec.field(default_factory=dict)  # why, by sink
 
 
 class Reloads:
@@ -430,6 +436,9 @@ class Reloads:
         self.last_success: float | None = None
         self.last: Outcome | None = None
         self.last_time: float | None = None
+        # The sinks the last reload applied could not open (theirs, or none): a refused
+        # reload since changed nothing, so they stay named until one is applied.
+        self.failed_sinks: dict[str, str] = {}
 
     def note(self, outcome: Outcome) -> None:
         self.counts[outcome.result] += 1
@@ -437,6 +446,7 @@ class Reloads:
         if outcome.result != "refused":
             self.generation += 1
             self.last_success = now
+            self.failed_sinks = dict(outcome.failed_sinks)
         outcome.generation = self.generation
         self.last, self.last_time = outcome, now
 
@@ -447,6 +457,7 @@ class Reloads:
             "last_result": None if last is None else last.result,
             "last_time": self.last_time,
             "last_problems": [] if last is None else last.problems,
+            "failed_sinks": self.failed_sinks,
         }
 
 
