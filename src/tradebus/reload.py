@@ -25,6 +25,10 @@ RESTART_ONLY: dict[str, str] = {
     "state_dir": "the journal and the cursors live there",
     "delivery": "the delivery mode",
     "http": "the ops endpoint's address",
+    # The endpoint checks the token it was built with; a reload that swapped it would report
+    # "applied" while the old token still opened the endpoint.
+    "http_token": "the ops endpoint's token",
+    "http_token_all": "which ops paths ask for the token",
     "log_format": "the log format",
     "fsync": "the journal's durability",
 }

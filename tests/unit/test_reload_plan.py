@@ -122,6 +122,8 @@ def test_daemon_keys_that_apply_live_are_listed(tmp_path: Path) -> None:
         ('http = "127.0.0.1:9200"', "daemon.http"),
         ('log_format = "console"', "daemon.log_format"),
         ('fsync = "always"', "daemon.fsync"),
+        ('http_token = "a-token-of-twenty-chars"', "daemon.http_token"),
+        ("http_token_all = true", "daemon.http_token_all"),
     ],
 )
 def test_a_restart_only_key_is_refused_by_name(tmp_path: Path, line: str, key: str) -> None:
