@@ -230,6 +230,10 @@ async def test_a_sink_that_cannot_open_is_named_by_readyz_until_a_reload_applies
             assert list(failed) == ["side"], failed
             assert "cannot open" in failed["side"]
             assert body["reload"]["generation"] == 2
+            # The sink that could not be added is not running: the next plan adds it again.
+            code, out = await _reload(r, "--dry-run")
+            assert code == 0, out
+            assert "sinks added: side" in out
             r.config.write_text(good.replace("[[sinks]]", "[[sinks"))
             code, out = await _reload(r, "--url", f"http://127.0.0.1:{r.http}")
             assert code == 1, out

@@ -228,9 +228,14 @@ class Daemon:
         failed = await self.link.reconfigure(new.sinks, d.drain_timeout, d.log_level)
         sinks = list(new.sinks)
         if failed:
-            # The old config of a sink that could not be replaced runs on.
+            # The old config of a sink that could not be replaced runs on; one that could not
+            # be added is not running, so the next reload plans to add it again.
             old = {c.name: c for c in self.config.sinks}
-            sinks = [old.get(c.name, c) if c.name in failed else c for c in sinks]
+            sinks = [
+                old[c.name] if c.name in failed else c
+                for c in sinks
+                if c.name in old or c.name not in failed
+            ]
         self.bus.retention_bytes, self.bus.retention_age = d.retention_bytes, d.retention_age
         self.bus.journal.segment_bytes = d.segment_bytes
         if d.log_level != self.config.daemon.log_level:
