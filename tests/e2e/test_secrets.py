@@ -253,6 +253,12 @@ async def test_no_secret_in_any_page_or_stream(
                     if await failed():
                         break
                     await asyncio.sleep(0.1)
+            # A reload refused for a bad webhook URL: its problem is shown, the URL's password not.
+            text = path.read_text()
+            path.write_text(text.replace('url = "http://tradebus:', 'url = "htp://tradebus:'))
+            async with http.post(f"{base}/-/reload") as resp:
+                assert resp.status == 422
+                shown["/-/reload"] = await resp.read()
             for page in ("/", "/readyz", "/metrics"):
                 async with http.get(base + page) as resp:
                     # Not ready: the sources with wrong credentials are required ones.
@@ -281,6 +287,7 @@ async def test_no_secret_in_any_page_or_stream(
     assert b'id="sources"' in shown["/"]
     assert b'"bad-traderws"' in shown["/api/v1/status/stream"]
     assert b"status.auth_failed" in shown["/api/v1/events"]
+    assert b"sinks[2].url: expected an http/https URL" in shown["/readyz"]
     assert b'tradebus_sink_retries_total{sink="hook"}' in shown["/metrics"]
     tokens = set(every_simulator["traderws"].tokens)  # type: ignore[attr-defined]
     sessions = set(every_simulator["mt4bridge"]._sessions)  # type: ignore[attr-defined]
