@@ -43,7 +43,10 @@ class _Closed(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
 def _check_url(url: str, schemes: tuple[str, ...]) -> None:
     parts = urlsplit(url)
     if parts.scheme not in schemes or not parts.hostname:
-        shown = url if len(url) <= 80 else url[:80] + "…"
+        # Without userinfo and query, either of which may hold a credential: the message
+        # reaches logs, `tradebus reload`'s answer and the status page.
+        path, query, _ = url.partition("?")
+        shown = log_safe(path + ("?***" if query else ""))
         raise ValueError(f"url: expected an {'/'.join(schemes)} URL, got {shown!r}")
 
 

@@ -4,6 +4,7 @@ daemon running the four simulators."""
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -42,7 +43,7 @@ async def cell(page: Page, table: str, name: str, column: int) -> str:
 async def test_the_status_page_live(tmp_path: Path, four: list[Simulator]) -> None:
     """No request leaves 127.0.0.1; every source and sink is listed; counts move within 2 s;
     a stopped simulator's row says disconnected within 5 s; the tail's order. filter shows
-    order events only; a screenshot is kept."""
+    order events only; the config generation and the last reload show; a screenshot is kept."""
     port = free_port()
     config = write_config(tmp_path, four, daemon=f'http = "127.0.0.1:{port}"\n')
     daemon = (await start_daemon(config, quiet=True)).proc
@@ -76,6 +77,14 @@ async def test_the_status_page_live(tmp_path: Path, four: list[Simulator]) -> No
             while [await cell(page, "sources", n, 5) for n in names] == before:
                 assert loop.time() < deadline, "no count moved within 2 s"
                 await asyncio.sleep(0.05)  # what the page shows: nothing to await on it
+            # The config generation, and a reload (SIGHUP re-reads the same file: applied).
+            config_line = page.locator("#config")
+            await expect(config_line).to_have_text("generation 1, last reload: none yet")
+            daemon.send_signal(signal.SIGHUP)
+            await expect(config_line).to_have_text(
+                re.compile(r"^generation 2, last reload: applied at \d\d:\d\d:\d\d UTC$"),
+                timeout=10_000,
+            )
             # The live tail with an order. filter.
             await page.fill("#f-types", "order.")
             await page.click("button[type=submit]")

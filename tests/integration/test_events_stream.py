@@ -4,6 +4,7 @@ read with tradebus's own SSE decoder and with a third-party client (httpx-sse)."
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -285,3 +286,34 @@ async def test_a_stream_reads_across_segments_without_a_hole(ops: Ops) -> None:
         await ops.publish("main", *(order("main", n * 10 + i) for i in range(10)))
     rest = await stream.take(450)
     assert [int(m.id or 0) for m in first + rest] == list(range(1, 601))
+
+
+async def test_status_snapshots_carry_the_config_generation_and_the_last_reload(
+    ops: Ops,
+) -> None:
+    """The page's snapshots say the generation and what the last reload did, and when."""
+    response = await ops.http.get(f"{ops.base}/api/v1/status/stream")
+    ops.opened.append(response)
+    assert response.headers["Content-Type"] == "text/event-stream"
+    frames = Stream(response)
+    (first,) = await frames.take(1)
+    assert msgspec.json.decode(first.data)["reload"] == {
+        "generation": 1,
+        "last_result": None,
+        "last_time": None,
+        "last_problems": [],
+    }
+    # Started without a file, the daemon refuses a reload: the next snapshots say so.
+    before = time.time()
+    outcome = await ops.daemon.reload()
+    assert outcome.result == "refused"
+    async with asyncio.timeout(5):
+        while True:
+            (frame,) = await frames.take(1)
+            reload = msgspec.json.decode(frame.data)["reload"]
+            if reload["last_result"] is not None:
+                break
+    assert reload["generation"] == 1
+    assert reload["last_result"] == "refused"
+    assert before <= reload["last_time"] <= time.time()
+    assert reload["last_problems"] == ["reload: the daemon was not started from a file"]

@@ -191,6 +191,15 @@ def test_every_problem_of_a_file_is_reported_at_once() -> None:
     ]
 
 
+def test_a_bad_url_is_shown_without_its_credentials() -> None:
+    """A URL refused for its scheme is named without its userinfo or query (secrets both)."""
+    data = _minimal()
+    data["sources"][0]["url"] = "htp://bob:pw-7d1e@example.com/s?api_key=k-9f3a"  # type: ignore[index]
+    assert _problems(data) == [
+        "sources[0].url: expected an http/https URL, got 'htp://***@example.com/s?***'"
+    ]
+
+
 def test_a_missing_variable_is_not_reported_again_as_a_bad_value() -> None:
     """An unset ${VAR} in a URL is one problem (the variable), not also an empty URL."""
     data = _minimal()

@@ -117,6 +117,11 @@ function render(s) {
     " segments, seq " + j.first_seq + " to " + j.last_seq;
   $("#delivery").textContent = d.mode + (d.running ? ", running" : ", not running") +
     (d.pid ? " (pid " + d.pid + ")" : "") + ", restarts " + d.restarts;
+  const c = s.reload;
+  $("#config").textContent = "generation " + c.generation + ", last reload: " +
+    (c.last_result === null ? "none yet" : c.last_result + " at " +
+      new Date(c.last_time * 1000).toISOString().slice(11, 19) + " UTC") +
+    (c.last_problems.length ? " (" + c.last_problems.join("; ") + ")" : "");
   const ready = $("#ready");
   ready.textContent = s.ready ? "ready" : "NOT READY"; ready.className = s.ready ? "ok" : "bad";
   prev = s;
@@ -163,6 +168,7 @@ _HTML = """<!doctype html>
 </tr></thead><tbody id="sinks"></tbody></table></div>
 <h2>Journal</h2><p id="journal">-</p>
 <h2>Delivery</h2><p id="delivery">-</p>
+<h2>Config</h2><p id="config">-</p>
 <h2>Live tail</h2>
 <form id="filters"><input id="f-types" placeholder="types: order.,position.">
 <input id="f-sources" placeholder="sources"><input id="f-symbols" placeholder="symbols">
@@ -198,7 +204,8 @@ async def index(_request: web.Request) -> web.Response:
 
 
 def snapshot(daemon: Daemon) -> dict[str, Any]:
-    """``/readyz``'s state with the journal and the time: one status frame."""
+    """``/readyz``'s state (the config generation and the last reload among it) with the
+    journal and the time: one status frame."""
     state = daemon.state()
     journal = daemon.bus.journal
     state["journal"] = {

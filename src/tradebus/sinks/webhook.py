@@ -34,9 +34,10 @@ from typing import Final
 
 import aiohttp
 import msgspec
+import yarl
 
 import tradebus
-from tradebus import log, times
+from tradebus import log, secret, times
 from tradebus.backoff import Backoff, Failure, Kind
 from tradebus.config import WebhookSinkConfig, webhook_key
 from tradebus.errors import RetryableSinkError
@@ -245,6 +246,16 @@ class _Attempt:
     wait: float | None = None  # what a Retry-After asked for
 
 
+def _register_userinfo(url: str) -> None:
+    """Credentials in the URL go out as ``Authorization: Basic``: a receiver that echoes its
+    request in an error would show them, base64 and all, in the sink's ``last_error``, the
+    status page and the log. Both forms are scrubbed there like any secret."""
+    auth = aiohttp.BasicAuth.from_url(yarl.URL(url))
+    if auth is not None:
+        secret.register(auth.password)
+        secret.register(auth.encode().removeprefix("Basic "))
+
+
 class WebhookSink(Sink):
     """POSTs each batch as the configured format; see the module docstring for the guarantees."""
 
@@ -268,6 +279,7 @@ class WebhookSink(Sink):
         self.linger = config.batch_linger_ms / 1000
         self._url = config.url
         self._shown_url = log.redact_url(config.url)
+        _register_userinfo(config.url)
         self._key = webhook_key(config.secret) if config.secret is not None else None
         self._headers = {k: v.reveal() for k, v in config.headers.items()}
         self._headers["Content-Type"] = CONTENT_TYPES[config.format]
