@@ -302,6 +302,7 @@ async def test_status_snapshots_carry_the_config_generation_and_the_last_reload(
         "last_result": None,
         "last_time": None,
         "last_problems": [],
+        "failed_sinks": {},
     }
     # Started without a file, the daemon refuses a reload: the next snapshots say so.
     before = time.time()
