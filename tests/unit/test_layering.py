@@ -8,6 +8,8 @@ The daemon imports its ops endpoint, never the reverse: the endpoint reads a ``D
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,3 +75,22 @@ def test_the_ops_endpoint_imports_not_the_daemon(name: str) -> None:
     path = DAEMON / f"{name}.py"
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     assert forbidden(imported(tree, "tradebus.daemon"), "tradebus.daemon.app") == []
+
+
+# Below every sink and the bus: what configures them, and what reports on the journal.
+BELOW_SINKS = ("tradebus.config", "tradebus.journal.report")
+ABOVE = ("tradebus.bus", "tradebus.sinks", "tradebus.delivery")
+
+
+def test_config_and_journal_report_import_no_sink_and_no_bus() -> None:
+    """Imported afresh, they bring in no sink, no bus and no delivery module. (Loading a
+    config does: the sinks' config structs come from their plugins, found by entry point.)"""
+    code = (
+        "import sys, " + ", ".join(BELOW_SINKS) + "\n"
+        "print('\\n'.join(m for m in sys.modules if m.startswith('tradebus')))"
+    )
+    out = subprocess.run(  # noqa: S603 - our own fixed argv
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert set(BELOW_SINKS) <= set(out)  # the walk saw them: it cannot pass vacuously
+    assert [m for m in out if any(m == a or m.startswith(a + ".") for a in ABOVE)] == []
