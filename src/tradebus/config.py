@@ -24,8 +24,8 @@ import msgspec
 
 from tradebus import demo_keys
 from tradebus.errors import ConfigError
+from tradebus.schemas.subject import SubjectTemplate
 from tradebus.secret import Secret
-from tradebus.sinks.subject import SubjectTemplate
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
 Positive = Annotated[float, msgspec.Meta(gt=0)]

@@ -5,12 +5,17 @@ resolved, so a rotated key file is a change), and compares it with the config it
 name of each source and sink: an unchanged one is kept untouched, a changed one restarted, a
 new one added, a missing (or disabled) one removed. Keys that only a restart can change are
 refused by name, and then nothing changes. The plan travels as JSON to ``tradebus reload``.
+What a reload did (``Outcome``) and the tally of them (``Reloads``) live here too, so that what
+reads them (the ops endpoint) needs nothing of the daemon that runs them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -135,3 +140,49 @@ def plan_file(
     except ConfigError as exc:
         return None, Refused(problems=list(exc.problems))
     return new, plan(old, new)
+
+
+class Outcome(msgspec.Struct, kw_only=True):
+    """What a reload did: ``applied``, ``partial`` (what could not be, in ``problems``),
+    ``refused`` (nothing changed) or ``dry_run`` (the plan alone)."""
+
+    result: str
+    plan: Plan | None = None
+    problems: list[str] = msgspec.field(default_factory=list)
+    generation: int = 0
+    failed_sinks: dict[str, str] = msgspec.field(default_factory=dict)  # why, by sink
+
+
+class Reloads:
+    """The reloads so far: a generation per applied (or partial) one, counts by result."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.generation = 1
+        self.counts = {"applied": 0, "refused": 0, "partial": 0}
+        self.last_success: float | None = None
+        self.last: Outcome | None = None
+        self.last_time: float | None = None
+        # The sinks the last reload applied could not open (theirs, or none): a refused
+        # reload since changed nothing, so they stay named until one is applied.
+        self.failed_sinks: dict[str, str] = {}
+
+    def note(self, outcome: Outcome) -> None:
+        self.counts[outcome.result] += 1
+        now = time.time()
+        if outcome.result != "refused":
+            self.generation += 1
+            self.last_success = now
+            self.failed_sinks = dict(outcome.failed_sinks)
+        outcome.generation = self.generation
+        self.last, self.last_time = outcome, now
+
+    def state(self) -> dict[str, Any]:
+        last = self.last
+        return {
+            "generation": self.generation,
+            "last_result": None if last is None else last.result,
+            "last_time": self.last_time,
+            "last_problems": [] if last is None else last.problems,
+            "failed_sinks": self.failed_sinks,
+        }

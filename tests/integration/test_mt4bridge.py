@@ -227,6 +227,24 @@ async def test_rejected_credentials_never_hot_loop(
     assert all(e.data.retry_in >= 0.1 for e in _of(collector, "status.auth_failed"))
 
 
+async def test_a_403_is_refused_credentials_as_for_every_upstream(
+    sim: Mt4BridgeSimulator, collector: Collector
+) -> None:
+    """One HTTP classifier (backoff's): a 403 on a call is status.auth_failed, paced by
+    auth_retry, and not a session to reopen (that is a 401's meaning alone)."""
+    async with _running(_config(sim, reconcile_interval=0.1, auth_retry=0.2), collector):
+        await collector.wait_count("status.connected", 1)
+        sim.fail(403, None, match="/account")
+        await collector.wait_count("status.auth_failed", 2)
+        sim.clear_faults()
+        await collector.wait_count("status.connected", 2)
+    failed = _of(collector, "status.auth_failed")
+    assert {(e.data.reason, e.data.code) for e in failed} == {("account_failed", "Error")}
+    assert all(e.data.retry_in is not None and e.data.retry_in >= 0.1 for e in failed)
+    assert _count(collector, "status.disconnected", "session_rejected") == 0
+    assert _count(collector, "status.error") == 0
+
+
 async def test_429_retry_after_is_honoured_with_the_same_request_id(
     sim: Mt4BridgeSimulator, collector: Collector
 ) -> None:

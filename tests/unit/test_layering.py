@@ -2,19 +2,24 @@
 
 A simulator is a fake upstream; one that decodes with the adapter's own wire structs agrees
 with the adapter by construction and can never catch it misreading the upstream's shape.
+The daemon imports its ops endpoint, never the reverse: the endpoint reads a ``DaemonView``.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+import tradebus.daemon
 import tradebus.simulators
 
 SIMULATORS = sorted(Path(tradebus.simulators.__file__).parent.glob("*.py"))
 FORBIDDEN = "tradebus.adapters"
+DAEMON = Path(tradebus.daemon.__file__).parent
 
 
 def imported(tree: ast.AST, package: str) -> set[str]:
@@ -33,8 +38,8 @@ def imported(tree: ast.AST, package: str) -> set[str]:
     return names
 
 
-def forbidden(names: set[str]) -> list[str]:
-    return sorted(n for n in names if n == FORBIDDEN or n.startswith(FORBIDDEN + "."))
+def forbidden(names: set[str], prefix: str = FORBIDDEN) -> list[str]:
+    return sorted(n for n in names if n == prefix or n.startswith(prefix + "."))
 
 
 def test_there_are_simulators_to_check() -> None:
@@ -62,3 +67,30 @@ def test_a_simulator_imports_no_adapter(path: Path) -> None:
 def test_the_check_catches_every_spelling_of_the_import(source: str) -> None:
     """Absolute, aliased, from-the-package, relative and function-local imports all count."""
     assert forbidden(imported(ast.parse(source), "tradebus.simulators")) != []
+
+
+@pytest.mark.parametrize("name", ["ops", "page", "stream", "view"])
+def test_the_ops_endpoint_imports_not_the_daemon(name: str) -> None:
+    """Not even for type checking: what it reads of the daemon is ``view.DaemonView``."""
+    path = DAEMON / f"{name}.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    assert forbidden(imported(tree, "tradebus.daemon"), "tradebus.daemon.app") == []
+
+
+# Below every sink and the bus: what configures them, and what reports on the journal.
+BELOW_SINKS = ("tradebus.config", "tradebus.journal.report")
+ABOVE = ("tradebus.bus", "tradebus.sinks", "tradebus.delivery")
+
+
+def test_config_and_journal_report_import_no_sink_and_no_bus() -> None:
+    """Imported afresh, they bring in no sink, no bus and no delivery module. (Loading a
+    config does: the sinks' config structs come from their plugins, found by entry point.)"""
+    code = (
+        "import sys, " + ", ".join(BELOW_SINKS) + "\n"
+        "print('\\n'.join(m for m in sys.modules if m.startswith('tradebus')))"
+    )
+    out = subprocess.run(  # noqa: S603 - our own fixed argv
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert set(BELOW_SINKS) <= set(out)  # the walk saw them: it cannot pass vacuously
+    assert [m for m in out if any(m == a or m.startswith(a + ".") for a in ABOVE)] == []

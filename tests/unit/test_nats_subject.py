@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from tradebus import config as cfg
 from tradebus.errors import ConfigError
 from tradebus.schemas.events import Event, PositionUpdated, QuoteData, QuoteUpdated
+from tradebus.schemas.subject import TOKEN_MAX, Head, SubjectTemplate, token
 from tradebus.secret import Secret
-from tradebus.sinks.subject import TOKEN_MAX, Head, SubjectTemplate, token
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-]+$")
 SOURCE = {"name": "t", "type": "ttmt", "url": "http://127.0.0.1:1/stream", "api_key": "k"}

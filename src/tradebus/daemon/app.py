@@ -40,7 +40,7 @@ from tradebus.delivery.wire import Watermark
 from tradebus.journal import cursors
 from tradebus.journal.store import Journal, check_state_dir
 from tradebus.recording.recorder import for_source
-from tradebus.reload import Plan, Refused, plan_file
+from tradebus.reload import Outcome, Plan, Refused, Reloads, plan_file
 from tradebus.schemas.events import Event, Provider
 from tradebus.sinks.base import Sink
 
@@ -418,52 +418,6 @@ REASONS = {
     "removed_by_reload": "the source was removed from the configuration by a reload",
     "config_reloaded": "the source's configuration changed: it reconnects",
 }
-
-
-class Outcome(msgspec.Struct, kw_only=True):
-    """What a reload did: ``applied``, ``partial`` (what could not be, in ``problems``),
-    ``refused`` (nothing changed) or ``dry_run`` (the plan alone)."""
-
-    result: str
-    plan: Plan | None = None
-    problems: list[str] = msgspec.field(default_factory=list)
-    generation: int = 0
-    failed_sinks: dict[str, str] = msgspec.field(default_factory=dict)  # why, by sink
-
-
-class Reloads:
-    """The reloads so far: a generation per applied (or partial) one, counts by result."""
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.generation = 1
-        self.counts = {"applied": 0, "refused": 0, "partial": 0}
-        self.last_success: float | None = None
-        self.last: Outcome | None = None
-        self.last_time: float | None = None
-        # The sinks the last reload applied could not open (theirs, or none): a refused
-        # reload since changed nothing, so they stay named until one is applied.
-        self.failed_sinks: dict[str, str] = {}
-
-    def note(self, outcome: Outcome) -> None:
-        self.counts[outcome.result] += 1
-        now = time.time()
-        if outcome.result != "refused":
-            self.generation += 1
-            self.last_success = now
-            self.failed_sinks = dict(outcome.failed_sinks)
-        outcome.generation = self.generation
-        self.last, self.last_time = outcome, now
-
-    def state(self) -> dict[str, Any]:
-        last = self.last
-        return {
-            "generation": self.generation,
-            "last_result": None if last is None else last.result,
-            "last_time": self.last_time,
-            "last_problems": [] if last is None else last.problems,
-            "failed_sinks": self.failed_sinks,
-        }
 
 
 # What an adapter may look back on at start: enough for TTMT's dedupe set and the symbol caches.

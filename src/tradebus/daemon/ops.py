@@ -42,7 +42,7 @@ from tradebus.schemas.events import event_type
 from tradebus.secret import Secret
 
 if TYPE_CHECKING:
-    from tradebus.daemon.app import Daemon
+    from tradebus.daemon.view import DaemonView
 
 _LOCAL = frozenset({"127.0.0.1", "::1", "localhost"})
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
@@ -51,7 +51,7 @@ _LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 class DaemonCollector(Collector):
     """Every ``tradebus_*`` metric, read from the daemon when scraped."""
 
-    def __init__(self, daemon: Daemon, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, daemon: DaemonView, clock: Callable[[], float] = time.time) -> None:
         self.daemon = daemon
         self.clock = clock
 
@@ -321,14 +321,14 @@ _ST = ["source", "type"]
 _SK = ["source", "kind"]
 
 
-def registry_for(daemon: Daemon) -> CollectorRegistry:
+def registry_for(daemon: DaemonView) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DaemonCollector(daemon))
     ProcessCollector(namespace="tradebus", registry=registry)
     return registry
 
 
-def application(daemon: Daemon, streams: Streams | None = None) -> web.Application:
+def application(daemon: DaemonView, streams: Streams | None = None) -> web.Application:
     """The ops routes for ``daemon``; ``streams``: the event streams' registry (their limit)."""
     registry = registry_for(daemon)
     if streams is None:
@@ -412,7 +412,7 @@ def bearer(token: Secret, *, every: bool) -> Middleware:
 class OpsServer:
     """The endpoint's listener; ``port`` is the bound one (useful with port 0)."""
 
-    def __init__(self, daemon: Daemon, address: str) -> None:
+    def __init__(self, daemon: DaemonView, address: str) -> None:
         self.host, self.port = http_address(address)
         self.streams = Streams(daemon.config.daemon.http_max_clients)
         self._unsubscribe = daemon.on_append(self.streams.wake)

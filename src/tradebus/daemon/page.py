@@ -24,7 +24,7 @@ from aiohttp import web
 from tradebus.daemon.stream import Streams
 
 if TYPE_CHECKING:
-    from tradebus.daemon.app import Daemon
+    from tradebus.daemon.view import DaemonView
 
 SNAPSHOT_EVERY = 1.0
 
@@ -203,7 +203,7 @@ async def index(_request: web.Request) -> web.Response:
     return web.Response(body=PAGE, headers=_HEADERS)
 
 
-def snapshot(daemon: Daemon) -> dict[str, Any]:
+def snapshot(daemon: DaemonView) -> dict[str, Any]:
     """``/readyz``'s state (the config generation and the last reload among it) with the
     journal and the time: one status frame."""
     state = daemon.state()
@@ -219,7 +219,7 @@ def snapshot(daemon: Daemon) -> dict[str, Any]:
 
 
 def status_stream(
-    daemon: Daemon, streams: Streams, every: float = SNAPSHOT_EVERY
+    daemon: DaemonView, streams: Streams, every: float = SNAPSHOT_EVERY
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """``GET /api/v1/status/stream``: a snapshot a second, counted among the streams."""
 

@@ -314,7 +314,11 @@ class Mt4BridgeSimulator:
     def fail_auth(self, n: int | None = 1, *, match: str | None = None) -> None:
         """The next ``n`` requests (None: all until ``clear_faults``; ``match``: only those whose
         path ends with it; by default any, session open too) get 401 Unauthorized."""
-        self._faults.append(_Fault(401, n, match=match))
+        self.fail(401, n, match=match)
+
+    def fail(self, status: int, n: int | None = 1, *, match: str | None = None) -> None:
+        """Like ``fail_auth``, with any HTTP ``status`` (one the bridge does not document, too)."""
+        self._faults.append(_Fault(status, n, match=match))
 
     def clear_faults(self) -> None:
         self._faults.clear()

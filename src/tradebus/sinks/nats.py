@@ -39,8 +39,8 @@ from tradebus import log
 from tradebus.config import NatsSinkConfig
 from tradebus.errors import FatalSinkError, RetryableSinkError
 from tradebus.plugin import SinkPlugin
+from tradebus.schemas.subject import Head, SubjectTemplate
 from tradebus.sinks.base import Batch, Sink, SinkContext
-from tradebus.sinks.subject import Head, SubjectTemplate
 
 MSG_ID = "Nats-Msg-Id"
 # The stream must be this one, or JetStream refuses the message (a stream listening on

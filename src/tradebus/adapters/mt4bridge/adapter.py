@@ -37,7 +37,7 @@ from tradebus.adapters.transport import (
     WebSocket,
     WSKind,
 )
-from tradebus.backoff import Backoff, Failure, Kind, parse_retry_after
+from tradebus.backoff import Backoff, Failure, Kind, classify_http, parse_retry_after
 from tradebus.config import Mt4BridgeSource
 from tradebus.errors import SourceError
 from tradebus.plugin import SourcePlugin
@@ -358,9 +358,13 @@ class Mt4BridgeAdapter:
                 self.ctx.log.info("rate_limited", call=what, retry_after=wait)
                 await clock.sleep(wait, label)
                 continue
-            failure_kind = Kind.RETRYABLE if status in (409, 429) or status >= 500 else Kind.FATAL
+            # 403 too is refused credentials (paced by auth_retry); 409, 429 and 5xx heal.
             raise _failed(
-                failure_kind, f"{what}_failed", code, message=error.message, retry_after=retry_after
+                classify_http(status).kind,
+                f"{what}_failed",
+                code,
+                message=error.message,
+                retry_after=retry_after,
             )
 
     def _pause(self, attempt: int) -> float:
