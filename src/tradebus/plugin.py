@@ -45,14 +45,16 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tradebus.adapters.base import Adapter, SourceContext
 from tradebus.config import SinkBase as SinkConfigBase
 from tradebus.config import SourceBase as SourceConfigBase
 from tradebus.errors import FatalSinkError, RetryableSinkError
 from tradebus.registry import Registry
 from tradebus.sinks.base import Batch, Sink, SinkContext
+
+if TYPE_CHECKING:
+    from tradebus.adapters.base import Adapter, SourceContext
 
 __all__ = [
     "SINKS",
@@ -88,6 +90,16 @@ class SourcePlugin:
     type: str
     config: builtins.type[SourceConfigBase]
     factory: Callable[[Any, SourceContext], Adapter]
+
+
+def __getattr__(name: str) -> Any:
+    # The sources' names on first use: the delivery process imports this module for its sinks
+    # and has no use for the adapters.
+    if name in ("Adapter", "SourceContext"):
+        from tradebus.adapters import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 SINKS: Registry[SinkPlugin] = Registry(

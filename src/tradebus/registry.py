@@ -8,10 +8,13 @@ a ``tradebus.plugin.SinkPlugin`` / ``SourcePlugin``. Two installed packages that
 
 from __future__ import annotations
 
-from importlib.metadata import EntryPoint, entry_points
-from typing import Generic, Protocol, TypeVar
+import importlib
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from tradebus.errors import ConfigError
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 # The distribution whose entry points are the built-ins (listed first, in its own order).
 OWN = "tradebus"
@@ -39,6 +42,9 @@ class Registry(Generic[P]):
         self.order = order
         self._plugins: dict[str, P] | None = None
         self._packages: dict[str, str] = {}
+        self._refs: dict[str, str] = {}
+        # Loaded by ``load`` alone, without looking at what else is installed.
+        self._loaded: dict[str, P] = {}
 
     def plugins(self) -> dict[str, P]:
         """Every ``type`` to its plugin: tradebus's own first, then the others by name.
@@ -46,12 +52,16 @@ class Registry(Generic[P]):
         ``ConfigError`` when two packages claim one type, or an entry point is not a plugin.
         """
         if self._plugins is None:
+            # Imported here: a process that only ``load``s its plugins goes without it.
+            from importlib.metadata import entry_points
+
             found = sorted(
                 entry_points(group=self.group),
                 key=lambda ep: (_package(ep) != OWN, self._rank(ep.name), ep.name),
             )
             plugins: dict[str, P] = {}
             packages: dict[str, str] = {}
+            refs: dict[str, str] = {}
             for ep in found:
                 package = _package(ep)
                 if ep.name in packages:
@@ -70,23 +80,47 @@ class Registry(Generic[P]):
                             f" cannot be loaded: {str(exc)[:200]}"
                         ]
                     ) from None
-                if not isinstance(plugin, self.kind) or plugin.type != ep.name:
-                    raise ConfigError(
-                        [
-                            f"{self.group}: entry point {ep.name!r} of {package} ({ep.value})"
-                            f" is not a {self.kind.__name__} of type {ep.name!r}"
-                        ]
-                    )
-                plugins[ep.name] = plugin
+                plugins[ep.name] = self._checked(ep.name, plugin, f"{package} ({ep.value})")
                 packages[ep.name] = package
-            self._plugins, self._packages = plugins, packages
+                refs[ep.name] = ep.value
+            self._plugins, self._packages, self._refs = plugins, packages, refs
         return self._plugins
+
+    def _checked(self, type_: str, plugin: object, origin: str) -> P:
+        if not isinstance(plugin, self.kind) or plugin.type != type_:
+            raise ConfigError(
+                [
+                    f"{self.group}: entry point {type_!r} of {origin}"
+                    f" is not a {self.kind.__name__} of type {type_!r}"
+                ]
+            )
+        return plugin
+
+    def ref(self, type_: str) -> str:
+        """The object reference (``module:attr``) of ``type_``'s entry point, for ``load``."""
+        self.plugins()
+        return self._refs[type_]
+
+    def load(self, type_: str, ref: str) -> P:
+        """The plugin of ``type_`` at ``ref`` (its ``ref()`` in the daemon), imported alone:
+        the delivery process imports the sinks it runs, not every installed plugin and what
+        they import. ``get`` answers with it from then on."""
+        plugin = self._loaded.get(type_)
+        if plugin is None:
+            module, _, attrs = ref.partition(":")
+            found: object = importlib.import_module(module.strip())
+            for attr in filter(None, attrs.strip().split(".")):
+                found = getattr(found, attr)
+            plugin = self._loaded[type_] = self._checked(type_, found, ref)
+        return plugin
 
     def _rank(self, name: str) -> int:
         return self.order.index(name) if name in self.order else len(self.order)
 
     def get(self, type_: str) -> P:
         """The plugin of ``type_``; ``KeyError`` when none is installed."""
+        if self._plugins is None and type_ in self._loaded:
+            return self._loaded[type_]
         return self.plugins()[type_]
 
     def package(self, type_: str) -> str:

@@ -7,10 +7,14 @@ import os
 from importlib.metadata import distribution
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.process import run_cli
 from tests.unit.test_config import installed
 from tradebus import config
-from tradebus.plugin import SINKS, SOURCES
+from tradebus.errors import ConfigError
+from tradebus.plugin import SINKS, SOURCES, SinkPlugin
+from tradebus.registry import Registry
 from tradebus.sinks.webhook import WebhookSink
 
 FAKE_SINK = """
@@ -71,6 +75,17 @@ def test_the_built_ins_are_entry_points_of_tradebus() -> None:
     assert SINKS.get("webhook").config is config.WebhookSinkConfig
     assert SOURCES.get("ttmt").config is config.TtmtSource
     assert all(SINKS.builtin(t) for t in ("stdout", "file", "webhook", "nats"))
+
+
+def test_a_plugin_is_loaded_alone_by_its_reference() -> None:
+    """What the delivery process does: one plugin imported from the reference the daemon gave,
+    the others left alone; a reference to anything but that type's plugin is refused."""
+    assert SINKS.ref("webhook") == "tradebus.sinks.webhook:PLUGIN"
+    alone: Registry[SinkPlugin] = Registry("tradebus.sinks", SinkPlugin)
+    assert alone.load("webhook", SINKS.ref("webhook")) is SINKS.get("webhook")
+    assert alone.get("webhook") is SINKS.get("webhook")
+    with pytest.raises(ConfigError, match="is not a SinkPlugin of type 'file'"):
+        alone.load("file", "tradebus.sinks.webhook:PLUGIN")
 
 
 async def test_a_type_claimed_twice_is_refused_naming_both_packages(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ ends (``Advance``), to reopen files (``Reopen``), to follow a reloaded set of si
 sinks' state (``Snapshot``, every ``SNAPSHOT_EVERY`` seconds and once at the end), what its
 sinks set aside (``DeadLetter``) and what a reload could not apply (``Reconfigured``). The
 sinks' configuration, secrets included, travels in ``Hello`` and ``Reconfigure``, never on a
-command line.
+command line, each sink's with the entry point of its plugin: the delivery process imports the
+plugins it runs and no other (every sink client library and what it imports costs memory).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 
 import msgspec
 
-from tradebus.config import SinkConfig, dec_hook, sink_kinds, table_list
+from tradebus.config import SinkConfig, dec_hook, kind
+from tradebus.plugin import SINKS
 from tradebus.secret import Secret
 
 SNAPSHOT_EVERY = 0.2
@@ -115,13 +117,34 @@ def _reveal(obj: Any) -> Any:
     raise NotImplementedError
 
 
+class _WireSink(msgspec.Struct, frozen=True, array_like=True):
+    type: str
+    plugin: str  # its entry point's object reference, ``module:attr``
+    config: msgspec.Raw  # msgpack, decoded with the plugin's config struct
+
+
 def encode_sinks(sinks: list[SinkConfig]) -> bytes:
     """The resolved sink configs (secrets revealed: for our own child's socket only)."""
-    return msgspec.msgpack.encode(sinks, enc_hook=_reveal)
+    return msgspec.msgpack.encode(
+        [
+            _WireSink(
+                kind(s),
+                SINKS.ref(kind(s)),
+                msgspec.Raw(msgspec.msgpack.encode(s, enc_hook=_reveal)),
+            )
+            for s in sinks
+        ]
+    )
 
 
 def decode_sinks(data: bytes) -> list[SinkConfig]:
-    return msgspec.msgpack.decode(data, type=table_list(sink_kinds()), dec_hook=dec_hook)  # type: ignore[no-any-return]
+    """The configs ``encode_sinks`` sent, each sink's plugin loaded for it alone."""
+    return [
+        msgspec.msgpack.decode(
+            bytes(w.config), type=SINKS.load(w.type, w.plugin).config, dec_hook=dec_hook
+        )
+        for w in msgspec.msgpack.decode(data, type=list[_WireSink])
+    ]
 
 
 class Channel:
