@@ -82,6 +82,21 @@ class SinkPlugin:
     # Takes the config alone (an instance of ``config``); the rest comes with ``open``.
     factory: Callable[[Any], Sink]
 
+    def __post_init__(self) -> None:
+        # A sink class that left out a member the follower calls would fail only once its
+        # follower starts, in the delivery process: name what is missing when it is loaded.
+        if isinstance(self.factory, type):
+            missing = [m for m in SINK_MEMBERS if not hasattr(self.factory, m)]
+            if missing:
+                raise ValueError(
+                    f"sink {self.factory.__name__} lacks {', '.join(missing)}:"
+                    " subclass tradebus.plugin.Sink, which has their defaults"
+                )
+
+
+# What the follower calls on a sink beyond the attributes its ``__init__`` sets.
+SINK_MEMBERS = ("open", "write", "close", "reopen", "metrics", "errors", "linger")
+
 
 @dataclass(frozen=True, slots=True)
 class SourcePlugin:

@@ -155,3 +155,34 @@ async def test_a_plugin_config_is_checked_with_field_paths(tmp_path: Path) -> No
     code, out, err = await run_cli("check-config", "-c", str(path), env=env)
     assert (code, err) == (0, b"")
     assert b"ok (1 sources, 1 sinks)" in out
+
+
+async def test_a_sink_class_missing_members_is_refused_naming_them(tmp_path: Path) -> None:
+    """A sink class that is no ``Sink`` subclass and leaves out what the follower calls is
+    refused at check time, naming the members, not when its follower first starts."""
+    bare = FAKE_SINK.replace(
+        'PLUGIN = SinkPlugin("color", ColorConfig, lambda config: Sink())',
+        "class Bare:\n"
+        "    async def open(self, ctx): ...\n"
+        "    async def write(self, batch): ...\n"
+        "    async def close(self): ...\n\n"
+        'PLUGIN = SinkPlugin("color", ColorConfig, Bare)',
+    )
+    assert bare != FAKE_SINK
+    site = fake_package(
+        tmp_path, "tradebus-sink-color", "[tradebus.sinks]\ncolor = color:PLUGIN\n", {"color": bare}
+    )
+    path = a_config(tmp_path, '[[sinks]]\nname = "out"\ntype = "stdout"\n')
+    code, _, err = await run_cli("check-config", "-c", str(path), env=env_with(site))
+    assert code == 2
+    assert err.decode().splitlines() == [
+        "config error: tradebus.sinks: entry point 'color' of tradebus-sink-color"
+        " (color:PLUGIN) cannot be loaded: sink Bare lacks reopen, metrics, errors, linger:"
+        " subclass tradebus.plugin.Sink, which has their defaults"
+    ]
+
+
+def test_a_sink_subclass_or_a_factory_function_is_accepted() -> None:
+    plugin = SINKS.get("webhook")
+    assert SinkPlugin("webhook", plugin.config, WebhookSink).factory is WebhookSink
+    assert SinkPlugin("webhook", plugin.config, lambda c: WebhookSink(c)).type == "webhook"
