@@ -6,12 +6,19 @@ import asyncio
 import random
 import signal
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeAlias
 
 import aiohttp
 
 from tests.e2e.delivery_rig import Rig, rig, toml_table, wait_for
 from tests.e2e.process import run_cli
+from tradebus.journal.store import Journal
+from tradebus.simulators.mt4bridge import Mt4BridgeSimulator
+from tradebus.simulators.tpalerts import TpAlertsSimulator
+from tradebus.simulators.traderws import TraderWsSimulator
 from tradebus.simulators.ttmt import TtmtSimulator
 
 
@@ -251,3 +258,209 @@ async def test_a_sink_that_cannot_open_is_named_by_readyz_until_a_reload_applies
         finally:
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(proc.wait(), 20) == 0
+
+
+# --- four kinds of source, thirty reloads --------------------------------------------------
+
+Sim: TypeAlias = TtmtSimulator | TpAlertsSimulator | TraderWsSimulator | Mt4BridgeSimulator
+
+
+def _connections(sim: Sim) -> int:
+    """The connections ``sim`` has taken (each simulator counts its own way)."""
+    if isinstance(sim, TtmtSimulator):
+        return len(sim.attempts)
+    if isinstance(sim, TpAlertsSimulator):
+        return sim.attempts
+    if isinstance(sim, TraderWsSimulator):
+        return len(sim.connections)
+    return len(sim.of("GET", "/events"))
+
+
+class _Touched:
+    """A source the plan adds, removes, changes and rotates the secret file of: ``version``
+    names its resolved config, so two versions differ exactly when a reload restarts it."""
+
+    def __init__(self, sim: Sim, table: dict[str, object], secret: str, keys: list[str]) -> None:
+        self.sim, self.secret, self.keys = sim, secret, keys
+        self.table = {k: v for k, v in table.items() if k != secret}
+        self.present, self.key, self.tweak = True, 0, False
+        self.connects = 1  # what the simulator should have counted by now
+
+    def reached(self) -> bool:
+        return _connections(self.sim) >= self.connects
+
+    def version(self) -> tuple[int, bool] | None:
+        return (self.key, self.tweak) if self.present else None
+
+
+async def test_thirty_random_reloads_with_all_four_kinds_of_source(tmp_path: Path) -> None:
+    """Four sources (one of each kind) stream into a file sink while 30 seeded reloads add,
+    remove and change a second sink, change, remove and re-add two more sources and rotate
+    their secret files, or change nothing. Each plan is what the change asks for, no more;
+    the four never touched keep their one connection; the file sink holds every journaled
+    event once, in seq order."""
+    rng = random.Random(2027)
+    keys = ["ttmt-key-one-5c1f", "ttmt-key-two-9a7e"]
+    passwords = ["mt4-pass-one-3b8d", "mt4-pass-two-e42c"]
+    kept: dict[str, Sim] = {
+        "tt": TtmtSimulator(seed=5, rate=80.0),
+        "tp": TpAlertsSimulator(seed=5, rate=20.0),
+        "tw": TraderWsSimulator(username="u", password="pw-0d41", rate=10.0, seed=5),
+        "mt": Mt4BridgeSimulator(rate=10.0, seed=5, trade_interval=1.0),
+    }
+    rot_sim = TtmtSimulator(seed=6, rate=40.0, api_keys=tuple(keys))
+    bridge_sim = Mt4BridgeSimulator(rate=10.0, seed=6, password=passwords[0], login=120046)
+    sims: list[Sim] = [*kept.values(), rot_sim, bridge_sim]
+    for sim in sims:
+        await sim.start()
+    touched = {
+        "rot": _Touched(rot_sim, rot_sim.source_table("rot"), "api_key", keys),
+        "bridge": _Touched(bridge_sim, bridge_sim.source_table("bridge"), "password", passwords),
+    }
+    side: str | None = None  # the second sink's path and filter, when there is one
+    done: set[str] = set()
+
+    def write(r: Rig) -> None:
+        tables = [{**sim.source_table(name)} for name, sim in kept.items()]
+        for name, t in touched.items():
+            if not t.present:
+                continue
+            secret = tmp_path / f"{name}.secret"
+            secret.write_text(t.keys[t.key] + "\n")
+            secret.chmod(0o600)
+            tables.append(
+                {
+                    **t.table,
+                    f"{t.secret}_file": str(secret),
+                    "required": False,
+                    "idle_timeout" if name == "bridge" else "symbol_cache": 99 if t.tweak else 98,
+                }
+            )
+        sources = "".join(
+            "\n[[sources]]\n" + toml_table(t) + "reconnect_min = 0.05\nreconnect_max = 0.2\n"
+            for t in tables
+        )
+        sinks = "" if side is None else f'\n[[sinks]]\nname = "side"\ntype = "file"\n{side}'
+        r.config.write_text(
+            f'[daemon]\nlog_format = "json"\nstate_dir = "{r.state}"\ndrain_timeout = 2.0\n'
+            f'http = "127.0.0.1:{r.http}"\n{sources}'
+            f'\n[[sinks]]\nname = "archive"\ntype = "file"\npath = "{r.out}"\n{sinks}'
+        )
+
+    async def reload(r: Rig) -> dict[str, Any]:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"http://127.0.0.1:{r.http}/-/reload") as resp,
+        ):
+            assert resp.status == 200, await resp.text()
+            outcome: dict[str, Any] = await resp.json()
+        assert outcome["result"] == "applied", outcome
+        return outcome
+
+    def connected(name: str) -> Callable[[dict[str, Any]], bool]:
+        return lambda b: name in b["sources"] and b["sources"][name]["connected"]
+
+    async with rig(tmp_path, feeds=0) as r:
+        write(r)
+        proc = await r.start()
+        try:
+            await r.until_ready(
+                lambda b: b["ready"] and all(connected(n)(b) for n in [*kept, *touched]), 30
+            )
+            for n in range(30):
+                before = {name: t.version() for name, t in touched.items()}
+                side_before = side
+                action = rng.choice(["noop", "sink", "rotate", "change", "toggle"])
+                target = touched[rng.choice(sorted(touched))]
+                if action == "sink":
+                    side = rng.choice(
+                        [
+                            None,
+                            f'path = "{tmp_path}/side0.jsonl"\n',
+                            f'path = "{tmp_path}/side1.jsonl"\n',
+                            f'path = "{tmp_path}/side1.jsonl"\ntypes = ["status."]\n',
+                        ]
+                    )
+                elif action == "rotate":
+                    target.key = 1 - target.key
+                    if target.sim is bridge_sim:  # the bridge takes the new password alone
+                        bridge_sim.password = passwords[target.key]
+                elif action == "change":
+                    target.tweak = not target.tweak
+                elif action == "toggle":
+                    target.present = not target.present
+                write(r)
+                outcome = await reload(r)
+                plan = outcome["plan"]
+                expected: dict[str, list[str]] = {"restarted": [], "added": [], "removed": []}
+                for name, t in touched.items():
+                    old, new = before[name], t.version()
+                    if old != new:
+                        verb = "added" if old is None else "removed" if new is None else "restarted"
+                        expected[verb].append(name)
+                        done.add(f"{action} {verb}")
+                for verb, names in expected.items():
+                    assert sorted(plan["sources"][verb]) == sorted(names), (n, action, plan)
+                assert set(kept) <= set(plan["sources"]["kept"]), plan
+                sinks = {v: plan["sinks"][v] for v in ("added", "removed", "restarted")}
+                if side == side_before:
+                    assert sinks == {"added": [], "removed": [], "restarted": []}, plan
+                else:
+                    verb = (
+                        "added"
+                        if side_before is None
+                        else "removed"
+                        if side is None
+                        else "restarted"
+                    )
+                    assert sinks[verb] == ["side"], plan
+                    done.add(f"sink {verb}")
+                assert "archive" in plan["sinks"]["kept"]
+                if not any(expected.values()) and side == side_before:
+                    done.add("no change")
+                for name in expected["added"] + expected["restarted"]:
+                    t = touched[name]
+                    t.connects += 1
+                    await wait_for(t.reached, 10)
+                    await r.until_ready(connected(name), 10)
+                status, body = await r.readyz()
+                assert status == 200, body
+                assert body["reload"]["generation"] == n + 2
+            # The seed drew every kind of reload the issue names.
+            assert {
+                "rotate restarted",
+                "change restarted",
+                "toggle removed",
+                "toggle added",
+                "sink added",
+                "sink removed",
+                "sink restarted",
+                "no change",
+            } <= done, done
+            # Events flow after the last reload, from each of the four.
+            counts = Counter(line["source"] for line in r.lines())
+            await wait_for(
+                lambda: all(
+                    c[s] > counts[s]
+                    for c in [Counter(x["source"] for x in r.lines())]
+                    for s in kept
+                ),
+                15,
+            )
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(proc.wait(), 20) == 0
+        for name, sim in kept.items():
+            assert _connections(sim) == 1, name  # never reconnected by a reload
+        for name, t in touched.items():
+            assert _connections(t.sim) == t.connects, name  # each restart one connection more
+        journal, _ = Journal.open(r.state)
+        last = journal.last_seq
+        journal.close()
+        lines = r.lines()
+        assert [line["seq"] for line in lines] == list(range(1, last + 1))
+        assert len({line["id"] for line in lines}) == len(lines), "an event written twice"
+        assert not r.lost("tt")
+        r.assert_nothing_lost("tt", r.ttmt_ids()["tt"][-1])
+    for sim in sims:
+        await sim.stop()
