@@ -76,7 +76,8 @@ CONFIG_DOCS: dict[str, str] = {
     "is answered 503.",
     "daemon.http_token": "The Bearer token the ops endpoint asks of `/` and `/api/*` (at least "
     "16 characters; a secret: `http_token_file` or `${VAR}`; empty is unset). Required when "
-    "`http` listens beyond loopback.",
+    "`http` listens beyond loopback. A browser signs in at `/` with it and gets a cookie good for "
+    "reads only (docs/operations.md).",
     "daemon.http_token_all": "`true`: `/healthz`, `/readyz` and `/metrics` ask for "
     "`http_token` too (by default they stay open for probes and Prometheus).",
     "sources.name": "The source's name: the `source` field and the prefix of every event `id` "

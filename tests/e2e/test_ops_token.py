@@ -1,5 +1,6 @@
 """The ops endpoint beyond loopback: no start without ``http_token``; with it, 401 for a request
-that lacks it, the probes open unless ``http_token_all``; the token never in a log line."""
+that lacks it, the probes open unless ``http_token_all``; the token never in a log line; a
+browser signs in with the form."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import signal
 from pathlib import Path
 
 import aiohttp
+import pytest
+from playwright.async_api import async_playwright, expect
 
+from tests import tools
 from tests.e2e.delivery_rig import Rig, rig
 from tests.e2e.process import run_cli
 
@@ -96,3 +100,36 @@ async def test_http_token_all_closes_the_probes_too(tmp_path: Path) -> None:
         finally:
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(proc.wait(), 20) == 0
+
+
+@pytest.mark.tool("chromium")
+async def test_a_browser_signs_in_with_the_form(tmp_path: Path) -> None:
+    """Chromium opens / and gets the form; a wrong token says so; the right one shows the live
+    status page (its streams opened by the cookie); no CSP violation; the token in no log line."""
+    problems: list[str] = []
+    async with rig(tmp_path, feeds=1) as r:
+        r.write(daemon=f'http_token = "{TOKEN}"')
+        proc = await r.start(stderr=asyncio.subprocess.PIPE)
+        try:
+            await r.until_ready(lambda b: b["sources"]["feed0"]["connected"], 20)
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path=tools.path("chromium"))
+                page = await browser.new_page()
+                page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+                await page.goto(f"http://127.0.0.1:{r.http}/")
+                await page.fill("#token", "not-the-token-0000000000")
+                await page.click("input[type=submit]")
+                await expect(page.locator("p.err")).to_have_text("Wrong token.")
+                await page.fill("#token", TOKEN)
+                await page.click("input[type=submit]")
+                row = page.locator('#sources tr[data-name="feed0"] td.state')
+                await expect(row).to_have_text("connected", timeout=10_000)
+                await browser.close()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(proc.communicate(), 20)
+    # The wrong token's 401 is a console error of its own; anything else (a CSP violation) is not.
+    assert [p for p in problems if "401" not in p] == []
+    assert b"ops_login_failed" in err
+    assert TOKEN.encode() not in err
+    assert b"not-the-token" not in err

@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector
 from tradebus import log
 from tradebus.config import http_address
 from tradebus.daemon import page, stream
+from tradebus.daemon.signin import LOGIN, Signin, form
 from tradebus.daemon.stream import Streams
 from tradebus.delivery.follower import LATENCY_BUCKETS
 from tradebus.delivery.wire import SinkSnapshot
@@ -366,8 +367,12 @@ def application(daemon: DaemonView, streams: Streams | None = None) -> web.Appli
 
     d = daemon.config.daemon
     guarded = d.http_token is not None
-    middlewares = [] if d.http_token is None else [bearer(d.http_token, every=d.http_token_all)]
+    token = d.http_token
+    signin = None if token is None else Signin(token)
+    middlewares = [] if token is None else [bearer(token, every=d.http_token_all, signin=signin)]
     app = web.Application(middlewares=middlewares)
+    if signin is not None:
+        app.router.add_post(LOGIN, signin.login)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -389,16 +394,24 @@ def reload_allowed(remote: str | None, *, token: bool) -> bool:
 PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
-def bearer(token: Secret, *, every: bool) -> Middleware:
+def bearer(token: Secret, *, every: bool, signin: Signin | None = None) -> Middleware:
     """Ask for ``Authorization: Bearer <token>`` (RFC 6750) of every path but the probes'
-    (``every``: of those too). Compared in constant time; never logged."""
+    (``every``: of those too). Compared in constant time; never logged. With ``signin``, its
+    cookie stands in for the header on reads of the page and ``/api/*``, ``GET /`` without
+    either answers the sign-in form, and ``POST /-/login`` checks the token itself."""
     expected = b"Bearer " + token.reveal().encode()
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if signin is not None and request.path == LOGIN:
+            return await handler(request)
         if every or request.path not in PROBES:
             given = request.headers.get("Authorization", "").encode()
             if not hmac.compare_digest(given, expected):
+                if signin is not None and signin.reads(request):
+                    return await handler(request)
+                if signin is not None and request.path == "/" and request.method == "GET":
+                    return form()
                 return web.Response(
                     status=401,
                     headers={"WWW-Authenticate": 'Bearer realm="tradebus"'},

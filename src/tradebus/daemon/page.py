@@ -180,13 +180,13 @@ _HTML = """<!doctype html>
 """
 
 
-def _sha256(text: str) -> str:
+def sha256_source(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
 PAGE = _HTML.format(style=_STYLE, script=_SCRIPT).encode()
 CSP = (
-    f"default-src 'none'; script-src {_sha256(_SCRIPT)}; style-src {_sha256(_STYLE)}; "
+    f"default-src 'none'; script-src {sha256_source(_SCRIPT)}; style-src {sha256_source(_STYLE)}; "
     "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "
     "frame-ancestors 'none'"
 )
