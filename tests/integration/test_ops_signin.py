@@ -4,7 +4,6 @@ the token), what the cookie opens (reads of the page and its streams) and what i
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,9 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from tests.integration.test_ops import Idle, Sink, two_sources
+from tests.integration.test_events_stream import running_daemon
+from tests.integration.test_ops import two_sources
 from tradebus import config
-from tradebus.daemon.app import Daemon, start_ops
 from tradebus.daemon.signin import COOKIE, CSP, WRONG
 from tradebus.secret import Secret
 
@@ -46,18 +45,8 @@ async def endpoint(tmp_path: Path) -> AsyncIterator[Endpoint]:
         ),
     )
     with capture_logs() as logs:
-        daemon = Daemon(cfg, sinks=[Sink("out")], factories={"ttmt": Idle})
-        stop = asyncio.Event()
-        task = asyncio.create_task(daemon.run(stop))
-        await asyncio.wait_for(daemon.ready.wait(), 5)
-        ops = await start_ops(daemon)
-        assert ops is not None
-        try:
-            yield Endpoint(f"http://127.0.0.1:{ops.port}", logs)
-        finally:
-            await ops.stop()
-            stop.set()
-            await task
+        async for running in running_daemon(cfg):
+            yield Endpoint(running.base, logs)
     assert TOKEN not in repr(logs)
     assert WRONG_TOKEN not in repr(logs)
 
