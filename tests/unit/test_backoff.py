@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import email.utils
 import random
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -171,6 +173,7 @@ def test_explicit_reset() -> None:
         (429, None, Failure(Kind.RETRYABLE, "rate_limited", "429")),
         (500, None, Failure(Kind.RETRYABLE, "server_error", "500")),
         (503, "7", Failure(Kind.RETRYABLE, "server_error", "503", 7.0)),
+        (408, None, Failure(Kind.RETRYABLE, "request_timeout", "408")),
         (404, None, Failure(Kind.FATAL, "http_error", "404")),
         (400, None, Failure(Kind.FATAL, "http_error", "400")),
     ],
@@ -200,9 +203,66 @@ def test_retry_after_from_429_becomes_the_floor() -> None:
         ("\u0663", None),  # Arabic-Indic three
         ("1\u0663", None),
         ("\u00b2", None),  # superscript two
-        ("Wed, 21 Oct 2026 07:28:00 GMT", None),
+        ("Wed, 21 Oct 2026 07:28:00 GMT", None),  # a date needs the clock: see below
     ],
 )
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     """Only plain ASCII delay-seconds are taken; HTTP dates and non-ASCII digits are ignored."""
     assert parse_retry_after(value) == expected
+
+
+def test_a_conflict_is_final_where_the_caller_says_so() -> None:
+    """A sink's receiver answering 409 will never take the request; an upstream's clears."""
+    assert classify_http(409, "3", conflict_retries=False) == Failure(
+        Kind.FATAL, "http_error", "409", 3.0
+    )
+
+
+def test_classify_http_reads_an_http_date_given_the_clock() -> None:
+    """With ``now`` a Retry-After date counts; without it (a replayed source) it is ignored."""
+    date = email.utils.formatdate(NOW + 45, usegmt=True)
+    assert classify_http(503, date, now=NOW).retry_after == 45.0
+    assert classify_http(503, date).retry_after is None
+
+
+NOW = 1_780_000_000.0
+
+
+# --- Retry-After, both forms -----------------------------------------------------------------
+
+
+def test_retry_after_reads_delay_seconds() -> None:
+    """delay-seconds: the number itself, whitespace around it ignored."""
+    assert parse_retry_after("120", NOW) == 120.0
+    assert parse_retry_after(" 0 ", NOW) == 0.0
+
+
+def test_retry_after_reads_an_http_date() -> None:
+    """IMF-fixdate (and the obsolete RFC 850 / asctime forms): seconds from now until then."""
+    assert parse_retry_after(email.utils.formatdate(NOW + 90, usegmt=True), NOW) == 90.0
+    when = datetime.fromtimestamp(NOW + 30, UTC)
+    assert parse_retry_after(when.strftime("%A, %d-%b-%y %H:%M:%S GMT"), NOW) == 30.0
+    assert parse_retry_after(when.strftime("%a %b %d %H:%M:%S %Y"), NOW) == 30.0
+
+
+def test_retry_after_a_past_date_means_now() -> None:
+    """A date already gone asks for no wait, never a negative one."""
+    assert parse_retry_after(email.utils.formatdate(NOW - 3600, usegmt=True), NOW) == 0.0
+
+
+@pytest.mark.parametrize("value", [None, "", "soon", "-5", "1.5", "١٢", "Wed, 99 Foo 2026"])
+def test_retry_after_ignores_what_is_neither(value: str | None) -> None:
+    """Neither form (negative, fractional, non-ASCII digits, a broken date): None."""
+    assert parse_retry_after(value, NOW) is None
+
+
+@given(st.text(max_size=60))
+def test_retry_after_never_raises(value: str) -> None:
+    """Whatever a receiver sends, the answer is None or a wait of zero or more seconds."""
+    got = parse_retry_after(value, NOW)
+    assert got is None or got >= 0.0
+
+
+@given(st.integers(min_value=0, max_value=10**12))
+def test_retry_after_seconds_round_trip(seconds: int) -> None:
+    assert parse_retry_after(str(seconds), NOW) == float(seconds)

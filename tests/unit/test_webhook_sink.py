@@ -1,4 +1,4 @@
-"""The webhook sink's pure parts: Retry-After, signatures, secrets, ids, status classes, config."""
+"""The webhook sink's pure parts: signatures, secrets, ids, status classes, config."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from tradebus.sinks.webhook import (
     batch_id,
     classify,
     header_id,
-    retry_after,
     signature,
     split_lines,
 )
@@ -30,72 +29,37 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 NOW = 1_780_000_000.0
 
 
-# --- Retry-After --------------------------------------------------------------------------------
-
-
-def test_retry_after_reads_delay_seconds() -> None:
-    """delay-seconds: the number itself, whitespace around it ignored."""
-    assert retry_after("120", NOW) == 120.0
-    assert retry_after(" 0 ", NOW) == 0.0
-
-
-def test_retry_after_reads_an_http_date() -> None:
-    """IMF-fixdate (and the obsolete RFC 850 / asctime forms): seconds from now until then."""
-    assert retry_after(email.utils.formatdate(NOW + 90, usegmt=True), NOW) == 90.0
-    when = datetime.fromtimestamp(NOW + 30, UTC)
-    assert retry_after(when.strftime("%A, %d-%b-%y %H:%M:%S GMT"), NOW) == 30.0
-    assert retry_after(when.strftime("%a %b %d %H:%M:%S %Y"), NOW) == 30.0
-
-
-def test_retry_after_a_past_date_means_now() -> None:
-    """A date already gone asks for no wait, never a negative one."""
-    assert retry_after(email.utils.formatdate(NOW - 3600, usegmt=True), NOW) == 0.0
-
-
-@pytest.mark.parametrize("value", [None, "", "soon", "-5", "1.5", "١٢", "Wed, 99 Foo 2026"])
-def test_retry_after_ignores_what_is_neither(value: str | None) -> None:
-    """Neither form (negative, fractional, non-ASCII digits, a broken date): None."""
-    assert retry_after(value, NOW) is None
-
-
-@given(st.text(max_size=60))
-def test_retry_after_never_raises(value: str) -> None:
-    """Whatever a receiver sends, the answer is None or a wait of zero or more seconds."""
-    got = retry_after(value, NOW)
-    assert got is None or got >= 0.0
-
-
-@given(st.integers(min_value=0, max_value=10**12))
-def test_retry_after_seconds_round_trip(seconds: int) -> None:
-    assert retry_after(str(seconds), NOW) == float(seconds)
-
-
 # --- status classes -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("status", "verdict"),
+    ("status", "retry_after", "verdict"),
     [
-        (200, "ok"),
-        (202, "ok"),
-        (204, "ok"),
-        (500, "retry"),
-        (502, "retry"),
-        (504, "retry"),
-        (408, "retry"),
-        (429, "retry_after"),
-        (503, "retry_after"),
-        (400, "drop"),
-        (401, "drop"),
-        (404, "drop"),
-        (413, "drop"),
-        (301, "drop"),
-        (307, "drop"),
+        (200, None, (True, False, None)),
+        (202, "5", (True, False, None)),
+        (204, None, (True, False, None)),
+        (500, None, (False, True, None)),
+        (502, "4", (False, True, 4.0)),
+        (504, None, (False, True, None)),
+        (408, None, (False, True, None)),
+        (429, "30", (False, True, 30.0)),
+        (503, email.utils.formatdate(NOW + 90, usegmt=True), (False, True, 90.0)),
+        (400, "5", (False, False, None)),
+        (401, None, (False, False, None)),
+        (403, None, (False, False, None)),
+        (404, None, (False, False, None)),
+        (409, "5", (False, False, None)),
+        (413, None, (False, False, None)),
+        (301, None, (False, False, None)),
+        (307, None, (False, False, None)),
     ],
 )
-def test_classify(status: int, verdict: str) -> None:
-    """5xx and 408 back off, 429 and 503 honour Retry-After, other 4xx and 3xx are dropped."""
-    assert classify(status) == verdict
+def test_classify(
+    status: int, retry_after: str | None, verdict: tuple[bool, bool, float | None]
+) -> None:
+    """2xx delivered; 5xx, 408 and 429 retried, honouring any Retry-After (seconds or a date);
+    other 4xx (409 included, unlike a source's connect) and 3xx are dropped."""
+    assert classify(status, retry_after, NOW) == verdict
 
 
 # --- signatures and ids -------------------------------------------------------------------------

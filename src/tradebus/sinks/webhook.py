@@ -19,7 +19,6 @@ cleared by the next success) and ``last_error`` (kept after a recovery).
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import hashlib
 import hmac
 import os
@@ -28,7 +27,6 @@ import time
 from base64 import b64encode
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC
 from pathlib import Path
 from typing import Final
 
@@ -38,7 +36,7 @@ import yarl
 
 import tradebus
 from tradebus import log, secret, times
-from tradebus.backoff import Backoff, Failure, Kind
+from tradebus.backoff import Backoff, Failure, Kind, classify_http
 from tradebus.config import WebhookSinkConfig, webhook_key
 from tradebus.errors import RetryableSinkError
 from tradebus.plugin import SinkPlugin
@@ -131,37 +129,19 @@ def signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + b64encode(mac.digest()).decode()
 
 
-def retry_after(value: str | None, now: float) -> float | None:
-    """Seconds a ``Retry-After`` asks for, as delay-seconds or an HTTP-date; None if neither.
+def classify(status: int, retry_after: str | None, now: float) -> tuple[bool, bool, float | None]:
+    """(delivered, retry, wait) for a receiver's answer: ``backoff.classify_http``'s table.
 
-    RFC 9110 10.2.3: ``Retry-After = HTTP-date / delay-seconds``. A date in the past asks for no
-    wait at all. (``backoff.parse_retry_after`` reads seconds only: the upstreams never send
-    dates, receivers may.)
+    A 409 is final here (the receiver will never take that request); 401/403 and other 4xx are
+    dropped too, since asking again changes nothing until someone fixes the receiver or the
+    config. A Retry-After (seconds or an HTTP-date) is honoured on any status that is retried.
     """
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:  # "-0000" (RFC 5322: UTC, local zone unknown)
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
-
-
-def classify(status: int) -> str:
-    """``ok``, ``retry`` (backoff), ``retry_after`` (backoff, Retry-After honoured) or ``drop``."""
     if 200 <= status < 300:
-        return "ok"
-    if status in (429, 503):
-        return "retry_after"
-    if status == 408 or status >= 500:
-        return "retry"
-    # Other 4xx will not change by asking again; 3xx are not followed (the URL is configured).
-    return "drop"
+        return True, False, None
+    failure = classify_http(status, retry_after, now=now, conflict_retries=False)
+    if failure.kind is Kind.RETRYABLE:
+        return False, True, failure.retry_after
+    return False, False, None
 
 
 def split_lines(chunks: Sequence[bytes]) -> list[bytes]:
@@ -407,16 +387,15 @@ class WebhookSink(Sink):
             ) as resp:
                 status = resp.status
                 head = await _drain(resp)
-                verdict = classify(status)
-                if verdict == "ok":
+                delivered, retry, wait = classify(
+                    status, resp.headers.get("Retry-After"), time.time()
+                )
+                if delivered:
                     return _Attempt(True, False, status, "")
                 error = f"HTTP {status}"
                 if head:
                     error += ": " + log.excerpt(head, _EXCERPT)
-                wait = None
-                if verdict == "retry_after":
-                    wait = retry_after(resp.headers.get("Retry-After"), time.time())
-                return _Attempt(False, verdict != "drop", status, error, wait)
+                return _Attempt(False, retry, status, error, wait)
         except TimeoutError:
             return _Attempt(False, True, None, f"timed out after {self._config.timeout:g}s")
         except aiohttp.ClientError as exc:
