@@ -127,6 +127,10 @@ def bench(sizes: rows.Sizes, only: set[str], laps: Laps) -> list[Row]:
         if want("7"):
             rate = row2.rate if row2 is not None else 0.0
             done.extend(rows.latency(work, sizes, load, rate) for load in sizes.latency_loads)
+            done.extend(
+                rows.latency(work, sizes, load, rate, delivery="inline")
+                for load in sizes.latency_inline
+            )
         laps.lap("7")
         if any(map(want, ("9", "10", "11"))):
             mix = first.mix or rows.MixFrames(work, sizes)

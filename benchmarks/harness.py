@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -249,8 +250,16 @@ def run_daemon(
     duration: float | None = None,
     warmup: float = 0.0,
     daemon_settings: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    unpin_delivery: bool = False,
+    hold: bool = False,
 ) -> RunResult:
-    """Senders on one core, the daemon on the other; measure until ``watched`` is complete."""
+    """Senders on one core, the daemon on the other; measure until ``watched`` is complete.
+
+    With ``unpin_delivery``, the delivery process may run on either core (the second core is
+    its lever), as soon as it is seen. With ``hold`` (senders started with ``--hold``), the
+    senders start once ``watched`` exists: its sink is open, so a delivery process starting up
+    is not what the first events measure."""
     started: list[subprocess.Popen[bytes]] = []
     state = work.path("state")
     try:
@@ -263,8 +272,16 @@ def run_daemon(
             core=procs.DAEMON_CORE,
             log=work.path("daemon.log"),
             stdout=Path("/dev/null"),
+            env=env,
         )
         started.append(daemon)
+        if unpin_delivery:
+            for pid in procs.wait_children(daemon, timeout):
+                procs.unpin(pid)
+        if hold:
+            procs.wait_file(watched, daemon, timeout)
+            for sender, _ in ready:
+                sender.send_signal(signal.SIGUSR1)
         return watch_lines(watched, daemon, expected, timeout, duration=duration, warmup=warmup)
     finally:
         for proc in reversed(started):

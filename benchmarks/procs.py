@@ -37,13 +37,20 @@ def pin(pid: int, core: int) -> None:
 
 
 def spawn(
-    args: Sequence[str], *, core: int, log: Path, stdout: Path | None = None
+    args: Sequence[str],
+    *,
+    core: int,
+    log: Path,
+    stdout: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``args`` with stderr (and stdout unless given) to files, pinned to ``core``."""
     out = open(stdout or log, "ab")  # noqa: SIM115 - handed to the child, closed below
     err = open(log, "ab")  # noqa: SIM115 - handed to the child, closed below
     try:
-        proc = subprocess.Popen(list(args), stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            list(args), stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env
+        )
     finally:
         out.close()
         err.close()
@@ -71,6 +78,18 @@ def children(pid: int) -> list[int]:
         except OSError:
             continue  # the thread ended meanwhile
     return sorted(set(found))
+
+
+def wait_children(proc: subprocess.Popen[bytes], timeout: float) -> list[int]:
+    """``proc``'s child processes once it has one; ``RuntimeError`` if it exits first."""
+    deadline = time.monotonic() + timeout
+    while not (found := children(proc.pid)):
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode} before its delivery process")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no delivery process in {timeout:.0f}s")
+        time.sleep(0.005)
+    return found
 
 
 def family_cpu_seconds(pid: int) -> float:

@@ -11,11 +11,11 @@ import time
 from array import array
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
-from benchmarks import procs
+from benchmarks import latsink, procs
 from benchmarks.harness import SenderSpec, Work, file_sink, run_daemon, start_sender, watch_lines
 from benchmarks.procs import PYTHON
 from benchmarks.result import Row, RunResult
@@ -47,6 +47,8 @@ class Sizes(msgspec.Struct, frozen=True):
     alone_seconds: float = 1.0
     alone_sinks: tuple[str, ...] = ("file", "stdout", "hook", "nats")
     reach_frames: int = 150_000  # per feed, sent as fast as it can into a bare reader
+    # Row 7 again with delivery inline (the daemon runs the sink): at the target's load alone.
+    latency_inline: tuple[float, ...] = (0.10,)
 
 
 # Sized for ``make bench`` under 3 minutes: rows 1-3 at a million events took it to 382 s, at
@@ -80,6 +82,7 @@ TINY = Sizes(
     alone_seconds=0.3,
     alone_sinks=("nats",),  # the one with the most parts; the others take the same path
     reach_frames=2_000,
+    latency_inline=(0.01,),
 )
 
 
@@ -373,9 +376,18 @@ def naive(work: Work, sizes: Sizes, mix: MixFrames | None = None) -> Row:
     return _repeat(row, sizes.unpaired_runs, once)
 
 
-def latency(work: Work, sizes: Sizes, load: float, full_rate: float) -> Row:
-    """Row 7 at ``load`` times row 2's rate: stamped, paced frames; stamp → sink write returned."""
-    row = Row(name=f"7 latency @ {load:.0%}", relative=False)
+def latency(
+    work: Work,
+    sizes: Sizes,
+    load: float,
+    full_rate: float,
+    delivery: Literal["process", "inline"] = "process",
+) -> Row:
+    """Row 7 at ``load`` times row 2's rate: stamped, paced frames into the timed file sink
+    (``benchmarks/latsink.py``), a plugin run by the delivery process (``delivery =
+    "process"``, on either core) or by the daemon itself (``"inline"``)."""
+    inline = delivery == "inline"
+    row = Row(name=f"7 latency @ {load:.0%}{', inline' if inline else ''}", relative=False)
     if why := adapter_missing("ttmt"):
         row.na = why
         return row
@@ -384,23 +396,41 @@ def latency(work: Work, sizes: Sizes, load: float, full_rate: float) -> Row:
         return row
     rate = load * full_rate
     n = max(int(rate * sizes.latency_seconds), 200)
-    samples_path = work.path("latency.bin")
+    stamps, appends = work.path("latency.bin"), work.path("latency-append.bin")
     out = work.path("lat.jsonl")
-    spec = SenderSpec("ttmt-lat", ("ttmt", "--events", str(n), "--rate", f"{rate:.1f}"))
-    command = [PYTHON, "-m", "benchmarks.latd", str(samples_path)]
+    spec = SenderSpec("ttmt-lat", ("ttmt", "--events", str(n), "--rate", f"{rate:.1f}", "--hold"))
+    sink = {
+        **file_sink(out),
+        "type": latsink.TYPE,
+        "stamps": str(stamps),
+        "appends": str(appends),
+    }
+    env = latsink.env(work.path("latsink-site"))
 
     def once() -> RunResult:
         return run_daemon(
-            work, [spec], [file_sink(out)], out, n, command=command, timeout=sizes.timeout
+            work,
+            [spec],
+            [sink],
+            out,
+            n,
+            timeout=sizes.timeout,
+            daemon_settings={"delivery": delivery},
+            env=env,
+            unpin_delivery=not inline,
+            hold=True,
         )
 
     _repeat(row, 1, once)
     if row.na is None:
-        row.note = _percentiles(samples_path, rate)
+        legs = (("sender stamp", stamps), ("append", appends))
+        row.note = f"{rate:,.0f}/s paced, to the sink's write returned; " + "; ".join(
+            f"from {what}: {_percentiles(path)}" for what, path in legs
+        )
     return row
 
 
-def _percentiles(path: Path, rate: float) -> str:
+def _percentiles(path: Path) -> str:
     samples = array("q")
     deadline = time.monotonic() + 10
     while not path.exists() and time.monotonic() < deadline:
@@ -415,8 +445,7 @@ def _percentiles(path: Path, rate: float) -> str:
         return ms[min(len(ms) - 1, int(p * len(ms)))]
 
     return (
-        f"{rate:,.0f}/s paced: p50 {q(0.5):.3f} ms, p99 {q(0.99):.3f} ms, "
-        f"p99.9 {q(0.999):.3f} ms ({len(ms):,} samples)"
+        f"p50 {q(0.5):.3f} ms, p99 {q(0.99):.3f} ms, p99.9 {q(0.999):.3f} ms ({len(ms):,} samples)"
     )
 
 

@@ -42,6 +42,7 @@ def test_tiny_benchmark_prints_every_row() -> None:
         "6",
         "6b",
         "7",
+        "7",
         "9",
         "9",
         "10",

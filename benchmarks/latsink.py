@@ -1,0 +1,89 @@
+"""Row 7's sink: tradebus's own ``FileSink``, timed as each ``write()`` returns, registered as a
+sink plugin (type ``bench_latency``) so the delivery process loads it by its entry point as it
+would any installed sink.
+
+After each write it reads the clocks once and records two samples per event (int64 ns, native
+order, written at ``close``):
+
+- ``stamps``: from the sender's ``monotonic_ns`` stamp in ``data.position_id`` (one clock for
+  every process of the machine) to the return: wire, ingest, journal and delivery;
+- ``appends``: from the batch's ``t0`` (the wall-clock time the daemon reported those seqs
+  appended to the delivery process, at the latest) to the return: the journal-to-sink leg the
+  ``tradebus_sink_latency_seconds`` histogram measures. ``max_batch`` makes every write carry
+  its own ``t0``, that of its earliest record: an upper bound for the events after it.
+
+``env(dir)`` is an environment whose ``PYTHONPATH`` holds the distribution that registers it (a
+dist-info folder made in ``dir``, as pip would install one) and this repository, for the daemon
+and its delivery process; ``pyproject.toml`` is left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from array import array
+from pathlib import Path
+
+from benchmarks.frames import stamp_of
+from tradebus.config import FileSinkConfig
+from tradebus.plugin import SinkPlugin
+from tradebus.sinks.base import Batch
+from tradebus.sinks.file import FileSink
+
+TYPE = "bench_latency"
+NAME = "tradebus-bench-latency"
+DIST = "tradebus_bench_latency-1.0.dist-info"
+REPO = Path(__file__).resolve().parents[1]  # where ``benchmarks`` is imported from
+
+
+class TimedFileConfig(FileSinkConfig, tag=TYPE, frozen=True, kw_only=True):
+    stamps: str  # where the stamp → write samples go
+    appends: str  # where the append → write samples go
+
+
+class TimedFileSink(FileSink):
+    needs_events = True  # the stamps are read from the structs, after the clocks
+    # Any size, but not merged across records without a t0 (a merged write has none).
+    max_batch = 1 << 20
+
+    def __init__(self, config: TimedFileConfig) -> None:
+        super().__init__(config)
+        self.paths = Path(config.stamps), Path(config.appends)
+        self.stamps = array("q")
+        self.appends = array("q")
+
+    async def write(self, batch: Batch) -> None:
+        await super().write(batch)
+        done, wall = time.monotonic_ns(), time.time()
+        if batch.t0:
+            since = int((wall - batch.t0) * 1e9)
+            self.appends.extend([since] * len(batch.events))
+        for event in batch.events:
+            stamp = stamp_of(getattr(event.data, "position_id", "") or "")
+            if stamp is not None:
+                self.stamps.append(done - stamp)
+
+    async def close(self) -> None:
+        await super().close()
+        for path, samples in zip(self.paths, (self.stamps, self.appends), strict=True):
+            # Whole or absent: the bench reads it as soon as it exists.
+            part = path.with_name(path.name + ".part")
+            part.write_bytes(samples.tobytes())
+            os.replace(part, path)
+
+
+PLUGIN = SinkPlugin(TYPE, TimedFileConfig, TimedFileSink)
+
+
+def site(folder: Path) -> Path:
+    """``folder`` made a site dir holding the distribution that registers ``PLUGIN``."""
+    info = folder / DIST
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {NAME}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[tradebus.sinks]\n{TYPE} = {__name__}:PLUGIN\n")
+    return folder
+
+
+def env(folder: Path) -> dict[str, str]:
+    paths = [str(site(folder)), str(REPO), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
