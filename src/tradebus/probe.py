@@ -169,8 +169,14 @@ def render(
     sinks: list[tuple[list[str], str]] = [
         (["SINK", "STATE", "EV/S", "BACKLOG", "LAG", "RETRIES", "DEAD", "ERROR"], "")
     ]
+    reload = state.get("reload") or {}  # an older daemon has none
+    # A sink the last applied reload could not open runs as before it (its old config, or
+    # retrying its open): the row says so in words, the line under the table says why.
+    failed: dict[str, str] = reload.get("failed_sinks") or {}
     for name, row in state["sinks"].items():
         label, hue = _sink_state(row)
+        if name in failed:
+            label, hue = f"{label} (reload failed)", _RED if hue == _RED else _YELLOW
         rate = _rate(row, old["sinks"].get(name), "written", elapsed)
         dead = str(row.get("dead_letters", 0))  # a daemon of an older version has no count
         lag = _age(row.get("lag_seconds"))
@@ -182,11 +188,14 @@ def render(
         if row.get("recording"):  # a daemon of an older version has no such key
             size = f"{row.get('recorded_bytes', 0) / 1e6:,.1f} MB"
             lines.append(f"recording {name}: {row['recording']} ({size} written)")
-    reload = state.get("reload")  # an older daemon has none
     if reload:
         last = reload.get("last_result") or "none since the start"
         lines.append(f"config generation {reload['generation']}, last reload: {last}")
-        lines += [f"  {problem}" for problem in reload.get("last_problems") or []]
+        # A partial reload's problems are its failed sinks: each is said once, below.
+        shown = {f"sinks.{name}: {why}" for name, why in failed.items()}
+        lines += [f"  {p}" for p in reload.get("last_problems") or [] if p not in shown]
+        for name, why in failed.items():
+            lines.append(f"  not applied: sink {name} ({why.removeprefix(f'sink {name}: ')})")
     verdict = "ready" if state["ready"] else "NOT READY"
     if color:
         verdict = f"{_GREEN if state['ready'] else _RED}{verdict}{_RESET}"

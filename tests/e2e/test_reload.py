@@ -49,6 +49,19 @@ async def _metrics(r: Rig) -> str:
         return await resp.text()
 
 
+async def _status(r: Rig) -> list[str]:
+    """`tradebus status`'s lines (one reading: no rates), ready or not."""
+    _, out, _ = await run_cli("status", "--url", f"http://127.0.0.1:{r.http}", "--interval", "0")
+    return out.decode().splitlines()
+
+
+def _row(lines: list[str], sink: str) -> list[str]:
+    """The words of ``sink``'s row in `tradebus status`, its name first."""
+    rows = [line.split() for line in lines if line.split()[:1] == [sink]]
+    assert len(rows) == 1, lines
+    return rows[0]
+
+
 def _assert_once_in_order(r: Rig) -> None:
     ids = [line["id"] for line in r.lines()]
     assert len(ids) == len(set(ids)), "an event written twice"
@@ -178,8 +191,7 @@ async def test_broken_and_restart_only_configs_are_refused(tmp_path: Path) -> No
             assert token not in out
             metrics = await _metrics(r)
             assert f'tradebus_config_reloads_total{{result="refused"}} {len(cases)}.0' in metrics
-            _, shown, _ = await run_cli("status", "--url", url, "--interval", "0")
-            assert "config generation 1, last reload: refused" in shown.decode()
+            assert "config generation 1, last reload: refused" in await _status(r)
         finally:
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(proc.wait(), 20) == 0
@@ -213,8 +225,10 @@ async def test_a_sink_that_cannot_open_is_named_by_readyz_until_a_reload_applies
     tmp_path: Path,
 ) -> None:
     """An added file sink whose directory is a file: the reload is partial (exit 1), /readyz
-    names the sink and why under ``reload.failed_sinks``, through a refused reload too; the
-    next applied reload clears it. The file sink already running goes on."""
+    names the sink and why under ``reload.failed_sinks`` and `tradebus status` marks its row
+    and names it under the generation, through a refused reload too (whose own problem
+    replaces the partial one's); the next applied reload clears both. The file sink already
+    running goes on."""
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
     bad = f'\n[[sinks]]\nname = "side"\ntype = "file"\npath = "{blocker}/side.jsonl"\n'
@@ -231,12 +245,19 @@ async def test_a_sink_that_cannot_open_is_named_by_readyz_until_a_reload_applies
             assert code == 1, out
             assert "reload partial" in out
             assert "sinks.side: " in out
-            status, body = await r.readyz()
-            assert status == 200, body  # the sinks that run are all well
+            # Not the status: the sink runs on in delivery, retrying its open, and is not
+            # ready (hence neither is the daemon) once delivery has reported it failing.
+            _, body = await r.readyz()
+            assert body["sinks"]["archive"]["ready"], body
             failed = body["reload"]["failed_sinks"]
             assert list(failed) == ["side"], failed
             assert "cannot open" in failed["side"]
             assert body["reload"]["generation"] == 2
+            not_applied = f"  not applied: sink side (cannot open {blocker}/side.jsonl"
+            shown = await _status(r)
+            assert "config generation 2, last reload: partial" in shown
+            assert sum(line.startswith(not_applied) for line in shown) == 1, shown
+            assert _row(shown, "side")[2:4] == ["(reload", "failed)"], shown
             # The sink that could not be added is not running: the next plan adds it again.
             code, out = await _reload(r, "--dry-run")
             assert code == 0, out
@@ -247,12 +268,20 @@ async def test_a_sink_that_cannot_open_is_named_by_readyz_until_a_reload_applies
             assert "reload refused" in out
             _, body = await r.readyz()
             assert list(body["reload"]["failed_sinks"]) == ["side"]
+            shown = await _status(r)
+            assert "config generation 2, last reload: refused" in shown
+            assert any(line.startswith(not_applied) for line in shown), shown
+            assert _row(shown, "side")[2:4] == ["(reload", "failed)"], shown
             r.config.write_text(good)
             code, out = await _reload(r)
             assert code == 0, out
             _, body = await r.readyz()
             assert body["reload"]["failed_sinks"] == {}
             assert body["reload"]["generation"] == 3
+            shown = await _status(r)
+            assert "config generation 3, last reload: applied" in shown
+            assert not any("not applied" in line for line in shown), shown
+            assert not any("reload failed" in line for line in shown), shown
             before = len(r.lines())
             await wait_for(lambda: len(r.lines()) > before + 10, 10)
         finally:
@@ -278,13 +307,27 @@ def _connections(sim: Sim) -> int:
 
 class _Touched:
     """A source the plan adds, removes, changes and rotates the secret file of: ``version``
-    names its resolved config, so two versions differ exactly when a reload restarts it."""
+    names its resolved config, so two versions differ exactly when a reload restarts it.
+    ``secret`` is the key read from a file (``<secret>_file``), ``tweak`` a key of no
+    consequence that a change flips, ``accept`` tells the simulator which secret to take."""
 
-    def __init__(self, sim: Sim, table: dict[str, object], secret: str, keys: list[str]) -> None:
-        self.sim, self.secret, self.keys = sim, secret, keys
-        self.table = {k: v for k, v in table.items() if k != secret}
+    def __init__(
+        self,
+        sim: Sim,
+        secret: str,
+        keys: list[str],
+        tweak: str,
+        accept: Callable[[str], None] | None = None,
+    ) -> None:
+        self.sim, self.secret, self.keys, self.tweak_key = sim, secret, keys, tweak
+        self.accept = accept
         self.present, self.key, self.tweak = True, 0, False
         self.connects = 1  # what the simulator should have counted by now
+
+    def rotate(self) -> None:
+        self.key = 1 - self.key
+        if self.accept is not None:  # a simulator that takes one secret takes the new alone
+            self.accept(self.keys[self.key])
 
     def reached(self) -> bool:
         return _connections(self.sim) >= self.connects
@@ -292,50 +335,75 @@ class _Touched:
     def version(self) -> tuple[int, bool] | None:
         return (self.key, self.tweak) if self.present else None
 
+    def source(self, name: str, secret_file: Path) -> dict[str, object]:
+        secret_file.write_text(self.keys[self.key] + "\n")
+        secret_file.chmod(0o600)
+        table = {k: v for k, v in self.sim.source_table(name).items() if k != self.secret}
+        return {
+            **table,
+            f"{self.secret}_file": str(secret_file),
+            "required": False,
+            self.tweak_key: 99 if self.tweak else 98,
+        }
+
+
+def _touched_sources() -> dict[str, _Touched]:
+    """One source of each kind, each on a simulator of its own, its secret in a file that
+    reloads rotate between two values."""
+    keys = ["ttmt-key-one-5c1f", "ttmt-key-two-9a7e"]
+    passwords = ["mt4-pass-one-3b8d", "mt4-pass-two-e42c"]
+    tokens = ["tp-token-one-71d0", "tp-token-two-c83a"]
+    ws_passwords = ["ws-pass-one-2f96", "ws-pass-two-b05d"]
+    rot = TtmtSimulator(seed=6, rate=40.0, api_keys=tuple(keys))  # takes both keys
+    bridge = Mt4BridgeSimulator(rate=10.0, seed=6, password=passwords[0], login=120046)
+    alerts = TpAlertsSimulator(seed=6, rate=10.0, token=tokens[0])
+    ws = TraderWsSimulator(username="u2", password=ws_passwords[0], rate=10.0, seed=6)
+
+    def take_password(password: str) -> None:
+        bridge.password = password
+
+    def take_token(token: str) -> None:
+        alerts.token = token
+
+    def take_ws_password(password: str) -> None:
+        ws.password = password
+
+    return {
+        "rot": _Touched(rot, "api_key", keys, "symbol_cache"),
+        "bridge": _Touched(bridge, "password", passwords, "idle_timeout", take_password),
+        "alerts": _Touched(alerts, "token", tokens, "symbol_cache", take_token),
+        "ws": _Touched(ws, "password", ws_passwords, "idle_timeout", take_ws_password),
+    }
+
 
 async def test_thirty_random_reloads_with_all_four_kinds_of_source(tmp_path: Path) -> None:
     """Four sources (one of each kind) stream into a file sink while 30 seeded reloads add,
-    remove and change a second sink, change, remove and re-add two more sources and rotate
-    their secret files, or change nothing. Each plan is what the change asks for, no more;
-    the four never touched keep their one connection; the file sink holds every journaled
+    remove and change a second sink; change, remove and re-add four more sources (one of each
+    kind) and rotate their secret files; or change nothing. Each plan is what the change asks
+    for, no more; the four never touched keep their one connection, each touched one has one
+    more per restart, and connects with the rotated secret (the TradingPartners, Trader WS
+    and MT4 simulators take the current one alone); the file sink holds every journaled
     event once, in seq order."""
-    rng = random.Random(2027)
-    keys = ["ttmt-key-one-5c1f", "ttmt-key-two-9a7e"]
-    passwords = ["mt4-pass-one-3b8d", "mt4-pass-two-e42c"]
+    rng = random.Random(2028)
     kept: dict[str, Sim] = {
         "tt": TtmtSimulator(seed=5, rate=80.0),
         "tp": TpAlertsSimulator(seed=5, rate=20.0),
         "tw": TraderWsSimulator(username="u", password="pw-0d41", rate=10.0, seed=5),
         "mt": Mt4BridgeSimulator(rate=10.0, seed=5, trade_interval=1.0),
     }
-    rot_sim = TtmtSimulator(seed=6, rate=40.0, api_keys=tuple(keys))
-    bridge_sim = Mt4BridgeSimulator(rate=10.0, seed=6, password=passwords[0], login=120046)
-    sims: list[Sim] = [*kept.values(), rot_sim, bridge_sim]
+    touched = _touched_sources()
+    sims: list[Sim] = [*kept.values(), *(t.sim for t in touched.values())]
     for sim in sims:
         await sim.start()
-    touched = {
-        "rot": _Touched(rot_sim, rot_sim.source_table("rot"), "api_key", keys),
-        "bridge": _Touched(bridge_sim, bridge_sim.source_table("bridge"), "password", passwords),
-    }
     side: str | None = None  # the second sink's path and filter, when there is one
     done: set[str] = set()
+    by_source: set[str] = set()  # the same, for each touched source
 
     def write(r: Rig) -> None:
         tables = [{**sim.source_table(name)} for name, sim in kept.items()]
-        for name, t in touched.items():
-            if not t.present:
-                continue
-            secret = tmp_path / f"{name}.secret"
-            secret.write_text(t.keys[t.key] + "\n")
-            secret.chmod(0o600)
-            tables.append(
-                {
-                    **t.table,
-                    f"{t.secret}_file": str(secret),
-                    "required": False,
-                    "idle_timeout" if name == "bridge" else "symbol_cache": 99 if t.tweak else 98,
-                }
-            )
+        tables += [
+            t.source(name, tmp_path / f"{name}.secret") for name, t in touched.items() if t.present
+        ]
         sources = "".join(
             "\n[[sources]]\n" + toml_table(t) + "reconnect_min = 0.05\nreconnect_max = 0.2\n"
             for t in tables
@@ -367,11 +435,18 @@ async def test_thirty_random_reloads_with_all_four_kinds_of_source(tmp_path: Pat
             await r.until_ready(
                 lambda b: b["ready"] and all(connected(n)(b) for n in [*kept, *touched]), 30
             )
-            for n in range(30):
+            # Each touched source is rotated twice, changed once, removed and re-added (a
+            # rotation or change while it is away restarts nothing); the order is the seed's.
+            steps: list[tuple[str, _Touched | None]] = [
+                (action, t)
+                for t in touched.values()
+                for action in ("rotate", "rotate", "change", "toggle", "toggle")
+            ]
+            steps += [("sink", None)] * 6 + [("noop", None)] * 4
+            rng.shuffle(steps)
+            for n, (action, target) in enumerate(steps):
                 before = {name: t.version() for name, t in touched.items()}
                 side_before = side
-                action = rng.choice(["noop", "sink", "rotate", "change", "toggle"])
-                target = touched[rng.choice(sorted(touched))]
                 if action == "sink":
                     side = rng.choice(
                         [
@@ -381,10 +456,10 @@ async def test_thirty_random_reloads_with_all_four_kinds_of_source(tmp_path: Pat
                             f'path = "{tmp_path}/side1.jsonl"\ntypes = ["status."]\n',
                         ]
                     )
+                elif target is None:  # "noop": the same file again
+                    pass
                 elif action == "rotate":
-                    target.key = 1 - target.key
-                    if target.sim is bridge_sim:  # the bridge takes the new password alone
-                        bridge_sim.password = passwords[target.key]
+                    target.rotate()
                 elif action == "change":
                     target.tweak = not target.tweak
                 elif action == "toggle":
@@ -399,6 +474,7 @@ async def test_thirty_random_reloads_with_all_four_kinds_of_source(tmp_path: Pat
                         verb = "added" if old is None else "removed" if new is None else "restarted"
                         expected[verb].append(name)
                         done.add(f"{action} {verb}")
+                        by_source.add(f"{name} {action} {verb}")
                 for verb, names in expected.items():
                     assert sorted(plan["sources"][verb]) == sorted(names), (n, action, plan)
                 assert set(kept) <= set(plan["sources"]["kept"]), plan
@@ -426,12 +502,14 @@ async def test_thirty_random_reloads_with_all_four_kinds_of_source(tmp_path: Pat
                 status, body = await r.readyz()
                 assert status == 200, body
                 assert body["reload"]["generation"] == n + 2
-            # The seed drew every kind of reload the issue names.
+            # The seed drew every kind of reload the issue names, for every kind of source.
             assert {
-                "rotate restarted",
+                f"{name} {change}"
+                for name in touched
+                for change in ("rotate restarted", "toggle removed", "toggle added")
+            } <= by_source, sorted(by_source)
+            assert {
                 "change restarted",
-                "toggle removed",
-                "toggle added",
                 "sink added",
                 "sink removed",
                 "sink restarted",

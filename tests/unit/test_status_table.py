@@ -121,3 +121,40 @@ def test_a_recording_source_gets_a_line_with_its_path_and_size() -> None:
         "ready",
     ]
     assert sum(line.startswith("recording ") for line in lines) == 1
+
+
+def test_a_sink_a_reload_could_not_open_is_marked_and_named_until_one_applies() -> None:
+    """A partial reload's failed sink: its row says so in words (colour aside), a line under
+    the generation names it and why; a refused reload since keeps it there, after its own
+    problems; with none failed, neither shows."""
+    why = "sink archive: cannot open /srv/out/x.jsonl: Permission denied"
+    state = body()
+    state["reload"] = {
+        "generation": 3,
+        "last_result": "refused",
+        "last_problems": ["daemon.log_format: restart only"],
+        "failed_sinks": {"archive": why},
+    }
+    lines = render(state).splitlines()
+    assert lines[4].split()[:4] == ["archive", "writing", "(reload", "failed)"]
+    assert lines[-4:] == [
+        "config generation 3, last reload: refused",
+        "  daemon.log_format: restart only",
+        "  not applied: sink archive (cannot open /srv/out/x.jsonl: Permission denied)",
+        "ready",
+    ]
+    coloured = render(state, color=True).splitlines()
+    assert "\033[33mwriting (reload failed)" in coloured[4]
+    # Right after the partial reload its problem is the failed sink's: said once.
+    state["reload"] |= {"last_result": "partial", "last_problems": [f"sinks.archive: {why}"]}
+    lines = render(state).splitlines()
+    assert lines[-3:] == [
+        "config generation 3, last reload: partial",
+        "  not applied: sink archive (cannot open /srv/out/x.jsonl: Permission denied)",
+        "ready",
+    ]
+    state["reload"] |= {"last_result": "applied", "last_problems": [], "failed_sinks": {}}
+    lines = render(state).splitlines()
+    assert lines[4].split()[:2] == ["archive", "writing"]
+    assert "reload failed" not in lines[4]
+    assert not any("not applied" in line for line in lines)
