@@ -3,7 +3,8 @@
 ``${VAR}`` and ``${VAR:-default}`` interpolate the environment in any string; ``<key>_file = PATH``
 reads a secret from a file instead (a relative PATH is looked up in systemd's
 ``$CREDENTIALS_DIRECTORY`` when set). Errors name the field path and what was expected:
-``sources[1].url: expected an http(s) URL, got ''``.
+``sources[1].url: expected an http(s) URL, got ''``. Each key's meaning is on its field
+(``msgspec.Meta(description=…)``), which ``make docs`` writes into docs/configuration.md.
 """
 
 from __future__ import annotations
