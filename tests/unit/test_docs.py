@@ -53,6 +53,24 @@ def test_descriptions_come_from_the_fields() -> None:
     assert f"| `read_timeout` | number, > 0 | `330.0` | {meaning} |" in page
 
 
+def test_an_installed_plugins_keys_are_listed_from_its_fields() -> None:
+    """The example plugin (installed in the venv) gets its own table: its own keys only, each
+    with the description its struct gives; no built-in is listed among the plugins."""
+    from tradebus_sink_sqlite import SqliteSinkConfig
+
+    rendered = docsgen.render_plugins()
+    assert '### `[[sinks]]` `type = "sqlite"` (package `tradebus-sink-sqlite`)' in rendered
+    shared = {f.name for f in msgspec.structs.fields(config.SinkBase)}
+    own = [f.name for f in msgspec.structs.fields(SqliteSinkConfig) if f.name not in shared]
+    assert own
+    for name in own:
+        meaning = docsgen.description(_field(SqliteSinkConfig, name))
+        assert meaning
+        assert re.search(rf"^\| `{name}` \| .* \| {re.escape(meaning)} \|$", rendered, re.M)
+    assert "| `name` |" not in rendered
+    assert not re.search(r'type = "(stdout|file|webhook|nats|ttmt)"', rendered)
+
+
 def _field(cls: type, name: str) -> mi.Field:
     info = mi.type_info(cls)
     assert isinstance(info, mi.StructType)
