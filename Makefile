@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The example plugin (a package of its own), installed next to tradebus: tests run a daemon
 # that finds it by its entry point.
 EXAMPLE := examples/tradebus-sink-sqlite
-LINTED := src tests benchmarks $(EXAMPLE)
+LINTED := src tests benchmarks tools $(EXAMPLE)
 
 .PHONY: demo test lint typecheck tools unit bench soak soak-sink-down docs clean
 
@@ -46,7 +46,7 @@ tools:
 
 # The generated parts of docs/*.md (config keys, event types, example lines); a test checks them.
 docs: $(STAMP)
-	$(BIN)/python -m tradebus.docsgen
+	$(BIN)/python -m tools.docsgen
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

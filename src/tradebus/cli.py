@@ -308,7 +308,7 @@ def build_parser(*, simulators: bool = True) -> argparse.ArgumentParser:
     """The command line; ``simulators=False`` leaves out the simulators' own options.
 
     Those need the simulator modules (and aiohttp's server) imported, which the daemon itself
-    never uses: ``tradebus run`` would carry them for its whole life (2.4 MB of RSS).
+    never uses: ``tradebus run`` would carry their memory for its whole life.
     """
     parser = argparse.ArgumentParser(
         prog="tradebus",

@@ -3,7 +3,8 @@
 ``${VAR}`` and ``${VAR:-default}`` interpolate the environment in any string; ``<key>_file = PATH``
 reads a secret from a file instead (a relative PATH is looked up in systemd's
 ``$CREDENTIALS_DIRECTORY`` when set). Errors name the field path and what was expected:
-``sources[1].url: expected an http(s) URL, got ''``.
+``sources[1].url: expected an http(s) URL, got ''``. Each key's meaning is on its field
+(``msgspec.Meta(description=…)``), which ``make docs`` writes into docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -70,33 +71,99 @@ def http_address(value: str) -> tuple[str, int]:
 
 
 class DaemonConfig(_Closed, frozen=True, kw_only=True):
-    # The journal, the sinks' cursors and the lock live here; one daemon per state dir.
-    state_dir: str = "/var/lib/tradebus"
-    # "interval": fsync the journal every 100 ms (a power loss costs at most that; a crash of
-    # the process nothing); "always": before any sink sees a batch; "never": the OS decides.
-    fsync: Literal["interval", "always", "never"] = "interval"
-    segment_bytes: Annotated[int, msgspec.Meta(ge=4096)] = 64 * 1024 * 1024
-    # Segments go once every sink has passed them, or (with a status.gap to the sinks that had
-    # not) once the journal holds more than retention_bytes or they are older than retention_age.
-    retention_bytes: Annotated[int, msgspec.Meta(ge=4096)] = 1024 * 1024 * 1024
-    retention_age: Positive = 7 * 86400.0
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    # Unset: the console renderer when stderr is a terminal, JSON lines otherwise.
-    log_format: Literal["json", "console"] | None = None
-    # How long SIGTERM waits for sinks to write what was received before giving up.
-    drain_timeout: Positive = 15.0
-    # The ops endpoint (/healthz /readyz /metrics, the event stream) as "host:port"; off when
-    # unset.
-    http: str | None = None
-    # Streams the ops endpoint serves at once (/api/v1/events); the next is refused with 503.
-    http_max_clients: Count = 16
-    # The Bearer token of /, /api/*; required when http listens beyond loopback.
-    http_token: Secret | None = None
-    # true: /healthz, /readyz and /metrics ask for the token too.
-    http_token_all: bool = False
-    # "process": the sinks run in a delivery process of their own (the second core), which
-    # the daemon supervises; "inline": in the daemon's own loop (one core, embedding).
-    delivery: Literal["process", "inline"] = "process"
+    state_dir: Annotated[
+        str,
+        msgspec.Meta(
+            description="Directory for the daemon's durable state: the journal, the sinks' "
+            "cursors, dead letters and the lock (one daemon per state dir; a locked one exits 2)."
+        ),
+    ] = "/var/lib/tradebus"
+    fsync: Annotated[
+        Literal["interval", "always", "never"],
+        msgspec.Meta(
+            description="When the journal is fsynced: `interval` every 100 ms (a power loss costs "
+            "at most that, a crash of the process nothing), `always` before any sink sees a batch, "
+            "`never` when the OS decides."
+        ),
+    ] = "interval"
+    segment_bytes: Annotated[
+        int,
+        msgspec.Meta(
+            ge=4096,
+            description="Size at which a journal segment file is closed and a new one begun.",
+        ),
+    ] = 64 * 1024 * 1024
+    retention_bytes: Annotated[
+        int,
+        msgspec.Meta(
+            ge=4096,
+            description="Journal size past which the oldest segments are deleted, even if a sink "
+            "has not read them (that sink then gets a `status.gap` naming the seqs).",
+        ),
+    ] = 1024 * 1024 * 1024
+    retention_age: Annotated[
+        Positive,
+        msgspec.Meta(
+            description="Seconds after which a segment is deleted, even if a sink has not read it "
+            "(with the same `status.gap`). Segments every sink has passed go sooner."
+        ),
+    ] = 7 * 86400.0
+    log_level: Annotated[
+        Literal["debug", "info", "warning", "error"],
+        msgspec.Meta(description="Least severe log level written (logs go to stderr)."),
+    ] = "info"
+    log_format: Annotated[
+        Literal["json", "console"] | None,
+        msgspec.Meta(
+            description="`json`: one JSON object per log line; `console`: for a terminal. Unset: "
+            "`console` when stderr is a terminal, else `json`; `--log-format` overrides it."
+        ),
+    ] = None
+    drain_timeout: Annotated[
+        Positive,
+        msgspec.Meta(
+            description="Seconds SIGTERM waits for the sinks to write what was received before the "
+            "daemon gives up and exits."
+        ),
+    ] = 15.0
+    http: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="The ops endpoint (`/healthz`, `/readyz`, `/metrics`, the event stream "
+            "`/api/v1/events`) as `host:port` (`[v6]:port` for IPv6); off when unset. An address "
+            "beyond loopback needs `http_token`."
+        ),
+    ] = None
+    http_max_clients: Annotated[
+        Count,
+        msgspec.Meta(
+            description="Event streams (`/api/v1/events`) served at once; the next is answered 503."
+        ),
+    ] = 16
+    http_token: Annotated[
+        Secret | None,
+        msgspec.Meta(
+            description="The Bearer token the ops endpoint asks of `/` and `/api/*` (at least 16 "
+            "characters; a secret: `http_token_file` or `${VAR}`; empty is unset). Required when "
+            "`http` listens beyond loopback. A browser signs in at `/` with it and gets a cookie "
+            "good for reads only (docs/operations.md)."
+        ),
+    ] = None
+    http_token_all: Annotated[
+        bool,
+        msgspec.Meta(
+            description="`true`: `/healthz`, `/readyz` and `/metrics` ask for `http_token` too (by "
+            "default they stay open for probes and Prometheus)."
+        ),
+    ] = False
+    delivery: Annotated[
+        Literal["process", "inline"],
+        msgspec.Meta(
+            description='`"process"`: the sinks run in a delivery process of their own (the second '
+            'core), supervised by the daemon and restarted if it dies; `"inline"`: in the '
+            "daemon's own event loop (one core, embedding)."
+        ),
+    ] = "process"
 
     def __post_init__(self) -> None:
         if self.http_token is not None and not self.http_token:
@@ -117,95 +184,272 @@ class DaemonConfig(_Closed, frozen=True, kw_only=True):
 
 
 class SourceBase(_Closed, tag_field="type", frozen=True, kw_only=True):
-    name: Name
-    url: str
-    enabled: bool = True
-    # Backoff: full jitter under a cap, reset after a connection stayed up ``stable_after``.
-    reconnect_min: Positive = 0.5
-    reconnect_max: Positive = 30.0
-    stable_after: Positive = 30.0
-    # After 401 / auth_revoked / a rejected login: retry this slowly, never in a hot loop.
-    auth_retry: Positive = 60.0
-    # A source that is not required does not hold the daemon's readiness (/readyz).
-    required: bool = True
-    # Record every transport event raw (below the framing) in <state_dir>/recordings/<name>/,
-    # for `tradebus replay`: a new file past record_max_bytes (or hourly); whole files go past
-    # record_retention_bytes in all or when older than record_retention_age.
-    record: bool = False
-    record_max_bytes: Annotated[int, msgspec.Meta(ge=4096)] = 64 * 1024 * 1024
-    record_retention_bytes: Annotated[int, msgspec.Meta(ge=4096)] = 1024 * 1024 * 1024
-    record_retention_age: Positive = 7 * 86400.0
+    name: Annotated[
+        Name,
+        msgspec.Meta(
+            description="The source's name: the `source` field and the prefix of every event `id` "
+            "it gives. Unique among sources."
+        ),
+    ]
+    url: Annotated[str, msgspec.Meta(description="The upstream's endpoint (`http` or `https`).")]
+    enabled: Annotated[
+        bool,
+        msgspec.Meta(description="`false` keeps the source configured but not started."),
+    ] = True
+    reconnect_min: Annotated[
+        Positive,
+        msgspec.Meta(
+            description="Seconds: the first reconnect delay; later ones double up to "
+            "`reconnect_max`, each drawn with full jitter."
+        ),
+    ] = 0.5
+    reconnect_max: Annotated[
+        Positive,
+        msgspec.Meta(description="Seconds: the cap of the reconnect delay."),
+    ] = 30.0
+    stable_after: Annotated[
+        Positive,
+        msgspec.Meta(description="Seconds a connection must stay up before the backoff resets."),
+    ] = 30.0
+    auth_retry: Annotated[
+        Positive,
+        msgspec.Meta(
+            description="Seconds between retries after an auth failure (401, `auth_revoked`, a "
+            "rejected login): slow, never a hot loop."
+        ),
+    ] = 60.0
+    required: Annotated[
+        bool,
+        msgspec.Meta(
+            description="`false` keeps the source out of the daemon's readiness (`/readyz`)."
+        ),
+    ] = True
+    record: Annotated[
+        bool,
+        msgspec.Meta(
+            description="`true` records every transport event of the source raw, below the framing "
+            "(connections, reads, messages sent, timers), secrets redacted, in "
+            "`<state_dir>/recordings/<name>/`, for `tradebus replay` (see `docs/recording.md`)."
+        ),
+    ] = False
+    record_max_bytes: Annotated[
+        int,
+        msgspec.Meta(
+            ge=4096,
+            description="Bytes: a recording file is closed and a new one begun past this size (and "
+            "every hour).",
+        ),
+    ] = 64 * 1024 * 1024
+    record_retention_bytes: Annotated[
+        int,
+        msgspec.Meta(
+            ge=4096,
+            description="Bytes: the oldest recording files of the source go once its directory "
+            "holds more.",
+        ),
+    ] = 1024 * 1024 * 1024
+    record_retention_age: Annotated[
+        Positive,
+        msgspec.Meta(description="Seconds: recording files older than this go."),
+    ] = 7 * 86400.0
 
     def __post_init__(self) -> None:
         _check_url(self.url, ("http", "https"))
 
 
 class TtmtSource(SourceBase, tag="ttmt", frozen=True, kw_only=True):
-    api_key: Secret
-    account_id: str | None = None
-    # With nothing journaled for this source yet: "earliest" asks the upstream for all it still
-    # buffers (Last-Event-ID: 0), "latest" only for what comes next.
-    start: Literal["earliest", "latest"] = "earliest"
-    # No byte for this long → reconnect. The server recycles every 300 s, so a healthy stream
-    # is never silent longer than that plus slack.
-    read_timeout: Positive = 330.0
-    dedupe_size: Count = 10_000
-    # Trades and positions whose symbol is remembered for later events that lack it (tp_hit).
-    symbol_cache: Count = 10_000
+    api_key: Annotated[
+        Secret,
+        msgspec.Meta(description="The TTMT API key, sent as `Authorization: Bearer`."),
+    ]
+    account_id: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="Only this account's events (the account's UUID); all accounts when unset. "
+            "Set, it turns replay-gap detection off (the ids skip other accounts' events)."
+        ),
+    ] = None
+    start: Annotated[
+        Literal["earliest", "latest"],
+        msgspec.Meta(
+            description="With nothing journaled for this source yet: `earliest` asks the upstream "
+            "for all it still buffers (`Last-Event-ID: 0`), `latest` only for what comes next."
+        ),
+    ] = "earliest"
+    read_timeout: Annotated[
+        Positive,
+        msgspec.Meta(
+            description="Seconds without a byte before the stream counts as dead and is reopened. "
+            "The server recycles every 300 s, so a healthy stream is never silent longer."
+        ),
+    ] = 330.0
+    dedupe_size: Annotated[
+        Count,
+        msgspec.Meta(description="Event ids remembered to drop what a resume replays."),
+    ] = 10_000
+    symbol_cache: Annotated[
+        Count,
+        msgspec.Meta(
+            description="Trades and positions whose symbol is remembered for later events that "
+            "lack it (`trade.tp_hit`)."
+        ),
+    ] = 10_000
 
 
 class TpAlertsSource(SourceBase, tag="tpalerts", frozen=True, kw_only=True):
-    token: Secret
-    ping_interval: Positive = 30.0
-    # No byte for ``missed_pings`` ping intervals → reconnect with a status.disconnected.
-    missed_pings: Count = 3
-    symbol_cache: Count = 10_000
-    # Event ids remembered to drop what a reconnect repeats.
-    dedupe_size: Count = 10_000
+    token: Annotated[
+        Secret,
+        msgspec.Meta(description="The TradingPartners API token, sent as `Authorization: Bearer`."),
+    ]
+    ping_interval: Annotated[
+        Positive,
+        msgspec.Meta(description="Seconds between the server's pings."),
+    ] = 30.0
+    missed_pings: Annotated[
+        Count,
+        msgspec.Meta(
+            description="No byte for this many ping intervals: `status.disconnected` "
+            "(`ping_timeout`) and a reconnect."
+        ),
+    ] = 3
+    symbol_cache: Annotated[
+        Count,
+        msgspec.Meta(
+            description="Live alerts whose `working` event (ticker, prices) is remembered to fill "
+            "in their later events."
+        ),
+    ] = 10_000
+    dedupe_size: Annotated[
+        Count,
+        msgspec.Meta(description="Event ids remembered to drop what a reconnect repeats."),
+    ] = 10_000
 
 
 class TraderWsSource(SourceBase, tag="traderws", frozen=True, kw_only=True):
-    username: Secret
-    password: Secret
-    symbols: list[str] = msgspec.field(default_factory=list)
-    events: list[Literal["quoteEvent", "executionEvent", "portfolioEvent"]] = msgspec.field(
-        default_factory=lambda: ["quoteEvent", "executionEvent", "portfolioEvent"]
-    )
-    depth: list[str] = msgspec.field(default_factory=list)
-    depth_levels: Count | None = None
-    metrics_accounts: list[str] = msgspec.field(default_factory=list)
-    # Account whose deal/order history is back-filled after a cut (default: metrics_accounts[0]).
-    account_id: str | None = None
-    ping_interval: Positive = 10.0
-    ping_timeout: Positive = 10.0
-    idle_timeout: Positive = 60.0
-    subscribe_timeout: Positive = 10.0
-    # Login request and WebSocket handshake, each.
-    connect_timeout: Positive = 10.0
-    dedupe_size: Count = 100_000
-    # The largest WebSocket message taken; a larger one closes the connection (1009) and is
-    # bad input. A history reply holds every execution of the away-window in one message, and
-    # one refused would be asked for again on every reconnect: hence the larger default.
-    max_message_bytes: Count = 64 * 1024 * 1024
+    username: Annotated[Secret, msgspec.Meta(description="Login user name (`POST /api/v1/login`).")]
+    password: Annotated[Secret, msgspec.Meta(description="Login password.")]
+    symbols: Annotated[
+        list[str],
+        msgspec.Meta(description="Symbols subscribed to for the `events` kinds."),
+    ] = msgspec.field(default_factory=list)
+    events: Annotated[
+        list[Literal["quoteEvent", "executionEvent", "portfolioEvent"]],
+        msgspec.Meta(description="Event kinds subscribed to for `symbols`."),
+    ] = msgspec.field(default_factory=lambda: ["quoteEvent", "executionEvent", "portfolioEvent"])
+    depth: Annotated[
+        list[str],
+        msgspec.Meta(description="Symbols whose order book is subscribed to (`depth.updated`)."),
+    ] = msgspec.field(default_factory=list)
+    depth_levels: Annotated[
+        Count | None,
+        msgspec.Meta(description="Levels per side of each book; the server's default when unset."),
+    ] = None
+    metrics_accounts: Annotated[
+        list[str],
+        msgspec.Meta(description="Accounts whose balances are subscribed to (`account.updated`)."),
+    ] = msgspec.field(default_factory=list)
+    account_id: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="Account whose deals and orders are back-filled after a cut; "
+            "`metrics_accounts[0]` when unset. With neither, the cut is a `status.gap`."
+        ),
+    ] = None
+    ping_interval: Annotated[
+        Positive,
+        msgspec.Meta(description="Seconds between our WebSocket pings."),
+    ] = 10.0
+    ping_timeout: Annotated[
+        Positive,
+        msgspec.Meta(description="Seconds a pong may take before the connection counts as dead."),
+    ] = 10.0
+    idle_timeout: Annotated[
+        Positive,
+        msgspec.Meta(description="Seconds without any message before reconnecting."),
+    ] = 60.0
+    subscribe_timeout: Annotated[
+        Positive,
+        msgspec.Meta(
+            description="Seconds the subscription acks (and, after a cut, the history replies) may "
+            "take before reconnecting."
+        ),
+    ] = 10.0
+    connect_timeout: Annotated[
+        Positive,
+        msgspec.Meta(
+            description="Seconds for the login request and for the WebSocket handshake, each."
+        ),
+    ] = 10.0
+    dedupe_size: Annotated[
+        Count,
+        msgspec.Meta(
+            description="Execution ids remembered so that a back-fill never repeats an order event."
+        ),
+    ] = 100_000
+    # A refused history reply would be asked for again on every reconnect: hence the large
+    # default.
+    max_message_bytes: Annotated[
+        Count,
+        msgspec.Meta(
+            description="The largest WebSocket message taken; a larger one closes the connection "
+            "(1009), counts as bad input and the source reconnects and back-fills. Large because "
+            "one history reply holds a whole away-window."
+        ),
+    ] = 64 * 1024 * 1024
 
 
 class Mt4BridgeSource(SourceBase, tag="mt4bridge", frozen=True, kw_only=True):
-    api_key: Secret
-    account_id: str
-    server: str
-    login: int
-    password: Secret
-    symbols: list[str] = msgspec.field(default_factory=list)
-    heartbeat_interval: Positive = 30.0
-    reconcile_interval: Positive = 60.0
-    idle_timeout: Positive = 60.0
-    request_timeout: Positive = 10.0
-    # Circuit breaker around 502 BridgeUnavailable: open after this many in a row.
-    breaker_threshold: Count = 3
-    breaker_reset: Positive = 30.0
-    # The largest WebSocket frame taken; a larger one closes the connection (1009) and is bad
-    # input.
-    max_message_bytes: Count = 16 * 1024 * 1024
+    api_key: Annotated[Secret, msgspec.Meta(description="The bridge API key.")]
+    account_id: Annotated[
+        str,
+        msgspec.Meta(description="The bridge account id; also the `account` of every event."),
+    ]
+    server: Annotated[
+        str,
+        msgspec.Meta(description="The MT4 broker server the bridge session logs in to."),
+    ]
+    login: Annotated[int, msgspec.Meta(description="The MT4 login number.")]
+    password: Annotated[Secret, msgspec.Meta(description="The MT4 terminal password.")]
+    symbols: Annotated[
+        list[str],
+        msgspec.Meta(description="Symbols whose quotes are subscribed to."),
+    ] = msgspec.field(default_factory=list)
+    heartbeat_interval: Annotated[
+        Positive,
+        msgspec.Meta(description="Seconds between session heartbeats."),
+    ] = 30.0
+    reconcile_interval: Annotated[
+        Positive,
+        msgspec.Meta(
+            description="Seconds between REST polls of the account and the positions (also done on "
+            "every connect), so an open or close missed by the stream is still reported, once."
+        ),
+    ] = 60.0
+    idle_timeout: Annotated[
+        Positive,
+        msgspec.Meta(description="Seconds without a WebSocket message before reconnecting."),
+    ] = 60.0
+    request_timeout: Annotated[
+        Positive,
+        msgspec.Meta(description="Seconds for each REST call."),
+    ] = 10.0
+    breaker_threshold: Annotated[
+        Count,
+        msgspec.Meta(
+            description="502 BridgeUnavailable answers in a row that open the circuit breaker."
+        ),
+    ] = 3
+    breaker_reset: Annotated[
+        Positive,
+        msgspec.Meta(description="Seconds the open breaker waits before trying again."),
+    ] = 30.0
+    max_message_bytes: Annotated[
+        Count,
+        msgspec.Meta(
+            description="The largest WebSocket frame taken; a larger one closes the connection "
+            "(1009), counts as bad input and the source reconnects and reconciles."
+        ),
+    ] = 16 * 1024 * 1024
 
 
 # A ``[[sources]]`` table: a built-in's struct or an installed plugin's (``source_kinds``).
@@ -216,22 +460,53 @@ SourceConfig: TypeAlias = SourceBase
 
 
 class SinkBase(_Closed, tag_field="type", frozen=True, kw_only=True):
-    name: Name
-    # Filters: an empty list lets everything through. ``types`` are prefixes ("order.", "status").
-    providers: list[Literal["ttmt", "tpalerts", "traderws", "mt4bridge"]] = msgspec.field(
-        default_factory=list
-    )
-    types: list[str] = msgspec.field(default_factory=list)
-    sources: list[str] = msgspec.field(default_factory=list)
-    symbols: list[str] = msgspec.field(default_factory=list)
-    # Seconds this sink may lag (the age of the oldest event it has not acknowledged) before
-    # /readyz reports it not ready and a warning is logged once a minute; 0: never.
-    max_lag: Annotated[float, msgspec.Meta(ge=0)] = 60.0
-    # No longer used: every sink reads the journal, so nothing is held in memory for it.
-    queue_size: Count | None = None
-    # Where a sink new to the state dir begins (a cursor on record wins): "latest" at the
-    # journal's end, with what comes next; "earliest" with everything the journal still holds.
-    start: Literal["latest", "earliest"] = "latest"
+    name: Annotated[
+        Name,
+        msgspec.Meta(description="The sink's name, in logs and metrics. Unique among sinks."),
+    ]
+    providers: Annotated[
+        list[Literal["ttmt", "tpalerts", "traderws", "mt4bridge"]],
+        msgspec.Meta(description="Only events of these providers; all when empty."),
+    ] = msgspec.field(default_factory=list)
+    types: Annotated[
+        list[str],
+        msgspec.Meta(
+            description='Only events whose `type` starts with one of these (`"order."`, '
+            '`"status"`); all when empty.'
+        ),
+    ] = msgspec.field(default_factory=list)
+    sources: Annotated[
+        list[str],
+        msgspec.Meta(description="Only events of these sources (by name); all when empty."),
+    ] = msgspec.field(default_factory=list)
+    symbols: Annotated[
+        list[str],
+        msgspec.Meta(description="Only events of these symbols; all when empty."),
+    ] = msgspec.field(default_factory=list)
+    max_lag: Annotated[
+        float,
+        msgspec.Meta(
+            ge=0,
+            description="Seconds this sink may lag (the age of the oldest event it has not "
+            "acknowledged) before `/readyz` reports it not ready and a warning is logged once a "
+            "minute; 0: never.",
+        ),
+    ] = 60.0
+    queue_size: Annotated[
+        Count | None,
+        msgspec.Meta(
+            description="No longer used (every sink reads the journal, nothing is held in memory "
+            "for it); accepted so older configs still load."
+        ),
+    ] = None
+    start: Annotated[
+        Literal["latest", "earliest"],
+        msgspec.Meta(
+            description='Where a sink new to the state dir begins: `"latest"` at the journal\'s '
+            'end (what comes next), `"earliest"` with all the journal still holds. A cursor on '
+            "record wins."
+        ),
+    ] = "latest"
 
 
 class StdoutSinkConfig(SinkBase, tag="stdout", frozen=True, kw_only=True):
@@ -239,11 +514,24 @@ class StdoutSinkConfig(SinkBase, tag="stdout", frozen=True, kw_only=True):
 
 
 class FileSinkConfig(SinkBase, tag="file", frozen=True, kw_only=True):
-    path: str
-    # Rotate when the file would pass this size; keep ``backups`` old files (path.1 … path.N).
-    max_bytes: Annotated[int, msgspec.Meta(ge=0)] = 256 * 1024 * 1024
-    backups: Annotated[int, msgspec.Meta(ge=0)] = 5
-    fsync: bool = False
+    path: Annotated[
+        str,
+        msgspec.Meta(description="The JSONL file appended to; reopened on SIGHUP."),
+    ]
+    max_bytes: Annotated[
+        int,
+        msgspec.Meta(ge=0, description="Rotate when the file would pass this size; 0: never."),
+    ] = 256 * 1024 * 1024
+    backups: Annotated[
+        int,
+        msgspec.Meta(ge=0, description="Rotated files kept (`path.1` … `path.N`)."),
+    ] = 5
+    fsync: Annotated[
+        bool,
+        msgspec.Meta(
+            description="`fsync` after every batch: survives a power loss, costs throughput."
+        ),
+    ] = False
 
     def __post_init__(self) -> None:
         if not self.path:
@@ -268,41 +556,120 @@ def log_safe(url: str) -> str:
 
 
 class NatsSinkConfig(SinkBase, tag="nats", frozen=True, kw_only=True):
-    servers: Annotated[list[str], msgspec.Meta(min_length=1)] = msgspec.field(
-        default_factory=lambda: ["nats://127.0.0.1:4222"]
-    )
+    servers: Annotated[
+        list[str],
+        msgspec.Meta(
+            min_length=1,
+            description="NATS server URLs (`nats://` or `tls://`, no credentials in them); the "
+            "client connects to one and fails over to the others.",
+        ),
+    ] = msgspec.field(default_factory=lambda: ["nats://127.0.0.1:4222"])
     stream: Annotated[
-        str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=64,
+            pattern=r"^[A-Za-z0-9_\-]+$",
+            description="The JetStream stream events are stored in.",
+        ),
     ] = "TRADEBUS"
-    # Subject = <subject_prefix>.<subject>; the stream created here listens on <prefix>.>.
-    subject_prefix: str = "tradebus"
-    subject: str = "{provider}.{type}.{symbol}"
-    # Create the stream when it is missing (an existing one is left as it is); with false a
-    # missing stream is a fatal error naming it.
-    create_stream: bool = True
-    replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
-    # Seconds; 0 = unlimited. JetStream's duplicate window is how long a Nats-Msg-Id is
-    # remembered: a batch replayed later than this after its first publish is stored again.
-    max_age: Annotated[float, msgspec.Meta(ge=0)] = 0.0
-    max_bytes: Annotated[int, msgspec.Meta(ge=-1)] = -1
-    duplicate_window: Positive = 120.0
-    user: Secret | None = None
-    password: Secret | None = None
-    token: Secret | None = None
-    # A NATS .creds file (JWT + NKey seed), read by the client itself.
-    creds_file: str | None = None
-    # TLS is used with tls:// servers or when the server requires it; the server's certificate
-    # is always verified, against tls_ca_file if given (else the system's CAs). A client
-    # certificate (mutual TLS) is tls_cert_file + tls_key_file.
-    tls_ca_file: str | None = None
-    tls_cert_file: str | None = None
-    tls_key_file: str | None = None
-    # Every ack of a batch must arrive within this many seconds, or the batch is retried.
-    ack_timeout: Positive = 10.0
-    # Publishes awaiting their ack at once.
-    max_inflight: Count = 4096
-    connect_timeout: Positive = 5.0
-    reconnect_wait: Positive = 2.0
+    subject_prefix: Annotated[
+        str,
+        msgspec.Meta(
+            description="First token(s) of every subject; a stream created here listens on "
+            "`<prefix>.>`."
+        ),
+    ] = "tradebus"
+    subject: Annotated[
+        str,
+        msgspec.Meta(
+            description="The rest of the subject, from `{provider}`, `{type}` (its dot makes two "
+            "tokens), `{source}` and `{symbol}` (`_` without one); any character NATS forbids in a "
+            "token becomes `_`."
+        ),
+    ] = "{provider}.{type}.{symbol}"
+    create_stream: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Create the stream when it is missing (an existing one is left as it is); "
+            "`false`: a missing stream is a fatal error naming it."
+        ),
+    ] = True
+    replicas: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            le=5,
+            description="Replicas of a stream created here (a cluster of that many nodes).",
+        ),
+    ] = 1
+    max_age: Annotated[
+        float,
+        msgspec.Meta(
+            ge=0, description="Seconds a stream created here keeps a message; 0: no limit."
+        ),
+    ] = 0.0
+    max_bytes: Annotated[
+        int,
+        msgspec.Meta(ge=-1, description="Bytes a stream created here keeps; -1: no limit."),
+    ] = -1
+    duplicate_window: Annotated[
+        Positive,
+        msgspec.Meta(
+            description="Seconds JetStream remembers a `Nats-Msg-Id` (the event id): what a "
+            "restart or a retry publishes again within it is stored once."
+        ),
+    ] = 120.0
+    user: Annotated[
+        Secret | None,
+        msgspec.Meta(
+            description="User name, with `password` (a secret: `user_file` reads it from a file)."
+        ),
+    ] = None
+    password: Annotated[Secret | None, msgspec.Meta(description="Password, with `user`.")] = None
+    token: Annotated[
+        Secret | None,
+        msgspec.Meta(description="Token authentication, instead of `user`/`password`."),
+    ] = None
+    creds_file: Annotated[
+        str | None,
+        msgspec.Meta(description="A NATS `.creds` file (JWT and NKey seed), read by the client."),
+    ] = None
+    # TLS is used with tls:// servers or when the server requires it.
+    tls_ca_file: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="CA file to verify the server with (else the system's CAs); the server's "
+            "certificate is always verified."
+        ),
+    ] = None
+    tls_cert_file: Annotated[
+        str | None,
+        msgspec.Meta(description="Client certificate for mutual TLS, with `tls_key_file`."),
+    ] = None
+    tls_key_file: Annotated[
+        str | None,
+        msgspec.Meta(description="Client key for mutual TLS, with `tls_cert_file`."),
+    ] = None
+    ack_timeout: Annotated[
+        Positive,
+        msgspec.Meta(
+            description="Seconds for every acknowledgement of a batch to arrive; else the batch is "
+            "published again (the stream's dedupe drops what it already has)."
+        ),
+    ] = 10.0
+    max_inflight: Annotated[
+        Count,
+        msgspec.Meta(description="Publishes awaiting their acknowledgement at once."),
+    ] = 4096
+    connect_timeout: Annotated[
+        Positive,
+        msgspec.Meta(description="Seconds a connection attempt to one server may take."),
+    ] = 5.0
+    reconnect_wait: Annotated[
+        Positive,
+        msgspec.Meta(description="Seconds between connection attempts after a server went away."),
+    ] = 2.0
 
     def __post_init__(self) -> None:
         for url in self.servers:
@@ -365,24 +732,78 @@ def webhook_key(secret: Secret) -> bytes:
 
 
 class WebhookSinkConfig(SinkBase, tag="webhook", frozen=True, kw_only=True):
-    url: str
-    # whsec_<base64> (Standard Webhooks); without one, requests go unsigned.
-    secret: Secret | None = None
-    format: Literal["json", "jsonl", "cloudevents", "cloudevents-batch"] = "json"
-    # Static extra headers (an API key, say): values are secrets, never logged.
-    headers: dict[str, Secret] = msgspec.field(default_factory=dict)
-    # jsonl / cloudevents-batch: events per request; the bus waits up to the linger to fill one.
-    batch_max_events: Count = 500
-    batch_linger_ms: Annotated[int, msgspec.Meta(ge=0)] = 0
-    # Seconds: one request is cut after ``timeout``; retries back off from ``retry_base`` up to
-    # ``retry_cap`` (full jitter); after ``give_up_after`` a request is dead-lettered.
-    timeout: Positive = 15.0
-    retry_base: Positive = 1.0
-    retry_cap: Positive = 60.0
-    give_up_after: Positive = 24 * 3600.0
-    # Requests in flight at once; above 1, order across parallel requests is not kept.
-    max_in_flight: Count = 1
-    verify_tls: bool = True
+    url: Annotated[
+        str,
+        msgspec.Meta(description="The endpoint events are POSTed to (`http` or `https`)."),
+    ]
+    secret: Annotated[
+        Secret | None,
+        msgspec.Meta(
+            description="`whsec_<base64>`: requests are signed per Standard Webhooks "
+            "(`webhook-id`, `webhook-timestamp`, `webhook-signature`); unsigned when unset."
+        ),
+    ] = None
+    format: Annotated[
+        Literal["json", "jsonl", "cloudevents", "cloudevents-batch"],
+        msgspec.Meta(
+            description="`json`: one event a request, as is; `jsonl`: up to `batch_max_events` a "
+            "request, one a line; `cloudevents`: one CloudEvent a request (structured mode); "
+            "`cloudevents-batch`: a JSON array of them."
+        ),
+    ] = "json"
+    headers: Annotated[
+        dict[str, Secret],
+        msgspec.Meta(
+            description="Static extra headers (an API key, say); values are secrets, never logged. "
+            "The sink's own headers cannot be replaced."
+        ),
+    ] = msgspec.field(default_factory=dict)
+    batch_max_events: Annotated[
+        Count,
+        msgspec.Meta(description="Events per request for `jsonl` and `cloudevents-batch`."),
+    ] = 500
+    batch_linger_ms: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            description="Milliseconds the sink waits for a batch to fill before it sends what it "
+            "has; 0: never waits.",
+        ),
+    ] = 0
+    timeout: Annotated[
+        Positive,
+        msgspec.Meta(description="Seconds one request may take before it counts as failed."),
+    ] = 15.0
+    retry_base: Annotated[
+        Positive,
+        msgspec.Meta(
+            description="Seconds: the first retry delay; later ones double up to `retry_cap`, with "
+            "full jitter. 429 and 503 wait at least their `Retry-After`."
+        ),
+    ] = 1.0
+    retry_cap: Annotated[
+        Positive,
+        msgspec.Meta(description="Seconds: the cap of the retry delay."),
+    ] = 60.0
+    give_up_after: Annotated[
+        Positive,
+        msgspec.Meta(
+            description="Seconds a request is retried before it goes to `dead-letter-<name>.jsonl` "
+            "in the state dir (a 3xx, or a 4xx but 408 / 429, goes at once); delivery then moves "
+            "on."
+        ),
+    ] = 24 * 3600.0
+    max_in_flight: Annotated[
+        Count,
+        msgspec.Meta(
+            description="Requests in flight at once; above 1, order across parallel requests is "
+            "not kept."
+        ),
+    ] = 1
+    verify_tls: Annotated[
+        bool,
+        msgspec.Meta(description="`false` skips TLS certificate checks (warned about at start)."),
+    ] = True
 
     def __post_init__(self) -> None:
         _check_url(self.url, ("http", "https"))

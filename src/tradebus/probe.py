@@ -29,7 +29,7 @@ def get(
     """``GET base+path`` (or ``method``; with ``token``, as ``Authorization: Bearer``): the
     status and body, a 5xx included; ProbeError when nothing answers."""
     # Here, not at the top: the CLI imports this module for its defaults, and urllib.request
-    # would add 50 ms to every start of the daemon itself.
+    # would slow every start of the daemon itself.
     import urllib.error
     import urllib.request
 

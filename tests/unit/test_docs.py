@@ -8,36 +8,74 @@ import sys
 import tomllib
 import typing
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 import msgspec.inspect as mi
 import pytest
 
 from tests.unit.test_layering import imported
-from tradebus import config, docsgen
+from tools import docsgen
+from tradebus import config
 from tradebus.schemas import events as ev
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_every_config_key_has_a_description() -> None:
-    """A key added to a config struct without a line in CONFIG_DOCS fails here, by name."""
+    """A key added to a built-in config struct without a description fails here, by name."""
     missing = docsgen.undocumented_config()
-    assert missing == [], f"add a line to CONFIG_DOCS in src/tradebus/docsgen.py for: {missing}"
+    assert missing == [], f"give these fields msgspec.Meta(description=...): {missing}"
+
+
+class _Bare(config.SinkBase, tag="bare", frozen=True, kw_only=True):
+    described: Annotated[int, msgspec.Meta(ge=0, description="Has one.")] = 0
+    bare: int = 0
 
 
 def test_a_missing_description_is_named_exactly() -> None:
     """Without its description, the key itself is what the check and `make docs` report."""
-    docs = {k: v for k, v in docsgen.CONFIG_DOCS.items() if k != "sources.ttmt.read_timeout"}
-    lacking = set(docsgen.undocumented_config(docs)) - set(docsgen.undocumented_config())
-    assert lacking == {"sources.ttmt.read_timeout"}
-    with pytest.raises(SystemExit, match=r"no description for: .*sources\.ttmt\.read_timeout"):
-        docsgen.check_documented(docs)
+    sections: docsgen.Sections = {"sources": docsgen.builtin_configs("sources"), "sinks": [_Bare]}
+    assert docsgen.undocumented_config(sections) == ["sinks.bare.bare"]
+    with pytest.raises(SystemExit, match=r"no description for: sinks\.bare\.bare \("):
+        docsgen.check_documented(sections)
 
 
-def test_descriptions_name_only_existing_keys() -> None:
-    """A description left behind by a removed or renamed key fails too."""
-    assert docsgen.stale_config_docs() == []
+def test_descriptions_come_from_the_fields() -> None:
+    """The page's meaning of a key is its field's description, beside its other constraints."""
+    described = _field(_Bare, "described")
+    assert docsgen.description(described) == "Has one."
+    assert docsgen.type_text(described.type) == "integer, ≥ 0"
+    assert docsgen.description(_field(_Bare, "bare")) == ""
+    meaning = docsgen.description(_field(config.TtmtSource, "read_timeout"))
+    assert meaning.startswith("Seconds without a byte")
+    page = (REPO / "docs" / "configuration.md").read_text("utf-8")
+    assert f"| `read_timeout` | number, > 0 | `330.0` | {meaning} |" in page
+
+
+def test_an_installed_plugins_keys_are_listed_from_its_fields() -> None:
+    """The example plugin (installed in the venv) gets its own table: its own keys only, each
+    with the description its struct gives; no built-in is listed among the plugins."""
+    from tradebus_sink_sqlite import SqliteSinkConfig
+
+    rendered = docsgen.render_plugins()
+    assert '### `[[sinks]]` `type = "sqlite"` (package `tradebus-sink-sqlite`)' in rendered
+    shared = {f.name for f in msgspec.structs.fields(config.SinkBase)}
+    own = [f.name for f in msgspec.structs.fields(SqliteSinkConfig) if f.name not in shared]
+    assert own
+    for name in own:
+        meaning = docsgen.description(_field(SqliteSinkConfig, name))
+        assert meaning
+        assert re.search(rf"^\| `{name}` \| .* \| {re.escape(meaning)} \|$", rendered, re.M)
+    assert "| `name` |" not in rendered
+    assert not re.search(r'type = "(stdout|file|webhook|nats|ttmt)"', rendered)
+
+
+def _field(cls: type, name: str) -> mi.Field:
+    info = mi.type_info(cls)
+    assert isinstance(info, mi.StructType)
+    (found,) = [f for f in info.fields if f.name == name]
+    return found
 
 
 def test_every_event_type_and_field_has_a_meaning() -> None:
@@ -227,7 +265,7 @@ PAGES = [
     "docs/recording.md",
 ]
 _LINK = re.compile(r"\]\(([^)#:]+)(?:#[^)]*)?\)")
-_PATH = re.compile(r"`((?:src|tests|config|docs|benchmarks|systemd)/[A-Za-z0-9_./]+)`")
+_PATH = re.compile(r"`((?:src|tests|tools|config|docs|benchmarks|systemd)/[A-Za-z0-9_./]+)`")
 
 
 @pytest.mark.parametrize("page", PAGES)

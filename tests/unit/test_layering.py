@@ -94,3 +94,20 @@ def test_config_and_journal_report_import_no_sink_and_no_bus() -> None:
     ).stdout.split()
     assert set(BELOW_SINKS) <= set(out)  # the walk saw them: it cannot pass vacuously
     assert [m for m in out if any(m == a or m.startswith(a + ".") for a in ABOVE)] == []
+
+
+PACKAGE = Path(tradebus.daemon.__file__).parents[1]
+
+
+def test_the_package_imports_nothing_of_the_checkout_tools() -> None:
+    """``tools/`` (the docs generator) runs from a checkout: no module of the installed package
+    may need it, or an installed tradebus would fail to import."""
+    modules = sorted(PACKAGE.rglob("*.py"))
+    assert len(modules) > 50  # the walk sees the package: it cannot pass vacuously
+    offenders = {
+        str(path.relative_to(PACKAGE)): forbidden(
+            imported(ast.parse(path.read_text("utf-8")), "tradebus"), "tools"
+        )
+        for path in modules
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}

@@ -68,8 +68,8 @@ __all__ = [
 BODY_EXCERPT = 512
 # How much one read may bring (aiohttp stops reading the socket at twice this): a busy stream is
 # handled in batches of this size. Past what is read stays in the kernel's socket buffer, not
-# ours. 128 KiB measured as cheap per event as 256 KiB (rows 2 and 5) and kept row 5's peak RSS
-# at 58-63 MB against 68-76: each source's decoded read in hand is the part that grows with it.
+# ours. Larger reads cost no less per event and raise the peak memory: each source's decoded
+# read in hand is the part that grows with it (benchmarks/README.md).
 READ_BUFFER = 128 * 1024
 EVENT_STREAM = "text/event-stream"
 

@@ -41,16 +41,15 @@ if TYPE_CHECKING:
 
 FLUSH_EVERY: Final = 0.5
 # A busy source is flushed this much at a time: what the thread holds between flushes (the
-# reads, their lines, the frame) is the memory a recording adds: 4 MiB measured +16 MB of
-# peak RSS on row 2r, 1 MiB +7 MB.
+# reads, their lines, the frame) is the memory a recording adds (benchmarks/README.md).
 FLUSH_BYTES: Final = 1 << 20
 # Frames are synced at most this often: a power loss costs at most the last second.
 SYNC_EVERY: Final = 1.0
 MAX_PENDING: Final = 64 << 20
 ROTATE_AGE: Final = 3600.0
 SUFFIX: Final = ".jsonl.zst"  # also in recording.command, which must not import this
-# zstd level 1: on row 2's reads 0.23 us an event against level 3's 0.29, for 3.0 bytes an
-# event against 2.8; the recording must cost the source little (benchmark row 2r).
+# zstd level 1: the recording must cost the source little, and level 3 costs more CPU for
+# barely smaller files (benchmarks/README.md).
 LEVEL: Final = 1
 _history_encoder = msgspec.json.Encoder()
 

@@ -25,9 +25,9 @@ and a second daemon given the same path fails (``FatalSinkError`` naming the fil
 interleaving its lines with the first's and skipping by its seqs.
 
 The file a rotation drops (``path.N``, or ``path`` itself with no backups) is renamed aside and
-deleted on a worker thread: freeing a file's pages takes the kernel 10 ms for 256 MiB on ext4
-and 23 ms on tmpfs, measured here, and neither the event loop nor this sink's next write should
-wait for it. A file left aside by a crash is deleted at the next open.
+deleted on a worker thread: freeing a big file's pages takes the kernel milliseconds, and
+neither the event loop nor this sink's next write should wait for it. A file left aside by a
+crash is deleted at the next open.
 """
 
 from __future__ import annotations

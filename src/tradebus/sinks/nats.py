@@ -352,9 +352,8 @@ class NatsSink(Sink):
 
     # A batch goes out as raw HPUB frames, built here into one buffer per window and handed to
     # the client's send queue, and the acks come back through ``_AckClient``, counted into one
-    # ``_Acks`` per write: no Msg object, header dict, future or queue hop per event. Measured
-    # alone into a local nats-server: 26-29 us of CPU an event (30-33k events/s) with
-    # ``Client.publish`` and a future per ack, 9-12 us (46-58k events/s) this way.
+    # ``_Acks`` per write: no Msg object, header dict, future or queue hop per event, which
+    # costs a third of ``Client.publish`` with a future per ack (benchmarks/README.md).
     def _on_ack(self, subject: bytes, data: bytes, headers: bytes | None) -> None:
         acks = self._acks
         if acks is None:

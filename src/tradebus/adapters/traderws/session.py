@@ -39,8 +39,8 @@ HISTORY_SLACK = 5.0
 # A token this close to its expiry (seconds, capped at 10 % of its lifetime) counts as expired.
 TOKEN_MARGIN = 30.0
 # Quotes, depth and metrics held back before going live, at most. An ack can arrive behind a
-# flood of data on the subscriptions already made (measured against the simulator: 66,000
-# quotes, about 40 MB, held for one late ack); what a fast feed sends during the subscribe
+# flood of data on the subscriptions already made (tens of thousands of quotes against the
+# simulator, benchmarks/README.md); what a fast feed sends during the subscribe
 # timeout would otherwise all be held. Market data is never back-filled, so what is dropped
 # past the bound is a gap like the one after a cut. Executions, orders and portfolio updates
 # are always held: they are what back-fill and dedupe exist for.

@@ -1,18 +1,20 @@
-"""The generated parts of ``docs/*.md``: ``python -m tradebus.docsgen`` (``make docs``).
+"""The generated parts of ``docs/*.md``: ``python -m tools.docsgen`` (``make docs``).
 
 A generated part sits between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``; the
 prose around it is written by hand. Everything inside comes from the code itself:
 
 - ``configuration.md``: every key of ``[daemon]``, ``[[sources]]`` and ``[[sinks]]``, walked from
-  the msgspec config structs (name, type, default) with its meaning from ``CONFIG_DOCS``.
+  the msgspec config structs (name, type, default) with its meaning from the field's own
+  ``msgspec.Meta(description=…)``; the keys of installed plugins the same way, from theirs.
 - ``events.md``: the envelope and every event ``type`` with its ``data`` fields, walked from
   ``tradebus.schemas.events``, meanings from ``EVENT_DOCS`` / ``FIELD_DOCS``, and one example
   line per type: the upstream docs' own example messages (the golden payloads the unit tests
   use) decoded and normalized by each adapter's own sans-I/O functions, status events built by
   ``SourceContext`` as the adapters build them; ``received``, status times and ``seq`` fixed.
 
-A key or field without a meaning fails ``tests/unit/test_docs.py`` naming it; documenting it is
-one line in the dict below. ``--check`` exits 1 when a generated part is stale. It runs from a
+A built-in key, event type or field without a meaning fails ``tests/unit/test_docs.py`` naming
+it: a key is described on its field in ``src/tradebus/config.py``, an event type or field by one
+line in the dicts below. ``--check`` exits 1 when a generated part is stale. It runs from a
 checkout (it reads ``tests/data``), not from an installed wheel.
 """
 
@@ -23,7 +25,7 @@ import json
 import re
 import sys
 import typing
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -37,193 +39,14 @@ from tradebus.registry import Registry
 from tradebus.reload import RESTART_ONLY
 from tradebus.schemas import events as ev
 from tradebus.secret import Secret
-from tradebus.sinks.base import Batch, Sink, SinkContext
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 GOLDEN = ROOT / "tests" / "data"
 REGION = re.compile(
     r"(<!-- generated:(?P<name>[a-z_-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)",
     re.DOTALL,
 )
-
-# --- what each config key means -------------------------------------------------------------
-# Keys: ``daemon.<key>``; ``sources.<key>`` / ``sinks.<key>`` for a key every type has;
-# ``sources.<type>.<key>`` / ``sinks.<type>.<key>`` for a key of one type.
-CONFIG_DOCS: dict[str, str] = {
-    "daemon.state_dir": "Directory for the daemon's durable state: the journal, the sinks' "
-    "cursors, dead letters and the lock (one daemon per state dir; a locked one exits 2).",
-    "daemon.fsync": "When the journal is fsynced: `interval` every 100 ms (a power loss costs at "
-    "most that, a crash of the process nothing), `always` before any sink sees a batch, "
-    "`never` when the OS decides.",
-    "daemon.segment_bytes": "Size at which a journal segment file is closed and a new one begun.",
-    "daemon.retention_bytes": "Journal size past which the oldest segments are deleted, even if a "
-    "sink has not read them (that sink then gets a `status.gap` naming the seqs).",
-    "daemon.retention_age": "Seconds after which a segment is deleted, even if a sink has not "
-    "read it (with the same `status.gap`). Segments every sink has passed go sooner.",
-    "daemon.log_level": "Least severe log level written (logs go to stderr).",
-    "daemon.log_format": "`json`: one JSON object per log line; `console`: for a terminal. "
-    "Unset: `console` when stderr is a terminal, else `json`; `--log-format` overrides it.",
-    "daemon.drain_timeout": "Seconds SIGTERM waits for the sinks to write what was received "
-    "before the daemon gives up and exits.",
-    "daemon.delivery": '`"process"`: the sinks run in a delivery process of their own (the '
-    'second core), supervised by the daemon and restarted if it dies; `"inline"`: in the '
-    "daemon's own event loop (one core, embedding).",
-    "daemon.http": "The ops endpoint (`/healthz`, `/readyz`, `/metrics`, the event stream "
-    "`/api/v1/events`) as `host:port` (`[v6]:port` for IPv6); off when unset. An address beyond "
-    "loopback needs `http_token`.",
-    "daemon.http_max_clients": "Event streams (`/api/v1/events`) served at once; the next "
-    "is answered 503.",
-    "daemon.http_token": "The Bearer token the ops endpoint asks of `/` and `/api/*` (at least "
-    "16 characters; a secret: `http_token_file` or `${VAR}`; empty is unset). Required when "
-    "`http` listens beyond loopback. A browser signs in at `/` with it and gets a cookie good for "
-    "reads only (docs/operations.md).",
-    "daemon.http_token_all": "`true`: `/healthz`, `/readyz` and `/metrics` ask for "
-    "`http_token` too (by default they stay open for probes and Prometheus).",
-    "sources.name": "The source's name: the `source` field and the prefix of every event `id` "
-    "it gives. Unique among sources.",
-    "sources.url": "The upstream's endpoint (`http` or `https`).",
-    "sources.enabled": "`false` keeps the source configured but not started.",
-    "sources.reconnect_min": "Seconds: the first reconnect delay; later ones double up to "
-    "`reconnect_max`, each drawn with full jitter.",
-    "sources.reconnect_max": "Seconds: the cap of the reconnect delay.",
-    "sources.stable_after": "Seconds a connection must stay up before the backoff resets.",
-    "sources.auth_retry": "Seconds between retries after an auth failure (401, `auth_revoked`, "
-    "a rejected login): slow, never a hot loop.",
-    "sources.required": "`false` keeps the source out of the daemon's readiness (`/readyz`).",
-    "sources.record": "`true` records every transport event of the source raw, below the "
-    "framing (connections, reads, messages sent, timers), secrets redacted, in "
-    "`<state_dir>/recordings/<name>/`, for `tradebus replay` (see `docs/recording.md`).",
-    "sources.record_max_bytes": "Bytes: a recording file is closed and a new one begun past "
-    "this size (and every hour).",
-    "sources.record_retention_bytes": "Bytes: the oldest recording files of the source go once "
-    "its directory holds more.",
-    "sources.record_retention_age": "Seconds: recording files older than this go.",
-    "sources.ttmt.api_key": "The TTMT API key, sent as `Authorization: Bearer`.",
-    "sources.ttmt.account_id": "Only this account's events (the account's UUID); all accounts "
-    "when unset. Set, it turns replay-gap detection off (the ids skip other accounts' events).",
-    "sources.ttmt.start": "With nothing journaled for this source yet: `earliest` asks the "
-    "upstream for all it still buffers (`Last-Event-ID: 0`), `latest` only for what comes next.",
-    "sources.ttmt.read_timeout": "Seconds without a byte before the stream counts as dead and is "
-    "reopened. The server recycles every 300 s, so a healthy stream is never silent longer.",
-    "sources.ttmt.dedupe_size": "Event ids remembered to drop what a resume replays.",
-    "sources.ttmt.symbol_cache": "Trades and positions whose symbol is remembered for later "
-    "events that lack it (`trade.tp_hit`).",
-    "sources.tpalerts.token": "The TradingPartners API token, sent as `Authorization: Bearer`.",
-    "sources.tpalerts.ping_interval": "Seconds between the server's pings.",
-    "sources.tpalerts.missed_pings": "No byte for this many ping intervals: "
-    "`status.disconnected` (`ping_timeout`) and a reconnect.",
-    "sources.tpalerts.symbol_cache": "Live alerts whose `working` event (ticker, prices) is "
-    "remembered to fill in their later events.",
-    "sources.tpalerts.dedupe_size": "Event ids remembered to drop what a reconnect repeats.",
-    "sources.traderws.username": "Login user name (`POST /api/v1/login`).",
-    "sources.traderws.password": "Login password.",
-    "sources.traderws.symbols": "Symbols subscribed to for the `events` kinds.",
-    "sources.traderws.events": "Event kinds subscribed to for `symbols`.",
-    "sources.traderws.depth": "Symbols whose order book is subscribed to (`depth.updated`).",
-    "sources.traderws.depth_levels": "Levels per side of each book; the server's default when "
-    "unset.",
-    "sources.traderws.metrics_accounts": "Accounts whose balances are subscribed to "
-    "(`account.updated`).",
-    "sources.traderws.account_id": "Account whose deals and orders are back-filled after a cut; "
-    "`metrics_accounts[0]` when unset. With neither, the cut is a `status.gap`.",
-    "sources.traderws.ping_interval": "Seconds between our WebSocket pings.",
-    "sources.traderws.ping_timeout": "Seconds a pong may take before the connection counts as "
-    "dead.",
-    "sources.traderws.idle_timeout": "Seconds without any message before reconnecting.",
-    "sources.traderws.subscribe_timeout": "Seconds the subscription acks (and, after a cut, the "
-    "history replies) may take before reconnecting.",
-    "sources.traderws.connect_timeout": "Seconds for the login request and for the WebSocket "
-    "handshake, each.",
-    "sources.traderws.max_message_bytes": "The largest WebSocket message taken; a larger one "
-    "closes the connection (1009), counts as bad input and the source reconnects and back-fills. "
-    "Large because one history reply holds a whole away-window.",
-    "sources.traderws.dedupe_size": "Execution ids remembered so that a back-fill never repeats "
-    "an order event.",
-    "sources.mt4bridge.api_key": "The bridge API key.",
-    "sources.mt4bridge.account_id": "The bridge account id; also the `account` of every event.",
-    "sources.mt4bridge.server": "The MT4 broker server the bridge session logs in to.",
-    "sources.mt4bridge.login": "The MT4 login number.",
-    "sources.mt4bridge.password": "The MT4 terminal password.",
-    "sources.mt4bridge.symbols": "Symbols whose quotes are subscribed to.",
-    "sources.mt4bridge.heartbeat_interval": "Seconds between session heartbeats.",
-    "sources.mt4bridge.reconcile_interval": "Seconds between REST polls of the account and the "
-    "positions (also done on every connect), so an open or close missed by the stream is still "
-    "reported, once.",
-    "sources.mt4bridge.idle_timeout": "Seconds without a WebSocket message before reconnecting.",
-    "sources.mt4bridge.request_timeout": "Seconds for each REST call.",
-    "sources.mt4bridge.max_message_bytes": "The largest WebSocket frame taken; a larger one "
-    "closes the connection (1009), counts as bad input and the source reconnects and reconciles.",
-    "sources.mt4bridge.breaker_threshold": "502 BridgeUnavailable answers in a row that open the "
-    "circuit breaker.",
-    "sources.mt4bridge.breaker_reset": "Seconds the open breaker waits before trying again.",
-    "sinks.name": "The sink's name, in logs and metrics. Unique among sinks.",
-    "sinks.providers": "Only events of these providers; all when empty.",
-    "sinks.types": 'Only events whose `type` starts with one of these (`"order."`, `"status"`); '
-    "all when empty.",
-    "sinks.sources": "Only events of these sources (by name); all when empty.",
-    "sinks.symbols": "Only events of these symbols; all when empty.",
-    "sinks.queue_size": "No longer used (every sink reads the journal, nothing is held in memory "
-    "for it); accepted so older configs still load.",
-    "sinks.start": 'Where a sink new to the state dir begins: `"latest"` at the journal\'s end '
-    '(what comes next), `"earliest"` with all the journal still holds. A cursor on record wins.',
-    "sinks.max_lag": "Seconds this sink may lag (the age of the oldest event it has not "
-    "acknowledged) before `/readyz` reports it not ready and a warning is logged once a minute; "
-    "0: never.",
-    "sinks.file.path": "The JSONL file appended to; reopened on SIGHUP.",
-    "sinks.file.max_bytes": "Rotate when the file would pass this size; 0: never.",
-    "sinks.file.backups": "Rotated files kept (`path.1` … `path.N`).",
-    "sinks.file.fsync": "`fsync` after every batch: survives a power loss, costs throughput.",
-    "sinks.nats.servers": "NATS server URLs (`nats://` or `tls://`, no credentials in them); "
-    "the client connects to one and fails over to the others.",
-    "sinks.nats.stream": "The JetStream stream events are stored in.",
-    "sinks.nats.subject_prefix": "First token(s) of every subject; a stream created here listens "
-    "on `<prefix>.>`.",
-    "sinks.nats.subject": "The rest of the subject, from `{provider}`, `{type}` (its dot makes two "
-    "tokens), `{source}` and `{symbol}` (`_` without one); any character NATS forbids in a "
-    "token becomes `_`.",
-    "sinks.nats.create_stream": "Create the stream when it is missing (an existing one is left as "
-    "it is); `false`: a missing stream is a fatal error naming it.",
-    "sinks.nats.replicas": "Replicas of a stream created here (a cluster of that many nodes).",
-    "sinks.nats.max_age": "Seconds a stream created here keeps a message; 0: no limit.",
-    "sinks.nats.max_bytes": "Bytes a stream created here keeps; -1: no limit.",
-    "sinks.nats.duplicate_window": "Seconds JetStream remembers a `Nats-Msg-Id` (the event id): "
-    "what a restart or a retry publishes again within it is stored once.",
-    "sinks.nats.user": "User name, with `password` (a secret: `user_file` reads it from a file).",
-    "sinks.nats.password": "Password, with `user`.",
-    "sinks.nats.token": "Token authentication, instead of `user`/`password`.",
-    "sinks.nats.creds_file": "A NATS `.creds` file (JWT and NKey seed), read by the client.",
-    "sinks.nats.tls_ca_file": "CA file to verify the server with (else the system's CAs); the "
-    "server's certificate is always verified.",
-    "sinks.nats.tls_cert_file": "Client certificate for mutual TLS, with `tls_key_file`.",
-    "sinks.nats.tls_key_file": "Client key for mutual TLS, with `tls_cert_file`.",
-    "sinks.nats.ack_timeout": "Seconds for every acknowledgement of a batch to arrive; else the "
-    "batch is published again (the stream's dedupe drops what it already has).",
-    "sinks.nats.max_inflight": "Publishes awaiting their acknowledgement at once.",
-    "sinks.nats.connect_timeout": "Seconds a connection attempt to one server may take.",
-    "sinks.nats.reconnect_wait": "Seconds between connection attempts after a server went away.",
-    "sinks.webhook.url": "The endpoint events are POSTed to (`http` or `https`).",
-    "sinks.webhook.secret": "`whsec_<base64>`: requests are signed per Standard Webhooks "
-    "(`webhook-id`, `webhook-timestamp`, `webhook-signature`); unsigned when unset.",
-    "sinks.webhook.format": "`json`: one event a request, as is; `jsonl`: up to "
-    "`batch_max_events` a request, one a line; `cloudevents`: one CloudEvent a request "
-    "(structured mode); `cloudevents-batch`: a JSON array of them.",
-    "sinks.webhook.headers": "Static extra headers (an API key, say); values are secrets, never "
-    "logged. The sink's own headers cannot be replaced.",
-    "sinks.webhook.batch_max_events": "Events per request for `jsonl` and `cloudevents-batch`.",
-    "sinks.webhook.batch_linger_ms": "Milliseconds the sink waits for a batch to fill before it "
-    "sends what it has; 0: never waits.",
-    "sinks.webhook.timeout": "Seconds one request may take before it counts as failed.",
-    "sinks.webhook.retry_base": "Seconds: the first retry delay; later ones double up to "
-    "`retry_cap`, with full jitter. 429 and 503 wait at least their `Retry-After`.",
-    "sinks.webhook.retry_cap": "Seconds: the cap of the retry delay.",
-    "sinks.webhook.give_up_after": "Seconds a request is retried before it goes to "
-    "`dead-letter-<name>.jsonl` in the state dir (a 3xx, or a 4xx but 408 / 429, goes at once); "
-    "delivery then moves on.",
-    "sinks.webhook.max_in_flight": "Requests in flight at once; above 1, order across parallel "
-    "requests is not kept.",
-    "sinks.webhook.verify_tls": "`false` skips TLS certificate checks (warned about at start).",
-}
 
 # --- what each event field means ------------------------------------------------------------
 # ``envelope.<field>`` for the fields every event has, ``<DataStruct>.<field>`` for ``data``.
@@ -346,7 +169,8 @@ EVENT_DOCS: dict[str, str] = {
 
 
 def config_key(section: str, tag: str | None, field: str, shared: bool) -> str:
-    """The ``CONFIG_DOCS`` key of one config field."""
+    """How a config key is named where one lacks a description: ``daemon.<key>``,
+    ``sources.<key>`` for a key every type has, ``sources.<type>.<key>`` for one type's."""
     if tag is None or shared:
         return f"{section}.{field}"
     return f"{section}.{tag}.{field}"
@@ -470,28 +294,48 @@ def _tag(cls: type[msgspec.Struct]) -> str:
     return str(cls.__struct_config__.tag)
 
 
-def config_keys() -> Iterator[tuple[str, mi.Field]]:
-    """Every config key as its ``CONFIG_DOCS`` key and its field, in document order."""
+def description(f: mi.Field) -> str:
+    """A config key's meaning: its field's ``msgspec.Meta(description=…)``, or ``""``."""
+    if isinstance(f.type, mi.Metadata):
+        return str((f.type.extra_json_schema or {}).get("description", ""))
+    return ""
+
+
+def _bare(f: mi.Field) -> mi.Field:
+    """``f`` without the ``msgspec.Meta`` wrapper its description puts around its type."""
+    if isinstance(f.type, mi.Metadata):
+        return msgspec.structs.replace(f, type=f.type.type)
+    return f
+
+
+Sections = dict[str, Sequence[type[msgspec.Struct]]]
+
+
+def _builtin_sections() -> Sections:
+    return {section: builtin_configs(section) for section in ("sources", "sinks")}
+
+
+def config_keys(sections: Sections | None = None) -> Iterator[tuple[str, mi.Field]]:
+    """Every config key, named as ``config_key`` does, with its field, in document order:
+    ``[daemon]``'s, then for each section the keys every type has and each type's own (the
+    built-ins', or the structs ``sections`` gives)."""
     for f in _fields(config.DaemonConfig):
         yield config_key("daemon", None, f.name, shared=True), f
-    for section, base in (("sources", config.SourceBase), ("sinks", config.SinkBase)):
-        shared = {f.name for f in _fields(base)}
-        for f in _fields(base):
+    bases = {"sources": config.SourceBase, "sinks": config.SinkBase}
+    for section, classes in (sections or _builtin_sections()).items():
+        shared = {f.name for f in _fields(bases[section])}
+        for f in _fields(bases[section]):
             yield config_key(section, None, f.name, shared=True), f
-        for cls in builtin_configs(section):
+        for cls in classes:
             tag = _tag(cls)
             for f in _fields(cls):
                 if f.name not in shared:
                     yield config_key(section, tag, f.name, shared=False), f
 
 
-def undocumented_config(docs: dict[str, str] = CONFIG_DOCS) -> list[str]:
-    return [key for key, _ in config_keys() if key not in docs]
-
-
-def stale_config_docs() -> list[str]:
-    keys = {key for key, _ in config_keys()}
-    return sorted(set(CONFIG_DOCS) - keys)
+def undocumented_config(sections: Sections | None = None) -> list[str]:
+    """The keys (of the built-ins, or of ``sections``' structs) whose field has no description."""
+    return [key for key, f in config_keys(sections) if not description(f)]
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -506,17 +350,23 @@ def _without_none(t: mi.Type) -> mi.Type:
     return t
 
 
-def _key_table(section: str, tag: str | None, fields: Sequence[mi.Field], shared: bool) -> str:
+def _key_table(fields: Sequence[mi.Field], restart_only: Container[str] = ()) -> str:
     rows = []
-    for f in fields:
+    for field in fields:
+        f = _bare(field)
         kind = type_text(_without_none(f.type))  # TOML has no null: such a key is left out
         if f.name in config.SECRET_FIELDS:
             kind += f"; or `{f.name}_file`"
-        meaning = CONFIG_DOCS[config_key(section, tag, f.name, shared)]
-        if section == "daemon" and f.name in RESTART_ONLY:
+        meaning = description(field) or "(no description)"  # a plugin's; a built-in has one
+        if f.name in restart_only:
             meaning += " **Restart only**: a reload that changes it is refused."
         rows.append([f"`{f.name}`", kind, default_text(f), meaning])
     return "\n".join(_table(["key", "type", "default", "meaning"], rows))
+
+
+def _own_keys(cls: type[msgspec.Struct], shared: set[str]) -> str:
+    own = [f for f in _fields(cls) if f.name not in shared]
+    return _key_table(own) if own else "No keys of its own."
 
 
 def _section(section: str, base: type) -> str:
@@ -525,30 +375,28 @@ def _section(section: str, base: type) -> str:
     out = [
         f"Every `[[{section}]]` table has a `type` ({types}) and these keys:",
         "",
-        _key_table(section, None, _fields(base), shared=True),
+        _key_table(_fields(base)),
     ]
     for cls in builtin_configs(section):
-        tag = _tag(cls)
-        own = [f for f in _fields(cls) if f.name not in shared]
-        out += ["", f'### `type = "{tag}"`', ""]
-        out.append(_key_table(section, tag, own, shared=False) if own else "No keys of its own.")
+        out += ["", f'### `type = "{_tag(cls)}"`', "", _own_keys(cls, shared)]
     return "\n".join(out)
 
 
-def check_documented(docs: dict[str, str] = CONFIG_DOCS) -> None:
-    """Exit naming every config key, event field or type that has no description."""
-    missing = undocumented_config(docs) + undocumented_fields() + undocumented_types()
+def check_documented(sections: Sections | None = None) -> None:
+    """Exit naming every built-in config key, event field or type that has no description."""
+    missing = undocumented_config(sections) + undocumented_fields() + undocumented_types()
     if missing:
         raise SystemExit(
             "no description for: "
             + ", ".join(missing)
-            + " (add one line each to CONFIG_DOCS / FIELD_DOCS / EVENT_DOCS in"
-            " src/tradebus/docsgen.py)"
+            + " (describe a config key with msgspec.Meta(description=...) on its field in"
+            " src/tradebus/config.py; an event type or field in EVENT_DOCS / FIELD_DOCS in"
+            " tools/docsgen.py)"
         )
 
 
 def render_daemon() -> str:
-    return _key_table("daemon", None, _fields(config.DaemonConfig), shared=True)
+    return _key_table(_fields(config.DaemonConfig), RESTART_ONLY)
 
 
 def render_sources() -> str:
@@ -559,16 +407,6 @@ def render_sinks() -> str:
     return _section("sinks", config.SinkBase)
 
 
-def _described(f: mi.Field) -> tuple[mi.Field, str]:
-    """A plugin's field without its ``msgspec.Meta`` wrapper, and the description it gave."""
-    t = f.type
-    if isinstance(t, mi.Metadata):
-        return msgspec.structs.replace(f, type=t.type), str(
-            (t.extra_json_schema or {}).get("description", "")
-        )
-    return f, ""
-
-
 def render_plugins() -> str:
     """The keys of each installed plugin (not the built-ins), from its fields' descriptions."""
     out: list[str] = []
@@ -576,20 +414,11 @@ def render_plugins() -> str:
         registry = _registry(section)
         shared = {f.name for f in _fields(base)}
         for tag, plugin in registry.plugins().items():
-            if registry.builtin(tag):
-                continue
-            rows = []
-            for field in _fields(plugin.config):
-                if field.name in shared:
-                    continue
-                f, meaning = _described(field)
-                kind = type_text(_without_none(f.type))
-                rows.append([f"`{f.name}`", kind, default_text(f), meaning or "(no description)"])
-            table = _table(["key", "type", "default", "meaning"], rows)
-            out.append(
-                f'### `[[{section}]]` `type = "{tag}"` (package `{registry.package(tag)}`)\n\n'
-                + ("\n".join(table) if rows else "No keys of its own.")
-            )
+            if not registry.builtin(tag):
+                out.append(
+                    f'### `[[{section}]]` `type = "{tag}"` (package `{registry.package(tag)}`)\n\n'
+                    + _own_keys(plugin.config, shared)
+                )
     return "\n\n".join(out) if out else "No plugin is installed."
 
 
@@ -790,33 +619,13 @@ def _status(source: str) -> Iterator[ev.Event]:
         yield msgspec.structs.replace(event, time=RECEIVED, received=RECEIVED)
 
 
-class _Nowhere(Sink):
-    """A sink that is never opened: what the bus needs of one to say what it lost."""
-
-    name = "archive"
-    needs_events = False
-    max_batch = 0
-
-    async def open(self, ctx: SinkContext) -> None:
-        return None
-
-    async def write(self, batch: Batch) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-    def reopen(self) -> None:
-        return None
-
-
 def journal_gap_line() -> str:
     """The ``status.gap`` a sink gets for seqs retention deleted before it read them."""
     from tradebus.delivery.follower import gap_events
     from tradebus.journal.store import Gap
 
-    # What a follower sends: the example is exactly what a sink is given.
-    (event,) = gap_events(_Nowhere().name, Gap(4001, 4096, "retention"), RECEIVED)
+    # What a follower sends: the example is exactly what a sink named "archive" is given.
+    (event,) = gap_events("archive", Gap(4001, 4096, "retention"), RECEIVED)
     return msgspec.json.encode(event).decode()
 
 
@@ -889,7 +698,7 @@ def stale(docs: Path = DOCS) -> dict[Path, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tradebus.docsgen", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tools.docsgen", description=__doc__)
     parser.add_argument("--check", action="store_true", help="exit 1 if a region is stale")
     args = parser.parse_args(argv)
     log.configure("error")  # the journal gap example logs a warning, as the bus does
