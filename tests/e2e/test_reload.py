@@ -227,8 +227,9 @@ async def test_a_sink_that_cannot_open_is_named_by_readyz_until_a_reload_applies
     """An added file sink whose directory is a file: the reload is partial (exit 1), /readyz
     names the sink and why under ``reload.failed_sinks`` and `tradebus status` marks its row
     and names it under the generation, through a refused reload too (whose own problem
-    replaces the partial one's); the next applied reload clears both. The file sink already
-    running goes on."""
+    replaces the partial one's); the next applied reload clears both. The added sink runs
+    all the same, retrying its open (a receiver down at reload time loses nothing): it
+    delivers once its directory exists. The file sink already running goes on."""
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
     bad = f'\n[[sinks]]\nname = "side"\ntype = "file"\npath = "{blocker}/side.jsonl"\n'
@@ -258,10 +259,15 @@ async def test_a_sink_that_cannot_open_is_named_by_readyz_until_a_reload_applies
             assert "config generation 2, last reload: partial" in shown
             assert sum(line.startswith(not_applied) for line in shown) == 1, shown
             assert _row(shown, "side")[2:4] == ["(reload", "failed)"], shown
-            # The sink that could not be added is not running: the next plan adds it again.
+            # The sink that could not be added runs all the same, retrying its open: the next
+            # plan keeps it, and once its directory exists it delivers with no reload at all.
             code, out = await _reload(r, "--dry-run")
             assert code == 0, out
-            assert "sinks added: side" in out
+            assert "sinks kept: archive, side" in out, out
+            blocker.unlink()
+            blocker.mkdir()
+            await wait_for(lambda: (blocker / "side.jsonl").exists(), 20)
+            await wait_for(lambda: (blocker / "side.jsonl").stat().st_size > 0, 10)
             r.config.write_text(good.replace("[[sinks]]", "[[sinks"))
             code, out = await _reload(r, "--url", f"http://127.0.0.1:{r.http}")
             assert code == 1, out

@@ -228,14 +228,11 @@ class Daemon:
         failed = await self.link.reconfigure(new.sinks, d.drain_timeout, d.log_level)
         sinks = list(new.sinks)
         if failed:
-            # The old config of a sink that could not be replaced runs on; one that could not
-            # be added is not running, so the next reload plans to add it again.
+            # The old config of a sink that could not be replaced runs on. One that could not
+            # be added runs all the same, retrying its open as delivery does at a start (its
+            # receiver may be down for a minute): it is in the config delivery runs.
             old = {c.name: c for c in self.config.sinks}
-            sinks = [
-                old[c.name] if c.name in failed else c
-                for c in sinks
-                if c.name in old or c.name not in failed
-            ]
+            sinks = [old[c.name] if c.name in failed and c.name in old else c for c in sinks]
         self.bus.retention_bytes, self.bus.retention_age = d.retention_bytes, d.retention_age
         self.bus.journal.segment_bytes = d.segment_bytes
         if d.log_level != self.config.daemon.log_level:
