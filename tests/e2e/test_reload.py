@@ -266,7 +266,7 @@ async def test_a_sink_that_cannot_open_is_named_by_readyz_until_a_reload_applies
             assert "sinks kept: archive, side" in out, out
             blocker.unlink()
             blocker.mkdir()
-            await wait_for(lambda: (blocker / "side.jsonl").exists(), 20)
+            await wait_for((blocker / "side.jsonl").exists, 20)
             await wait_for(lambda: (blocker / "side.jsonl").stat().st_size > 0, 10)
             r.config.write_text(good.replace("[[sinks]]", "[[sinks"))
             code, out = await _reload(r, "--url", f"http://127.0.0.1:{r.http}")
