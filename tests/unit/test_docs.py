@@ -383,3 +383,17 @@ def test_trader_ws_back_fill_is_promised_only_with_its_condition() -> None:
                 assert "`account_id`" in flat
                 assert "`executions_not_backfilled`" in flat
     assert found >= 1
+
+
+def test_the_readme_says_how_to_reload_and_how_to_import_the_dashboard() -> None:
+    """A section on changing the configuration without a restart, and one on importing the
+    dashboard and the alert rules, naming files that exist."""
+    readme = _readme()
+    reload_part = readme.split("## Changing the configuration", 1)[1].split("\n## ", 1)[0]
+    assert "tradebus reload" in reload_part
+    assert "systemctl reload" in reload_part
+    deploy = readme.split("## Dashboard and alerts", 1)[1].split("\n## ", 1)[0]
+    for path in ("deploy/grafana/tradebus.json", "deploy/prometheus/tradebus-rules.yml"):
+        assert f"`{path}`" in deploy
+        assert (REPO / path).is_file()
+    assert "rule_files:" in deploy
