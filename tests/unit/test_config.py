@@ -215,7 +215,8 @@ def test_a_bad_nats_server_is_shown_without_its_query(url: str, shown: str) -> N
     sinks: list[dict[str, object]] = data["sinks"]  # type: ignore[assignment]
     sinks.append({"name": "bus", "type": "nats", "servers": [url]})
     (problem,) = _problems(data)
-    assert problem == f"sinks[{len(sinks) - 1}].servers: expected nats:// or tls:// URLs, got {shown}"
+    expected = "servers: expected nats:// or tls:// URLs, got " + shown
+    assert problem == f"sinks[{len(sinks) - 1}].{expected}"
     assert "t-5c1e" not in problem
 
 
