@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from benchmarks import delivery, rows, soak, sustain
+from benchmarks import delivery, rows, soak, stall, sustain
 from benchmarks.harness import Work, workdir
 from benchmarks.report import environment, table
 from benchmarks.result import Row
@@ -132,10 +132,14 @@ def bench(sizes: rows.Sizes, only: set[str], laps: Laps) -> list[Row]:
                 for load in sizes.latency_inline
             )
         laps.lap("7")
+        mix = first.mix
         if any(map(want, ("9", "10", "11"))):
-            mix = first.mix or rows.MixFrames(work, sizes)
+            mix = mix or rows.MixFrames(work, sizes)
             done.extend(sustain.rows(work, sizes, mix, want))
         laps.lap("9-11")
+        if want("12"):
+            done.extend(stall.rows(work, sizes, mix or rows.MixFrames(work, sizes)))
+        laps.lap("12")
     return done
 
 

@@ -49,6 +49,12 @@ class Sizes(msgspec.Struct, frozen=True):
     reach_frames: int = 150_000  # per feed, sent as fast as it can into a bare reader
     # Row 7 again with delivery inline (the daemon runs the sink): at the target's load alone.
     latency_inline: tuple[float, ...] = (0.10,)
+    # Row 12 (benchmarks/stall.py): the feeds' pace, the stall, the quiet stretch before it and
+    # after it (each), the warm-up first: about 20 s in all with the daemon's start.
+    stall_rate: float = 5_000.0
+    stall_seconds: float = 8.0
+    stall_quiet: float = 3.0
+    stall_warm: float = 2.0
 
 
 # Sized for ``make bench`` under 3 minutes: rows 1-3 at a million events took it to 382 s, at
@@ -56,7 +62,7 @@ class Sizes(msgspec.Struct, frozen=True):
 # rows 4 and 5 are fixed windows (87 of 155 s at 2 s windows, 2026-12-03), hence 1.5 s windows
 # and 1.5 s a latency load (125 s). Rows 9-11 take 60-100 s (11 daemon runs, a 10 s burst
 # watched 10 s more), so the paired rows run 2 rounds and rows 5-6 once: 144 s on 2026-12-06
-# with the host at load 1-3.7 (`make bench` prints each group's seconds).
+# with the host at load 1-3.7 (`make bench` prints each group's seconds); row 12 adds 18-19 s.
 FULL = Sizes(
     2, 300_000, 300_000, 60_000, 1.5, (0.01, 0.10, 0.30), 90.0, 1.5, 150_000, 100_000, 20_000
 )
@@ -83,6 +89,10 @@ TINY = Sizes(
     alone_sinks=("nats",),  # the one with the most parts; the others take the same path
     reach_frames=2_000,
     latency_inline=(0.01,),
+    stall_rate=2_000.0,
+    stall_seconds=0.5,
+    stall_quiet=0.3,
+    stall_warm=0.2,
 )
 
 

@@ -289,7 +289,7 @@ class Bench:
         spec, dones, known = self.feeds.spec(self.work, rate, seconds)
         timeout = self.sizes.timeout
         with delivery.running(self.work, [spec], sinks, known=known) as run:
-            first = self._ready(run, names, timeout)
+            first = ready(run, names, timeout)
             pids = pids_of(delivery.readyz(run.port), run.daemon.pid, procs.children)
             for pid in pids.delivery:
                 # Spawned pinned to the daemon's core (inherited): the second core is its lever.
@@ -326,7 +326,7 @@ class Bench:
                 restarts=pids_of(delivery.readyz(run.port), pids.daemon, procs.children).restarts,
             )
             rss = procs.status_kib(pids.daemon, "VmHWM") / 1024, _rss_mb(pids.delivery)
-            _kill(run.daemon, pids)
+            kill_daemon(run.daemon, pids)
         return Watch(
             rate,
             sent,
@@ -345,27 +345,27 @@ class Bench:
             pids,
         )
 
-    @staticmethod
-    def _ready(run: delivery.Running, sinks: Sequence[str], timeout: float) -> Scrape:
-        """Wait until every sink acknowledged the feeds' ``status.connected`` events (the
-        senders hold their streams until told): a delivery process that is still starting, or a
-        sink still connecting, is not what a probe measures."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                s = delivery.scrape(run.metrics, run.daemon.pid)
-                if s.connected >= FEEDS and all(s.sinks.get(n, 0.0) >= s.bus for n in sinks):
-                    return s
-            except OSError:
-                pass  # not listening yet
-            if run.daemon.poll() is not None:
-                raise RuntimeError(f"the daemon exited with {run.daemon.returncode}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no event in {timeout:.0f} s")
-            time.sleep(0.02)
+
+def ready(run: delivery.Running, sinks: Sequence[str], timeout: float) -> Scrape:
+    """Wait until every sink acknowledged the feeds' ``status.connected`` events (the
+    senders hold their streams until told): a delivery process that is still starting, or a
+    sink still connecting, is not what a probe measures."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            s = delivery.scrape(run.metrics, run.daemon.pid)
+            if s.connected >= FEEDS and all(s.sinks.get(n, 0.0) >= s.bus for n in sinks):
+                return s
+        except OSError:
+            pass  # not listening yet
+        if run.daemon.poll() is not None:
+            raise RuntimeError(f"the daemon exited with {run.daemon.returncode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no event in {timeout:.0f} s")
+        time.sleep(0.02)
 
 
-def _kill(daemon: subprocess.Popen[bytes], pids: Pids) -> None:
+def kill_daemon(daemon: subprocess.Popen[bytes], pids: Pids) -> None:
     """SIGKILL the daemon, then whatever delivered for it: what is left in the journal is of no
     interest once measured, and a drain of it would only make the bench longer."""
     doomed = {*pids.delivery, *procs.children(daemon.pid)}

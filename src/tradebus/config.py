@@ -44,11 +44,7 @@ class _Closed(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
 def _check_url(url: str, schemes: tuple[str, ...]) -> None:
     parts = urlsplit(url)
     if parts.scheme not in schemes or not parts.hostname:
-        # Without userinfo and query, either of which may hold a credential: the message
-        # reaches logs, `tradebus reload`'s answer and the status page.
-        path, query, _ = url.partition("?")
-        shown = log_safe(path + ("?***" if query else ""))
-        raise ValueError(f"url: expected an {'/'.join(schemes)} URL, got {shown!r}")
+        raise ValueError(f"url: expected an {'/'.join(schemes)} URL, got {log_safe(url)!r}")
 
 
 def is_loopback(host: str) -> bool:
@@ -548,7 +544,12 @@ def _check_nats_server(url: str) -> None:
 
 
 def log_safe(url: str) -> str:
-    """``url`` cut to 80 characters and without its userinfo, for an error message."""
+    """``url`` cut to 80 characters, without its userinfo and with its query as ``?***`` (a
+    NATS or webhook URL may carry ``?token=``), for an error message: it reaches logs,
+    ``tradebus reload``'s answer and the status page. Any scheme, unlike ``log.redact_url``,
+    which looks for http and ws URLs in free text."""
+    path, query, _ = url.partition("?")
+    url = path + ("?***" if query else "")
     parts = urlsplit(url)
     if "@" in parts.netloc:
         url = url.replace(parts.netloc, "***@" + parts.netloc.rpartition("@")[2], 1)

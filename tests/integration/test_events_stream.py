@@ -17,9 +17,11 @@ from httpx_sse import aconnect_sse
 
 from tests.integration.test_ops import Idle, Sink, two_sources
 from tradebus import config
+from tradebus.daemon import page
 from tradebus.daemon.app import Daemon, start_ops
 from tradebus.daemon.ops import OpsServer
 from tradebus.daemon.stream import Query, Streams, follow
+from tradebus.reload import Outcome
 from tradebus.schemas.events import (
     Event,
     OrderAccepted,
@@ -318,3 +320,22 @@ async def test_status_snapshots_carry_the_config_generation_and_the_last_reload(
     assert reload["last_result"] == "refused"
     assert before <= reload["last_time"] <= time.time()
     assert reload["last_problems"] == ["reload: the daemon was not started from a file"]
+
+
+async def test_status_snapshots_bound_the_last_reloads_problems(ops: Ops) -> None:
+    """A reload refused for many long problems: each snapshot carries the first few, each cut,
+    and how many more there are; /readyz keeps them all."""
+    problems = [f"sinks[{n}].path: " + "x" * 5_000 for n in range(40)]
+    ops.daemon.reloads.note(Outcome(result="refused", problems=problems))
+    response = await ops.http.get(f"{ops.base}/api/v1/status/stream")
+    ops.opened.append(response)
+    (frame,) = await Stream(response).take(1)
+    shown = msgspec.json.decode(frame.data)["reload"]["last_problems"]
+    assert len(shown) == page.MAX_PROBLEMS + 1
+    assert all(len(p) <= page.MAX_PROBLEM_CHARS for p in shown)
+    assert shown[0].startswith("sinks[0].path: xxx")
+    assert shown[0].endswith("…")
+    assert shown[-1] == f"{40 - page.MAX_PROBLEMS} more in /readyz"
+    assert len(frame.data) < 4_000
+    async with ops.http.get(f"{ops.base}/readyz") as ready:
+        assert (await ready.json())["reload"]["last_problems"] == problems

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from tests.integration.test_events_stream import running_daemon
@@ -20,6 +21,7 @@ from tradebus.secret import Secret
 
 TOKEN = "ops-signin-token-3e9a51c7d2"
 WRONG_TOKEN = "not-the-token-but-long-8f04"
+FAILURES = "tradebus_ops_login_failures"
 
 
 class Endpoint:
@@ -80,6 +82,31 @@ async def test_a_wrong_token_is_401_with_the_form_and_is_not_echoed(endpoint: En
         assert len(http.cookie_jar) == 0
     failed = [e for e in endpoint.logs if e["event"] == "ops_login_failed"]
     assert [e["failures"] for e in failed] == [1, 2]
+    assert all("token" not in e for e in failed)
+
+
+async def login_failures(endpoint: Endpoint) -> float:
+    """``tradebus_ops_login_failures_total`` as /metrics (open without the token) says."""
+    async with aiohttp.ClientSession() as http, http.get(endpoint.base + "/metrics") as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    (family,) = [f for f in text_string_to_metric_families(text) if f.name == FAILURES]
+    assert family.type == "counter"
+    (sample,) = family.samples
+    return sample.value
+
+
+async def test_failed_sign_ins_are_counted_in_metrics(endpoint: Endpoint) -> None:
+    """Each wrong token is one more in the counter and one log line; the right one is neither."""
+    assert await login_failures(endpoint) == 0
+    async with endpoint.session() as http:
+        for token in (WRONG_TOKEN, "", WRONG_TOKEN):
+            assert (await endpoint.login(http, token)).status == 401
+        assert await login_failures(endpoint) == 3
+        assert (await endpoint.login(http, TOKEN)).status == 303
+    assert await login_failures(endpoint) == 3
+    failed = [e for e in endpoint.logs if e["event"] == "ops_login_failed"]
+    assert len(failed) == 3
 
 
 async def test_the_right_token_sets_a_strict_cookie_that_opens_the_reads_only(

@@ -47,5 +47,13 @@ def test_tiny_benchmark_prints_every_row() -> None:
         "9",
         "10",
         "11",
+        "12",
+        "12",
     ]
     assert "n/a (failed" not in done.stdout
+    # Row 12 prints both stretches and their ratio as it runs, and holds its client throughout.
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith("  12 at ")]
+    assert "no stream client (" in line
+    assert "one /api/v1/events client that stops reading (" in line
+    assert "stalled over none: file " in line
+    assert line.endswith("the client was held, not dropped")

@@ -200,6 +200,35 @@ def test_a_bad_url_is_shown_without_its_credentials() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://h:4222?token=t-5c1e", "'http://h:4222?***'"),
+        ("nats-ws://h:4222/?auth_token=t-5c1e&x=1", "'nats-ws://h:4222/?***'"),
+        ("amqp://bob:t-5c1e@h/v?secret=t-5c1e#frag", "'amqp://***@h/v?***'"),
+    ],
+)
+def test_a_bad_nats_server_is_shown_without_its_query(url: str, shown: str) -> None:
+    """A NATS server URL refused for its scheme may carry a token in its query (or its
+    userinfo): the message names the URL with neither, whatever the scheme."""
+    data = _minimal()
+    sinks: list[dict[str, object]] = data["sinks"]  # type: ignore[assignment]
+    sinks.append({"name": "bus", "type": "nats", "servers": [url]})
+    (problem,) = _problems(data)
+    expected = "servers: expected nats:// or tls:// URLs, got " + shown
+    assert problem == f"sinks[{len(sinks) - 1}].{expected}"
+    assert "t-5c1e" not in problem
+
+
+def test_log_safe_redacts_the_query_then_cuts() -> None:
+    """The query goes before the cut, so a long path cannot push a token past it into view."""
+    assert config.log_safe("tls://h:4222?token=t-5c1e") == "tls://h:4222?***"
+    assert config.log_safe("tls://h:4222/x#frag") == "tls://h:4222/x#frag"
+    long = "tls://h/" + "p" * 90 + "?token=t-5c1e"
+    assert config.log_safe(long) == long[:80] + "…"
+    assert "t-5c1e" not in config.log_safe("tls://h/" + "p" * 60 + "?token=t-5c1e")
+
+
 def test_a_missing_variable_is_not_reported_again_as_a_bad_value() -> None:
     """An unset ${VAR} in a URL is one problem (the variable), not also an empty URL."""
     data = _minimal()

@@ -322,18 +322,38 @@ _ST = ["source", "type"]
 _SK = ["source", "kind"]
 
 
-def registry_for(daemon: DaemonView) -> CollectorRegistry:
+class SigninCollector(Collector):
+    """The endpoint's own counter: sign-ins refused. 0 without ``http_token`` (no sign-in), so
+    a rule on it needs no ``absent()``."""
+
+    def __init__(self, signin: Signin | None) -> None:
+        self.signin = signin
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "tradebus_ops_login_failures",
+            "Sign-ins (POST /-/login) refused for a wrong token.",
+            value=0 if self.signin is None else self.signin.failures,
+        )
+
+
+def registry_for(daemon: DaemonView, signin: Signin | None = None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DaemonCollector(daemon))
+    registry.register(SigninCollector(signin))
     ProcessCollector(namespace="tradebus", registry=registry)
     return registry
 
 
 def application(daemon: DaemonView, streams: Streams | None = None) -> web.Application:
     """The ops routes for ``daemon``; ``streams``: the event streams' registry (their limit)."""
-    registry = registry_for(daemon)
+    d = daemon.config.daemon
+    guarded = d.http_token is not None
+    token = d.http_token
+    signin = None if token is None else Signin(token)
+    registry = registry_for(daemon, signin)
     if streams is None:
-        streams = Streams(daemon.config.daemon.http_max_clients)
+        streams = Streams(d.http_max_clients)
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -365,10 +385,6 @@ def application(daemon: DaemonView, streams: Streams | None = None) -> web.Appli
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    d = daemon.config.daemon
-    guarded = d.http_token is not None
-    token = d.http_token
-    signin = None if token is None else Signin(token)
     middlewares = [] if token is None else [bearer(token, every=d.http_token_all, signin=signin)]
     app = web.Application(middlewares=middlewares)
     if signin is not None:

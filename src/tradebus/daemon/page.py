@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from tradebus.daemon.view import DaemonView
 
 SNAPSHOT_EVERY = 1.0
+# A refused reload of a large file names every problem, each quoting what it refused: a
+# snapshot a second carries a few of them, each cut (all of them stay in /readyz).
+MAX_PROBLEMS = 5
+MAX_PROBLEM_CHARS = 240
 
 _STYLE = """
 :root{color-scheme:light dark;--ok:#1a7f37;--warn:#9a6700;--bad:#cf222e;--mute:#6e7781}
@@ -215,7 +219,22 @@ def snapshot(daemon: DaemonView) -> dict[str, Any]:
         "last_seq": journal.last_seq,
     }
     state["time"] = time.time()
+    reload = state.get("reload")
+    if reload is not None:
+        reload["last_problems"] = bounded(reload["last_problems"])
     return state
+
+
+def bounded(problems: list[str]) -> list[str]:
+    """The first ``MAX_PROBLEMS`` of ``problems``, each at most ``MAX_PROBLEM_CHARS``, and a
+    line saying how many more there were."""
+    shown = [
+        p if len(p) <= MAX_PROBLEM_CHARS else p[: MAX_PROBLEM_CHARS - 1] + "…"
+        for p in problems[:MAX_PROBLEMS]
+    ]
+    if len(problems) > MAX_PROBLEMS:
+        shown.append(f"{len(problems) - MAX_PROBLEMS} more in /readyz")
+    return shown
 
 
 def status_stream(
