@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -41,7 +41,7 @@ from tradebus.journal import cursors
 from tradebus.journal.store import Journal, check_state_dir
 from tradebus.recording.recorder import for_source
 from tradebus.reload import Outcome, Plan, Refused, Reloads, plan_file
-from tradebus.schemas.events import Event, Provider
+from tradebus.schemas.events import Event
 from tradebus.sinks.base import Sink
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ class Daemon:
     def _adapter(self, source: SourceConfig, history: History) -> Adapter:
         """The adapter of ``source``, with a context that carries what the journal holds of it
         (kept across a reload's restart: its counters go on)."""
-        provider = cast(Provider, kind(source))
+        provider = kind(source)
         ctx = self.contexts.get(source.name)
         transport = LiveTransport(for_source(source, self.state_dir))
         if ctx is None or ctx.provider != provider:
