@@ -205,6 +205,39 @@ async def test_a_planned_reconnect_keeps_readiness_within_the_grace(running: Run
     assert body["sources"]["main"]["ready"] is False
 
 
+async def test_a_reload_that_restarts_a_source_keeps_it_ready_within_the_grace(
+    tmp_path: Path,
+) -> None:
+    """A source a reload restarts goes down with ``config_reloaded``, planned: ready still,
+    with no error, until its grace runs out."""
+    path = tmp_path / "tradebus.toml"
+    text = (
+        f'[daemon]\nhttp = "127.0.0.1:0"\nstate_dir = "{tmp_path / "state"}"\n'
+        '[[sources]]\nname = "main"\ntype = "ttmt"\nurl = "http://127.0.0.1:1/s"\n'
+        'api_key = "k"\n[[sinks]]\nname = "out"\ntype = "stdout"\n'
+    )
+    path.write_text(text)
+    daemon = Daemon(
+        config.load(path), sinks=[Sink("out")], factories={"ttmt": Idle}, config_path=path
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(daemon.run(stop))
+    try:
+        await asyncio.wait_for(daemon.ready.wait(), 5)
+        ctx = daemon.contexts["main"]
+        await ctx.publish([ctx.connected()])
+        path.write_text(text.replace('api_key = "k"', 'api_key = "k"\nread_timeout = 99.0'))
+        assert (await daemon.reload()).result == "applied"
+        row = daemon.state()["sources"]["main"]
+        assert (row["connected"], row["ready"], row["last_error"]) == (False, True, None)
+        assert (ctx.last_reason, ctx.planned) == ("config_reloaded", True)
+        ctx.reconnect_grace = 0.0
+        assert daemon.state()["ready"] is False
+    finally:
+        stop.set()
+        await task
+
+
 async def test_readyz_fails_once_a_sink_fails(running: Running) -> None:
     """A sink that failed for good makes the daemon not ready, and says which."""
     await running.publish("main", running.contexts["main"].connected())
