@@ -55,7 +55,9 @@ FIELD_DOCS: dict[str, str] = {
     "envelope.id": "The dedupe key (see [ids](#ids)).",
     "envelope.seq": "Assigned by the bus: strictly increasing in the stream.",
     "envelope.source": "The configured name of the source that gave it.",
-    "envelope.provider": "Which upstream kind the source is.",
+    "envelope.provider": "Which upstream kind the source is: the `type` of its source plugin "
+    "(`ttmt`, `tpalerts`, `traderws`, `mt4bridge` or an installed plugin's), or `tradebus` "
+    "for what the daemon says itself.",
     "envelope.time": "The upstream's own timestamp; the receipt time if it gives none, or one "
     "that does not parse.",
     "envelope.received": "When tradebus read it.",
@@ -209,6 +211,8 @@ def type_text(t: mi.Type) -> str:
         if t.pattern == _TIMESTAMP_PATTERN:
             return "timestamp"
         if t.min_length is not None and t.max_length is not None:
+            if t.pattern is None:
+                return f"string, {t.min_length}-{t.max_length} chars"
             return f"string, {t.min_length}-{t.max_length} chars of `A-Za-z0-9_.-`"
         return "string"
     if isinstance(t, mi.BoolType):

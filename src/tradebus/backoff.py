@@ -31,6 +31,9 @@ class Failure:
     reason: str
     code: str | None = None
     retry_after: float | None = None
+    # Ended on purpose, nothing failed (an upstream that asked for a reconnect, a credential
+    # renewed on schedule): the source stays ready while it reconnects.
+    planned: bool = False
 
 
 def classify_http(

@@ -25,6 +25,7 @@ import msgspec
 
 from tradebus import demo_keys
 from tradebus.errors import ConfigError
+from tradebus.schemas.events import Provider
 from tradebus.schemas.subject import SubjectTemplate
 from tradebus.secret import Secret
 
@@ -460,9 +461,13 @@ class SinkBase(_Closed, tag_field="type", frozen=True, kw_only=True):
         Name,
         msgspec.Meta(description="The sink's name, in logs and metrics. Unique among sinks."),
     ]
+    # Source types, a plugin's too: checked against what is installed (``_table_problems``).
     providers: Annotated[
-        list[Literal["ttmt", "tpalerts", "traderws", "mt4bridge"]],
-        msgspec.Meta(description="Only events of these providers; all when empty."),
+        list[Provider],
+        msgspec.Meta(
+            description="Only events of these providers (source types, an installed plugin's "
+            "too); all when empty."
+        ),
     ] = msgspec.field(default_factory=list)
     types: Annotated[
         list[str],
@@ -932,6 +937,17 @@ def _choices(tp: Any) -> list[str]:
 _UNKNOWN = "unknown field (check its spelling and section)"
 
 
+def _unknown_providers(value: list[str], path: str) -> list[str]:
+    """A sink's ``providers`` that no installed source type has: a typo that would let
+    nothing through, and no run would tell."""
+    known = list(source_kinds())
+    return [
+        f"{path}[{i}]: invalid enum value {p!r}; expected one of: {', '.join(known)}"
+        for i, p in enumerate(value)
+        if p not in known
+    ]
+
+
 def _table_problems(table: dict[str, Any], cls: type[msgspec.Struct], path: str) -> list[str]:
     """Every problem of one table: each key checked on its own (so one run shows them all),
     then, if each key is fine, the checks that look at several (``__post_init__``)."""
@@ -952,6 +968,9 @@ def _table_problems(table: dict[str, Any], cls: type[msgspec.Struct], path: str)
             if "invalid enum value" in problem:
                 problem += f"; expected one of: {', '.join(_choices(field.type))}"
             found.append(problem)
+            continue
+        if key == "providers":
+            found += _unknown_providers(value, f"{path}.{key}")
     found += [
         f"{path}.{name}: required, not given"
         for name, f in fields.items()

@@ -35,14 +35,26 @@ the optional methods). Then, in the delivery process:
 - ``reopen()`` on SIGHUP (files after rotation); ``close()`` at the end, after the last write.
 
 Sources. ``factory(config, ctx)`` makes an ``Adapter`` whose ``run()`` reconnects until
-cancelled; ``ctx`` is its ``SourceContext``: ``publish(events)`` (a batch per read),
-``status()`` / ``gap()`` to build status events, ``bad_input()`` / ``unknown_type()`` to count
-what it skips, ``transport`` for its connections and clock, ``history`` to resume from.
+cancelled; ``ctx`` is its ``SourceContext``:
+
+- ``publish(events)``: a batch per read, counted by event type; nothing else is read from it.
+- ``connected()`` when the source is up, ``disconnected(reason, planned=…, retry_in=…,
+  kind=…)`` when a connection ends or an attempt fails: each sets the state ``/readyz`` shows
+  and returns the status event, for the adapter to publish. ``planned=True`` (a reconnect
+  nothing failed behind) keeps the source ready for ``ctx.reconnect_grace`` seconds.
+- ``error()`` for an error the upstream reported in-band (the connection stays up),
+  ``status()`` / ``gap()`` to build other status events, ``bad_input()`` / ``unknown_type()``
+  to count what it skips, ``transport`` for its connections and clock, ``history`` to resume
+  from.
+
+The plugin's ``type`` is the ``provider`` of its events (``ctx.provider``): lower-case
+letters, digits, ``_`` and ``-``, at most 64 (``SourcePlugin`` refuses others).
 """
 
 from __future__ import annotations
 
 import builtins
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -51,6 +63,7 @@ from tradebus.config import SinkBase as SinkConfigBase
 from tradebus.config import SourceBase as SourceConfigBase
 from tradebus.errors import FatalSinkError, RetryableSinkError
 from tradebus.registry import Registry
+from tradebus.schemas.events import PROVIDER_MAX, PROVIDER_PATTERN
 from tradebus.sinks.base import Batch, Sink, SinkContext
 
 if TYPE_CHECKING:
@@ -105,6 +118,16 @@ class SourcePlugin:
     type: str
     config: builtins.type[SourceConfigBase]
     factory: Callable[[Any, SourceContext], Adapter]
+
+    def __post_init__(self) -> None:
+        # The type is the ``provider`` of every event the source publishes: refused here, or
+        # the daemon would write lines that name their upstream in a way a subject or a label
+        # must escape.
+        if len(self.type) > PROVIDER_MAX or not re.fullmatch(PROVIDER_PATTERN, self.type):
+            raise ValueError(
+                f"source type {self.type[:80]!r}: expected lower-case letters, digits, '_' and"
+                f" '-', starting with a letter, at most {PROVIDER_MAX} characters"
+            )
 
 
 def __getattr__(name: str) -> Any:

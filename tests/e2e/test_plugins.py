@@ -7,14 +7,16 @@ import os
 from importlib.metadata import distribution
 from pathlib import Path
 
+import aiohttp
 import pytest
 
-from tests.e2e.process import run_cli
+from tests.e2e.process import run_cli, start_daemon
 from tests.unit.test_config import installed
 from tradebus import config
 from tradebus.errors import ConfigError
-from tradebus.plugin import SINKS, SOURCES, SinkPlugin
+from tradebus.plugin import SINKS, SOURCES, SinkPlugin, SourcePlugin
 from tradebus.registry import Registry
+from tradebus.schemas.events import event_type
 from tradebus.sinks.webhook import WebhookSink
 
 FAKE_SINK = """
@@ -190,3 +192,80 @@ def test_a_sink_subclass_or_a_factory_function_is_accepted() -> None:
         return WebhookSink(config)  # type: ignore[arg-type]
 
     assert SinkPlugin("webhook", plugin.config, make).factory is make
+
+
+FAKE_SOURCE = """
+import asyncio
+from tradebus import times
+from tradebus.config import SourceBase
+from tradebus.plugin import SourcePlugin
+from tradebus.schemas.events import QuoteData, QuoteUpdated
+
+class MetronomeConfig(SourceBase, tag="metronome", frozen=True, kw_only=True):
+    ticks: int = 3
+
+class Metronome:
+    def __init__(self, config, ctx):
+        self.name, self.config, self.ctx = config.name, config, ctx
+
+    async def run(self):
+        self.ctx.begin()
+        now = times.from_epoch(self.ctx.transport.now())
+        ticks = [
+            QuoteUpdated(
+                id=f"{self.name}:tick:{i}", source=self.name, provider=self.ctx.provider,
+                time=now, received=now, symbol="TICK", data=QuoteData(last=float(i)),
+            )
+            for i in range(self.config.ticks)
+        ]
+        await self.ctx.publish([self.ctx.connected(), *ticks])
+        await asyncio.Event().wait()
+
+PLUGIN = SourcePlugin("metronome", MetronomeConfig, Metronome)
+"""
+
+
+async def test_a_source_plugin_publishes_under_its_own_provider(tmp_path: Path) -> None:
+    """An installed source plugin's events carry its type as their provider: a sink filters
+    on it, the lines decode as events, and the source's ``connected()`` makes it ready."""
+    site = fake_package(
+        tmp_path,
+        "tradebus-source-metronome",
+        "[tradebus.sources]\nmetronome = metronome:PLUGIN\n",
+        {"metronome": FAKE_SOURCE},
+    )
+    path = tmp_path / "tradebus.toml"
+    path.write_text(
+        f'[daemon]\nlog_format = "json"\nhttp = "127.0.0.1:0"\n'
+        f'state_dir = "{tmp_path / "state"}"\n'
+        '[[sources]]\nname = "tick"\ntype = "metronome"\nurl = "http://127.0.0.1:1/"\n'
+        '[[sinks]]\nname = "console"\ntype = "stdout"\nproviders = ["metronome"]\n'
+    )
+    daemon = await start_daemon(path, env={"PYTHONPATH": str(site)})
+    try:
+        port = (await daemon.wait_log("ops_endpoint_listening"))["port"]
+        events = await daemon.read_events(4)
+        assert [(event_type(e), e.provider, e.source) for e in events] == [
+            ("status.connected", "metronome", "tick"),
+            *[("quote.updated", "metronome", "tick")] * 3,
+        ]
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/readyz") as reply,
+        ):
+            assert reply.status == 200
+            row = (await reply.json())["sources"]["tick"]
+        assert (row["connected"], row["ready"], row["events"]) == (True, True, 4)
+    finally:
+        daemon.proc.terminate()
+        await daemon.proc.wait()
+
+
+def test_a_source_type_that_cannot_be_a_provider_is_refused() -> None:
+    """A type with a dot or upper case would name events in a way a NATS subject or a metric
+    label must escape: the plugin is refused when it is made."""
+    ttmt = SOURCES.get("ttmt")
+    for bad in ("Metronome", "my.source", "", "x" * 65):
+        with pytest.raises(ValueError, match="expected lower-case letters"):
+            SourcePlugin(bad, ttmt.config, ttmt.factory)
+    assert SourcePlugin("my-source_2", ttmt.config, ttmt.factory).type == "my-source_2"

@@ -108,8 +108,9 @@ class Running:
             await asyncio.sleep(0)
         raise AssertionError("the sink worker never got there")
 
-    def status(self, source: str, type_: str, **kw: Any) -> Any:
-        return self.daemon.contexts[source].status(type_, **kw)
+    @property
+    def contexts(self) -> dict[str, SourceContext]:
+        return self.daemon.contexts
 
     def quote(self, source: str, n: int) -> QuoteUpdated:
         return QuoteUpdated(
@@ -142,7 +143,7 @@ async def test_readyz_follows_connects_and_disconnects(running: Running) -> None
     status, body = await running.readyz()
     assert status == 503
     assert body["sources"]["main"]["connected"] is False
-    await running.publish("main", running.status("main", "status.connected"))
+    await running.publish("main", running.contexts["main"].connected())
     await running.publish("main", running.quote("main", 1), running.quote("main", 2))
     status, body = await running.readyz()
     assert status == 200, body
@@ -176,32 +177,70 @@ async def test_readyz_follows_connects_and_disconnects(running: Running) -> None
         "restarts": 0,
     }
     await running.publish(
-        "main", running.status("main", "status.disconnected", reason="read_timeout", retry_in=1.0)
+        "main", running.contexts["main"].disconnected("read_timeout", planned=False, retry_in=1.0)
     )
     status, body = await running.readyz()
     assert status == 503
     assert body["sources"]["main"]["last_error"] == "status.disconnected:read_timeout"
-    await running.publish("main", running.status("main", "status.connected"))
+    await running.publish("main", running.contexts["main"].connected())
     status, body = await running.readyz()
     assert status == 200
     assert body["sources"]["main"]["reconnects"] == 1
 
 
-async def test_a_planned_recycle_keeps_readiness_within_the_grace(running: Running) -> None:
-    """A TTMT recycle is a planned reconnect: still ready while it is under way."""
-    await running.publish("main", running.status("main", "status.connected"))
+async def test_a_planned_reconnect_keeps_readiness_within_the_grace(running: Running) -> None:
+    """A planned reconnect (a TTMT recycle) keeps the source ready while it is under way, and
+    no longer than its grace."""
+    await running.publish("main", running.contexts["main"].connected())
     await running.publish(
-        "main", running.status("main", "status.disconnected", reason="recycle", retry_in=0.0)
+        "main", running.contexts["main"].disconnected("recycle", planned=True, retry_in=0.0)
     )
     status, body = await running.readyz()
     assert status == 200
     assert body["sources"]["main"]["connected"] is False
     assert body["sources"]["main"]["last_error"] is None
+    running.contexts["main"].reconnect_grace = 0.0  # an adapter may shorten its grace
+    status, body = await running.readyz()
+    assert status == 503
+    assert body["sources"]["main"]["ready"] is False
+
+
+async def test_a_reload_that_restarts_a_source_keeps_it_ready_within_the_grace(
+    tmp_path: Path,
+) -> None:
+    """A source a reload restarts goes down with ``config_reloaded``, planned: ready still,
+    with no error, until its grace runs out."""
+    path = tmp_path / "tradebus.toml"
+    text = (
+        f'[daemon]\nhttp = "127.0.0.1:0"\nstate_dir = "{tmp_path / "state"}"\n'
+        '[[sources]]\nname = "main"\ntype = "ttmt"\nurl = "http://127.0.0.1:1/s"\n'
+        'api_key = "k"\n[[sinks]]\nname = "out"\ntype = "stdout"\n'
+    )
+    path.write_text(text)
+    daemon = Daemon(
+        config.load(path), sinks=[Sink("out")], factories={"ttmt": Idle}, config_path=path
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(daemon.run(stop))
+    try:
+        await asyncio.wait_for(daemon.ready.wait(), 5)
+        ctx = daemon.contexts["main"]
+        await ctx.publish([ctx.connected()])
+        path.write_text(text.replace('api_key = "k"', 'api_key = "k"\nread_timeout = 99.0'))
+        assert (await daemon.reload()).result == "applied"
+        row = daemon.state()["sources"]["main"]
+        assert (row["connected"], row["ready"], row["last_error"]) == (False, True, None)
+        assert (ctx.last_reason, ctx.planned) == ("config_reloaded", True)
+        ctx.reconnect_grace = 0.0
+        assert daemon.state()["ready"] is False
+    finally:
+        stop.set()
+        await task
 
 
 async def test_readyz_fails_once_a_sink_fails(running: Running) -> None:
     """A sink that failed for good makes the daemon not ready, and says which."""
-    await running.publish("main", running.status("main", "status.connected"))
+    await running.publish("main", running.contexts["main"].connected())
     running.sink.fail = True
     await running.publish("main", running.quote("main", 1))
     await running.turns(lambda: running.follower.failed)
@@ -224,7 +263,7 @@ async def _scrape(running: Running) -> str:
 async def test_metrics_parse_with_prometheus_clients_parser(running: Running) -> None:
     """/metrics is valid exposition with the counters by source, type and sink."""
     ctx = running.daemon.contexts["main"]
-    await running.publish("main", running.status("main", "status.connected"))
+    await running.publish("main", running.contexts["main"].connected())
     await running.publish("main", running.quote("main", 1), running.quote("main", 2))
     await running.publish("main", ctx.gap(first_missing=3, last_missing=4, reason="replay"))
     ctx.bad_input("malformed", b"{")
@@ -339,7 +378,7 @@ def test_the_nats_and_webhook_sinks_keep_the_counters_read() -> None:
 async def test_promtool_accepts_the_metrics(running: Running) -> None:
     """``promtool check metrics`` finds nothing to complain about (lint included), the sink
     specific counters with samples in them."""
-    await running.publish("main", running.status("main", "status.connected"))
+    await running.publish("main", running.contexts["main"].connected())
     for n, key in enumerate(SINK_COUNTERS, 1):
         running.sink.counters[key] = n
     result = subprocess.run(  # noqa: ASYNC221, S603 - our fixed command, once

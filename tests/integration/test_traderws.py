@@ -68,11 +68,27 @@ def source(server: TraderWsSimulator, **overrides: Any) -> TraderWsSource:
     return cfg
 
 
+# A status event's type, and the source's state (up, planned, last error) as it was published.
+State = tuple[str, bool, bool, str | None]
+
+
 @contextlib.asynccontextmanager
 async def running(
-    cfg: TraderWsSource, collector: Collector, history: Sequence[Event] = ()
+    cfg: TraderWsSource,
+    collector: Collector,
+    history: Sequence[Event] = (),
+    states: list[State] | None = None,
 ) -> AsyncIterator[SourceContext]:
-    ctx = SourceContext(cfg.name, "traderws", collector.publish, history=history)
+    async def publish(events: Sequence[Event]) -> None:
+        if states is not None:
+            states.extend(
+                (event_type(e), ctx.up, ctx.planned, ctx.last_error)
+                for e in events
+                if event_type(e).startswith("status.")
+            )
+        await collector.publish(events)
+
+    ctx = SourceContext(cfg.name, "traderws", publish, history=history)
     task = asyncio.ensure_future(TraderWsAdapter(cfg, ctx).run())
     try:
         yield ctx
@@ -133,11 +149,18 @@ async def test_expired_token_logs_in_again(collector: Collector) -> None:
     """A token past its lifetime closes the socket (4001); the adapter logs in again at once."""
     server = simulator(token_lifetime=3.0)
     await server.start()
+    states: list[State] = []
     try:
-        async with running(source(server), collector):
+        async with running(source(server), collector, (), states):
             await collector.wait_count("status.connected", 2, timeout=15)
     finally:
         await server.stop()
+    # A renewal on schedule is a planned reconnect: no error, ready within the grace.
+    assert states[:3] == [
+        ("status.connected", True, False, None),
+        ("status.disconnected", False, True, None),
+        ("status.connected", True, False, None),
+    ]
     [gone] = statuses(collector, "status.disconnected")
     assert (gone.reason, gone.code) == ("token_expired", "4001")
     assert statuses(collector, "status.auth_failed") == []
@@ -293,6 +316,20 @@ async def test_upstream_error_and_subscribe_timeout(
         "symbol XAUEUR is not tradable",
     )
     assert statuses(collector, "status.disconnected")[0].reason == "subscribe_timeout"
+
+
+async def test_an_upstream_error_names_the_last_error_as_it_is_published(
+    sim: TraderWsSimulator, collector: Collector
+) -> None:
+    """The source's state as each status event is handed over: the error reply names the last
+    error, the subscribe timeout then ends the attempt and names itself."""
+    states: list[State] = []
+    async with running(source(sim, depth=["XAUEUR"], subscribe_timeout=0.5), collector, (), states):
+        await collector.wait_count("status.disconnected", 1)
+    assert states[:2] == [
+        ("status.error", False, False, "status.error:depthSubscribe:UNKNOWN_SYMBOL"),
+        ("status.disconnected", False, False, "status.disconnected:subscribe_timeout"),
+    ]
 
 
 async def test_token_and_password_never_logged(

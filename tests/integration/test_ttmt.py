@@ -229,12 +229,15 @@ async def test_recycle_reconnects_at_once_without_escalation(
     slow: dict[str, Any] = {"reconnect_min": 2.0, "reconnect_max": 4.0}
     async with running(sim, collector, **slow) as adapter:
         await connected(collector)
+        ctx = adapter.ctx
         sim.produce(3)
         await collector.wait_for(has_ids(1, 2, 3))
         await connected(collector, 3)
         sim.produce(3)
         await collector.wait_for(has_ids(4, 5, 6))
         assert adapter.backoff.attempts == 0
+    # Planned reconnects: none of the recycles is the source's last error.
+    assert (ctx.up, ctx.last_error, ctx.reconnects >= 2) == (True, None, True)
     recycles = collector.of_type("status.disconnected")[:2]
     assert [(e.data.reason, e.data.retry_in) for e in recycles] == [("recycle", 0.0)] * 2  # type: ignore[union-attr]
     times = [t for t, status, _ in sim.attempts if status == 200]

@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.unit.deliverykit import RecordingSink, Rig
 from tradebus.schemas.events import (
+    PROVIDER_MAX,
     DepthData,
     DepthLevel,
     DepthUpdated,
@@ -28,6 +30,8 @@ from tradebus.schemas.events import (
     decoder,
     json_schema,
 )
+from tradebus.schemas.filter import EventFilter
+from tradebus.schemas.subject import Head, SubjectTemplate
 
 T = "2026-06-09T14:32:01.123Z"
 
@@ -120,3 +124,29 @@ async def test_lines_read_back_from_the_journal_decode_to_the_same_events(tmp_pa
         msgspec.structs.replace(e, id=f"{e.id}-19") for e in sent
     ]
     assert await rig.close() == {}
+
+
+def test_a_plugin_provider_decodes_filters_and_names_a_subject() -> None:
+    """A provider no built-in has (a source plugin's type) round-trips through a line, a sink's
+    filter and a NATS subject like a built-in's; the schema bounds it, and decoding refuses a
+    provider past the bound."""
+    event = StatusConnected(
+        id="tick:status.connected:1",
+        source="tick",
+        provider="metronome",
+        time=T,
+        received=T,
+        data=StatusData(),
+    )
+    line = msgspec.json.encode(event)
+    assert decoder.decode(line) == event
+    assert EventFilter(providers=["metronome"]).line(line)
+    assert not EventFilter(providers=["ttmt"]).line(line)
+    subject = SubjectTemplate("tradebus", "{provider}.{type}.{symbol}")
+    head = msgspec.json.decode(line, type=Head)
+    assert subject.render(head) == "tradebus.metronome.status.connected._"
+    envelope = json_schema()["$defs"]["StatusConnected"]["properties"]  # type: ignore[index]
+    assert envelope["provider"]["type"] == "string"
+    assert envelope["provider"]["maxLength"] == PROVIDER_MAX
+    with pytest.raises(msgspec.ValidationError, match=r"\$\.provider"):
+        decoder.decode(line.replace(b'"metronome"', b'"' + b"m" * (PROVIDER_MAX + 1) + b'"'))

@@ -236,7 +236,8 @@ def test_history_error_reports_gap_and_goes_live() -> None:
     out = feed(sess, [err], T0 + 6)
     assert [event_type(e) for e in out] == ["status.error"]
     assert sess.take_actions() == [
-        s.Gap("history_unavailable", "2026-06-01T12:00:01.000Z", "2026-06-01T12:00:06.000Z")
+        s.Reported("upstream_error", "RATE_LIMIT"),
+        s.Gap("history_unavailable", "2026-06-01T12:00:01.000Z", "2026-06-01T12:00:06.000Z"),
     ]
     assert phase(sess) is s.Phase.LIVE
 
@@ -304,6 +305,7 @@ def test_data_before_all_acks_is_held_until_connected() -> None:
     assert feed(sess, early, T0) == []
     err = msg("error", code="X", message="nope")
     assert [event_type(e) for e in feed(sess, [err], T0)] == ["status.error"]
+    assert sess.take_actions() == [s.Reported("upstream_error", "X")]
     out = feed(sess, acks()[1:], T0)
     assert sess.take_actions() == [s.Connected()]
     assert [e.id for e in out] == [

@@ -10,7 +10,7 @@ import itertools
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeAlias, TypeVar
 
 from tradebus import log, times
 from tradebus.schemas.events import (
@@ -18,12 +18,8 @@ from tradebus.schemas.events import (
     Event,
     GapData,
     Provider,
-    StatusConnected,
     StatusData,
-    StatusDisconnected,
-    StatusError,
     StatusGap,
-    event_type,
 )
 
 if TYPE_CHECKING:
@@ -39,8 +35,12 @@ _LOG_FIRST = 10
 # Distinct unknown type names counted one by one per source; the rest share UNKNOWN_OTHER.
 UNKNOWN_NAMES = 100
 UNKNOWN_OTHER = "unknown.other"
-# The status events that change a source's connection state, and gaps; counted like any type.
-_WATCHED: tuple[type[Event], ...] = (*STATUS_TYPES.values(), StatusGap)
+# A source down for a planned reconnect (``disconnected(planned=True)``) stays ready this long
+# by default: it is back in well under a second when the upstream is healthy, and a probe must
+# not flap on every planned reconnect. An adapter may set its context's ``reconnect_grace``.
+RECONNECT_GRACE = 3.0
+# How a connection (or an attempt at one) ends: a drop, a failure, a refused credential.
+EndKind: TypeAlias = Literal["status.disconnected", "status.error", "status.auth_failed"]
 
 
 class Adapter(Protocol):
@@ -54,11 +54,10 @@ class Adapter(Protocol):
 class SourceContext:
     """The adapter's window on the daemon: publish, status events, bad-input accounting.
 
-    It also keeps the source's connection state for the ops endpoint, derived from what passes
-    through ``publish``: every adapter already announces its connects and disconnects as status
-    events, so none of them needs to report its state a second time. The cost is per batch: one
-    C-level count of the batch's event classes and a handful of lookups; only a batch that holds
-    a status event is looked at event by event.
+    It also keeps the source's connection state for the ops endpoint. The adapter says when it
+    is up and when it is down with ``connected()`` and ``disconnected()``: each sets the state
+    and returns the status event that announces it, for the adapter to publish. ``publish``
+    only counts what passes (events by class, gaps), one C-level count per batch.
     """
 
     def __init__(
@@ -84,13 +83,16 @@ class SourceContext:
         self.counters: Counter[str] = Counter()
         # Events published, by class (``event_type`` of the class gives the wire name).
         self.published: Counter[type[Event]] = Counter()
-        self.connected = False
-        self.since = clock()  # when ``connected`` last changed (or the context was made)
+        self.up = False  # connected: set by ``connected()`` and ``disconnected()``
+        self.since = clock()  # when ``up`` last changed (or the context was made)
         self.last_event: float | None = None  # clock() of the last batch published
         self.connects = 0
         self.last_error: str | None = None
-        self.last_reason: str | None = None  # the reason of the last status event
-        self._watched_seen = 0
+        self.last_reason: str | None = None  # why the source last connected or went down
+        # Down for a reconnect the adapter planned (``disconnected(planned=True)``): ready
+        # still, for ``reconnect_grace`` seconds.
+        self.planned = False
+        self.reconnect_grace = RECONNECT_GRACE
         self._unknown_names = 0
         self._status_ids = itertools.count(1)
         if transport is None:
@@ -107,18 +109,81 @@ class SourceContext:
         self.transport.begin(self.history, self.stopped_at)
 
     def publish(self, events: Sequence[Event]) -> Awaitable[None]:
-        """Hand a batch to the bus, noting what it says about this source's state."""
+        """Hand a batch to the bus, counting its events by class."""
         if log.DEBUG:
             self.log.debug("batch_published", events=len(events))
         if events:
-            published = self.published
-            published.update(map(type, events))
+            self.published.update(map(type, events))
             self.last_event = self.clock()
-            seen = sum(published[c] for c in _WATCHED if c in published)
-            if seen != self._watched_seen:
-                self._watched_seen = seen
-                self._note_status(events)
         return self._publish(events)
+
+    def connected(self, *, reason: str | None = None, account: str | None = None) -> Event:
+        """The source is up: its state says so, and the ``status.connected`` that announces it
+        is returned for the adapter to publish (first in its batch)."""
+        event = self.status("status.connected", reason=reason, account=account)
+        self.connects += 1
+        self.last_reason = reason
+        self.planned = False
+        self._set_connected(True)
+        return event
+
+    def disconnected(
+        self,
+        reason: str,
+        *,
+        planned: bool,
+        retry_in: float | None,
+        code: str | int | None = None,
+        message: str | None = None,
+        account: str | None = None,
+        kind: EndKind = "status.disconnected",
+    ) -> Event:
+        """The connection ended, or an attempt at one failed: the source is down, and the
+        status event of ``kind`` that says why is returned for the adapter to publish.
+
+        ``planned``: the adapter reconnects at once and nothing failed (an upstream that asked
+        for a reconnect, a credential renewed on schedule): the source stays ready for
+        ``reconnect_grace`` seconds and ``last_error`` is left as it was. ``retry_in``: the
+        seconds until the next attempt, if the adapter knows them. ``message`` holds no secret.
+        """
+        event = self.status(
+            kind, reason=reason, code=code, message=message, retry_in=retry_in, account=account
+        )
+        self.last_reason = reason
+        self.planned = planned
+        if not planned:
+            self._note_error(kind, reason, code)
+        self._set_connected(False)
+        return event
+
+    def error(
+        self,
+        reason: str,
+        *,
+        code: str | int | None = None,
+        message: str | None = None,
+        account: str | None = None,
+    ) -> Event:
+        """An error the upstream reported in-band (a refused request): the connection stays
+        up, ``last_error`` names it, and the ``status.error`` is returned to publish."""
+        event = self.status(
+            "status.error", reason=reason, code=code, message=message, account=account
+        )
+        self.reported(reason, code)
+        return event
+
+    def reported(self, reason: str | None, code: str | int | None = None) -> None:
+        """An in-band error whose ``status.error`` the adapter built itself (a normalizer's,
+        with an id of the upstream's): only ``last_error`` notes it."""
+        self._note_error("status.error", reason, code)
+
+    def _note_error(self, kind: str, reason: str | None, code: str | int | None) -> None:
+        self.last_error = ":".join(str(p) for p in (kind, reason, code) if p is not None)
+
+    def _set_connected(self, up: bool) -> None:
+        if up != self.up:
+            self.up = up
+            self.since = self.clock()
 
     @property
     def reconnects(self) -> int:
@@ -129,34 +194,9 @@ class SourceContext:
     def gaps(self) -> int:
         return self.published[StatusGap]
 
-    def _note_status(self, events: Sequence[Event]) -> None:
-        for event in events:
-            if not isinstance(event, _WATCHED) or isinstance(event, StatusGap):
-                continue
-            data = cast(StatusData, event.data)
-            self.last_reason = data.reason
-            if isinstance(event, StatusConnected):
-                self.connects += 1
-                self._set_connected(True)
-                continue
-            if not isinstance(event, StatusDisconnected) or data.reason not in _PLANNED:
-                self.last_error = ":".join(
-                    str(p) for p in (event_type(event), data.reason, data.code) if p is not None
-                )
-            if not isinstance(event, StatusError) or data.retry_in is not None:
-                # An error that announces a retry ends the connection (a failed attempt, a
-                # crash); one without (an upstream's error message in-band) leaves it up.
-                self._set_connected(False)
-
-    def _set_connected(self, connected: bool) -> None:
-        if connected != self.connected:
-            self.connected = connected
-            self.since = self.clock()
-
-    @property
-    def planned_reconnect(self) -> bool:
-        """Down because the upstream asked for a reconnect (a TTMT recycle), not a failure."""
-        return not self.connected and self.last_reason in _PLANNED
+    def in_grace(self, now: float) -> bool:
+        """Down for a planned reconnect that began less than ``reconnect_grace`` ago."""
+        return not self.up and self.planned and now - self.since < self.reconnect_grace
 
     def bad_input(self, kind: str, raw: bytes | str, error: object = None) -> None:
         """Count a bad upstream message and log it (bounded excerpt); the caller skips it."""
@@ -261,13 +301,6 @@ class SourceContext:
                 until=until,
             ),
         )
-
-    async def emit_status(self, type_: str, **kwargs: Any) -> None:
-        await self.publish([self.status(type_, **kwargs)])
-
-
-# Disconnect reasons that are planned: the adapter reconnects at once, no failure behind them.
-_PLANNED = frozenset({"recycle", "token_expired", "config_reloaded"})
 
 
 def _is_power_of_ten(n: int) -> bool:

@@ -38,7 +38,7 @@ from types import TracebackType
 from typing import Self
 
 from tradebus import log
-from tradebus.adapters.base import SourceContext
+from tradebus.adapters.base import EndKind, SourceContext
 from tradebus.adapters.transport import (
     Client,
     Stream,
@@ -295,15 +295,20 @@ class SSESource:
 
     def _ended(self, failure: Failure, connected: bool, delay: float) -> Event:
         """The one status event of a connection's end (or of an attempt that failed)."""
+        kind: EndKind
         if connected:
             kind = "status.disconnected"
         elif failure.kind is Kind.AUTH:
             kind = "status.auth_failed"
         else:
             kind = "status.error"
-        code = None if connected else failure.code
-        return self.ctx.status(
-            kind, reason=failure.reason, code=code, retry_in=delay, account=self._account
+        return self.ctx.disconnected(
+            failure.reason,
+            planned=failure.planned,
+            retry_in=delay,
+            code=None if connected else failure.code,
+            account=self._account,
+            kind=kind,
         )
 
     def _headers(self) -> dict[str, str]:
@@ -343,7 +348,7 @@ class SSESource:
                 self.backoff.connected(clock.now())
                 self.ctx.counters["connects"] += 1
                 self._on_connected()
-                connected_event = self.ctx.status("status.connected", account=self._account)
+                connected_event = self.ctx.connected(account=self._account)
                 await self.ctx.publish([connected_event, *self._after_connect()])
                 while True:  # a stream ends by raising, or by an end announced in-band
                     end = await self._on_read(await conn.read())

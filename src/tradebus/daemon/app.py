@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -41,7 +41,7 @@ from tradebus.journal import cursors
 from tradebus.journal.store import Journal, check_state_dir
 from tradebus.recording.recorder import for_source
 from tradebus.reload import Outcome, Plan, Refused, Reloads, plan_file
-from tradebus.schemas.events import Event, Provider
+from tradebus.schemas.events import Event
 from tradebus.sinks.base import Sink
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ class Daemon:
     def _adapter(self, source: SourceConfig, history: History) -> Adapter:
         """The adapter of ``source``, with a context that carries what the journal holds of it
         (kept across a reload's restart: its counters go on)."""
-        provider = cast(Provider, kind(source))
+        provider = kind(source)
         ctx = self.contexts.get(source.name)
         transport = LiveTransport(for_source(source, self.state_dir))
         if ctx is None or ctx.provider != provider:
@@ -156,8 +156,9 @@ class Daemon:
             self._supervise(adapter), name=f"source:{adapter.name}"
         )
 
-    async def _stop_source(self, name: str, reason: str) -> None:
-        """Stop a source's adapter and say so in the stream (``status.disconnected``)."""
+    async def _stop_source(self, name: str, reason: str, *, planned: bool) -> None:
+        """Stop a source's adapter and say so in the stream (``status.disconnected``);
+        ``planned``: it starts again at once (a reload changed it), ready meanwhile."""
         task = self._tasks.pop(name)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -165,7 +166,8 @@ class Daemon:
         ctx = self.contexts[name]
         # Its recording, if any, gets its last frame written and synced (a file: on a thread).
         await asyncio.to_thread(ctx.transport.close)
-        await ctx.emit_status("status.disconnected", reason=reason, message=REASONS[reason])
+        ended = ctx.disconnected(reason, planned=planned, retry_in=None, message=REASONS[reason])
+        await ctx.publish([ended])
 
     # --- reload -------------------------------------------------------------------------
 
@@ -213,10 +215,10 @@ class Daemon:
         starting = [*plan.sources.restarted, *plan.sources.added]
         history = read_history(self.bus.journal, self._log) if starting else History({}, None)
         for name in plan.sources.removed:
-            await self._stop_source(name, "removed_by_reload")
+            await self._stop_source(name, "removed_by_reload", planned=False)
             del self.contexts[name]
         for name in plan.sources.restarted:
-            await self._stop_source(name, "config_reloaded")
+            await self._stop_source(name, "config_reloaded", planned=True)
         if plan.sources.restarted:
             # What the stopped adapters published last is in the journal now: resume from it.
             history = read_history(self.bus.journal, self._log)
@@ -399,12 +401,14 @@ class Daemon:
                 )
                 ctx.log.exception("adapter_crashed", retry_in=round(delay, 3))
                 ctx.counters["adapter_crashed"] += 1
-                await ctx.emit_status(
-                    "status.error",
-                    reason="adapter_crashed",
-                    message=type(exc).__name__,
+                crashed = ctx.disconnected(
+                    "adapter_crashed",
+                    planned=False,
                     retry_in=delay,
+                    message=type(exc).__name__,
+                    kind="status.error",
                 )
+                await ctx.publish([crashed])
                 await asyncio.sleep(delay)
             else:
                 return

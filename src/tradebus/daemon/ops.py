@@ -130,7 +130,7 @@ class DaemonCollector(Collector):
             junk_times.add_metric([name], ctx.counters["time_fallback"])
             reconnects.add_metric([name], ctx.reconnects)
             gaps.add_metric([name], ctx.gaps)
-            connected.add_metric([name], 1 if ctx.connected else 0)
+            connected.add_metric([name], 1 if ctx.up else 0)
             path = ctx.transport.path
             if path is not None:
                 recorded.add_metric([name], ctx.transport.recorded_bytes)

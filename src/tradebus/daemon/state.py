@@ -13,16 +13,11 @@ from typing import Any
 from tradebus.adapters.base import SourceContext
 from tradebus.delivery.wire import SinkSnapshot
 
-# A source down for a planned reconnect (a TTMT recycle) stays ready this long: it is back in
-# well under a second when the upstream is healthy, and a probe must not flap on every recycle.
-RECONNECT_GRACE = 3.0
-
 
 def source_state(ctx: SourceContext, *, required: bool, now: float) -> dict[str, Any]:
     """One source's row: its connection and what it published."""
-    in_grace = ctx.planned_reconnect and now - ctx.since < RECONNECT_GRACE
     return {
-        "connected": ctx.connected,
+        "connected": ctx.up,
         "since": round(ctx.since, 3),
         "last_event_age": None if ctx.last_event is None else round(now - ctx.last_event, 3),
         "events": ctx.published.total(),
@@ -30,7 +25,9 @@ def source_state(ctx: SourceContext, *, required: bool, now: float) -> dict[str,
         "gaps": ctx.gaps,
         "last_error": ctx.last_error,
         "required": required,
-        "ready": ctx.connected or in_grace or not required,
+        # Down for a planned reconnect (``SourceContext.disconnected(planned=True)``), it stays
+        # ready within its grace.
+        "ready": ctx.up or ctx.in_grace(now) or not required,
         # Where this source's raw traffic is being recorded (``record = true``), and how much.
         "recording": ctx.transport.path,
         "recorded_bytes": ctx.transport.recorded_bytes,

@@ -30,7 +30,14 @@ from tradebus.delivery.wire import SinkSnapshot
 from tradebus.errors import FatalSinkError, RetryableSinkError
 from tradebus.journal.records import Record
 from tradebus.journal.store import Gap, Reader
-from tradebus.schemas.events import Event, GapData, StatusData, StatusError, StatusGap
+from tradebus.schemas.events import (
+    TRADEBUS,
+    Event,
+    GapData,
+    StatusData,
+    StatusError,
+    StatusGap,
+)
 from tradebus.schemas.filter import EventFilter
 from tradebus.sinks.base import Batch, Sink, SinkContext
 
@@ -361,7 +368,7 @@ def gap_events(sink: str, gap: Gap, now: str) -> list[Event]:
             id=f"journal:{sink}:gap:{lost}",
             seq=gap.last,
             source="journal",
-            provider="tradebus",
+            provider=TRADEBUS,
             time=now,
             received=now,
             data=GapData(first_missing=gap.first, last_missing=gap.last, reason=gap.reason),
@@ -373,7 +380,7 @@ def gap_events(sink: str, gap: Gap, now: str) -> list[Event]:
                 id=f"journal:{sink}:corrupt:{lost}",
                 seq=gap.last,
                 source="journal",
-                provider="tradebus",
+                provider=TRADEBUS,
                 time=now,
                 received=now,
                 data=StatusData(

@@ -58,7 +58,7 @@ from tradebus.config import SourceConfig
 from tradebus.errors import ConfigError
 from tradebus.recording import files
 from tradebus.recording import format as fmt
-from tradebus.schemas.events import Event, Provider
+from tradebus.schemas.events import Event
 from tradebus.schemas.events import decoder as event_decoder
 
 _ANSWERS = (fmt.Response, fmt.Error)
@@ -575,7 +575,7 @@ def replay(
 
             ctx = SourceContext(
                 cfg.name,
-                _provider(cfg),
+                config_mod.kind(cfg),
                 publish,
                 history=history,
                 stopped_at=start.stopped_at if start else None,
@@ -597,12 +597,6 @@ def replay(
 def _chain(first: fmt.Record, rest: Iterator[fmt.Record]) -> Iterator[fmt.Record]:
     yield first
     yield from rest
-
-
-def _provider(cfg: SourceConfig) -> Provider:
-    kind = config_mod.kind(cfg)
-    assert kind in ("ttmt", "tpalerts", "traderws", "mt4bridge")
-    return kind  # type: ignore[return-value]
 
 
 def encoder() -> Callable[[Sequence[Event], int], tuple[bytes, int]]:

@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 
 from tradebus import log, secret, times
-from tradebus.adapters.base import SourceContext
+from tradebus.adapters.base import EndKind, SourceContext
 from tradebus.adapters.mt4bridge import normalize, wire
 from tradebus.adapters.mt4bridge.reconcile import Breaker, PositionBook
 from tradebus.adapters.transport import (
@@ -145,7 +145,7 @@ class Mt4BridgeAdapter:
         self._connected = True
         self._may_reopen = True
         self._backoff.connected(self.clock.now())
-        batch = [self.ctx.status("status.connected", account=self.config.account_id)]
+        batch = [self.ctx.connected(account=self.config.account_id)]
         if self._down_since is not None:
             # Quotes and profit ticks of the outage are not replayed; opens, closes and the
             # account were reconciled above.
@@ -175,14 +175,15 @@ class Mt4BridgeAdapter:
             if self._may_reopen:
                 self._may_reopen = False
                 self.ctx.log.info("session_rejected", action="reopen")
-                await self.ctx.emit_status(
-                    "status.disconnected",
-                    reason="session_rejected",
+                ended = self.ctx.disconnected(
+                    "session_rejected",
+                    planned=False,
+                    retry_in=0.0,
                     code=failure.code,
                     message=exc.message,
-                    retry_in=0.0,
                     account=account,
                 )
+                await self.ctx.publish([ended])
                 return 0.0
         self.ctx.log.debug(
             "reconnect_planned",
@@ -191,6 +192,7 @@ class Mt4BridgeAdapter:
             retry_after=failure.retry_after,
             breaker=self._breaker.state.name.lower(),
         )
+        kind: EndKind
         if failure.kind is Kind.AUTH:
             delay = self._backoff.delay(failure)
             kind, what = "status.auth_failed", "auth_failed"
@@ -204,14 +206,16 @@ class Mt4BridgeAdapter:
         self.ctx.log.warning(
             what, reason=failure.reason, code=failure.code, retry_in=round(delay, 3)
         )
-        await self.ctx.emit_status(
-            kind,
-            reason=failure.reason,
+        ended = self.ctx.disconnected(
+            failure.reason,
+            planned=failure.planned,
+            retry_in=delay,
             code=failure.code,
             message=exc.message,
-            retry_in=delay,
             account=account,
+            kind=kind,
         )
+        await self.ctx.publish([ended])
         return delay
 
     # --- session ------------------------------------------------------------------------------
@@ -551,12 +555,8 @@ class Mt4BridgeAdapter:
         else:
             self.ctx.log.warning("upstream_error", code=msg.code, message=msg.message)
             events.append(
-                self.ctx.status(
-                    "status.error",
-                    reason="upstream_error",
-                    code=msg.code,
-                    message=msg.message,
-                    account=account,
+                self.ctx.error(
+                    "upstream_error", code=msg.code, message=msg.message, account=account
                 )
             )
 

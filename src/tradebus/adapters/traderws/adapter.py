@@ -34,7 +34,7 @@ import msgspec
 from yarl import URL
 
 from tradebus import log, secret, times
-from tradebus.adapters.base import SourceContext
+from tradebus.adapters.base import EndKind, SourceContext
 from tradebus.adapters.traderws import session as ses
 from tradebus.adapters.traderws import wire
 from tradebus.adapters.transport import (
@@ -120,23 +120,23 @@ class TraderWsAdapter:
                 failure = await self._attempt(http)
                 self.backoff.disconnected(clock.now())
                 delay = self.backoff.delay(failure)
-                kind = "status.auth_failed" if failure.kind is Kind.AUTH else "status.disconnected"
-                if failure.kind is Kind.FATAL:
+                kind: EndKind = "status.disconnected"
+                if failure.kind is Kind.AUTH:
+                    kind = "status.auth_failed"
+                elif failure.kind is Kind.FATAL:
                     kind = "status.error"
                 self._log.warning(
                     "disconnected", reason=failure.reason, code=failure.code, retry_in=delay
                 )
-                await self.ctx.publish(
-                    [
-                        self.ctx.status(
-                            kind,
-                            reason=failure.reason,
-                            code=failure.code,
-                            message=self._message,
-                            retry_in=delay,
-                        )
-                    ]
+                ended = self.ctx.disconnected(
+                    failure.reason,
+                    planned=failure.planned,
+                    retry_in=delay,
+                    code=failure.code,
+                    message=self._message,
+                    kind=kind,
                 )
+                await self.ctx.publish([ended])
                 await clock.sleep(delay, "backoff")
 
     async def _attempt(self, http: Client) -> Failure:
@@ -339,12 +339,14 @@ class TraderWsAdapter:
                 await ws.send_str(wire.encode(action.message))
             elif isinstance(action, ses.Connected):
                 self._log.info("subscribed", connection=self.session.connections)
-                first.append(self.ctx.status("status.connected", reason="subscribed"))
+                first.append(self.ctx.connected(reason="subscribed"))
             elif isinstance(action, ses.Gap):
                 self._log.info("gap", reason=action.reason, since=action.since, until=action.until)
                 first.append(
                     self.ctx.gap(reason=action.reason, since=action.since, until=action.until)
                 )
+            elif isinstance(action, ses.Reported):
+                self.ctx.reported(action.reason, action.code)
             else:
                 self.ctx.bad_input(action.kind, raw, action.error)
         return first + events if first else events
@@ -355,7 +357,8 @@ class TraderWsAdapter:
             expired = self.session.token_expired(self.clock.now())
             self.session.drop_token()
             if expired:
-                return Failure(Kind.RETRYABLE, "token_expired", str(code))
+                # Renewed on schedule, nothing failed: the source stays ready meanwhile.
+                return Failure(Kind.RETRYABLE, "token_expired", str(code), planned=True)
             return Failure(Kind.AUTH, "token_rejected", str(code))
         return Failure(Kind.RETRYABLE, "server_closed", str(code))
 

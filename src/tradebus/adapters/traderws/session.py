@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from tradebus import times
 from tradebus.adapters.base import BoundedSet
 from tradebus.adapters.traderws import normalize, wire
-from tradebus.schemas.events import Event
+from tradebus.schemas.events import Event, StatusData
 
 # Seconds either side of the away-window asked from the history queries: covers clock skew
 # between us and the server; executions seen twice are dropped by the dedupe.
@@ -85,7 +85,16 @@ class Problem:
     error: str
 
 
-Action = Send | Connected | Gap | Problem
+@dataclass(frozen=True, slots=True)
+class Reported:
+    """The upstream reported an error in-band (its ``status.error`` is among the events): the
+    source's ``last_error`` names it; the connection stays up."""
+
+    reason: str | None
+    code: str | None
+
+
+Action = Send | Connected | Gap | Problem | Reported
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,8 +279,11 @@ class Session:
             self.covered_until = now
             if type(msg) is wire.ExecutionEvent:
                 return self._dedupe(events)
+            if type(msg) is wire.Error:
+                self._reported(events)
             return events
         if type(msg) is wire.Error:
+            self._reported(events)
             # About the session itself (a rejected subscription, a failed query): never held,
             # or a connection that then times out would swallow the reason.
             if msg.payload.request_id in self._pending_history:
@@ -288,6 +300,12 @@ class Session:
             self._held_market += len(events)
         self._held.extend(events)
         return []
+
+    def _reported(self, events: list[Event]) -> None:
+        for event in events:
+            data = event.data
+            if isinstance(data, StatusData):
+                self.actions.append(Reported(data.reason, data.code))
 
     def _control(self, msg: wire.ServerMessage, now: float) -> list[Event]:
         if isinstance(msg, wire.Subscribed):

@@ -39,7 +39,8 @@ from tradebus.config import TtmtSource
 from tradebus.plugin import SourcePlugin
 from tradebus.schemas.events import Event
 
-_RECYCLE: Final = Failure(Kind.RECYCLE, "recycle")
+# "Reconnect immediately": asked for, nothing failed; the source stays ready meanwhile.
+_RECYCLE: Final = Failure(Kind.RECYCLE, "recycle", planned=True)
 _REVOKED: Final = Failure(Kind.AUTH, "auth_revoked")
 # Below every eventId (a counter, never negative): no id seen yet.
 _NONE_YET: Final = -1
