@@ -438,18 +438,22 @@ class Mt4BridgeAdapter:
             "reconciled", listed=len(listed), opened=len(diff.opened), closed=len(diff.closed)
         )
         received = times.from_epoch(self.clock.now())
-        refused = times.REFUSED[0]
         for event, positions in (("opened", diff.opened), ("closed", diff.closed)):
             for p in positions:
                 try:
                     events.append(
                         normalize.position_event(
-                            event, p, source, account, received, reason="reconciled"
+                            event,
+                            p,
+                            source,
+                            account,
+                            received,
+                            refused=self.ctx.refused,
+                            reason="reconciled",
                         )
                     )
                 except Exception as exc:  # noqa: BLE001 - one bad position, not the listing
                     self.ctx.bad_input("positions", wire.encoder.encode(p), exc)
-        self.ctx.times_refused(refused)
         return events
 
     async def _reconcile_every(self, http: Client) -> None:
@@ -524,26 +528,24 @@ class Mt4BridgeAdapter:
         for data, error in decoded.bad:
             self.ctx.bad_input("ws_message", data, error)
         events: list[Event] = []
-        refused = times.REFUSED[0]
         for msg in decoded.messages:
             try:
                 self._on_message(msg, received, events)
             except Exception as exc:  # noqa: BLE001 - a normalizer's refusal is the message's
                 self.ctx.bad_input("ws_message", wire.encoder.encode(msg), exc)
-        self.ctx.times_refused(refused)
         if events:
             await self.ctx.publish(events)
 
     def _on_message(self, msg: wire.Message, received: str, events: list[Event]) -> None:
         source, account = self.name, self.config.account_id
         if isinstance(msg, wire.Quote):
-            events.append(normalize.quote(msg, source, account, received))
+            events.append(normalize.quote(msg, source, account, received, self.ctx.refused))
         elif isinstance(msg, wire.Profit):
             known = self._book.get(msg.ticket)
             self._book.update(msg.ticket, current_price=msg.current_price, profit=msg.profit)
             if msg.symbol is None and known is not None:
                 msg = msgspec.structs.replace(msg, symbol=known.symbol)
-            events.append(normalize.profit(msg, source, account, received))
+            events.append(normalize.profit(msg, source, account, received, self.ctx.refused))
         elif isinstance(msg, wire.Order):
             self._on_order(msg, received, events)
         elif isinstance(msg, wire.Subscribed):
@@ -581,12 +583,13 @@ class Mt4BridgeAdapter:
                     source,
                     account,
                     received,
+                    refused=self.ctx.refused,
                     when=msg.time,
                     reason=msg.reason,
                 )
             )
             return
-        event = normalize.order(msg, source, account, received)
+        event = normalize.order(msg, source, account, received, self.ctx.refused)
         if event is None:
             self.ctx.unknown_type(f"order.{event_name}")
             return

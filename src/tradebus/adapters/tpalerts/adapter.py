@@ -90,10 +90,8 @@ class TpAlertsAdapter(SSESource):
         received = times.from_epoch(self.ctx.transport.now())
         batch: list[Event] = []
         fresh: set[str] = set()
-        refused = times.REFUSED[0]
         for message in read.messages:
             self._message(message, received, batch, fresh)
-        self.ctx.times_refused(refused)
         if batch:
             await self.ctx.publish(batch)
         # Only now are they the bus's: a repeat of them is a duplicate from here on.
@@ -120,7 +118,7 @@ class TpAlertsAdapter(SSESource):
             if key in self._seen or key in fresh:
                 self.ctx.counters["duplicates"] += 1
                 return
-            batch.extend(self._alerts.events(decoded, self.name, received))
+            batch.extend(self._alerts.events(decoded, self.name, received, self.ctx.refused))
         except Exception as exc:  # noqa: BLE001 - one message's fault, counted and skipped
             self.ctx.bad_input("malformed", message.data, exc)
             return

@@ -118,10 +118,9 @@ class TtmtAdapter(SSESource):
         batch: list[Event] = []
         fresh: set[int] = set()
         young, old = self._seen.generations()  # nothing is marked seen until the loop is done
-        source = self.name
+        source, refused = self.name, self.ctx.refused
         highest = self._highest
         decode = wire.decode_known
-        refused = times.REFUSED[0]
         for message in read.messages:
             try:
                 decoded = decode(message.data)
@@ -143,13 +142,12 @@ class TtmtAdapter(SSESource):
                 self.ctx.counters["duplicates"] += 1
                 continue
             try:
-                batch += builder(decoded, source, received)
+                batch += builder(decoded, source, received, refused)
             except Exception as exc:  # noqa: BLE001 - a normalizer's refusal is the message's fault
                 self.ctx.bad_input("malformed", message.data, exc)
                 continue
             fresh.add(event_id)
         self._highest = highest
-        self.ctx.times_refused(refused)
         if batch:
             await self.ctx.publish(self._symbols.apply(batch))
         # Only now are they the bus's: a replay of them is a duplicate from here on.
