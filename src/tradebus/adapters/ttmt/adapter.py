@@ -30,7 +30,8 @@ from collections.abc import Sequence
 from typing import Final
 
 from tradebus import times
-from tradebus.adapters.base import BoundedSet, SourceContext
+from tradebus.adapters.base import SourceContext
+from tradebus.adapters.intake import Intake
 from tradebus.adapters.ssehttp import ReadTimeoutError, SSERead, SSESource
 from tradebus.adapters.ttmt import wire
 from tradebus.adapters.ttmt.normalize import BUILDERS, SymbolCache
@@ -64,7 +65,7 @@ class TtmtAdapter(SSESource):
             account=config.account_id,
         )
         self.config = config
-        self._seen: BoundedSet[int] = BoundedSet(config.dedupe_size)
+        self._intake: Intake[int] = Intake(ctx, config.dedupe_size)
         self._highest = _NONE_YET  # the highest eventId seen, across connections
         self._resumed = False  # the next event with an id is the first after a resume
         self._control: Failure | None = None  # set by recycle / auth_revoked: the stream ends
@@ -83,7 +84,7 @@ class TtmtAdapter(SSESource):
                 ids.add(event_id)
         if ids:
             self._highest = max(ids)
-            self._seen.update(ids)
+            self._intake.seen.update(ids)
             self._cursor = str(self._highest)
             self._symbols.apply(list(history))  # learns the symbols the journal holds
             self.ctx.log.info("resuming", last_event_id=self._highest, journaled=len(ids))
@@ -107,7 +108,8 @@ class TtmtAdapter(SSESource):
     # --- one read -------------------------------------------------------------------------
 
     async def _on_read(self, read: SSERead) -> Failure | None:
-        """Everything one read gave, published as one batch; then ids are marked seen.
+        """Everything one read gave, published as one batch; then ids are marked seen
+        (``Intake``).
 
         Returns the planned end a control frame announced (recycle, auth_revoked), if any.
         The loop is the hot path: one decode, one dedupe lookup and one normalize per message;
@@ -115,9 +117,9 @@ class TtmtAdapter(SSESource):
         """
         self._count_oversized(read)
         received = times.from_epoch(self.ctx.transport.now())
-        batch: list[Event] = []
-        fresh: set[int] = set()
-        young, old = self._seen.generations()  # nothing is marked seen until the loop is done
+        intake = self._intake
+        batch, fresh = intake.events, intake.fresh
+        young, old = intake.seen.generations()  # nothing is marked seen until the loop is done
         source, refused = self.name, self.ctx.refused
         highest = self._highest
         decode = wire.decode_known
@@ -148,10 +150,7 @@ class TtmtAdapter(SSESource):
                 continue
             fresh.add(event_id)
         self._highest = highest
-        if batch:
-            await self.ctx.publish(self._symbols.apply(batch))
-        # Only now are they the bus's: a replay of them is a duplicate from here on.
-        self._seen.update(fresh)
+        await intake.publish(self._symbols.apply)
         return self._control
 
     def _undecodable(self, data: str, exc: Exception) -> None:
