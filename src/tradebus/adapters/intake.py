@@ -31,9 +31,12 @@ class Intake(Generic[K]):
 
     __slots__ = ("_ctx", "events", "fresh", "seen")
 
-    def __init__(self, ctx: SourceContext, dedupe_size: int = 1) -> None:
+    def __init__(
+        self, ctx: SourceContext, dedupe_size: int = 1, *, seen: BoundedSet[K] | None = None
+    ) -> None:
         self._ctx = ctx
-        self.seen: BoundedSet[K] = BoundedSet(dedupe_size)
+        # ``seen`` may be a session's, which dedupes in the loop (sans-I/O).
+        self.seen: BoundedSet[K] = BoundedSet(dedupe_size) if seen is None else seen
         self.events: list[Event] = []
         self.fresh: set[K] = set()
 
