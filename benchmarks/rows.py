@@ -315,6 +315,7 @@ def journal_append_cost(work: Work, sizes: Sizes) -> str:
     import msgspec
 
     from benchmarks.frames import ttmt_frame
+    from tradebus import times
     from tradebus.adapters.ttmt import wire
     from tradebus.adapters.ttmt.normalize import normalize
     from tradebus.journal.store import Journal
@@ -324,7 +325,9 @@ def journal_append_cost(work: Work, sizes: Sizes) -> str:
     for n in range(1, min(sizes.sse_events, 200_000) + 1):
         data = ttmt_frame(n).split(b"data: ", 1)[1].rstrip()
         lines.append(
-            encoder.encode_lines(normalize(wire.decode(data), "bench", "2026-06-09T14:32:01.123Z"))
+            encoder.encode_lines(
+                normalize(wire.decode(data), "bench", "2026-06-09T14:32:01.123Z", times.Refusals())
+            )
         )
     batch = 256
     chunks = [b"".join(lines[i : i + batch]) for i in range(0, len(lines), batch)]

@@ -33,7 +33,7 @@ from typing import Any
 import msgspec
 import msgspec.inspect as mi
 
-from tradebus import config, log
+from tradebus import config, log, times
 from tradebus.plugin import SINKS, SOURCES
 from tradebus.registry import Registry
 from tradebus.reload import RESTART_ONLY
@@ -519,6 +519,11 @@ def _golden(provider: str, name: str) -> bytes:
     return (GOLDEN / provider / name).read_bytes()
 
 
+def _refused() -> times.Refusals:
+    # The golden files' times are all valid: nothing is ever counted here.
+    return times.Refusals()
+
+
 def _ttmt(source: str) -> Iterator[ev.Event]:
     from tradebus.adapters.ttmt import wire
     from tradebus.adapters.ttmt.normalize import SymbolCache, normalize
@@ -535,7 +540,7 @@ def _ttmt(source: str) -> Iterator[ev.Event]:
         "trade_finalized",
     ):
         yield from symbols.apply(
-            normalize(wire.decode(_golden("ttmt", f"{name}.json")), source, RECEIVED)
+            normalize(wire.decode(_golden("ttmt", f"{name}.json")), source, RECEIVED, _refused())
         )
 
 
@@ -552,13 +557,13 @@ def _tpalerts(source: str) -> Iterator[ev.Event]:
             for message in SSEDecoder().feed(_golden("tpalerts", f"{name}.sse")):
                 decoded = wire.decode(message.event, message.data)
                 if decoded is not None:
-                    yield from alerts.events(decoded, source, RECEIVED)
+                    yield from alerts.events(decoded, source, RECEIVED, _refused())
 
 
 def _traderws(source: str) -> Iterator[ev.Event]:
     from tradebus.adapters.traderws import normalize, wire
 
-    live: dict[type, Callable[[Any, str, str], list[ev.Event]]] = {
+    live: dict[type, Callable[[Any, str, str, times.Refusals], list[ev.Event]]] = {
         wire.QuoteEvent: normalize.quote,
         wire.DepthEvent: normalize.depth,
         wire.ExecutionEvent: normalize.execution,
@@ -580,7 +585,7 @@ def _traderws(source: str) -> Iterator[ev.Event]:
         "error",
     ):
         message = wire.decode(_golden("traderws", f"{name}.json"))
-        yield from live[type(message)](message, source, RECEIVED)
+        yield from live[type(message)](message, source, RECEIVED, _refused())
 
 
 def _mt4bridge(source: str, account: str) -> Iterator[ev.Event]:
@@ -588,7 +593,7 @@ def _mt4bridge(source: str, account: str) -> Iterator[ev.Event]:
 
     (quote,) = wire.decode_frame(_golden("mt4bridge", "ws_quote.json")).messages
     assert isinstance(quote, wire.Quote)
-    yield normalize.quote(quote, source, account, RECEIVED)
+    yield normalize.quote(quote, source, account, RECEIVED, _refused())
     snapshot = wire.account_decoder.decode(_golden("mt4bridge", "account.json"))
     yield normalize.account(normalize.account_data(snapshot), source, account, RECEIVED)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Final, TypeVar
 
@@ -69,16 +70,28 @@ def now() -> str:
     return from_epoch(time.time())
 
 
-# How many upstream times were refused since start (text that is no time, or a moment the
-# canonical form cannot hold): the event takes its receipt time instead. One cell, never reset:
-# an adapter reads it before and after normalizing a read (no await between) and counts the
-# difference as its own, so normalizers stay pure functions of their arguments.
-REFUSED: Final[list[int]] = [0]
+class Refusals:
+    """Where one source counts the upstream times it refused (text that is no time, or a moment
+    the canonical form cannot hold): the event takes its receipt time instead.
 
+    Each source has its own, handed to whatever parses that source's times, so a count is never
+    another source's. By default it keeps its own count; a source's context hands it the
+    source's counters, where the count is ``time_fallback``.
+    """
 
-def refuse() -> None:
-    """Count one upstream time refused (see ``REFUSED``); the caller falls back."""
-    REFUSED[0] += 1
+    __slots__ = ("_counts", "_key")
+
+    def __init__(self, counts: Counter[str] | None = None, key: str = "time_fallback") -> None:
+        self._counts: Counter[str] = Counter() if counts is None else counts
+        self._key = key
+
+    @property
+    def count(self) -> int:
+        return self._counts[self._key]
+
+    def add(self) -> None:
+        """One more upstream time refused; the caller falls back."""
+        self._counts[self._key] += 1
 
 
 # Times already checked and found canonical. A busy feed stamps many events with the same
@@ -94,20 +107,24 @@ _SEPARATORS: Final = "--T::."
 _TAILS: Final = frozenset(_TAIL_TEXT)
 _fromisoformat: Final = datetime.fromisoformat
 _T = TypeVar("_T")
+# The count of times no upstream gave (``canonical`` without ``refused``), kept by no one.
+_UNCOUNTED: Final = Refusals()
 
 
-def canonical(text: str) -> str | None:
-    """An upstream's RFC 3339 / ISO 8601 time as the canonical string, or None if it is not one.
+def canonical(text: str, refused: Refusals | None = None) -> str | None:
+    """An upstream's RFC 3339 / ISO 8601 time as the canonical string, or None if it is not one
+    (counted in ``refused``; without, the text is no upstream's and nothing counts it).
 
     Upstreams already in the canonical form pass through untouched (the hot path); others
     (offsets, nanoseconds, no fraction) are parsed and rewritten. A time without an offset is
     taken to be UTC, as the upstream docs write their times.
     """
-    return canonical_or(text, None)
+    return canonical_or(text, None, _UNCOUNTED if refused is None else refused)
 
 
-def canonical_or(text: str | None, fallback: _T) -> str | _T:
-    """``text`` as a canonical time (see ``canonical``), or ``fallback`` if it is none or junk.
+def canonical_or(text: str | None, fallback: _T, refused: Refusals) -> str | _T:
+    """``text`` as a canonical time (see ``canonical``), or ``fallback`` if it is none or junk
+    (junk is counted in ``refused``; no text at all is not).
 
     Every event's time comes through here, so this is the one implementation and ``canonical``
     calls it, not the other way round: a call less per event.
@@ -121,7 +138,7 @@ def canonical_or(text: str | None, fallback: _T) -> str | _T:
         try:
             _fromisoformat(text[:19])
         except ValueError:
-            REFUSED[0] += 1
+            refused.add()
             return fallback
         if len(_checked) >= _CHECKED_MAX:
             _checked.clear()
@@ -129,7 +146,7 @@ def canonical_or(text: str | None, fallback: _T) -> str | _T:
         return text
     rewritten = _rewrite(text)
     if rewritten is None:
-        REFUSED[0] += 1
+        refused.add()
         return fallback
     return rewritten
 

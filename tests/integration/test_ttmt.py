@@ -15,7 +15,7 @@ import pytest
 
 from tests import hostile
 from tests.conftest import Collector
-from tradebus import config
+from tradebus import config, times
 from tradebus.adapters.base import SourceContext, factory_for
 from tradebus.adapters.ttmt import wire
 from tradebus.adapters.ttmt.adapter import TtmtAdapter
@@ -95,7 +95,7 @@ def expected(sim: TtmtSimulator, ids: range) -> list[Event]:
     out: list[Event] = []
     for n in ids:
         message = wire.decode(msgspec.json.encode(sim.produced[n]))
-        out += cache.apply(normalize(message, NAME, "2026-01-01T00:00:00.000Z"))
+        out += cache.apply(normalize(message, NAME, "2026-01-01T00:00:00.000Z", times.Refusals()))
     return out
 
 

@@ -3,7 +3,7 @@ message is refused (``ValidationError``, so the adapter counts it as bad input).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -11,11 +11,14 @@ import pytest
 
 from tradebus import times
 from tradebus.adapters import bounds
+from tradebus.adapters.base import SourceContext
 from tradebus.adapters.mt4bridge import normalize as mt4_normalize
 from tradebus.adapters.mt4bridge import wire as mt4
 from tradebus.adapters.tpalerts import wire as tp
 from tradebus.adapters.traderws import wire as tws
+from tradebus.adapters.ttmt import normalize as ttmt_normalize
 from tradebus.adapters.ttmt import wire as ttmt
+from tradebus.schemas.events import Event
 
 Decode = Callable[[bytes], Any]
 
@@ -130,24 +133,56 @@ def test_the_bounds_are_the_documented_numbers() -> None:
 
 @pytest.mark.parametrize("junk", ["not-a-time", "2026-02-30T00:00:00Z", "x" * 64])
 def test_a_time_that_is_no_time_is_refused_and_counted(junk: str) -> None:
-    """Junk in a time field falls back to the receipt time, and ``REFUSED`` rises by one."""
-    before = times.REFUSED[0]
-    assert times.canonical_or(junk, "fallback") == "fallback"
-    assert times.REFUSED[0] == before + 1
+    """Junk in a time field falls back to the receipt time, and the count rises by one."""
+    refused = times.Refusals()
+    assert times.canonical_or(junk, "fallback", refused) == "fallback"
+    assert refused.count == 1
+    assert times.canonical(junk, refused) is None
+    assert refused.count == 2
 
 
 def test_a_good_or_missing_time_is_not_counted() -> None:
     """Only junk counts: a canonical time, another RFC 3339 shape, or none at all do not."""
-    before = times.REFUSED[0]
-    assert times.canonical_or("2026-06-09T14:32:01.123Z", "f") == "2026-06-09T14:32:01.123Z"
-    assert times.canonical_or("2026-06-09T16:32:01+02:00", "f") == "2026-06-09T14:32:01.000Z"
-    assert times.canonical_or(None, "f") == "f"
-    assert times.REFUSED[0] == before
+    refused = times.Refusals()
+    assert times.canonical_or("2026-06-09T14:32:01.123Z", "f", refused) == (
+        "2026-06-09T14:32:01.123Z"
+    )
+    assert times.canonical_or("2026-06-09T16:32:01+02:00", "f", refused) == (
+        "2026-06-09T14:32:01.000Z"
+    )
+    assert times.canonical_or(None, "f", refused) == "f"
+    assert refused.count == 0
 
 
 @pytest.mark.parametrize("epoch", [1e300, float("nan"), -1.0])
 def test_an_mt4_epoch_no_canonical_time_holds_is_counted(epoch: float) -> None:
     """An epoch time past year 9999 (or NaN, or negative) is the receipt time, and counted."""
-    before = times.REFUSED[0]
-    assert mt4_normalize.upstream_time(epoch, "received") == "received"
-    assert times.REFUSED[0] == before + 1
+    refused = times.Refusals()
+    assert mt4_normalize.upstream_time(epoch, "received", refused) == "received"
+    assert refused.count == 1
+
+
+async def _dropped(events: Sequence[Event]) -> None:
+    pass
+
+
+def test_two_sources_count_their_own_refused_times() -> None:
+    """Each source's normalizers count into that source's ``time_fallback`` alone: junk times of
+    one, interleaved with good and junk ones of another, never show up in the other's count."""
+    first = SourceContext("a", "ttmt", _dropped)
+    second = SourceContext("b", "mt4bridge", _dropped)
+    junk = ttmt.decode(
+        '{"type":"tp_hit","eventId":1,"timestamp":"soon","data":{"tradeId":"t1","tpLevel":"TP1"}}'
+    )
+    good = "2026.06.09 14:31:05"
+    received = "2026-06-09T14:50:00.007Z"
+    (event,) = ttmt_normalize.normalize(junk, "a", received, first.refused)
+    assert event.time == received
+    assert mt4_normalize.upstream_time(good, received, second.refused) != received
+    assert mt4_normalize.upstream_time(1e300, received, second.refused) == received
+    ttmt_normalize.normalize(junk, "a", received, first.refused)
+    assert mt4_normalize.upstream_time("never", received, second.refused) == received
+    assert first.counters["time_fallback"] == 2
+    assert second.counters["time_fallback"] == 2
+    assert first.refused.count == 2
+    assert "time_fallback" not in SourceContext("c", "ttmt", _dropped).counters

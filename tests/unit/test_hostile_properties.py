@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import hostile
+from tradebus import times
 from tradebus.adapters import bounds
 from tradebus.adapters.mt4bridge import normalize as mt4_normalize
 from tradebus.adapters.mt4bridge import wire as mt4_wire
@@ -183,7 +184,7 @@ def ttmt_message(raw: bytes, cache: SymbolCache) -> list[Event]:
     if builder is None:
         return []
     try:
-        events = builder(decoded, SOURCE, RECEIVED)
+        events = builder(decoded, SOURCE, RECEIVED, times.Refusals())
     except ValueError:
         return []
     return cache.apply(events)
@@ -222,7 +223,7 @@ def tp_message(name: str, raw: bytes, cache: tp_normalize.AlertCache) -> list[Ev
         return []
     tp_normalize.event_id(SOURCE, decoded)
     try:
-        return cache.events(decoded, SOURCE, RECEIVED)
+        return cache.events(decoded, SOURCE, RECEIVED, times.Refusals())
     except ValueError:
         return []
 
@@ -270,9 +271,9 @@ mt4_frames = mt4_one | st.lists(mt4_one, min_size=1, max_size=4).map(
 def mt4_events(msg: mt4_wire.Message) -> list[Event]:
     """As ``Mt4BridgeAdapter._on_message`` normalizes one decoded message."""
     if isinstance(msg, mt4_wire.Quote):
-        return [mt4_normalize.quote(msg, SOURCE, None, RECEIVED)]
+        return [mt4_normalize.quote(msg, SOURCE, None, RECEIVED, times.Refusals())]
     if isinstance(msg, mt4_wire.Profit):
-        return [mt4_normalize.profit(msg, SOURCE, None, RECEIVED)]
+        return [mt4_normalize.profit(msg, SOURCE, None, RECEIVED, times.Refusals())]
     if not isinstance(msg, mt4_wire.Order):
         return []
     name = msg.event.strip().lower()
@@ -280,10 +281,17 @@ def mt4_events(msg: mt4_wire.Message) -> list[Event]:
         position = mt4_normalize.position_from_order(msg)
         return [
             mt4_normalize.position_event(
-                name, position, SOURCE, None, RECEIVED, when=msg.time, reason=msg.reason
+                name,
+                position,
+                SOURCE,
+                None,
+                RECEIVED,
+                refused=times.Refusals(),
+                when=msg.time,
+                reason=msg.reason,
             )
         ]
-    event = mt4_normalize.order(msg, SOURCE, None, RECEIVED)
+    event = mt4_normalize.order(msg, SOURCE, None, RECEIVED, times.Refusals())
     return [] if event is None else [event]
 
 

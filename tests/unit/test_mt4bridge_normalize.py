@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tradebus import times
 from tradebus.adapters.mt4bridge import normalize, wire
 from tradebus.adapters.mt4bridge.adapter import ws_url
 from tradebus.schemas.events import (
@@ -108,7 +109,9 @@ def test_positions_decode_and_reconcile_to_position_opened() -> None:
     assert not normalize.is_open_position(snapshot.orders[0])
     first, second = snapshot.positions
     assert normalize.is_open_position(first)
-    assert normalize.position_event("opened", first, SRC, ACCOUNT, RECEIVED) == PositionOpened(
+    assert normalize.position_event(
+        "opened", first, SRC, ACCOUNT, RECEIVED, refused=times.Refusals()
+    ) == PositionOpened(
         id=f"{SRC}:pos:50011:opened",
         source=SRC,
         provider="mt4bridge",
@@ -127,7 +130,9 @@ def test_positions_decode_and_reconcile_to_position_opened() -> None:
             unrealized_profit=25.0,
         ),
     )
-    closed = normalize.position_event("closed", second, SRC, ACCOUNT, RECEIVED, reason="reconciled")
+    closed = normalize.position_event(
+        "closed", second, SRC, ACCOUNT, RECEIVED, refused=times.Refusals(), reason="reconciled"
+    )
     assert closed == PositionClosed(
         id=f"{SRC}:pos:50012:closed",
         source=SRC,
@@ -150,18 +155,27 @@ def test_positions_decode_and_reconcile_to_position_opened() -> None:
 
 def test_mt4_terminal_time_format_is_read_as_utc() -> None:
     """ "2026.06.09 14:31:05" (the terminal's format) becomes the canonical UTC time."""
-    assert normalize.upstream_time("2026.06.09 14:31:05", RECEIVED) == "2026-06-09T14:31:05.000Z"
-    assert normalize.upstream_time(1781015521123, RECEIVED) == "2026-06-09T14:32:01.123Z"
-    assert normalize.upstream_time(1781015521.5, RECEIVED) == "2026-06-09T14:32:01.500Z"
-    assert normalize.upstream_time("not a time", RECEIVED) == RECEIVED
-    assert normalize.upstream_time(None, RECEIVED) == RECEIVED
+    assert (
+        normalize.upstream_time("2026.06.09 14:31:05", RECEIVED, times.Refusals())
+        == "2026-06-09T14:31:05.000Z"
+    )
+    assert (
+        normalize.upstream_time(1781015521123, RECEIVED, times.Refusals())
+        == "2026-06-09T14:32:01.123Z"
+    )
+    assert (
+        normalize.upstream_time(1781015521.5, RECEIVED, times.Refusals())
+        == "2026-06-09T14:32:01.500Z"
+    )
+    assert normalize.upstream_time("not a time", RECEIVED, times.Refusals()) == RECEIVED
+    assert normalize.upstream_time(None, RECEIVED, times.Refusals()) == RECEIVED
 
 
 def test_quote_normalizes_with_content_id() -> None:
     """A quote message → quote.updated with bid/ask, its own time and a content-derived id."""
     msg = _one("ws_quote.json")
     assert isinstance(msg, wire.Quote)
-    assert normalize.quote(msg, SRC, ACCOUNT, RECEIVED) == QuoteUpdated(
+    assert normalize.quote(msg, SRC, ACCOUNT, RECEIVED, times.Refusals()) == QuoteUpdated(
         id=f"{SRC}:quote:EURUSD:2026-06-09T14:32:01.123Z:1.07741:1.07749",
         source=SRC,
         provider="mt4bridge",
@@ -180,7 +194,7 @@ def test_quote_ids_write_each_price_as_an_f_string_does(prices: list[float | Non
     for n, bid in enumerate(prices):
         ask = prices[-n - 1]
         msg = wire.Quote(symbol="EURUSD", bid=bid, ask=ask, time="2026-06-09T14:32:01.123Z")
-        event = normalize.quote(msg, SRC, ACCOUNT, RECEIVED)
+        event = normalize.quote(msg, SRC, ACCOUNT, RECEIVED, times.Refusals())
         assert event.id == f"{SRC}:quote:EURUSD:2026-06-09T14:32:01.123Z:{bid}:{ask}"
 
 
@@ -188,7 +202,7 @@ def test_profit_normalizes_to_position_updated() -> None:
     """A profit message → position.updated carrying the floating profit and current price."""
     msg = _one("ws_profit.json")
     assert isinstance(msg, wire.Profit)
-    assert normalize.profit(msg, SRC, ACCOUNT, RECEIVED) == PositionUpdated(
+    assert normalize.profit(msg, SRC, ACCOUNT, RECEIVED, times.Refusals()) == PositionUpdated(
         id=f"{SRC}:profit:50011:2026-06-09T14:32:01.123Z:24.2",
         source=SRC,
         provider="mt4bridge",
@@ -204,7 +218,7 @@ def test_order_filled_normalizes_with_task_id() -> None:
     """An order "filled" → order.filled, id from the task id, all execution fields kept."""
     msg = _one("ws_order_filled.json")
     assert isinstance(msg, wire.Order)
-    assert normalize.order(msg, SRC, ACCOUNT, RECEIVED) == OrderFilled(
+    assert normalize.order(msg, SRC, ACCOUNT, RECEIVED, times.Refusals()) == OrderFilled(
         id=f"{SRC}:order:task_8f2a1c:filled",
         source=SRC,
         provider="mt4bridge",
@@ -229,7 +243,7 @@ def test_order_partially_filled_id_carries_the_filled_volume() -> None:
     """Each partial fill of one task gets its own id (the filled volume so far)."""
     msg = _one("ws_order_partially_filled.json")
     assert isinstance(msg, wire.Order)
-    event = normalize.order(msg, SRC, ACCOUNT, RECEIVED)
+    event = normalize.order(msg, SRC, ACCOUNT, RECEIVED, times.Refusals())
     assert isinstance(event, OrderPartiallyFilled)
     assert event.id == f"{SRC}:order:task_8f2a1d:partially_filled:0.4"
     assert event.symbol == "XAUUSD"
@@ -249,7 +263,7 @@ def test_order_rejected_keeps_reason() -> None:
     """An order "rejected" without a ticket → order.rejected with the broker's reason."""
     msg = _one("ws_order_rejected.json")
     assert isinstance(msg, wire.Order)
-    assert normalize.order(msg, SRC, ACCOUNT, RECEIVED) == OrderRejected(
+    assert normalize.order(msg, SRC, ACCOUNT, RECEIVED, times.Refusals()) == OrderRejected(
         id=f"{SRC}:order:task_8f2a1e:rejected",
         source=SRC,
         provider="mt4bridge",
@@ -273,7 +287,7 @@ def test_order_opened_and_closed_give_position_events_with_reconcile_ids() -> No
     closed = _one("ws_order_closed.json")
     assert isinstance(opened, wire.Order)
     assert isinstance(closed, wire.Order)
-    assert normalize.order(opened, SRC, ACCOUNT, RECEIVED) == PositionOpened(
+    assert normalize.order(opened, SRC, ACCOUNT, RECEIVED, times.Refusals()) == PositionOpened(
         id=f"{SRC}:pos:50011:opened",
         source=SRC,
         provider="mt4bridge",
@@ -290,7 +304,7 @@ def test_order_opened_and_closed_give_position_events_with_reconcile_ids() -> No
             take_profit=1.079,
         ),
     )
-    assert normalize.order(closed, SRC, ACCOUNT, RECEIVED) == PositionClosed(
+    assert normalize.order(closed, SRC, ACCOUNT, RECEIVED, times.Refusals()) == PositionClosed(
         id=f"{SRC}:pos:50011:closed",
         source=SRC,
         provider="mt4bridge",
@@ -312,11 +326,18 @@ def test_order_opened_and_closed_give_position_events_with_reconcile_ids() -> No
 
 def test_order_unknown_event_and_missing_ids() -> None:
     """An unknown order event gives None; one naming no task nor ticket is a ValueError."""
-    assert normalize.order(wire.Order(event="expired", task_id="t1"), SRC, None, RECEIVED) is None
+    assert (
+        normalize.order(
+            wire.Order(event="expired", task_id="t1"), SRC, None, RECEIVED, times.Refusals()
+        )
+        is None
+    )
     with pytest.raises(ValueError, match="without a taskId or ticket"):
-        normalize.order(wire.Order(event="filled"), SRC, None, RECEIVED)
+        normalize.order(wire.Order(event="filled"), SRC, None, RECEIVED, times.Refusals())
     with pytest.raises(ValueError, match="without a ticket"):
-        normalize.order(wire.Order(event="opened", task_id="t1"), SRC, None, RECEIVED)
+        normalize.order(
+            wire.Order(event="opened", task_id="t1"), SRC, None, RECEIVED, times.Refusals()
+        )
 
 
 def test_batch_frame_splits_known_unknown_and_broken() -> None:

@@ -73,7 +73,11 @@ def test_a_time_of_the_right_shape_but_no_real_date_is_junk(text: str) -> None:
     """No such day or hour: not canonical, so the event keeps its receipt time."""
     assert times.canonical(text) is None
     assert times.canonical(text) is None  # never memoized
-    assert times.canonical_or(text, "2026-06-09T14:32:01.500Z") == "2026-06-09T14:32:01.500Z"
+    refused = times.Refusals()
+    assert times.canonical_or(text, "2026-06-09T14:32:01.500Z", refused) == (
+        "2026-06-09T14:32:01.500Z"
+    )
+    assert refused.count == 1
 
 
 def test_canonical_memo_stays_bounded_and_never_admits_a_rewrite() -> None:
@@ -230,7 +234,11 @@ def test_canonical_of_any_isoformat_is_canonical(moment: datetime, sep: str) -> 
 def test_canonical_or_falls_back_for_missing_or_junk_times() -> None:
     """A missing, empty or unparseable upstream time gives the fallback; a time its canonical."""
     fallback = "2026-01-01T00:00:00.000Z"
-    assert times.canonical_or(None, fallback) == fallback
-    assert times.canonical_or("", fallback) == fallback
-    assert times.canonical_or("yesterday", fallback) == fallback
-    assert times.canonical_or("2026-06-09T16:32:01.1+02:00", fallback) == "2026-06-09T14:32:01.100Z"
+    refused = times.Refusals()
+    assert times.canonical_or(None, fallback, refused) == fallback
+    assert times.canonical_or("", fallback, refused) == fallback
+    assert times.canonical_or("yesterday", fallback, refused) == fallback
+    assert times.canonical_or("2026-06-09T16:32:01.1+02:00", fallback, refused) == (
+        "2026-06-09T14:32:01.100Z"
+    )
+    assert refused.count == 1  # "yesterday" alone: no time at all is not a refusal

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tradebus import times
 from tradebus.adapters.tpalerts import wire
 from tradebus.adapters.tpalerts.normalize import (
     AlertCache,
@@ -62,7 +63,7 @@ def test_ping_with_the_docs_trailing_comma_decodes_as_ping() -> None:
     assert wire.event_name(event) == "ping"
     message = decode_golden("ping")
     assert message == wire.Ping(ping="2024-03-27T20:12:11.614599318Z")
-    assert normalize(message, "alerts", RECEIVED) == []
+    assert normalize(message, "alerts", RECEIVED, times.Refusals()) == []
 
 
 def test_working_is_signal_detected_with_every_field() -> None:
@@ -79,7 +80,7 @@ def test_working_is_signal_detected_with_every_field() -> None:
         started_at="2024-03-27T19:50:11.946Z",
         token=TOKEN,
     )
-    assert normalize(message, "alerts", RECEIVED) == [
+    assert normalize(message, "alerts", RECEIVED, times.Refusals()) == [
         SignalDetected(
             id="alerts:35443:working",
             source="alerts",
@@ -106,7 +107,7 @@ def test_ongoing_is_signal_active_filled_from_the_working_context() -> None:
     """The doc's ``onGoing`` becomes signal.active at receipt time, with the alert's context."""
     message = decode_golden("ongoing")
     assert message == wire.OnGoing(id=35443, token=TOKEN)
-    assert normalize(message, "alerts", RECEIVED, CONTEXT) == [
+    assert normalize(message, "alerts", RECEIVED, times.Refusals(), CONTEXT) == [
         SignalActive(
             id="alerts:35443:onGoing",
             source="alerts",
@@ -132,7 +133,7 @@ def test_aborted_is_signal_aborted_with_token_state() -> None:
     """The doc's ``aborted`` becomes signal.aborted with tokenState and the alert's context."""
     message = decode_golden("aborted")
     assert message == wire.Aborted(id=35443, token=TOKEN, token_state="REIMBURSED")
-    assert normalize(message, "alerts", RECEIVED, CONTEXT) == [
+    assert normalize(message, "alerts", RECEIVED, times.Refusals(), CONTEXT) == [
         SignalAborted(
             id="alerts:35443:aborted",
             source="alerts",
@@ -166,7 +167,7 @@ def test_closed_is_signal_closed_timed_by_closed_at() -> None:
         token=TOKEN,
         token_state="REIMBURSED",
     )
-    assert normalize(message, "alerts", RECEIVED, CONTEXT) == [
+    assert normalize(message, "alerts", RECEIVED, times.Refusals(), CONTEXT) == [
         SignalClosed(
             id="alerts:35443:closed",
             source="alerts",
@@ -194,7 +195,7 @@ def test_closed_is_signal_closed_timed_by_closed_at() -> None:
 
 def test_closed_without_context_has_null_symbol_and_prices() -> None:
     """A close whose working event was never seen keeps its own fields and nulls the rest."""
-    (event,) = normalize(decode_golden("closed"), "alerts", RECEIVED, None)
+    (event,) = normalize(decode_golden("closed"), "alerts", RECEIVED, times.Refusals(), None)
     assert event.symbol is None
     assert event.data == SignalData(
         alert_id=35443,
@@ -234,7 +235,7 @@ def test_missing_optional_fields_decode_as_none() -> None:
     """A working event with only its id still normalizes; time falls back to receipt time."""
     message = wire.decode("working", '{"id": 7}')
     assert message == wire.Working(id=7)
-    assert normalize(message, "alerts", RECEIVED) == [
+    assert normalize(message, "alerts", RECEIVED, times.Refusals()) == [
         SignalDetected(
             id="alerts:7:working",
             source="alerts",
@@ -248,7 +249,9 @@ def test_missing_optional_fields_decode_as_none() -> None:
 
 def test_unparseable_time_falls_back_to_receipt_time() -> None:
     """A startedAt that is not a date leaves started_at null and times the event on receipt."""
-    (event,) = normalize(wire.Working(id=8, started_at="yesterday"), "alerts", RECEIVED)
+    (event,) = normalize(
+        wire.Working(id=8, started_at="yesterday"), "alerts", RECEIVED, times.Refusals()
+    )
     assert event.time == RECEIVED
     assert event.data == SignalData(alert_id=8)
 
@@ -256,7 +259,7 @@ def test_unparseable_time_falls_back_to_receipt_time() -> None:
 def test_nanosecond_and_offset_times_are_made_canonical() -> None:
     """A closedAt with nanoseconds and an offset becomes the canonical millisecond UTC form."""
     message = wire.Closed(id=9, closed_at="2024-04-06T14:47:51.327999999+02:00")
-    (event,) = normalize(message, "alerts", RECEIVED)
+    (event,) = normalize(message, "alerts", RECEIVED, times.Refusals())
     assert event.time == "2024-04-06T12:47:51.327Z"
     assert event.data == SignalData(alert_id=9, closed_at="2024-04-06T12:47:51.327Z")
 
@@ -279,26 +282,32 @@ def test_cache_fills_later_events_and_forgets_terminal_ones() -> None:
     cache = AlertCache(maxsize=10)
     working = decode_golden("working")
     assert isinstance(working, wire.Working)
-    assert context_of(working) == CONTEXT
-    detected = cache.events(working, "alerts", RECEIVED)
+    assert context_of(working, times.Refusals()) == CONTEXT
+    detected = cache.events(working, "alerts", RECEIVED, times.Refusals())
     assert [e.symbol for e in detected] == ["BTC/USD"]
     assert len(cache) == 1
-    (active,) = cache.events(decode_golden("ongoing"), "alerts", RECEIVED)
-    assert active == normalize(decode_golden("ongoing"), "alerts", RECEIVED, CONTEXT)[0]
-    (closed,) = cache.events(decode_golden("closed"), "alerts", RECEIVED)
-    assert closed == normalize(decode_golden("closed"), "alerts", RECEIVED, CONTEXT)[0]
+    (active,) = cache.events(decode_golden("ongoing"), "alerts", RECEIVED, times.Refusals())
+    assert (
+        active
+        == normalize(decode_golden("ongoing"), "alerts", RECEIVED, times.Refusals(), CONTEXT)[0]
+    )
+    (closed,) = cache.events(decode_golden("closed"), "alerts", RECEIVED, times.Refusals())
+    assert (
+        closed
+        == normalize(decode_golden("closed"), "alerts", RECEIVED, times.Refusals(), CONTEXT)[0]
+    )
     assert len(cache) == 0
-    assert cache.events(decode_golden("ping"), "alerts", RECEIVED) == []
+    assert cache.events(decode_golden("ping"), "alerts", RECEIVED, times.Refusals()) == []
 
 
 def test_cache_is_bounded_and_drops_the_oldest_alert() -> None:
     """Past ``maxsize`` live alerts the oldest loses its context; the newer keep theirs."""
     cache = AlertCache(maxsize=2)
     for alert_id, ticker in ((1, "EUR/USD"), (2, "GBP/USD"), (3, "USD/JPY")):
-        cache.events(wire.Working(id=alert_id, ticker=ticker), "alerts", RECEIVED)
+        cache.events(wire.Working(id=alert_id, ticker=ticker), "alerts", RECEIVED, times.Refusals())
     assert len(cache) == 2
     symbols = [
-        cache.events(wire.Aborted(id=alert_id), "alerts", RECEIVED)[0].symbol
+        cache.events(wire.Aborted(id=alert_id), "alerts", RECEIVED, times.Refusals())[0].symbol
         for alert_id in (1, 2, 3)
     ]
     assert symbols == [None, "GBP/USD", "USD/JPY"]
@@ -322,7 +331,7 @@ def test_any_working_payload_round_trips_into_the_event(
     payload = {"id": alert_id, "ticker": ticker, "start": start, "target": target, "stop": stop}
     message = wire.decode("working", msgspec.json.encode(payload))
     assert message is not None
-    (event,) = normalize(message, "s", RECEIVED)
+    (event,) = normalize(message, "s", RECEIVED, times.Refusals())
     assert event.id == f"s:{alert_id}:working"
     assert event.symbol == ticker
     assert event.data == SignalData(alert_id=alert_id, entry=start, target=target, stop=stop)
@@ -341,11 +350,14 @@ def test_golden_feed_gives_the_same_events_however_it_is_chunked(cuts: list[int]
         for message in decoder.feed(feed[start:end]):
             decoded = wire.decode(message.event, message.data)
             assert decoded is not None
-            events.extend(cache.events(decoded, "alerts", RECEIVED))
+            events.extend(cache.events(decoded, "alerts", RECEIVED, times.Refusals()))
     assert [e.id for e in events] == [
         "alerts:35443:working",
         "alerts:35443:onGoing",
         "alerts:35443:closed",
     ]
     assert [e.symbol for e in events] == ["BTC/USD"] * 3
-    assert events[2] == normalize(decode_golden("closed"), "alerts", RECEIVED, CONTEXT)[0]
+    assert (
+        events[2]
+        == normalize(decode_golden("closed"), "alerts", RECEIVED, times.Refusals(), CONTEXT)[0]
+    )

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tradebus import times
 from tradebus.adapters.traderws import normalize, wire
 from tradebus.schemas.events import (
     AccountData,
@@ -41,7 +42,7 @@ def test_doc_quote_event_normalizes_to_quote_updated() -> None:
     """The doc's quoteEvent example becomes one quote.updated with its own ts and prices."""
     msg = wire.decode(golden("quoteEvent.json"))
     assert isinstance(msg, wire.QuoteEvent)
-    assert normalize.quote(msg, SRC, RECEIVED) == [
+    assert normalize.quote(msg, SRC, RECEIVED, times.Refusals()) == [
         QuoteUpdated(
             id="tws:quote:EURUSD:2026-06-01T12:00:00Z:1.0843:1.0844",
             source=SRC,
@@ -60,7 +61,7 @@ def quote_id(bid: float | None, ask: float | None) -> str:
     )
     msg = wire.decode(raw)
     assert isinstance(msg, wire.QuoteEvent)
-    [event] = normalize.quote(msg, SRC, RECEIVED)
+    [event] = normalize.quote(msg, SRC, RECEIVED, times.Refusals())
     return event.id
 
 
@@ -84,7 +85,7 @@ def test_quote_without_ts_uses_receipt_time() -> None:
     """A quote without ts is stamped (and identified) by its receipt time."""
     msg = wire.decode(b'{"type":"quoteEvent","payload":{"symbol":"X","bid":1,"extra":{"a":1}}}')
     assert isinstance(msg, wire.QuoteEvent)
-    [event] = normalize.quote(msg, SRC, RECEIVED)
+    [event] = normalize.quote(msg, SRC, RECEIVED, times.Refusals())
     assert (event.id, event.time) == (f"tws:quote:X:{RECEIVED}:1.0:", RECEIVED)
 
 
@@ -92,11 +93,12 @@ def test_depth_event_normalizes_levels_and_content_id() -> None:
     """depthEvent becomes depth.updated with [price, volume] levels and a content-derived id."""
     msg = wire.decode(golden("depthEvent.json"))
     assert isinstance(msg, wire.DepthEvent)
-    [event] = normalize.depth(msg, SRC, RECEIVED)
+    [event] = normalize.depth(msg, SRC, RECEIVED, times.Refusals())
     assert isinstance(event, DepthUpdated)
     assert event.id.startswith("tws:depth:EURUSD:2026-06-01T12:00:00.500Z:")
     assert len(event.id.rsplit(":", 1)[1]) == 8
-    assert normalize.depth(wire.decode(golden("depthEvent.json")), SRC, "other")[0].id == event.id  # type: ignore[arg-type]
+    again = wire.decode(golden("depthEvent.json"))
+    assert normalize.depth(again, SRC, "other", times.Refusals())[0].id == event.id  # type: ignore[arg-type]
     assert (event.time, event.symbol) == ("2026-06-01T12:00:00.500Z", "EURUSD")
     assert event.data == DepthData(
         bids=(DepthLevel(1.0843, 1500000), DepthLevel(1.0842, 3000000)),
@@ -119,7 +121,7 @@ def test_execution_status_maps_to_order_event(
     filled, remaining, price, position = expected
     msg = wire.decode(golden(f"executionEvent_{name}.json"))
     assert isinstance(msg, wire.ExecutionEvent)
-    [event] = normalize.execution(msg, SRC, RECEIVED)
+    [event] = normalize.execution(msg, SRC, RECEIVED, times.Refusals())
     assert event_type(event) == type_
     ex = msg.payload.execution_id
     assert (event.id, event.account, event.symbol) == (f"tws:exec:{ex}", "acc_123", "EURUSD")
@@ -143,11 +145,13 @@ def test_execution_cancelled_and_rejected_keep_reason() -> None:
         wire.decode(golden("executionEvent_cancelled.json")),  # type: ignore[arg-type]
         SRC,
         RECEIVED,
+        times.Refusals(),
     )[0]
     rejected = normalize.execution(
         wire.decode(golden("executionEvent_rejected.json")),  # type: ignore[arg-type]
         SRC,
         RECEIVED,
+        times.Refusals(),
     )[0]
     assert event_type(cancelled) == "order.cancelled"
     assert cancelled.data == OrderData(
@@ -169,14 +173,14 @@ def test_unknown_execution_status_raises_value_error() -> None:
     """An execution status the model cannot take is a ValueError (counted as bad input)."""
     raw = b'{"type":"executionEvent","payload":{"executionId":"e","orderId":"o","status":"WEIRD"}}'
     with pytest.raises(ValueError, match="WEIRD"):
-        normalize.execution(wire.decode(raw), SRC, RECEIVED)  # type: ignore[arg-type]
+        normalize.execution(wire.decode(raw), SRC, RECEIVED, times.Refusals())  # type: ignore[arg-type]
 
 
 def test_portfolio_event_gives_positions_then_account() -> None:
     """portfolioEvent: one position.* per position (by change), then account.updated, ids #n."""
     msg = wire.decode(golden("portfolioEvent.json"))
     assert isinstance(msg, wire.PortfolioEvent)
-    events = normalize.portfolio(msg, SRC, RECEIVED)
+    events = normalize.portfolio(msg, SRC, RECEIVED, times.Refusals())
     assert [event_type(e) for e in events] == [
         "position.opened",
         "position.closed",
@@ -227,11 +231,11 @@ def test_portfolio_position_without_change_infers_type() -> None:
         b'{"type":"portfolioEvent","payload":{"accountId":"a","ts":"2026-06-01T12:00:00Z",'
         b'"positions":[{"positionId":"p1","quantity":0}]}}'
     )
-    [event] = normalize.portfolio(wire.decode(raw), SRC, RECEIVED)  # type: ignore[arg-type]
+    [event] = normalize.portfolio(wire.decode(raw), SRC, RECEIVED, times.Refusals())  # type: ignore[arg-type]
     assert isinstance(event, PositionClosed)
     assert "#" not in event.id
     raw2 = raw.replace(b'"quantity":0', b'"quantity":2')
-    [event2] = normalize.portfolio(wire.decode(raw2), SRC, RECEIVED)  # type: ignore[arg-type]
+    [event2] = normalize.portfolio(wire.decode(raw2), SRC, RECEIVED, times.Refusals())  # type: ignore[arg-type]
     assert isinstance(event2, PositionUpdated)
 
 
@@ -239,7 +243,7 @@ def test_metrics_event_normalizes_to_account_updated() -> None:
     """metricsEvent becomes account.updated with equity, margin and P&L."""
     msg = wire.decode(golden("metricsEvent.json"))
     assert isinstance(msg, wire.MetricsEvent)
-    [event] = normalize.metrics(msg, SRC, RECEIVED)
+    [event] = normalize.metrics(msg, SRC, RECEIVED, times.Refusals())
     assert isinstance(event, AccountUpdated)
     assert event.id.startswith("tws:metrics:acc_123:2026-06-01T12:00:02Z:")
     assert (event.time, event.account, event.symbol) == (
@@ -262,7 +266,7 @@ def test_error_normalizes_to_status_error() -> None:
     """error becomes status.error with the upstream's code and message."""
     msg = wire.decode(golden("error.json"))
     assert isinstance(msg, wire.Error)
-    assert normalize.error(msg, SRC, RECEIVED) == [
+    assert normalize.error(msg, SRC, RECEIVED, times.Refusals()) == [
         StatusError(
             id=f"tws:error:{RECEIVED}:UNKNOWN_SYMBOL",
             source=SRC,

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tradebus import times
 from tradebus.adapters.ttmt import wire
 from tradebus.adapters.ttmt.normalize import SymbolCache, normalize
 from tradebus.schemas.events import (
@@ -42,7 +43,7 @@ def golden(name: str) -> bytes:
 
 
 def events_of(name: str) -> list[Event]:
-    return normalize(wire.decode(golden(name)), SOURCE, RECEIVED)
+    return normalize(wire.decode(golden(name)), SOURCE, RECEIVED, times.Refusals())
 
 
 def test_position_update_single_delta() -> None:
@@ -92,7 +93,7 @@ def test_position_update_batch_of_three_numbers_each_position() -> None:
         {**first, "id": "p2", "symbol": "EURUSD", "currentPrice": 1.08512},
         {"id": "p3"},
     ]
-    events = normalize(wire.decode(json.dumps(doc)), SOURCE, RECEIVED)
+    events = normalize(wire.decode(json.dumps(doc)), SOURCE, RECEIVED, times.Refusals())
     assert [e.id for e in events] == ["ttmt-main:11#1", "ttmt-main:11#2", "ttmt-main:11#3"]
     assert [e.symbol for e in events] == ["XAUUSD", "EURUSD", None]
     assert events[1].data == PositionData(
@@ -104,14 +105,14 @@ def test_position_update_batch_of_three_numbers_each_position() -> None:
 def test_position_update_empty_batch_gives_nothing() -> None:
     """An empty ``positions`` list is a batch of no positions: no event."""
     raw = b'{"type":"position_update","eventId":3,"data":{"positions":[]}}'
-    assert normalize(wire.decode(raw), SOURCE, RECEIVED) == []
+    assert normalize(wire.decode(raw), SOURCE, RECEIVED, times.Refusals()) == []
 
 
 def test_position_update_without_any_position_is_rejected() -> None:
     """A position_update with neither positionId nor positions is unusable: ValueError."""
     raw = b'{"type":"position_update","eventId":3,"data":{"symbol":"XAUUSD"}}'
     with pytest.raises(ValueError, match="positionId"):
-        normalize(wire.decode(raw), SOURCE, RECEIVED)
+        normalize(wire.decode(raw), SOURCE, RECEIVED, times.Refusals())
 
 
 def test_order_fill() -> None:
@@ -234,7 +235,7 @@ def test_breakeven_set_origin_is_null_even_if_a_signal_is_sent() -> None:
     """The doc says breakeven_set's signal is always null: a stray one is not trusted."""
     doc = json.loads(golden("breakeven_set"))
     doc["data"]["signal"] = json.loads(golden("signal"))["signal"]
-    (event,) = normalize(wire.decode(json.dumps(doc)), SOURCE, RECEIVED)
+    (event,) = normalize(wire.decode(json.dumps(doc)), SOURCE, RECEIVED, times.Refusals())
     assert event.origin is None
 
 
@@ -263,7 +264,7 @@ def test_auth_revoked_decodes_its_reason_and_is_left_to_the_adapter() -> None:
         timestamp="2026-06-09T15:00:00.000Z",
         data=wire.ReasonData(reason="key_revoked"),
     )
-    assert normalize(message, SOURCE, RECEIVED) == []
+    assert normalize(message, SOURCE, RECEIVED, times.Refusals()) == []
 
 
 @pytest.mark.parametrize("name", ["recycle", "recycle_bare"])
@@ -273,7 +274,7 @@ def test_recycle_in_both_doc_shapes_decodes_and_gives_no_event(name: str) -> Non
     assert isinstance(message, wire.Recycle)
     assert message.why == "max_lifetime"
     assert message.event_id == (100 if name == "recycle" else None)
-    assert normalize(message, SOURCE, RECEIVED) == []
+    assert normalize(message, SOURCE, RECEIVED, times.Refusals()) == []
 
 
 def test_signal_object_decodes_to_origin() -> None:
@@ -311,7 +312,7 @@ def test_malformed_payloads_raise_decode_errors(raw: bytes) -> None:
 def test_missing_optional_fields_are_null() -> None:
     """Only the identifying fields are required: the rest decode as null, time falls back."""
     raw = b'{"type":"order_fill","eventId":15,"data":{"orderId":"o1"}}'
-    assert normalize(wire.decode(raw), SOURCE, RECEIVED) == [
+    assert normalize(wire.decode(raw), SOURCE, RECEIVED, times.Refusals()) == [
         OrderFilled(
             id="ttmt-main:15",
             source=SOURCE,
@@ -326,7 +327,7 @@ def test_missing_optional_fields_are_null() -> None:
 def test_unparseable_timestamp_falls_back_to_receipt_time() -> None:
     """A timestamp that is not RFC 3339 is replaced by the receipt time."""
     raw = b'{"type":"tp_hit","eventId":1,"timestamp":"yesterday","data":{"tradeId":"t"}}'
-    (event,) = normalize(wire.decode(raw), SOURCE, RECEIVED)
+    (event,) = normalize(wire.decode(raw), SOURCE, RECEIVED, times.Refusals())
     assert event.time == RECEIVED
 
 
@@ -336,7 +337,7 @@ def test_timestamp_with_offset_is_made_canonical() -> None:
         b'{"type":"tp_hit","eventId":1,"timestamp":"2026-06-09T16:32:01+02:00",'
         b'"data":{"tradeId":"t"}}'
     )
-    (event,) = normalize(wire.decode(raw), SOURCE, RECEIVED)
+    (event,) = normalize(wire.decode(raw), SOURCE, RECEIVED, times.Refusals())
     assert event.time == "2026-06-09T14:32:01.000Z"
 
 
@@ -346,13 +347,15 @@ def test_extra_unknown_fields_are_ignored() -> None:
     doc["newTopLevel"] = {"x": 1}
     doc["data"]["commission"] = -0.21
     doc["data"]["signal"]["confidence"] = 0.9
-    assert normalize(wire.decode(json.dumps(doc)), SOURCE, RECEIVED) == events_of("order_fill")
+    assert normalize(wire.decode(json.dumps(doc)), SOURCE, RECEIVED, times.Refusals()) == events_of(
+        "order_fill"
+    )
 
 
 def test_signal_with_both_fields_null_is_no_origin() -> None:
     """A signal object whose fields are both null says nothing: origin is null."""
     raw = b'{"type":"tp_hit","eventId":1,"data":{"tradeId":"t","signal":{"signal_id":null}}}'
-    (event,) = normalize(wire.decode(raw), SOURCE, RECEIVED)
+    (event,) = normalize(wire.decode(raw), SOURCE, RECEIVED, times.Refusals())
     assert event.origin is None
 
 
@@ -388,10 +391,12 @@ def test_symbol_cache_is_bounded_and_leaves_unknown_ids_null() -> None:
         raw = (
             f'{{"type":"trade_executed","eventId":{n},"data":{{"tradeId":"t{n}","symbol":"S{n}"}}}}'
         )
-        cache.apply(normalize(wire.decode(raw), SOURCE, RECEIVED))
+        cache.apply(normalize(wire.decode(raw), SOURCE, RECEIVED, times.Refusals()))
     tp = '{{"type":"tp_hit","eventId":9,"data":{{"tradeId":"{}"}}}}'
     symbols = [
-        cache.apply(normalize(wire.decode(tp.format(t)), SOURCE, RECEIVED))[0].symbol
+        cache.apply(normalize(wire.decode(tp.format(t)), SOURCE, RECEIVED, times.Refusals()))[
+            0
+        ].symbol
         for t in ("t0", "t1", "t2", "nope")
     ]
     assert symbols == [None, "S1", "S2", None]
@@ -404,10 +409,16 @@ def test_symbol_cache_forgets_the_id_learnt_longest_ago_and_relearns_it() -> Non
     tp = '{{"type":"tp_hit","eventId":9,"data":{{"tradeId":"{}"}}}}'
 
     def learn(trade: str, symbol: str) -> None:
-        cache.apply(normalize(wire.decode(executed.format(trade, symbol)), SOURCE, RECEIVED))
+        cache.apply(
+            normalize(
+                wire.decode(executed.format(trade, symbol)), SOURCE, RECEIVED, times.Refusals()
+            )
+        )
 
     def symbol_of(trade: str) -> str | None:
-        return cache.apply(normalize(wire.decode(tp.format(trade)), SOURCE, RECEIVED))[0].symbol
+        return cache.apply(
+            normalize(wire.decode(tp.format(trade)), SOURCE, RECEIVED, times.Refusals())
+        )[0].symbol
 
     learn("t0", "S0")
     learn("t1", "S1")
@@ -424,7 +435,9 @@ def test_sse_frame_through_decoder_and_wire() -> None:
     frame = b"id: 18\ndata: " + json.dumps(json.loads(golden("tp_hit"))).encode() + b"\n\n"
     (message,) = SSEDecoder().feed(frame)
     assert message.id == "18"
-    assert normalize(wire.decode(message.data), SOURCE, RECEIVED) == events_of("tp_hit")
+    assert normalize(wire.decode(message.data), SOURCE, RECEIVED, times.Refusals()) == events_of(
+        "tp_hit"
+    )
 
 
 @given(st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=30))
@@ -443,5 +456,9 @@ def test_any_chunking_of_the_doc_stream_gives_the_same_events(cuts: list[int]) -
         messages += decoder.feed(stream[pos : pos + cut])
         pos += cut
     messages += decoder.feed(stream[pos:])
-    events = [e for m in messages for e in normalize(wire.decode(m.data), SOURCE, RECEIVED)]
+    events = [
+        e
+        for m in messages
+        for e in normalize(wire.decode(m.data), SOURCE, RECEIVED, times.Refusals())
+    ]
     assert events == [e for n in names for e in events_of(n)]

@@ -81,6 +81,10 @@ class SourceContext:
         self.clock = clock
         self.log: Any = log.get(source=name, provider=provider)
         self.counters: Counter[str] = Counter()
+        # Upstream times refused, counted as ``time_fallback``: an event kept, stamped with its
+        # receipt time, is not bad input, but a count that shows an upstream whose clock field
+        # is junk. Handed to the source's normalizers, which count into it.
+        self.refused = times.Refusals(self.counters, "time_fallback")
         # Events published, by class (``event_type`` of the class gives the wire name).
         self.published: Counter[type[Event]] = Counter()
         self.up = False  # connected: set by ``connected()`` and ``disconnected()``
@@ -210,16 +214,6 @@ class SourceContext:
                 error=None if error is None else log.excerpt(str(error)),
                 excerpt=log.excerpt(raw),
             )
-
-    def times_refused(self, mark: int) -> None:
-        """Count the upstream times refused since ``times.REFUSED[0]`` was ``mark``.
-
-        Such an event was kept, stamped with its receipt time: not bad input, but a counter
-        (``time_fallback``) that shows an upstream whose clock field is junk.
-        """
-        n = times.REFUSED[0] - mark
-        if n:
-            self.counters["time_fallback"] += n
 
     def unknown_type(self, name: str) -> None:
         """An event type this version does not know: not an error, counted per name.

@@ -237,7 +237,8 @@ class SSESource:
 
     A subclass handles reads (``_on_read``: publish what one read gave; return a planned end
     announced in-band, if any) and may refine ``_on_connected`` and ``_timed_out``. The base owns
-    the Last-Event-ID cursor (moved only after ``_on_read`` returned, i.e. after publishing),
+    the Last-Event-ID cursor (the first given as ``cursor``; moved only after ``_on_read``
+    returned, i.e. after publishing),
     the stream's ``retry:`` floor, the backoff, and the one status event of each connection's end.
     """
 
@@ -250,6 +251,7 @@ class SSESource:
         read_timeout: float,
         params: dict[str, str] | None = None,
         account: str | None = None,
+        cursor: str = "",
     ) -> None:
         self.name = config.name
         self.ctx = ctx
@@ -265,7 +267,7 @@ class SSESource:
         self._read_timeout = read_timeout
         self._params = params
         self._account = account
-        self._cursor = ""  # Last-Event-ID: moved only after its read was published
+        self._cursor = cursor  # Last-Event-ID: moved only after its read was published
         self._retry_floor = 0.0  # the stream's ``retry:``, in seconds
 
     async def run(self) -> None:

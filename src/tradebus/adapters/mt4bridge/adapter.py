@@ -27,6 +27,7 @@ import msgspec
 
 from tradebus import log, secret, times
 from tradebus.adapters.base import EndKind, SourceContext
+from tradebus.adapters.intake import Intake
 from tradebus.adapters.mt4bridge import normalize, wire
 from tradebus.adapters.mt4bridge.reconcile import Breaker, PositionBook
 from tradebus.adapters.transport import (
@@ -93,6 +94,9 @@ class Mt4BridgeAdapter:
         self.clock = ctx.transport
         self._breaker = Breaker(config.breaker_threshold, config.breaker_reset)
         self._book = PositionBook()
+        # One per reader (the WebSocket, the reconciliation): each runs its reads on its own.
+        self._frames: Intake[str] = Intake(ctx)
+        self._listing: Intake[str] = Intake(ctx)
         self._resume_from(ctx.history)
         self._rng = ctx.transport.rng("pause")
         self._session_id: str | None = None
@@ -441,20 +445,29 @@ class Mt4BridgeAdapter:
         self.ctx.log.debug(
             "reconciled", listed=len(listed), opened=len(diff.opened), closed=len(diff.closed)
         )
+        listed_changes = [("opened", p) for p in diff.opened]
+        listed_changes += [("closed", p) for p in diff.closed]
         received = times.from_epoch(self.clock.now())
-        refused = times.REFUSED[0]
-        for event, positions in (("opened", diff.opened), ("closed", diff.closed)):
-            for p in positions:
-                try:
-                    events.append(
-                        normalize.position_event(
-                            event, p, source, account, received, reason="reconciled"
-                        )
-                    )
-                except Exception as exc:  # noqa: BLE001 - one bad position, not the listing
-                    self.ctx.bad_input("positions", wire.encoder.encode(p), exc)
-        self.ctx.times_refused(refused)
+        # One bad position is its own bad input, not the listing's.
+        self._listing.each(listed_changes, self._listed, received, "positions", _position_raw)
+        events += self._listing.take()
         return events
+
+    def _listed(
+        self, change: tuple[str, wire.Position], received: str, events: list[Event]
+    ) -> None:
+        event, position = change
+        events.append(
+            normalize.position_event(
+                event,
+                position,
+                self.name,
+                self.config.account_id,
+                received,
+                refused=self.ctx.refused,
+                reason="reconciled",
+            )
+        )
 
     async def _reconcile_every(self, http: Client) -> None:
         while True:
@@ -527,27 +540,20 @@ class Mt4BridgeAdapter:
             self.ctx.unknown_type(name)
         for data, error in decoded.bad:
             self.ctx.bad_input("ws_message", data, error)
-        events: list[Event] = []
-        refused = times.REFUSED[0]
-        for msg in decoded.messages:
-            try:
-                self._on_message(msg, received, events)
-            except Exception as exc:  # noqa: BLE001 - a normalizer's refusal is the message's
-                self.ctx.bad_input("ws_message", wire.encoder.encode(msg), exc)
-        self.ctx.times_refused(refused)
-        if events:
-            await self.ctx.publish(events)
+        # A normalizer's refusal is the message's bad input.
+        self._frames.each(decoded.messages, self._on_message, received, "ws_message", _encoded)
+        await self._frames.publish()
 
     def _on_message(self, msg: wire.Message, received: str, events: list[Event]) -> None:
         source, account = self.name, self.config.account_id
         if isinstance(msg, wire.Quote):
-            events.append(normalize.quote(msg, source, account, received))
+            events.append(normalize.quote(msg, source, account, received, self.ctx.refused))
         elif isinstance(msg, wire.Profit):
             known = self._book.get(msg.ticket)
             self._book.update(msg.ticket, current_price=msg.current_price, profit=msg.profit)
             if msg.symbol is None and known is not None:
                 msg = msgspec.structs.replace(msg, symbol=known.symbol)
-            events.append(normalize.profit(msg, source, account, received))
+            events.append(normalize.profit(msg, source, account, received, self.ctx.refused))
         elif isinstance(msg, wire.Order):
             self._on_order(msg, received, events)
         elif isinstance(msg, wire.Subscribed):
@@ -581,16 +587,25 @@ class Mt4BridgeAdapter:
                     source,
                     account,
                     received,
+                    refused=self.ctx.refused,
                     when=msg.time,
                     reason=msg.reason,
                 )
             )
             return
-        event = normalize.order(msg, source, account, received)
+        event = normalize.order(msg, source, account, received, self.ctx.refused)
         if event is None:
             self.ctx.unknown_type(f"order.{event_name}")
             return
         events.append(event)
+
+
+def _encoded(msg: wire.Message) -> bytes:
+    return wire.encoder.encode(msg)
+
+
+def _position_raw(change: tuple[str, wire.Position]) -> bytes:
+    return wire.encoder.encode(change[1])
 
 
 def _request_id() -> str:

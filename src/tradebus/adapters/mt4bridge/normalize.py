@@ -56,19 +56,20 @@ _EPOCH_MS = 1e11  # a number this large is milliseconds, not seconds
 _EPOCH_MAX_MS = 253402300799999.0  # 9999-12-31T23:59:59.999Z
 
 
-def upstream_time(value: wire.Time, received: str) -> str:
-    """The upstream's own time in canonical form, or the receipt time if it gave none usable."""
+def upstream_time(value: wire.Time, received: str, refused: times.Refusals) -> str:
+    """The upstream's own time in canonical form, or the receipt time if it gave none usable
+    (one it gave but that is no time is counted in ``refused``)."""
     if value is None:
         return received
     if isinstance(value, float | int):
         # Past year 9999 (or NaN) no canonical time exists: from_epoch would raise.
         if not 0 < value < _EPOCH_MAX_MS:
-            times.refuse()
+            refused.add()
             return received
         return times.from_epoch(value / 1000 if value >= _EPOCH_MS else value)
     match = _MT4_TIME.fullmatch(value.strip())
     text = f"{match[1]}-{match[2]}-{match[3]}T{match[4]}" if match else value
-    return times.canonical_or(text, received)
+    return times.canonical_or(text, received, refused)
 
 
 def side_of(kind: str | None) -> Side | None:
@@ -93,8 +94,10 @@ def _symbol(value: str | None) -> str | None:
     return value.strip() or None if value else None
 
 
-def quote(msg: wire.Quote, source: str, account: str | None, received: str) -> QuoteUpdated:
-    when = upstream_time(msg.time, received)
+def quote(
+    msg: wire.Quote, source: str, account: str | None, received: str, refused: times.Refusals
+) -> QuoteUpdated:
+    when = upstream_time(msg.time, received, refused)
     symbol = _symbol(msg.symbol)
     texts = prices.TEXTS
     bid = "None" if msg.bid is None else texts.get(msg.bid) or prices.text(msg.bid)
@@ -111,8 +114,10 @@ def quote(msg: wire.Quote, source: str, account: str | None, received: str) -> Q
     )
 
 
-def profit(msg: wire.Profit, source: str, account: str | None, received: str) -> PositionUpdated:
-    when = upstream_time(msg.time, received)
+def profit(
+    msg: wire.Profit, source: str, account: str | None, received: str, refused: times.Refusals
+) -> PositionUpdated:
+    when = upstream_time(msg.time, received, refused)
     return PositionUpdated(
         id=f"{source}:profit:{msg.ticket}:{when}:{msg.profit}",
         source=source,
@@ -129,7 +134,9 @@ def profit(msg: wire.Profit, source: str, account: str | None, received: str) ->
     )
 
 
-def order(msg: wire.Order, source: str, account: str | None, received: str) -> Event | None:
+def order(
+    msg: wire.Order, source: str, account: str | None, received: str, refused: times.Refusals
+) -> Event | None:
     """One order message's event; ``None`` for an event name this version does not know.
 
     Raises ``ValueError`` for a message that names neither its task nor its ticket.
@@ -140,7 +147,14 @@ def order(msg: wire.Order, source: str, account: str | None, received: str) -> E
             raise ValueError(f"order event {event!r} without a ticket")
         position = position_from_order(msg)
         return position_event(
-            event, position, source, account, received, when=msg.time, reason=msg.reason
+            event,
+            position,
+            source,
+            account,
+            received,
+            refused=refused,
+            when=msg.time,
+            reason=msg.reason,
         )
     cls = ORDER_EVENTS.get(event)
     if cls is None:
@@ -153,7 +167,7 @@ def order(msg: wire.Order, source: str, account: str | None, received: str) -> E
         id=f"{source}:order:{ref}:{event}{suffix}",
         source=source,
         provider="mt4bridge",
-        time=upstream_time(msg.time, received),
+        time=upstream_time(msg.time, received, refused),
         received=received,
         account=account,
         symbol=_symbol(msg.symbol),
@@ -198,6 +212,7 @@ def position_event(
     account: str | None,
     received: str,
     *,
+    refused: times.Refusals,
     when: wire.Time = None,
     reason: str | None = None,
 ) -> PositionOpened | PositionClosed:
@@ -226,7 +241,7 @@ def position_event(
         id=f"{source}:pos:{position.ticket}:{event}",
         source=source,
         provider="mt4bridge",
-        time=upstream_time(when, received),
+        time=upstream_time(when, received, refused),
         received=received,
         account=account,
         symbol=_symbol(position.symbol),

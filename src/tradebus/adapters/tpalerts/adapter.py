@@ -29,7 +29,8 @@ from __future__ import annotations
 from typing import Final
 
 from tradebus import times
-from tradebus.adapters.base import BoundedSet, SourceContext
+from tradebus.adapters.base import SourceContext
+from tradebus.adapters.intake import Intake
 from tradebus.adapters.ssehttp import ReadTimeoutError, SSERead, SSESource
 from tradebus.adapters.tpalerts import wire
 from tradebus.adapters.tpalerts.normalize import AlertCache, event_id
@@ -50,14 +51,14 @@ class TpAlertsAdapter(SSESource):
         self.liveness = config.missed_pings * config.ping_interval
         super().__init__(config, ctx, credential=config.token, read_timeout=self.liveness)
         self.config = config
-        self._seen: BoundedSet[str] = BoundedSet(config.dedupe_size)
+        self._intake: Intake[str] = Intake(ctx, config.dedupe_size)
         self._alerts = AlertCache(config.symbol_cache)
         # After a restart the feed cannot replay what it sent while we were away (the doc has
         # no replay): the first connect says so with a status.gap over that window.
         self._away_since: float | None = None
         if ctx.history:
             self._alerts.learn(ctx.history)
-            self._seen.update(e.id for e in ctx.history)
+            self._intake.seen.update(e.id for e in ctx.history)
             self._away_since = ctx.stopped_at
         ctx.log.debug(
             "resume_decision",
@@ -85,23 +86,16 @@ class TpAlertsAdapter(SSESource):
     # --- one read -------------------------------------------------------------------------
 
     async def _on_read(self, read: SSERead) -> None:
-        """Everything one read gave, published as one batch; then ids are marked seen."""
+        """Everything one read gave, published as one batch; then ids are marked seen
+        (``Intake``). Whatever decoding or normalizing one message raises (a DecodeError, a
+        RecursionError from nesting past msgspec's stack, a ValueError) is that message's bad
+        input: the rest of the read is still published."""
         self._count_oversized(read)
         received = times.from_epoch(self.ctx.transport.now())
-        batch: list[Event] = []
-        fresh: set[str] = set()
-        refused = times.REFUSED[0]
-        for message in read.messages:
-            self._message(message, received, batch, fresh)
-        self.ctx.times_refused(refused)
-        if batch:
-            await self.ctx.publish(batch)
-        # Only now are they the bus's: a repeat of them is a duplicate from here on.
-        self._seen.update(fresh)
+        self._intake.each(read.messages, self._message, received, "malformed", _data)
+        await self._intake.publish()
 
-    def _message(
-        self, message: SSEMessage, received: str, batch: list[Event], fresh: set[str]
-    ) -> None:
+    def _message(self, message: SSEMessage, received: str, batch: list[Event]) -> None:
         name = wire.event_name(message.event)
         if name == "ping":
             # Liveness is any byte (the read timeout); the ping's own time is not needed.
@@ -111,20 +105,18 @@ class TpAlertsAdapter(SSESource):
         if decoder is None:
             self.ctx.unknown_type(name)
             return
-        # Whatever decoding or normalizing one message raises (a DecodeError, a RecursionError
-        # from nesting past msgspec's stack, a ValueError) is that message's bad input: the rest
-        # of the read is still published.
-        try:
-            decoded: wire.Alert = decoder.decode(message.data)
-            key = event_id(self.name, decoded)
-            if key in self._seen or key in fresh:
-                self.ctx.counters["duplicates"] += 1
-                return
-            batch.extend(self._alerts.events(decoded, self.name, received))
-        except Exception as exc:  # noqa: BLE001 - one message's fault, counted and skipped
-            self.ctx.bad_input("malformed", message.data, exc)
+        decoded: wire.Alert = decoder.decode(message.data)
+        key = event_id(self.name, decoded)
+        fresh = self._intake.fresh
+        if key in self._intake.seen or key in fresh:
+            self.ctx.counters["duplicates"] += 1
             return
+        batch.extend(self._alerts.events(decoded, self.name, received, self.ctx.refused))
         fresh.add(key)
+
+
+def _data(message: SSEMessage) -> str:
+    return message.data
 
 
 PLUGIN = SourcePlugin("tpalerts", TpAlertsSource, TpAlertsAdapter)

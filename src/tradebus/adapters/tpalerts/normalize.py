@@ -69,8 +69,9 @@ class AlertContext(msgspec.Struct, frozen=True):
 _NO_CONTEXT = AlertContext()
 
 
-def context_of(working: Working) -> AlertContext:
-    """The context later events of this alert inherit."""
+def context_of(working: Working, refused: times.Refusals) -> AlertContext:
+    """The context later events of this alert inherit (a junk ``startedAt`` counted in
+    ``refused``)."""
     return AlertContext(
         symbol=working.ticker,
         strategy=working.duration_strategy,
@@ -78,7 +79,7 @@ def context_of(working: Working) -> AlertContext:
         entry=working.start,
         target=working.target,
         stop=working.stop,
-        started_at=_time(working.started_at),
+        started_at=_time(working.started_at, refused),
     )
 
 
@@ -96,17 +97,19 @@ def normalize(
     message: WireMessage,
     source: str,
     received: str,
+    refused: times.Refusals,
     context: AlertContext | None = None,
 ) -> list[Event]:
     """The canonical events of one upstream message (none for a ping).
 
-    ``received`` is the canonical receipt time; ``context`` is what the alert's ``working`` event
-    gave (ignored for ``working`` itself, which carries its own).
+    ``received`` is the canonical receipt time; an upstream time that is no time is counted in
+    ``refused`` (the source's count); ``context`` is what the alert's ``working`` event gave
+    (ignored for ``working`` itself, which carries its own).
     """
     if isinstance(message, Ping):
         return []
     if isinstance(message, Working):
-        own = context_of(message)
+        own = context_of(message, refused)
         return [
             SignalDetected(
                 id=event_id(source, message),
@@ -143,7 +146,7 @@ def normalize(
                 data=_data(message.id, ctx, token=message.token, token_state=message.token_state),
             )
         ]
-    closed_at = _time(message.closed_at)
+    closed_at = _time(message.closed_at, refused)
     return [
         SignalClosed(
             id=event_id(source, message),
@@ -200,14 +203,16 @@ class AlertCache:
             elif isinstance(event, SignalAborted | SignalClosed):
                 self._contexts.pop(event.data.alert_id)
 
-    def events(self, message: WireMessage, source: str, received: str) -> list[Event]:
+    def events(
+        self, message: WireMessage, source: str, received: str, refused: times.Refusals
+    ) -> list[Event]:
         """``normalize(message, …)`` with the alert's cached context, keeping the cache current."""
         if isinstance(message, Ping):
             return []
         if isinstance(message, Working):
-            self._contexts.set(message.id, context_of(message))
-            return normalize(message, source, received)
-        events = normalize(message, source, received, self._contexts.get(message.id))
+            self._contexts.set(message.id, context_of(message, refused))
+            return normalize(message, source, received, refused)
+        events = normalize(message, source, received, refused, self._contexts.get(message.id))
         if is_terminal(message):
             self._contexts.pop(message.id)
         return events
@@ -239,6 +244,6 @@ def _data(
     )
 
 
-def _time(text: str | None) -> str | None:
+def _time(text: str | None, refused: times.Refusals) -> str | None:
     # An unparseable upstream time is dropped (the event keeps its receipt time), not fatal.
-    return None if text is None else times.canonical(text)
+    return None if text is None else times.canonical(text, refused)

@@ -86,6 +86,7 @@ class TraderWsAdapter:
             plan,
             subscribe_timeout=config.subscribe_timeout,
             dedupe_size=config.dedupe_size,
+            refused=ctx.refused,
         )
         self._resume_from(ctx.history)
         self.backoff = Backoff(
@@ -295,9 +296,7 @@ class TraderWsAdapter:
                 except Exception as exc:  # noqa: BLE001 - one message's fault, never the feed's
                     self._undecodable(msg.data, exc)
                     continue
-                refused = times.REFUSED[0]
                 events = session.receive(decoded, self._received(now), now)
-                self.ctx.times_refused(refused)
                 if session.actions:
                     events = await self._act(ws, events, msg.data)
                 if events:

@@ -1,7 +1,8 @@
 """Trader WS wire structs → canonical events. Pure: no I/O, no awaits, no callbacks.
 
-Every function takes the decoded struct, the source name and the receipt time (canonical string)
-and returns the events it gives. ``time`` is the upstream's ``ts`` when it parses, else receipt.
+Every function takes the decoded struct, the source name, the receipt time (canonical string)
+and the source's count of refused times, and returns the events it gives. ``time`` is the
+upstream's ``ts`` when it parses, else receipt (and the ``ts`` is counted in ``refused``).
 
 Event ids (``<source>:`` + upstream id; see DESIGN.md):
 
@@ -90,7 +91,7 @@ def _side(value: str | None) -> Side | None:
     return None if value is None else _SIDES.get(value.upper())
 
 
-def quote(msg: wire.QuoteEvent, source: str, received: str) -> list[Event]:
+def quote(msg: wire.QuoteEvent, source: str, received: str, refused: times.Refusals) -> list[Event]:
     p = msg.payload
     texts = prices.TEXTS
     bid = "" if p.bid is None else texts.get(p.bid) or prices.text(p.bid)
@@ -100,7 +101,7 @@ def quote(msg: wire.QuoteEvent, source: str, received: str) -> list[Event]:
             id=f"{source}:quote:{p.symbol}:{p.ts or received}:{bid}:{ask}",
             source=source,
             provider=PROVIDER,
-            time=times.canonical_or(p.ts, received),
+            time=times.canonical_or(p.ts, received, refused),
             received=received,
             symbol=p.symbol,
             data=QuoteData(
@@ -110,14 +111,14 @@ def quote(msg: wire.QuoteEvent, source: str, received: str) -> list[Event]:
     ]
 
 
-def depth(msg: wire.DepthEvent, source: str, received: str) -> list[Event]:
+def depth(msg: wire.DepthEvent, source: str, received: str, refused: times.Refusals) -> list[Event]:
     p = msg.payload
     return [
         DepthUpdated(
             id=f"{source}:depth:{p.symbol}:{p.ts or received}:{_digest(p)}",
             source=source,
             provider=PROVIDER,
-            time=times.canonical_or(p.ts, received),
+            time=times.canonical_or(p.ts, received, refused),
             received=received,
             symbol=p.symbol,
             data=DepthData(
@@ -128,7 +129,9 @@ def depth(msg: wire.DepthEvent, source: str, received: str) -> list[Event]:
     ]
 
 
-def execution_event(p: wire.ExecutionPayload, source: str, received: str) -> Event:
+def execution_event(
+    p: wire.ExecutionPayload, source: str, received: str, refused: times.Refusals
+) -> Event:
     """One execution (live or from a history reply) as its ``order.*`` event."""
     cls = _ORDER_TYPES.get(p.status.upper())
     if cls is None:
@@ -140,7 +143,7 @@ def execution_event(p: wire.ExecutionPayload, source: str, received: str) -> Eve
         id=f"{source}:exec:{p.execution_id}",
         source=source,
         provider=PROVIDER,
-        time=times.canonical_or(p.ts, received),
+        time=times.canonical_or(p.ts, received, refused),
         received=received,
         account=p.account_id,
         symbol=p.symbol,
@@ -163,8 +166,10 @@ def _reason(status: str) -> str | None:
     return "expired" if status.upper() == "EXPIRED" else None
 
 
-def execution(msg: wire.ExecutionEvent, source: str, received: str) -> list[Event]:
-    return [execution_event(msg.payload, source, received)]
+def execution(
+    msg: wire.ExecutionEvent, source: str, received: str, refused: times.Refusals
+) -> list[Event]:
+    return [execution_event(msg.payload, source, received, refused)]
 
 
 def _position_type(pos: wire.PositionPayload) -> PositionEvent:
@@ -178,10 +183,12 @@ def _position_type(pos: wire.PositionPayload) -> PositionEvent:
     return PositionUpdated
 
 
-def portfolio(msg: wire.PortfolioEvent, source: str, received: str) -> list[Event]:
+def portfolio(
+    msg: wire.PortfolioEvent, source: str, received: str, refused: times.Refusals
+) -> list[Event]:
     """One ``position.*`` per position in the message, then ``account.updated`` for balances."""
     p = msg.payload
-    at = times.canonical_or(p.ts, received)
+    at = times.canonical_or(p.ts, received, refused)
     base = f"{source}:portfolio:{p.account_id}:{p.ts or received}:{_digest(p)}"
     events: list[Event] = [
         _position_type(pos)(
@@ -235,14 +242,16 @@ def portfolio(msg: wire.PortfolioEvent, source: str, received: str) -> list[Even
     return events
 
 
-def metrics(msg: wire.MetricsEvent, source: str, received: str) -> list[Event]:
+def metrics(
+    msg: wire.MetricsEvent, source: str, received: str, refused: times.Refusals
+) -> list[Event]:
     p = msg.payload
     return [
         AccountUpdated(
             id=f"{source}:metrics:{p.account_id}:{p.ts or received}:{_digest(p)}",
             source=source,
             provider=PROVIDER,
-            time=times.canonical_or(p.ts, received),
+            time=times.canonical_or(p.ts, received, refused),
             received=received,
             account=p.account_id,
             data=AccountData(
@@ -258,7 +267,7 @@ def metrics(msg: wire.MetricsEvent, source: str, received: str) -> list[Event]:
     ]
 
 
-def error(msg: wire.Error, source: str, received: str) -> list[Event]:
+def error(msg: wire.Error, source: str, received: str, refused: times.Refusals) -> list[Event]:
     """``error`` → ``status.error`` with the upstream's code and message (secrets scrubbed)."""
     p = msg.payload
     code = None if p.code is None else str(p.code)

@@ -154,7 +154,7 @@ def _ack_key_of(p: wire.SubscribedPayload) -> tuple[str, str] | None:
     return None
 
 
-Normalizer = Callable[[wire.ServerMessage, str, str], list[Event]]
+Normalizer = Callable[[wire.ServerMessage, str, str, times.Refusals], list[Event]]
 _LIVE: dict[type, Normalizer] = {
     wire.QuoteEvent: normalize.quote,  # type: ignore[dict-item]
     wire.DepthEvent: normalize.depth,  # type: ignore[dict-item]
@@ -175,8 +175,11 @@ class Session:
         *,
         subscribe_timeout: float = 10.0,
         dedupe_size: int = 100_000,
+        refused: times.Refusals | None = None,
     ) -> None:
         self.source = source
+        # The source's count of upstream times refused, handed to the normalizers.
+        self.refused = times.Refusals() if refused is None else refused
         self.plan = plan
         self.subscribe_timeout = subscribe_timeout
         self.phase = Phase.CLOSED
@@ -271,7 +274,7 @@ class Session:
         if normalizer is None:
             return self._control(msg, now)
         try:
-            events = normalizer(msg, self.source, received)
+            events = normalizer(msg, self.source, received, self.refused)
         except Exception as exc:  # noqa: BLE001 - a normalizer's refusal is the message's fault
             self.actions.append(Problem(msg.__struct_config__.tag, str(exc)))  # type: ignore[arg-type]
             return []
@@ -357,7 +360,9 @@ class Session:
             if item.symbol is not None and item.symbol not in symbols:
                 continue  # the history covers the account; live we only get subscribed symbols
             try:
-                self._history.append(normalize.execution_event(item, self.source, received))
+                self._history.append(
+                    normalize.execution_event(item, self.source, received, self.refused)
+                )
             except Exception as exc:  # noqa: BLE001 - one bad item of a reply, not the reply
                 self.actions.append(Problem("history", str(exc)))
         if self._pending_history:

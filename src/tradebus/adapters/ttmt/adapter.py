@@ -1,6 +1,7 @@
 """TTMT adapter: one ``GET /api/v1/stream`` (SSE), resumed with Last-Event-ID, forever.
 
-Session logic, per the upstream doc:
+Connection logic, per the upstream doc (the sequence of eventIds, dedupe, resume and gaps, is
+``session``'s, sans-I/O):
 
 - "Your client should reconnect immediately, sending the last received id as Last-Event-ID."
   The cursor is the decoder's ``last_event_id``, taken only after the read that moved it was
@@ -26,14 +27,15 @@ they cause get the adapter's own status ids (``ctx.status``) rather than ``<sour
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Final
 
 from tradebus import times
-from tradebus.adapters.base import BoundedSet, SourceContext
+from tradebus.adapters.base import SourceContext
+from tradebus.adapters.intake import Intake
 from tradebus.adapters.ssehttp import ReadTimeoutError, SSERead, SSESource
 from tradebus.adapters.ttmt import wire
-from tradebus.adapters.ttmt.normalize import BUILDERS, SymbolCache
+from tradebus.adapters.ttmt.normalize import SymbolCache
+from tradebus.adapters.ttmt.session import Session
 from tradebus.backoff import Failure, Kind
 from tradebus.config import TtmtSource
 from tradebus.plugin import SourcePlugin
@@ -42,20 +44,19 @@ from tradebus.schemas.events import Event
 # "Reconnect immediately": asked for, nothing failed; the source stays ready meanwhile.
 _RECYCLE: Final = Failure(Kind.RECYCLE, "recycle", planned=True)
 _REVOKED: Final = Failure(Kind.AUTH, "auth_revoked")
-# Below every eventId (a counter, never negative): no id seen yet.
-_NONE_YET: Final = -1
-
-
-def _int_id(value: str | None) -> int | None:
-    if value is not None and value.isascii() and value.isdigit() and len(value) < 20:
-        return int(value)
-    return None
 
 
 class TtmtAdapter(SSESource):
     """The TTMT trade-lifecycle stream as canonical events."""
 
     def __init__(self, config: TtmtSource, ctx: SourceContext) -> None:
+        session = Session(
+            config.name,
+            dedupe_size=config.dedupe_size,
+            gap_detection=not config.account_id,
+            start=config.start,
+        )
+        journaled = session.resume_from(ctx.history)
         super().__init__(
             config,
             ctx,
@@ -63,42 +64,25 @@ class TtmtAdapter(SSESource):
             read_timeout=config.read_timeout,
             params={"account_id": config.account_id} if config.account_id else None,
             account=config.account_id,
+            cursor=session.cursor,
         )
         self.config = config
-        self._seen: BoundedSet[int] = BoundedSet(config.dedupe_size)
-        self._highest = _NONE_YET  # the highest eventId seen, across connections
-        self._resumed = False  # the next event with an id is the first after a resume
+        self.session = session
+        self._intake: Intake[int] = Intake(ctx, seen=session.seen)
         self._control: Failure | None = None  # set by recycle / auth_revoked: the stream ends
         self._symbols = SymbolCache(config.symbol_cache)
-        self._resume_from(ctx.history)
-
-    def _resume_from(self, history: Sequence[Event]) -> None:
-        """After a restart: the highest eventId journaled is the first Last-Event-ID, the ids
-        journaled are duplicates, and the symbols they carried are known again. With nothing
-        journaled, "earliest" asks for everything the upstream still buffers."""
-        ids: set[int] = set()
-        skip = len(self.name) + 1
-        for event in history:
-            event_id = _int_id(event.id[skip:].partition("#")[0])
-            if event_id is not None:
-                ids.add(event_id)
-        if ids:
-            self._highest = max(ids)
-            self._seen.update(ids)
-            self._cursor = str(self._highest)
-            self._symbols.apply(list(history))  # learns the symbols the journal holds
-            self.ctx.log.info("resuming", last_event_id=self._highest, journaled=len(ids))
-        elif self.config.start == "earliest":
-            self._cursor = "0"
-        self.ctx.log.debug(
+        if journaled:
+            self._symbols.apply(list(ctx.history))  # learns the symbols the journal holds
+            ctx.log.info("resuming", last_event_id=session.highest, journaled=journaled)
+        ctx.log.debug(
             "resume_decision",
-            last_event_id=self._cursor or None,
-            why="journal" if ids else f"nothing journaled, start={self.config.start}",
+            last_event_id=session.cursor or None,
+            why="journal" if journaled else f"nothing journaled, start={config.start}",
         )
 
     def _on_connected(self) -> None:
         self._control = None
-        self._resumed = self._highest != _NONE_YET
+        self.session.connected()
 
     def _timed_out(self, exc: ReadTimeoutError, connected: bool) -> Failure:
         # A server that accepts and never sends, or a stream gone silent: counted either way.
@@ -108,92 +92,50 @@ class TtmtAdapter(SSESource):
     # --- one read -------------------------------------------------------------------------
 
     async def _on_read(self, read: SSERead) -> Failure | None:
-        """Everything one read gave, published as one batch; then ids are marked seen.
-
-        Returns the planned end a control frame announced (recycle, auth_revoked), if any.
-        The loop is the hot path: one decode, one dedupe lookup and one normalize per message;
-        everything rare (resume, control frames, bad input) leaves it through a method call.
-        """
+        """Everything one read gave, published as one batch; then ids are marked seen
+        (``Intake``). Returns the planned end a control frame announced (recycle,
+        auth_revoked), if any."""
         self._count_oversized(read)
         received = times.from_epoch(self.ctx.transport.now())
-        batch: list[Event] = []
-        fresh: set[int] = set()
-        young, old = self._seen.generations()  # nothing is marked seen until the loop is done
-        source = self.name
-        highest = self._highest
-        decode = wire.decode_known
-        refused = times.REFUSED[0]
-        for message in read.messages:
-            try:
-                decoded = decode(message.data)
-            except Exception as exc:  # noqa: BLE001 - whatever one message raises is its own fault
-                self._undecodable(message.data, exc)
-                highest = self._track(_int_id(message.id), highest, batch)
-                continue
-            builder = BUILDERS[type(decoded)]
-            if builder is None:
-                self._control_frame(decoded, batch)
-                continue
-            # Only control frames may lack an eventId, and they have no builder.
-            event_id: int = decoded.event_id  # type: ignore[assignment]
-            if self._resumed:
-                self._first_after_resume(event_id, highest, batch)
-            if event_id > highest:  # noqa: PLR1730 - cheaper than a max() call per event
-                highest = event_id
-            if event_id in young or event_id in old or event_id in fresh:
-                self.ctx.counters["duplicates"] += 1
-                continue
-            try:
-                batch += builder(decoded, source, received)
-            except Exception as exc:  # noqa: BLE001 - a normalizer's refusal is the message's fault
-                self.ctx.bad_input("malformed", message.data, exc)
-                continue
-            fresh.add(event_id)
-        self._highest = highest
-        self.ctx.times_refused(refused)
-        if batch:
-            await self.ctx.publish(self._symbols.apply(batch))
-        # Only now are they the bus's: a replay of them is a duplicate from here on.
-        self._seen.update(fresh)
+        intake, session = self._intake, self.session
+        session.read(read.messages, received, self.ctx.refused, intake.events, intake.fresh)
+        if session.duplicates or session.problems or session.unknown or session.gap:
+            self._noted(intake.events)
+        if session.control is not None:
+            self._control_frame(session.control, intake.events)
+            session.control = None
+        await intake.publish(self._symbols.apply)
         return self._control
 
-    def _undecodable(self, data: str, exc: Exception) -> None:
-        name = wire.unknown_type(data, exc)
-        if name is not None:
-            self.ctx.unknown_type(name)
-        else:
-            self.ctx.bad_input("malformed", data, exc)
+    def _noted(self, batch: list[Event]) -> None:
+        """What the session noted in a read: counted, logged, a gap as the batch's first event
+        (before the first event after the resume, which revealed it)."""
+        session, ctx = self.session, self.ctx
+        if session.duplicates:
+            ctx.counters["duplicates"] += session.duplicates
+            session.duplicates = 0
+        for kind, data, exc in session.problems:
+            ctx.bad_input(kind, data, exc)
+        session.problems.clear()
+        for name in session.unknown:
+            ctx.unknown_type(name)
+        session.unknown.clear()
+        if session.gap is not None:
+            first, last = session.gap
+            session.gap = None
+            ctx.log.warning("replay_gap", first_missing=first, last_missing=last)
+            gap = ctx.gap(first_missing=first, last_missing=last, reason="replay_buffer_exceeded")
+            batch.insert(0, gap)
 
-    def _control_frame(self, decoded: wire.Message, batch: list[Event]) -> None:
+    def _control_frame(self, decoded: wire.Recycle | wire.AuthRevoked, batch: list[Event]) -> None:
         if isinstance(decoded, wire.Recycle):
             self._control = _RECYCLE
-        elif isinstance(decoded, wire.AuthRevoked):
+        else:
             self._control = _REVOKED
             status = self.ctx.status(
                 "status.auth_revoked", reason=decoded.data.reason, account=self.config.account_id
             )
             batch.append(status)
-
-    def _track(self, event_id: int | None, highest: int, batch: list[Event]) -> int:
-        """The highest id once ``event_id`` (if any) is seen; a gap check if it is the first."""
-        if event_id is None:
-            return highest
-        if self._resumed:
-            self._first_after_resume(event_id, highest, batch)
-        return max(event_id, highest)
-
-    def _first_after_resume(self, event_id: int, highest: int, batch: list[Event]) -> None:
-        """An id past the highest seen + 1: the replay buffer no longer held what we missed."""
-        self._resumed = False
-        if event_id > highest + 1 and not self.config.account_id:
-            self.ctx.log.warning("replay_gap", first_missing=highest + 1, last_missing=event_id - 1)
-            batch.append(
-                self.ctx.gap(
-                    first_missing=highest + 1,
-                    last_missing=event_id - 1,
-                    reason="replay_buffer_exceeded",
-                )
-            )
 
 
 PLUGIN = SourcePlugin("ttmt", TtmtSource, TtmtAdapter)

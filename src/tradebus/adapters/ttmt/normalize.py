@@ -1,6 +1,8 @@
 """TTMT wire structs → canonical events: pure functions, plus a small symbol enricher.
 
-``normalize(message, source, received)`` never awaits and never calls back. Mapping:
+``normalize(message, source, received, refused)`` never awaits and never calls back (a junk
+``timestamp`` is counted in ``refused``, the source's count, and the receipt time stands in).
+Mapping:
 
 =================== ============================ =============================================
 TTMT type           canonical type               data
@@ -71,9 +73,11 @@ def origin_of(signal: Origin | None) -> Origin | None:
 
 # Every builder passes the shared fields one by one: a dict of them unpacked per event cost
 # about a third of normalize on the hot path.
-def _position_update(m: wire.PositionUpdate, source: str, received: str) -> list[Event]:
+def _position_update(
+    m: wire.PositionUpdate, source: str, received: str, refused: times.Refusals
+) -> list[Event]:
     d = m.data
-    time = times.canonical_or(m.timestamp, received)
+    time = times.canonical_or(m.timestamp, received, refused)
     if d.positions is not None:
         origin = origin_of(d.signal)
         prefix = f"{source}:{m.event_id}#"
@@ -116,7 +120,9 @@ def _position_update(m: wire.PositionUpdate, source: str, received: str) -> list
     ]
 
 
-def _order_fill(m: wire.OrderFill, source: str, received: str) -> list[Event]:
+def _order_fill(
+    m: wire.OrderFill, source: str, received: str, refused: times.Refusals
+) -> list[Event]:
     d = m.data
     # "Fired when a limit order fills": the whole order, so filled_volume is its volume.
     data = OrderData(
@@ -132,7 +138,7 @@ def _order_fill(m: wire.OrderFill, source: str, received: str) -> list[Event]:
             id=f"{source}:{m.event_id}",
             source=source,
             provider=PROVIDER,
-            time=times.canonical_or(m.timestamp, received),
+            time=times.canonical_or(m.timestamp, received, refused),
             received=received,
             account=d.account_id,
             symbol=d.symbol,
@@ -142,7 +148,9 @@ def _order_fill(m: wire.OrderFill, source: str, received: str) -> list[Event]:
     ]
 
 
-def _position_closed(m: wire.PositionClosed, source: str, received: str) -> list[Event]:
+def _position_closed(
+    m: wire.PositionClosed, source: str, received: str, refused: times.Refusals
+) -> list[Event]:
     d = m.data
     data = PositionData(position_id=d.position_id, trade_id=d.trade_id, reason=d.reason)
     return [
@@ -150,7 +158,7 @@ def _position_closed(m: wire.PositionClosed, source: str, received: str) -> list
             id=f"{source}:{m.event_id}",
             source=source,
             provider=PROVIDER,
-            time=times.canonical_or(m.timestamp, received),
+            time=times.canonical_or(m.timestamp, received, refused),
             received=received,
             account=d.account_id,
             origin=origin_of(d.signal),
@@ -159,7 +167,9 @@ def _position_closed(m: wire.PositionClosed, source: str, received: str) -> list
     ]
 
 
-def _trade_executed(m: wire.TradeExecuted, source: str, received: str) -> list[Event]:
+def _trade_executed(
+    m: wire.TradeExecuted, source: str, received: str, refused: times.Refusals
+) -> list[Event]:
     d = m.data
     data = TradeData(
         trade_id=d.trade_id,
@@ -172,7 +182,7 @@ def _trade_executed(m: wire.TradeExecuted, source: str, received: str) -> list[E
             id=f"{source}:{m.event_id}",
             source=source,
             provider=PROVIDER,
-            time=times.canonical_or(m.timestamp, received),
+            time=times.canonical_or(m.timestamp, received, refused),
             received=received,
             account=d.account_id,
             symbol=d.symbol,
@@ -182,7 +192,9 @@ def _trade_executed(m: wire.TradeExecuted, source: str, received: str) -> list[E
     ]
 
 
-def _trade_finalized(m: wire.TradeFinalized, source: str, received: str) -> list[Event]:
+def _trade_finalized(
+    m: wire.TradeFinalized, source: str, received: str, refused: times.Refusals
+) -> list[Event]:
     d = m.data
     data = TradeData(trade_id=d.trade_id, status=d.status, profit_loss=d.profit_loss)
     return [
@@ -190,7 +202,7 @@ def _trade_finalized(m: wire.TradeFinalized, source: str, received: str) -> list
             id=f"{source}:{m.event_id}",
             source=source,
             provider=PROVIDER,
-            time=times.canonical_or(m.timestamp, received),
+            time=times.canonical_or(m.timestamp, received, refused),
             received=received,
             account=d.account_id,
             origin=origin_of(d.signal),
@@ -199,14 +211,14 @@ def _trade_finalized(m: wire.TradeFinalized, source: str, received: str) -> list
     ]
 
 
-def _tp_hit(m: wire.TpHit, source: str, received: str) -> list[Event]:
+def _tp_hit(m: wire.TpHit, source: str, received: str, refused: times.Refusals) -> list[Event]:
     d = m.data
     return [
         TradeTpHit(
             id=f"{source}:{m.event_id}",
             source=source,
             provider=PROVIDER,
-            time=times.canonical_or(m.timestamp, received),
+            time=times.canonical_or(m.timestamp, received, refused),
             received=received,
             account=d.account_id,
             origin=origin_of(d.signal),
@@ -215,7 +227,9 @@ def _tp_hit(m: wire.TpHit, source: str, received: str) -> list[Event]:
     ]
 
 
-def _breakeven_set(m: wire.BreakevenSet, source: str, received: str) -> list[Event]:
+def _breakeven_set(
+    m: wire.BreakevenSet, source: str, received: str, refused: times.Refusals
+) -> list[Event]:
     d = m.data
     # "breakeven_set always has signal: null": origin stays null whatever the wire says.
     return [
@@ -223,7 +237,7 @@ def _breakeven_set(m: wire.BreakevenSet, source: str, received: str) -> list[Eve
             id=f"{source}:{m.event_id}",
             source=source,
             provider=PROVIDER,
-            time=times.canonical_or(m.timestamp, received),
+            time=times.canonical_or(m.timestamp, received, refused),
             received=received,
             account=d.account_id,
             origin=None,
@@ -232,14 +246,16 @@ def _breakeven_set(m: wire.BreakevenSet, source: str, received: str) -> list[Eve
     ]
 
 
-def _breakeven_failed(m: wire.BreakevenFailed, source: str, received: str) -> list[Event]:
+def _breakeven_failed(
+    m: wire.BreakevenFailed, source: str, received: str, refused: times.Refusals
+) -> list[Event]:
     d = m.data
     return [
         PositionBreakevenFailed(
             id=f"{source}:{m.event_id}",
             source=source,
             provider=PROVIDER,
-            time=times.canonical_or(m.timestamp, received),
+            time=times.canonical_or(m.timestamp, received, refused),
             received=received,
             account=d.account_id,
             origin=origin_of(d.signal),
@@ -248,7 +264,7 @@ def _breakeven_failed(m: wire.BreakevenFailed, source: str, received: str) -> li
     ]
 
 
-Builder: TypeAlias = Callable[[Any, str, str], list[Event]]
+Builder: TypeAlias = Callable[[Any, str, str, times.Refusals], list[Event]]
 # Each wire struct's builder; None for the control frames, which give no event.
 BUILDERS: Final[dict[type, Builder | None]] = {
     wire.PositionUpdate: _position_update,
@@ -264,14 +280,17 @@ BUILDERS: Final[dict[type, Builder | None]] = {
 }
 
 
-def normalize(message: wire.Message, source: str, received: str) -> list[Event]:
-    """The canonical events of one TTMT message (control frames give none).
+def normalize(
+    message: wire.Message, source: str, received: str, refused: times.Refusals
+) -> list[Event]:
+    """The canonical events of one TTMT message (control frames give none); a ``timestamp``
+    that is no time is counted in ``refused`` and the receipt time stands in.
 
     Raises ``ValueError`` for a message that decodes but cannot be an event (a
     ``position_update`` with neither ``positionId`` nor ``positions``): the caller counts it.
     """
     builder = BUILDERS[type(message)]
-    return [] if builder is None else builder(message, source, received)
+    return [] if builder is None else builder(message, source, received, refused)
 
 
 class SymbolCache:
