@@ -43,7 +43,8 @@ async def cell(page: Page, table: str, name: str, column: int) -> str:
 async def test_the_status_page_live(tmp_path: Path, four: list[Simulator]) -> None:
     """No request leaves 127.0.0.1; every source and sink is listed; counts move within 2 s;
     a stopped simulator's row says disconnected within 5 s; the tail's order. filter shows
-    order events only; the config generation and the last reload show; a screenshot is kept."""
+    order events only; the config generation and the last reload show, and a sink a reload
+    could not open is named and marked; a screenshot is kept."""
     port = free_port()
     config = write_config(tmp_path, four, daemon=f'http = "127.0.0.1:{port}"\n')
     daemon = (await start_daemon(config, quiet=True)).proc
@@ -85,6 +86,18 @@ async def test_the_status_page_live(tmp_path: Path, four: list[Simulator]) -> No
                 re.compile(r"^generation 2, last reload: applied at \d\d:\d\d:\d\d UTC$"),
                 timeout=10_000,
             )
+            # A reload that cannot open the sink it adds: partial, the sink named and marked.
+            blocker = tmp_path / "not-a-dir"
+            blocker.write_text("")
+            with config.open("a") as f:
+                f.write(f'\n[[sinks]]\nname = "side"\ntype = "file"\npath = "{blocker}/x.jsonl"\n')
+            daemon.send_signal(signal.SIGHUP)
+            await expect(config_line).to_contain_text("generation 3, last reload: partial at ")
+            await expect(page.locator("#not-applied")).to_contain_text(
+                "not applied: sink side (cannot open "
+            )
+            side = page.locator('#sinks tr[data-name="side"] td.state')
+            await expect(side).to_contain_text("(reload failed)", timeout=5_000)
             # The live tail with an order. filter.
             await page.fill("#f-types", "order.")
             await page.click("button[type=submit]")

@@ -339,3 +339,21 @@ async def test_status_snapshots_bound_the_last_reloads_problems(ops: Ops) -> Non
     assert len(frame.data) < 4_000
     async with ops.http.get(f"{ops.base}/readyz") as ready:
         assert (await ready.json())["reload"]["last_problems"] == problems
+
+
+async def test_status_snapshots_name_the_sinks_a_reload_could_not_open(ops: Ops) -> None:
+    """A partial reload: each snapshot names the sinks not applied, each reason cut, and not
+    again among the reload's problems."""
+    why = "sink side: cannot open /srv/" + "x" * 5_000
+    ops.daemon.reloads.note(
+        Outcome(result="partial", problems=[f"sinks.side: {why}"], failed_sinks={"side": why})
+    )
+    response = await ops.http.get(f"{ops.base}/api/v1/status/stream")
+    ops.opened.append(response)
+    (frame,) = await Stream(response).take(1)
+    reload = msgspec.json.decode(frame.data)["reload"]
+    assert reload["last_problems"] == []
+    failed = reload["failed_sinks"]
+    assert list(failed) == ["side"]
+    assert failed["side"].startswith("cannot open /srv/xxx")
+    assert len(failed["side"]) == page.MAX_PROBLEM_CHARS

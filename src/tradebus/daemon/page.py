@@ -110,8 +110,10 @@ function render(s) {
     return [name, [[name], [state, cls + " state"], n(ev), spark(h), [age(r.last_event_age)],
       n(r.events), n(r.reconnects), n(r.gaps), [r.last_error || ""]]];
   }));
+  const notApplied = (s.reload && s.reload.failed_sinks) || {};
   fill("#sinks", Object.entries(s.sinks).map(([name, r]) => {
-    const [state, cls] = sinkState(r);
+    let [state, cls] = sinkState(r);
+    if (name in notApplied) { state += " (reload failed)"; if (cls === "ok") cls = "warn"; }
     return [name, [[name], [state, cls + " state"], n(rate(r, before.sinks[name], "written", dt)),
       [age(r.lag_seconds)], n(r.backlog), n(r.written), n(r.retries), n(r.dead_letters),
       [r.last_error || ""]]];
@@ -126,6 +128,9 @@ function render(s) {
     (c.last_result === null ? "none yet" : c.last_result + " at " +
       new Date(c.last_time * 1000).toISOString().slice(11, 19) + " UTC") +
     (c.last_problems.length ? " (" + c.last_problems.join("; ") + ")" : "");
+  const failed = Object.entries(c.failed_sinks || {});
+  $("#not-applied").textContent = failed.length ? "not applied: " +
+    failed.map(([name, why]) => "sink " + name + " (" + why + ")").join("; ") : "";
   const ready = $("#ready");
   ready.textContent = s.ready ? "ready" : "NOT READY"; ready.className = s.ready ? "ok" : "bad";
   prev = s;
@@ -172,7 +177,7 @@ _HTML = """<!doctype html>
 </tr></thead><tbody id="sinks"></tbody></table></div>
 <h2>Journal</h2><p id="journal">-</p>
 <h2>Delivery</h2><p id="delivery">-</p>
-<h2>Config</h2><p id="config">-</p>
+<h2>Config</h2><p id="config">-</p><p id="not-applied" class="warn"></p>
 <h2>Live tail</h2>
 <form id="filters"><input id="f-types" placeholder="types: order.,position.">
 <input id="f-sources" placeholder="sources"><input id="f-symbols" placeholder="symbols">
@@ -221,7 +226,14 @@ def snapshot(daemon: DaemonView) -> dict[str, Any]:
     state["time"] = time.time()
     reload = state.get("reload")
     if reload is not None:
-        reload["last_problems"] = bounded(reload["last_problems"])
+        failed: dict[str, str] = reload.get("failed_sinks") or {}
+        # A partial reload's problems are its failed sinks: the page says each once, as
+        # `tradebus status` does. As many sinks as a config has; each reason is cut.
+        said = {f"sinks.{name}: {why}" for name, why in failed.items()}
+        reload["last_problems"] = bounded([p for p in reload["last_problems"] if p not in said])
+        reload["failed_sinks"] = {
+            name: bounded([why.removeprefix(f"sink {name}: ")])[0] for name, why in failed.items()
+        }
     return state
 
 
