@@ -2,7 +2,8 @@
 sink plugin (type ``bench_latency``) so the delivery process loads it by its entry point as it
 would any installed sink.
 
-After each write it reads the clocks once and records two samples per event (int64 ns, native
+After each write it reads the clocks once, then (off the clock) reads the stamps from the
+lines it wrote, and records two samples per event (int64 ns, native
 order, written at ``close``):
 
 - ``stamps``: from the sender's ``monotonic_ns`` stamp in ``data.position_id`` (one clock for
@@ -24,6 +25,8 @@ import time
 from array import array
 from pathlib import Path
 
+import msgspec
+
 from benchmarks.frames import stamp_of
 from tradebus.config import FileSinkConfig
 from tradebus.plugin import SinkPlugin
@@ -41,10 +44,22 @@ class TimedFileConfig(FileSinkConfig, tag=TYPE, frozen=True, kw_only=True):
     appends: str  # where the append → write samples go
 
 
+class _Data(msgspec.Struct):
+    position_id: str | None = None
+
+
+class _Line(msgspec.Struct):
+    data: _Data
+
+
+_stamps = msgspec.json.Decoder(_Line)
+
+
 class TimedFileSink(FileSink):
-    needs_events = True  # the stamps are read from the structs, after the clocks
     # Any size, but not merged across records without a t0 (a merged write has none).
     max_batch = 1 << 20
+    # No ``needs_events``: the follower hands it what it hands the file sink (lines, never
+    # decoded); the stamps are read from the lines once the clocks were read.
 
     def __init__(self, config: TimedFileConfig) -> None:
         super().__init__(config)
@@ -55,11 +70,12 @@ class TimedFileSink(FileSink):
     async def write(self, batch: Batch) -> None:
         await super().write(batch)
         done, wall = time.monotonic_ns(), time.time()
+        lines = batch.data.split(b"\n")[:-1]
         if batch.t0:
             since = int((wall - batch.t0) * 1e9)
-            self.appends.extend([since] * len(batch.events))
-        for event in batch.events:
-            stamp = stamp_of(getattr(event.data, "position_id", "") or "")
+            self.appends.extend([since] * len(lines))
+        for line in lines:
+            stamp = stamp_of(_stamps.decode(line).data.position_id or "")
             if stamp is not None:
                 self.stamps.append(done - stamp)
 
