@@ -98,10 +98,10 @@ TINY = Sizes(
 
 def adapter_missing(kind: str) -> str | None:
     """Why the daemon cannot run a ``kind`` source yet, or None if it can."""
-    from tradebus.adapters.base import factory_for
+    from tradebus.plugin import source_factory
 
     try:
-        factory_for(kind)
+        source_factory(kind)
     except KeyError:
         return f"no {kind} adapter yet"
     return None

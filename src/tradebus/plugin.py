@@ -146,3 +146,15 @@ SINKS: Registry[SinkPlugin] = Registry(
 SOURCES: Registry[SourcePlugin] = Registry(
     "tradebus.sources", SourcePlugin, ("ttmt", "tpalerts", "traderws", "mt4bridge")
 )
+
+
+# The factories are looked up here, not in ``sinks.base`` or ``adapters.base``: the bases are
+# what plugins import, so they import no registry (which imports the plugins).
+def sink_factory(type_: str) -> Callable[[Any], Sink]:
+    """The factory of the sink plugin of ``type_`` (built in or installed)."""
+    return SINKS.get(type_).factory
+
+
+def source_factory(type_: str) -> Callable[[Any, SourceContext], Adapter]:
+    """The factory of the source plugin of ``type_`` (built in or installed)."""
+    return SOURCES.get(type_).factory

@@ -66,9 +66,8 @@ async def test_run_loads_neither_the_simulators_nor_a_web_server(tmp_path: Path)
         "from tradebus.cli import main\n"
         "code = main(['run', '-c', sys.argv[1]])\n"
         "import tradebus.daemon.app\n"  # what a valid config would go on to load
-        "from tradebus.adapters.base import factory_for\n"
-        "from tradebus.sinks.base import factory_for as sink_for\n"
-        "factory_for('ttmt'); sink_for('file')\n"
+        "from tradebus.plugin import sink_factory, source_factory\n"
+        "source_factory('ttmt'); sink_factory('file')\n"
         "heavy = ('tradebus.simulators', 'aiohttp.web')\n"
         "loaded = sorted(m for m in sys.modules if m.startswith(heavy))\n"
         "print(code, loaded)\n"

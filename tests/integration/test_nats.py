@@ -26,8 +26,9 @@ from tests.sinkctx import context
 from tradebus import config as cfg
 from tradebus import log
 from tradebus.errors import FatalSinkError, RetryableSinkError
+from tradebus.plugin import sink_factory
 from tradebus.schemas.events import Event, PositionData, PositionUpdated, QuoteData, QuoteUpdated
-from tradebus.sinks.base import Batch, factory_for
+from tradebus.sinks.base import Batch
 from tradebus.sinks.nats import NatsSink, _AckClient
 
 _LISTENING = re.compile(rb"Listening for client connections on [^:\s]+:(\d+)")
@@ -157,7 +158,7 @@ def batch(events: Sequence[Event]) -> Batch:
 
 @contextlib.asynccontextmanager
 async def opened(config: cfg.NatsSinkConfig) -> AsyncIterator[NatsSink]:
-    sink = factory_for("nats")(config)
+    sink = sink_factory("nats")(config)
     assert isinstance(sink, NatsSink)
     await sink.open(context())
     try:

@@ -22,10 +22,11 @@ from tradebus.daemon.app import Daemon, start_ops
 from tradebus.daemon.ops import OpsServer
 from tradebus.delivery.links import InlineDelivery
 from tradebus.errors import ConfigError, FatalSinkError
+from tradebus.plugin import sink_factory
 from tradebus.schemas.events import QuoteData, QuoteUpdated
 from tradebus.secret import Secret
 from tradebus.sinks import base as sink_base
-from tradebus.sinks.base import Batch, SinkContext, factory_for
+from tradebus.sinks.base import Batch, SinkContext
 
 T = "2026-06-09T14:32:01.123Z"
 ANY = "0.0.0.0"  # noqa: S104 - bound for a moment, to see the warning it earns
@@ -368,7 +369,7 @@ def test_the_nats_and_webhook_sinks_keep_the_counters_read() -> None:
         },
         env={},
     )
-    nats, hook = (factory_for(config.kind(s))(s) for s in cfg.sinks)
+    nats, hook = (sink_factory(config.kind(s))(s) for s in cfg.sinks)
     assert dict(nats.metrics()) == dict.fromkeys(list(SINK_COUNTERS)[:4], 0)
     # The webhook's dead letters feed tradebus_sink_dead_letters, every sink's row.
     assert dict(hook.metrics()) == dict.fromkeys([*list(SINK_COUNTERS)[4:], "dead_letters"], 0)

@@ -16,8 +16,9 @@ import pytest
 from tests import hostile
 from tests.conftest import Collector
 from tradebus import config, times
-from tradebus.adapters.base import SourceContext, factory_for
+from tradebus.adapters.base import SourceContext
 from tradebus.adapters.tpalerts.adapter import TpAlertsAdapter
+from tradebus.plugin import source_factory
 from tradebus.schemas.events import Event, GapData, SignalData, StatusData, event_type
 from tradebus.simulators.tpalerts import FIRST_ALERT_ID, MARKETS, AlertScript, TpAlertsSimulator
 
@@ -64,7 +65,7 @@ async def running(
     table = {**sim.source_table(NAME), **FAST, **overrides}
     cfg = config.parse({"sources": [table], "sinks": [{"type": "stdout", "name": "out"}]})
     ctx = SourceContext(NAME, "tpalerts", collector.publish, history=history, stopped_at=stopped_at)
-    adapter = factory_for("tpalerts")(cfg.sources[0], ctx)
+    adapter = source_factory("tpalerts")(cfg.sources[0], ctx)
     assert isinstance(adapter, TpAlertsAdapter)
     task = asyncio.get_running_loop().create_task(adapter.run())
     try:

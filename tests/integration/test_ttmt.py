@@ -16,10 +16,11 @@ import pytest
 from tests import hostile
 from tests.conftest import Collector
 from tradebus import config, times
-from tradebus.adapters.base import SourceContext, factory_for
+from tradebus.adapters.base import SourceContext
 from tradebus.adapters.ttmt import wire
 from tradebus.adapters.ttmt.adapter import TtmtAdapter
 from tradebus.adapters.ttmt.normalize import SymbolCache, normalize
+from tradebus.plugin import source_factory
 from tradebus.schemas.events import Event, event_type
 from tradebus.simulators import ttmt as ttmt_sim
 from tradebus.simulators.ttmt import TtmtSimulator
@@ -59,7 +60,7 @@ async def running(
     table = {**sim.source_table(NAME), **FAST, **overrides}
     cfg = config.parse({"sources": [table], "sinks": [{"type": "stdout", "name": "out"}]})
     ctx = SourceContext(NAME, "ttmt", collector.publish, history=history)
-    adapter = factory_for("ttmt")(cfg.sources[0], ctx)
+    adapter = source_factory("ttmt")(cfg.sources[0], ctx)
     assert isinstance(adapter, TtmtAdapter)
     task = asyncio.get_running_loop().create_task(adapter.run())
     try:

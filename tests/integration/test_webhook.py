@@ -27,6 +27,7 @@ from tests.integration.test_nats import free_ports
 from tests.sinkctx import context
 from tradebus.config import WebhookSinkConfig
 from tradebus.errors import RetryableSinkError
+from tradebus.plugin import sink_factory
 from tradebus.schemas.events import (
     Event,
     QuoteData,
@@ -35,7 +36,7 @@ from tradebus.schemas.events import (
     StatusData,
 )
 from tradebus.secret import Secret
-from tradebus.sinks.base import Batch, factory_for
+from tradebus.sinks.base import Batch
 from tradebus.sinks.webhook import WebhookSink
 
 # The secret of the Standard Webhooks spec's own examples.
@@ -215,7 +216,7 @@ def verify_raw(got: Got) -> None:
 
 async def test_factory_builds_the_webhook_sink(receiver: Receiver) -> None:
     """``type = "webhook"`` is registered with the sink factory."""
-    assert factory_for("webhook") is WebhookSink
+    assert sink_factory("webhook") is WebhookSink
 
 
 async def test_json_is_one_signed_request_per_event(

@@ -77,6 +77,17 @@ def test_the_ops_endpoint_imports_not_the_daemon(name: str) -> None:
     assert forbidden(imported(tree, "tradebus.daemon"), "tradebus.daemon.app") == []
 
 
+@pytest.mark.parametrize("module", ["tradebus.sinks.base", "tradebus.adapters.base"])
+def test_a_plugins_base_imports_no_registry(module: str) -> None:
+    """What a plugin imports (its base) imports no registry, not even inside a function: the
+    registry imports the plugins, so that would close a circle through them."""
+    path = Path(__import__(module, fromlist=["_"]).__file__ or "")
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names = imported(tree, module.rpartition(".")[0])
+    assert forbidden(names, "tradebus.plugin") == []
+    assert forbidden(names, "tradebus.registry") == []
+
+
 # Below every sink and the bus: what configures them, and what reports on the journal.
 BELOW_SINKS = ("tradebus.config", "tradebus.journal.report")
 ABOVE = ("tradebus.bus", "tradebus.sinks", "tradebus.delivery")

@@ -370,10 +370,3 @@ class BoundedDict(Generic[K, V]):
 
 
 AdapterFactory = Callable[[Any, SourceContext], Adapter]
-
-
-def factory_for(type_: str) -> AdapterFactory:
-    """The factory of the source plugin of ``type_`` (built in or installed)."""
-    from tradebus.plugin import SOURCES
-
-    return SOURCES.get(type_).factory

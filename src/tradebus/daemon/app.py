@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from tradebus import log
-from tradebus.adapters.base import Adapter, AdapterFactory, SourceContext, factory_for
+from tradebus.adapters.base import Adapter, AdapterFactory, SourceContext
 from tradebus.adapters.live import LiveTransport
 from tradebus.backoff import Backoff, Failure, Kind
 from tradebus.bus import Bus
@@ -39,6 +39,7 @@ from tradebus.delivery.tail import Marks
 from tradebus.delivery.wire import Watermark
 from tradebus.journal import cursors
 from tradebus.journal.store import Journal, check_state_dir
+from tradebus.plugin import source_factory
 from tradebus.recording.recorder import for_source
 from tradebus.reload import Outcome, Plan, Refused, Reloads, plan_file
 from tradebus.schemas.events import Event
@@ -148,7 +149,7 @@ class Daemon:
         ctx.history = history.events.get(source.name, ())
         ctx.stopped_at = history.stopped_at
         self.contexts[source.name] = ctx
-        factory = self.factories.get(provider) or factory_for(provider)
+        factory = self.factories.get(provider) or source_factory(provider)
         return factory(source, ctx)
 
     def _start_source(self, adapter: Adapter) -> None:

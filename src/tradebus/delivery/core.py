@@ -24,8 +24,8 @@ from tradebus.delivery.wire import SinkSnapshot, Watermark
 from tradebus.errors import FatalSinkError, RetryableSinkError
 from tradebus.journal import cursors
 from tradebus.journal.store import event_id_at
+from tradebus.plugin import sink_factory
 from tradebus.sinks.base import Sink, SinkContext
-from tradebus.sinks.base import factory_for as sink_factory_for
 
 # Cursors are saved at most this often (and at the end): a crash replays at most that much,
 # which every sink takes (at-least-once; the file sink skips what it has).
@@ -314,4 +314,4 @@ class Delivery:
 
 def build_sinks(configs: Sequence[SinkConfig]) -> list[Sink]:
     """The configured sinks, each made by the factory registered for its ``type``."""
-    return [sink_factory_for(kind(c))(c) for c in configs]
+    return [sink_factory(kind(c))(c) for c in configs]

@@ -36,7 +36,7 @@ from multidict import CIMultiDict
 
 from tradebus import config as config_mod
 from tradebus import times
-from tradebus.adapters.base import SourceContext, factory_for
+from tradebus.adapters.base import SourceContext
 from tradebus.adapters.live import content_type
 from tradebus.adapters.transport import (
     Client,
@@ -56,6 +56,7 @@ from tradebus.adapters.transport import (
 )
 from tradebus.config import SourceConfig
 from tradebus.errors import ConfigError
+from tradebus.plugin import source_factory
 from tradebus.recording import files
 from tradebus.recording import format as fmt
 from tradebus.schemas.events import Event
@@ -523,7 +524,7 @@ def source_config(run: files.Run) -> SourceConfig:
 
 async def _drive(ctx: SourceContext, cfg: SourceConfig, engine: Engine, stats: Stats) -> None:
     engine.done = asyncio.get_running_loop().create_future()
-    adapter = factory_for(config_mod.kind(cfg))(cfg, ctx)
+    adapter = source_factory(config_mod.kind(cfg))(cfg, ctx)
     task = asyncio.ensure_future(adapter.run())
     await asyncio.wait({task, engine.done}, return_when=asyncio.FIRST_COMPLETED)
     if task.done():

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from tradebus.schemas.events import Event
 
@@ -144,13 +144,3 @@ class Sink(Protocol):
         """The failure the sink is fighting inside a write now (None once one succeeded), and
         the latest one it met: shown in ``tradebus status`` and ``/readyz``."""
         return None, None
-
-
-SinkFactory = Callable[[Any], Sink]
-
-
-def factory_for(type_: str) -> SinkFactory:
-    """The factory of the sink plugin of ``type_`` (built in or installed)."""
-    from tradebus.plugin import SINKS
-
-    return SINKS.get(type_).factory
