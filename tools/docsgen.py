@@ -15,7 +15,7 @@ prose around it is written by hand. Everything inside comes from the code itself
 A built-in key, event type or field without a meaning fails ``tests/unit/test_docs.py`` naming
 it: a key is described on its field in ``src/tradebus/config.py``, an event type or field by one
 line in the dicts below. ``--check`` exits 1 when a generated part is stale. It runs from a
-checkout (it reads ``tests/data``), not from an installed wheel.
+checkout (it reads ``examples/upstreams``), not from an installed wheel.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from tradebus.secret import Secret
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-GOLDEN = ROOT / "tests" / "data"
+GOLDEN = ROOT / "examples" / "upstreams"
 REGION = re.compile(
     r"(<!-- generated:(?P<name>[a-z_-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)",
     re.DOTALL,

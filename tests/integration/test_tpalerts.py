@@ -22,7 +22,7 @@ from tradebus.plugin import source_factory
 from tradebus.schemas.events import Event, GapData, SignalData, StatusData, event_type
 from tradebus.simulators.tpalerts import FIRST_ALERT_ID, MARKETS, AlertScript, TpAlertsSimulator
 
-REPO_DATA = Path(__file__).parent.parent / "data" / "tpalerts"
+REPO_DATA = Path(__file__).parents[2] / "examples" / "upstreams" / "tpalerts"
 
 NAME = "alerts"
 TOKEN = "tp_live_test_7a1c2e"

@@ -122,3 +122,18 @@ def test_the_package_imports_nothing_of_the_checkout_tools() -> None:
         for path in modules
     }
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_docs_generator_reads_no_test_file() -> None:
+    """The examples in the docs come from ``examples/upstreams`` (the upstream docs' own
+    payloads, which the tests read too), never from ``tests/``: no path under it, no import."""
+    path = PACKAGE.parents[1] / "tools" / "docsgen.py"
+    source = path.read_text("utf-8")
+    assert '"examples"' in source  # where it does read them: the check cannot pass vacuously
+    strings = [
+        node.value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+    assert [s for s in strings if s == "tests" or s.startswith("tests/")] == []
+    assert forbidden(imported(ast.parse(source), "tools"), "tests") == []

@@ -27,7 +27,7 @@ from tradebus.schemas.events import (
     QuoteUpdated,
 )
 
-DATA = Path(__file__).parent.parent / "data" / "mt4bridge"
+DATA = Path(__file__).parents[2] / "examples" / "upstreams" / "mt4bridge"
 RECEIVED = "2026-06-09T14:32:02.000Z"
 SRC = "mt4"
 ACCOUNT = "demo-mt4-01"

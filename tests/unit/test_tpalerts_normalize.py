@@ -28,7 +28,7 @@ from tradebus.schemas.events import (
 )
 from tradebus.sse import SSEDecoder
 
-DATA = Path(__file__).parent.parent / "data" / "tpalerts"
+DATA = Path(__file__).parents[2] / "examples" / "upstreams" / "tpalerts"
 RECEIVED = "2024-04-06T12:47:52.001Z"
 TOKEN = "1d81fe2a-699c-4a90-b182-b0e0d2ea3968"
 # What the doc's working example gives every later event of alert 35443.

@@ -29,7 +29,7 @@ from tradebus.schemas.events import (
     event_type,
 )
 
-DATA = Path(__file__).parent.parent / "data" / "traderws"
+DATA = Path(__file__).parents[2] / "examples" / "upstreams" / "traderws"
 SRC = "tws"
 RECEIVED = "2026-06-01T12:00:09.999Z"
 

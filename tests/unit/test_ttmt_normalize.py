@@ -31,7 +31,7 @@ from tradebus.schemas.events import (
 )
 from tradebus.sse import SSEDecoder
 
-DATA = Path(__file__).parent.parent / "data" / "ttmt"
+DATA = Path(__file__).parents[2] / "examples" / "upstreams" / "ttmt"
 SOURCE = "ttmt-main"
 RECEIVED = "2026-06-09T14:50:00.007Z"
 ACCOUNT = "a1b2c3d4-uuid"
