@@ -34,6 +34,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
+from nats.protocol.parser import AWAITING_CONTROL_LINE, Parser
 
 from tradebus import log
 from tradebus.config import NatsSinkConfig
@@ -136,14 +137,51 @@ class _Acks:
             self.failure = error
 
 
+class _AckParser(Parser):
+    """nats-py's parser with a fast path for the acks: a read that begins with plain ``MSG``s
+    of the ack subscription (``MSG <subject> <sid> <size>``, no reply, no headers) hands each
+    to ``on_ack`` by index; the first anything else (an HMSG error ack, a PING, a message cut
+    by the read) and all after it go to nats-py's parser, which deletes each message from the
+    front of its buffer: a copy of the rest of the read per ack, the largest CPU cost of a
+    busy sink."""
+
+    nc: _AckClient
+
+    async def parse(self, data: bytes = b"") -> None:
+        nc = self.nc
+        on_ack = nc.on_ack
+        if on_ack is not None and not self.buf and self.state == AWAITING_CONTROL_LINE:
+            sid = b" %d " % nc.ack_sid
+            pos, size = 0, len(data)
+            while data.startswith(b"MSG ", pos):
+                eol = data.find(b"\r\n", pos, pos + 512)
+                if eol < 0:
+                    break
+                line = data[pos + 4 : eol]
+                cut = line.find(sid)
+                if cut <= 0 or not line[cut + len(sid) :].isdigit():
+                    break  # another subscription's, a reply subject, or not a MSG we know
+                start = eol + 2
+                end = start + int(line[cut + len(sid) :])
+                if end + 2 > size:
+                    break  # the payload is in the next read
+                on_ack(line[:cut], data[start:end], None)
+                pos = end + 2
+            if pos:
+                data = data[pos:]
+        await super().parse(data)
+
+
 class _AckClient(Client):
-    """nats-py's client with one shortcut: a message on the sink's ack subscription goes to
-    ``on_ack`` as the parser's bytes, before nats-py builds a Msg and queues it for a task."""
+    """nats-py's client with two shortcuts: a message on the sink's ack subscription goes to
+    ``on_ack`` as the parser's bytes, before nats-py builds a Msg and queues it for a task; and
+    a read of acks is parsed by index (``_AckParser``)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.ack_sid = -1
         self.on_ack: Callable[[bytes, bytes, bytes | None], None] | None = None
+        self._ps = _AckParser(self)
 
     async def _process_msg(
         self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
