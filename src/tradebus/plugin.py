@@ -28,7 +28,8 @@ the optional methods). Then, in the delivery process:
 - ``RetryableSinkError`` from ``open``/``write``: the same batch is written again after a
   backoff, the cursor unmoved. ``FatalSinkError``: the sink is stopped and reported failed
   (it cannot work as configured), the cursor kept for a restart. Any other exception is a bug,
-  not a delivery failure: nothing retries it, so translate what may pass into the first.
+  not a delivery failure: nothing retries it (the sink is reported failed, the exception
+  named, and logged as ``sink_crashed``), so translate what may pass into the first.
 - ``metrics()``: the sink's own counters, exported by the ops endpoint as
   ``tradebus_sink_plugin_<key>{sink="<name>"}``; ``retries`` and ``dead_letters`` also feed
   the counters every sink has. ``errors()``: the failure in force now and the latest one.

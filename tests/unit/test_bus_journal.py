@@ -17,7 +17,7 @@ from tradebus.config import StdoutSinkConfig
 from tradebus.errors import RetryableSinkError
 from tradebus.journal import cursors
 from tradebus.schemas.events import Event, StatusGap, event_type
-from tradebus.sinks.base import SinkContext
+from tradebus.sinks.base import Batch, SinkContext
 
 
 async def test_a_stalled_sink_never_holds_publish_and_catches_up_in_order(tmp_path: Path) -> None:
@@ -201,6 +201,60 @@ async def test_a_sink_that_cannot_open_yet_holds_nothing_and_gets_everything_lat
     assert seqs(late) == list(range(1, 11))
     assert rig.followers[0].retries == 2
     assert await rig.close() == {}
+
+
+async def test_a_journal_read_that_fails_is_retried_and_the_sink_still_gets_everything(
+    tmp_path: Path,
+) -> None:
+    """An OSError reading the journal (EIO, EMFILE) is counted and retried from the cursor:
+    the follower neither ends unseen nor skips what it could not read."""
+    sink = RecordingSink("a", needs_events=False)
+    rig = Rig(tmp_path, [sink])
+    await rig.start()
+    follower = rig.followers[0]
+    follower._backoff = Backoff(base=0.01, cap=0.02)
+    real, fails = follower.reader.read, [2]
+
+    def read(*args: object, **kwargs: object) -> object:
+        if fails[0]:
+            fails[0] -= 1
+            raise OSError(errno.EIO, "Input/output error")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    follower.reader.read = read  # type: ignore[method-assign,assignment]
+    for n in range(10):
+        await asyncio.wait_for(rig.publish([quote(n)]), 1)
+    await sink.wait_events(10)
+    assert seqs(sink) == list(range(1, 11))
+    assert follower.retries == 2
+    assert follower.last_error is not None
+    assert "Input/output error" in follower.last_error
+    assert follower.error is None  # cleared by the write that followed
+    assert await rig.close() == {}
+
+
+async def test_a_sink_that_raises_a_bug_is_reported_failed_and_the_others_go_on(
+    tmp_path: Path,
+) -> None:
+    """An exception outside the contract (a plugin's bug) is not retried: the sink shows as
+    failed with the reason, its cursor kept, and the other sinks are untouched."""
+
+    class Buggy(RecordingSink):
+        async def write(self, batch: Batch) -> None:
+            raise KeyError("x" * 1000)
+
+    buggy, other = Buggy("buggy", needs_events=False), RecordingSink("other")
+    rig = await Rig(tmp_path, [buggy, other]).start()
+    follower = rig.followers[0]
+    await rig.publish([quote(1)])
+    await wait_until(lambda: follower.state == "failed")
+    assert follower.error is not None
+    assert follower.error.startswith("KeyError: 'xxx")
+    assert len(follower.error) <= 240
+    await rig.publish([quote(2)])
+    await other.wait_events(2)
+    assert follower.cursor == 0
+    assert await rig.close() == {"buggy": 2}
 
 
 async def test_a_damaged_record_is_a_gap_and_an_error_for_the_sink_and_the_rest_arrives(

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tradebus.journal import store
 from tradebus.journal.records import HEADER_SIZE, Record
 from tradebus.journal.store import Gap, Journal, StateDirError, event_id_at, iter_records
 
@@ -113,6 +114,27 @@ def test_retention_drops_passed_segments_and_reports_forced_drops(tmp_path: Path
     items = read_all(journal, 3)
     assert items[0] == Gap(3, 6, "retention")
     assert seqs_of(items) == [7, 8]
+    journal.close()
+
+
+def test_a_segment_deleted_between_the_listing_and_its_stat_is_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retention deletes off the loop (and in the daemon while the delivery process lists):
+    a listing that races a delete leaves the segment out instead of raising."""
+    journal, _ = Journal.open(tmp_path, segment_bytes=1)
+    for first in range(1, 7, 2):
+        journal.append(lines(first, 2), 2, 1)
+    directory = journal.segments[0].path.parent
+    real = store._segment_paths
+
+    def racing(where: Path) -> list[tuple[int, Path]]:
+        found = real(where)
+        found[0][1].unlink()
+        return found
+
+    monkeypatch.setattr(store, "_segment_paths", racing)
+    assert [s.first_seq for s in store.list_segments(directory)] == [3, 5]
     journal.close()
 
 

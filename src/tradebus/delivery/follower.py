@@ -44,6 +44,8 @@ from tradebus.sinks.base import Batch, Sink, SinkContext
 # A step reads about this much of the journal: one write for a sink that takes any size. Past
 # half a megabyte a bigger write saves no CPU and only raises the peak RSS.
 STEP_BYTES = 512 << 10
+# A crashed sink's reason as status and readiness show it (a plugin's message may be long).
+ERROR_CHARS = 240
 _event_decoder = msgspec.json.Decoder(Event)
 _encoder = msgspec.json.Encoder()
 
@@ -157,6 +159,13 @@ class Follower:
         try:
             if self.opened or await self._open():
                 await self._follow()
+        except Exception as exc:  # noqa: BLE001 - reported as the sink's failure, below
+            # A bug (in a plugin sink, or here): nothing retries it, but the sink is reported
+            # failed with the reason, its cursor kept, rather than a task that ends unseen.
+            self.failed = True
+            self.state = "failed"
+            self.error = self.last_error = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]
+            self._log.exception("sink_crashed", error=self.error)
         finally:
             self.reader.close()
             self.tail.forget(self._wake)
@@ -195,15 +204,21 @@ class Follower:
                 continue
             if self.linger and not self._ending and tail.end_seq - reader.next_seq < self.limit:
                 await asyncio.sleep(self.linger)  # a webhook's batch fills before it goes
-            items = reader.read(tail.view(), STEP_BYTES)
-            if not items:
-                # A segment went (retention) since the view was taken: list them again, and
-                # wait for the next watermark rather than spin if that did not help.
-                tail.refresh()
+            try:
                 items = reader.read(tail.view(), STEP_BYTES)
                 if not items:
-                    await asyncio.sleep(0.05)
-                    continue
+                    # A segment went (retention) since the view was taken: list them again,
+                    # and wait for the next watermark rather than spin if that did not help.
+                    tail.refresh()
+                    items = reader.read(tail.view(), STEP_BYTES)
+            except OSError as exc:
+                # The journal could not be read (EIO, EMFILE, a directory gone): the sink
+                # waits and reads again from its cursor, it does not end unseen.
+                await asyncio.sleep(self._retry_delay(exc, "journal_read_retry"))
+                continue
+            if not items:
+                await asyncio.sleep(0.05)
+                continue
             self.corrupt = max(self.corrupt, reader.corrupt)
             for batch, parts in self._writes(items):
                 if not await self._write(batch, parts):
@@ -319,7 +334,7 @@ class Follower:
                 return True
         return False
 
-    def _retry_delay(self, exc: RetryableSinkError, event: str) -> float:
+    def _retry_delay(self, exc: RetryableSinkError | OSError, event: str) -> float:
         """Count and log a failed open or write; the backoff before the next try."""
         delay = self._backoff.delay(Failure(Kind.RETRYABLE, event))
         self.retries += 1

@@ -509,7 +509,12 @@ def _segment_paths(directory: Path) -> list[tuple[int, Path]]:
 def list_segments(directory: Path) -> list[Segment]:
     segments: list[Segment] = []
     for first, path in _segment_paths(directory):
-        st = path.stat()
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            # Retention deletes off the loop (and from the daemon while the delivery process
+            # lists): a segment gone since the directory was read is simply not there.
+            continue
         segments.append(Segment(path, first, st.st_size, st.st_mtime))
     for seg, nxt in itertools.pairwise(segments):
         seg.end_seq = nxt.first_seq
