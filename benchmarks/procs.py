@@ -129,6 +129,20 @@ def status_kib(pid: int, key: str) -> int:
     return 0
 
 
+def pss_kib(pid: int) -> int:
+    """Proportional set size of ``pid`` now, KiB: its private pages plus its share of pages
+    mapped by several processes (libpython, OpenSSL, the extension modules), so the PSS of
+    two processes adds up to the memory they take together. 0 once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
 def self_cpu_seconds() -> float:
     """This process's user + system CPU time (for in-process rows such as the floor)."""
     t = os.times()

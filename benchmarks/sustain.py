@@ -179,6 +179,9 @@ class Watch(msgspec.Struct):
     rss_daemon: float  # VmHWM, MB
     rss_delivery: float
     pids: Pids
+    # The most PSS of the two together at any read after the feeds stopped, MB: RSS counts
+    # the pages both processes map (libpython, OpenSSL, extension modules) once in each.
+    pss: float = 0.0
 
     @property
     def seconds(self) -> float:
@@ -257,7 +260,7 @@ class Watch(msgspec.Struct):
             return f"peak RSS {self.rss_daemon:.1f} MB ({self.pids.mode})"
         return (
             f"peak RSS daemon {self.rss_daemon:.1f} MB + delivery {self.rss_delivery:.1f} MB "
-            f"= {self.rss_mb:.1f} MB"
+            f"= {self.rss_mb:.1f} MB (PSS together, shared pages once: {self.pss:.1f} MB)"
         )
 
 
@@ -306,7 +309,9 @@ class Bench:
             blocked = max(e["blocked"] for e in ends)
             caught: dict[str, tuple[float, float]] = {}
             stopped: Scrape | None = None
+            pss = 0
             while True:
+                pss = max(pss, sum(procs.pss_kib(p) for p in (pids.daemon, *pids.delivery)))
                 # The time a read was sent, not answered: a busy daemon answers late, and what
                 # it says is at least as new as the request.
                 asked = time.monotonic()
@@ -343,6 +348,7 @@ class Bench:
             rss[0],
             rss[1],
             pids,
+            pss / 1024,
         )
 
 

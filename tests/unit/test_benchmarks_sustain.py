@@ -62,6 +62,24 @@ def test_children_lists_a_process_started_here() -> None:
         child.wait()
 
 
+def test_pss_counts_pages_shared_with_a_child_once_between_them() -> None:
+    """Two interpreters map the same libpython: their PSS adds up to less than their RSS."""
+    script = "import time; print('up', flush=True); time.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)  # noqa: S603 - ours
+    with child:
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline() == b"up\n"  # started: its memory holds still
+            me = os.getpid()
+            rss = procs.status_kib(me, "VmRSS") + procs.status_kib(child.pid, "VmRSS")
+            pss = procs.pss_kib(me) + procs.pss_kib(child.pid)
+            assert 0 < procs.pss_kib(me) <= procs.status_kib(me, "VmRSS")
+            assert pss < rss
+        finally:
+            child.kill()
+    assert procs.pss_kib(child.pid) == 0  # gone
+
+
 def test_a_sinks_backlog_counts_what_was_not_ingested_and_what_it_did_not_acknowledge() -> None:
     s = Scrape(at=0.0, cpu=0.0, bus=102.0, sinks={"a": 102.0, "b": 60.0}, buckets={}, feed=100.0)
     # 2 status events beside 100 of the feeds' 110: 10 unread, and b 42 behind the bus.
