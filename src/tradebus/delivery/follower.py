@@ -162,10 +162,7 @@ class Follower:
         except Exception as exc:  # noqa: BLE001 - reported as the sink's failure, below
             # A bug (in a plugin sink, or here): nothing retries it, but the sink is reported
             # failed with the reason, its cursor kept, rather than a task that ends unseen.
-            self.failed = True
-            self.state = "failed"
-            self.error = self.last_error = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]
-            self._log.exception("sink_crashed", error=self.error)
+            self._fail(f"{type(exc).__name__}: {exc}"[:ERROR_CHARS], crashed=True)
         finally:
             self.reader.close()
             self.tail.forget(self._wake)
@@ -183,7 +180,7 @@ class Follower:
                     return False
                 await asyncio.sleep(self._retry_delay(exc, "sink_open_retry"))
             except FatalSinkError as exc:
-                self._fail(exc)
+                self._fail(str(exc))
                 return False
             else:
                 self._backoff.reset()
@@ -321,7 +318,7 @@ class Follower:
             except FatalSinkError as exc:
                 # This sink can never write again: its cursor stays where it is, so after a
                 # restart (and a fix) it resumes there. The others go on.
-                self._fail(exc)
+                self._fail(str(exc))
             else:
                 self._backoff.reset()
                 self.error = None
@@ -343,11 +340,15 @@ class Follower:
         self._log.warning(event, error=str(exc), retry_in=round(delay, 3))
         return delay
 
-    def _fail(self, exc: FatalSinkError) -> None:
+    def _fail(self, error: str, *, crashed: bool = False) -> None:
+        """Stop feeding this sink and report why; ``crashed``: a bug, logged with its trace."""
         self.failed = True
         self.state = "failed"
-        self.error = self.last_error = str(exc)
-        self._log.error("sink_failed", error=str(exc))
+        self.error = self.last_error = error
+        if crashed:
+            self._log.exception("sink_crashed", error=error)
+        else:
+            self._log.error("sink_failed", error=error)
 
     # --- reporting ----------------------------------------------------------------------
 
