@@ -344,10 +344,15 @@ def latency(work: Work, load: float, full_rate: float, seconds: float, timeout: 
 
 def alone(work: Work, kind: str, events: int, timeout: float) -> Row:
     """One delivery sink alone on the daemon core (``benchmarks/sinkalone.py``)."""
-    row = Row(name=f"5 {'NATS' if kind == 'nats' else 'webhook'} sink alone", relative=False)
+    names = {
+        "nats": "5 NATS sink alone",
+        "nats-each": "5 NATS sink alone, one ack each",
+        "hook": "5 webhook sink alone",
+    }
+    row = Row(name=names[kind], relative=False)
     out = work.path(f"alone-{kind}.json")
     try:
-        with nats_server(work) if kind == "nats" else receiver(work) as url:
+        with nats_server(work) if kind.startswith("nats") else receiver(work) as url:
             cmd = [PYTHON, "-m", "benchmarks.sinkalone", kind, url, str(events), str(out)]
             proc = procs.spawn(cmd, core=procs.DAEMON_CORE, log=work.path(f"alone-{kind}.log"))
             try:
@@ -372,6 +377,8 @@ def rows(work: Work, specs: list[SenderSpec], sizes: Any) -> list[Row]:
         row,
         latency(work, 0.10, row.rate, sizes.latency_seconds, sizes.timeout),
         alone(work, "nats", events, sizes.timeout),
+        # publish = "each": what the NATS sink costs against a stream without fast batches.
+        alone(work, "nats-each", events, sizes.timeout),
         alone(work, "hook", events, sizes.timeout),
     ]
 

@@ -1,8 +1,9 @@
 """A delivery sink alone, on the daemon core: how fast it takes batches when nothing else runs.
 
-``python -m benchmarks.sinkalone nats|hook URL EVENTS OUT`` writes ``EVENTS`` canonical
-``quote.updated`` lines in batches of 1,000 (what the bus hands a sink that keeps up) through
-tradebus's own ``NatsSink`` or ``WebhookSink`` (jsonl, signed) to the server at ``URL`` and
+``python -m benchmarks.sinkalone nats|nats-each|hook URL EVENTS OUT`` writes ``EVENTS``
+canonical ``quote.updated`` lines in batches of 1,000 (what the bus hands a sink that keeps up)
+through tradebus's own ``NatsSink`` (fast-ingest batches, or ``publish = "each"``) or
+``WebhookSink`` (jsonl, signed) to the server at ``URL`` and
 writes a ``RunResult`` to ``OUT``. Row 5 shows every sink behind when all four sources run flat
 out; this row says whether a sink is slow or only starved of the core.
 """
@@ -31,13 +32,14 @@ BATCH = 1000
 
 
 def _sink(kind: str, url: str, state: str) -> Sink:
-    if kind == "nats":
+    if kind in ("nats", "nats-each"):
         table = {
             "name": "nats",
             "type": "nats",
             "servers": [url],
-            "stream": "ALONE",
-            "subject_prefix": "alone",
+            "stream": "ALONE" if kind == "nats" else "ALONEEACH",
+            "subject_prefix": "alone" if kind == "nats" else "aloneeach",
+            "publish": "auto" if kind == "nats" else "each",
         }
         return NatsSink(msgspec.convert(table, cfg.NatsSinkConfig, dec_hook=cfg.dec_hook))
     secret = "whsec_" + base64.b64encode(b"benchmark-secret-24bytes").decode()
@@ -93,8 +95,11 @@ async def _run(kind: str, url: str, events: int) -> RunResult:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 4 or argv[0] not in ("nats", "hook"):
-        print("usage: python -m benchmarks.sinkalone nats|hook URL EVENTS OUT", file=sys.stderr)
+    if len(argv) != 4 or argv[0] not in ("nats", "nats-each", "hook"):
+        print(
+            "usage: python -m benchmarks.sinkalone nats|nats-each|hook URL EVENTS OUT",
+            file=sys.stderr,
+        )
         return 2
     kind, url, events, out = argv[0], argv[1], int(argv[2]), Path(argv[3])
     result = uvloop.run(_run(kind, url, events))

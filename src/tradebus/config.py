@@ -668,6 +668,16 @@ class NatsSinkConfig(SinkBase, tag="nats", frozen=True, kw_only=True):
         Count,
         msgspec.Meta(description="Publishes awaiting their acknowledgement at once."),
     ] = 4096
+    publish: Annotated[
+        Literal["auto", "batched", "each"],
+        msgspec.Meta(
+            description="`batched`: each write is one JetStream fast-ingest batch, acknowledged "
+            "every few hundred messages (nats-server 2.14+, a stream with `allow_batched`; a "
+            "stream created here gets it); `each`: one acknowledgement per message, which also "
+            "counts the duplicates JetStream dropped; `auto`: `batched` where the stream allows "
+            "it, else `each`."
+        ),
+    ] = "auto"
     connect_timeout: Annotated[
         Positive,
         msgspec.Meta(description="Seconds a connection attempt to one server may take."),

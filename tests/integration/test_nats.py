@@ -199,15 +199,18 @@ async def test_batch_lands_in_order_with_subjects_bodies_and_msg_ids(server: Nat
     assert [(m.headers or {}).get("Nats-Msg-Id") for m in msgs] == [e.id for e in events]
 
 
-async def test_republished_batch_is_deduped_by_msg_id(server: NatsServer) -> None:
-    """The same batch written twice is stored once; the second write's acks say duplicate."""
-    config = sink_config(server)
+@pytest.mark.parametrize("publish", ["batched", "each"])
+async def test_republished_batch_is_deduped_by_msg_id(server: NatsServer, publish: str) -> None:
+    """The same batch written twice is stored once, in fast batches as with one ack each;
+    one ack each also counts what JetStream dropped (a batch's ack does not say)."""
+    config = sink_config(server, publish=publish)
     events: list[Event] = [quote(n) for n in range(1, 51)]
     async with opened(config) as sink:
+        assert sink.batched == (publish == "batched")
         await sink.write(batch(events))
         await sink.write(batch(events))
         await sink.write(batch([*events[40:], quote(51)]))  # overlapping retry plus one new
-        assert (sink.acked, sink.duplicates) == (111, 60)
+        assert (sink.acked, sink.duplicates) == (111, 60 if publish == "each" else 0)
     msgs = await stored(server.url, config.stream)
     assert [(m.headers or {})["Nats-Msg-Id"] for m in msgs] == [
         f"ttmt-main:{n}" for n in range(1, 52)
@@ -530,12 +533,13 @@ async def test_three_node_cluster_survives_a_node_killed_mid_stream(tmp_path: Pa
     assert [(m.headers or {})["Nats-Msg-Id"] for m in msgs] == [e.id for e in events]
 
 
+@pytest.mark.parametrize("publish", ["batched", "each"])
 async def test_ids_that_would_break_a_header_line_are_escaped_and_still_dedupe(
-    server: NatsServer,
+    server: NatsServer, publish: str
 ) -> None:
     """An id holding CR, LF or % (upstream text can reach ids) is published percent-encoded:
     the header stays one line, the next message is not eaten, and a replay is still dropped."""
-    config = sink_config(server)
+    config = sink_config(server, publish=publish)
     odd = [
         msgspec.structs.replace(quote(1), id="ttmt-main:a\r\nNats-Msg-Id: forged"),
         msgspec.structs.replace(quote(2), id="ttmt-main:100%"),
@@ -544,7 +548,8 @@ async def test_ids_that_would_break_a_header_line_are_escaped_and_still_dedupe(
     async with opened(config) as sink:
         await sink.write(batch(odd))
         await sink.write(batch(odd))
-        assert (sink.acked, sink.duplicates, sink.last_error) == (6, 3, None)
+        dropped = 3 if publish == "each" else 0
+        assert (sink.acked, sink.duplicates, sink.last_error) == (6, dropped, None)
     msgs = await stored(server.url, config.stream)
     assert [(m.headers or {}).get("Nats-Msg-Id") for m in msgs] == [
         "ttmt-main:a%0D%0ANats-Msg-Id: forged",
@@ -565,10 +570,13 @@ async def test_batch_larger_than_the_window_lands_whole_and_in_order(server: Nat
     assert [m.data for m in msgs] == [_encoder.encode(e) for e in events]
 
 
-async def test_acks_still_count_when_the_client_shortcut_is_not_taken(server: NatsServer) -> None:
+@pytest.mark.parametrize("publish", ["batched", "each"])
+async def test_acks_still_count_when_the_client_shortcut_is_not_taken(
+    server: NatsServer, publish: str
+) -> None:
     """If a nats-py release stopped routing acks through ``_process_msg``, they arrive as Msg
     objects on the subscription instead: the write must finish the same way."""
-    config = sink_config(server)
+    config = sink_config(server, publish=publish)
     async with opened(config) as sink:
         nc = sink._nc
         assert isinstance(nc, _AckClient)
@@ -576,4 +584,157 @@ async def test_acks_still_count_when_the_client_shortcut_is_not_taken(server: Na
         await sink.write(batch([quote(1), quote(2)]))
         assert (sink.acked, sink.duplicates, sink.last_error) == (2, 0, None)
         await sink.write(batch([quote(2)]))
+        assert (sink.acked, sink.duplicates) == (3, 1 if publish == "each" else 0)
+    msgs = await stored(server.url, config.stream)
+    assert [(m.headers or {})["Nats-Msg-Id"] for m in msgs] == ["ttmt-main:1", "ttmt-main:2"]
+
+
+async def _stream_config(url: str, stream: str) -> dict[str, Any]:
+    """The stream's config as the server sends it (nats-py's StreamConfig drops fields it does
+    not know, ``allow_batched`` among them)."""
+    nc = await nats.connect(url)
+    try:
+        reply = await nc.request(f"$JS.API.STREAM.INFO.{stream}", b"", timeout=2)
+    finally:
+        await nc.close()
+    config: dict[str, Any] = msgspec.json.decode(reply.data)["config"]
+    return config
+
+
+async def _set_batched(url: str, stream: str, allowed: bool) -> None:
+    config = await _stream_config(url, stream)
+    config["allow_batched"] = allowed
+    nc = await nats.connect(url)
+    try:
+        reply = await nc.request(
+            f"$JS.API.STREAM.UPDATE.{stream}", msgspec.json.encode(config), timeout=2
+        )
+    finally:
+        await nc.close()
+    assert "error" not in msgspec.json.decode(reply.data), reply.data
+
+
+async def test_a_created_stream_takes_fast_batches_and_the_sink_uses_them(
+    server: NatsServer, logged: io.StringIO
+) -> None:
+    """``publish = "auto"`` on a current server: the stream is created with ``allow_batched``,
+    the writes go out as fast-ingest batches, and the log says which."""
+    config = sink_config(server, max_inflight=16)  # acks every 4 messages, windows of 8
+    events: list[Event] = [quote(n) for n in range(1, 38)]
+    async with opened(config) as sink:
+        assert sink.batched
+        await sink.write(batch(events[:1]))
+        await sink.write(batch(events[1:]))
+        assert (sink.acked, sink.last_error) == (37, None)
+    assert (await _stream_config(server.url, config.stream)).get("allow_batched") is True
+    msgs = await stored(server.url, config.stream)
+    assert [m.data for m in msgs] == [_encoder.encode(e) for e in events]
+    lines = [msgspec.json.decode(line) for line in logged.getvalue().splitlines()]
+    assert [line.get("publish") for line in lines if line["event"] == "nats_publish_mode"] == [
+        "batched"
+    ]
+
+
+async def test_a_stream_without_fast_batches_gets_one_ack_each(server: NatsServer) -> None:
+    """An existing stream that does not take batches (an older server or tradebus made it, or
+    its owner turned them off) is published to one ack a message under ``auto``."""
+    config = sink_config(server, create_stream=False)
+    nc = await nats.connect(server.url)
+    try:
+        await nc.jsm().add_stream(name=config.stream, subjects=[f"{config.subject_prefix}.>"])
+    finally:
+        await nc.close()
+    async with opened(config) as sink:
+        assert not sink.batched
+        await sink.write(batch([quote(1), quote(2)]))
+        await sink.write(batch([quote(2)]))
         assert (sink.acked, sink.duplicates) == (3, 1)
+    msgs = await stored(server.url, config.stream)
+    assert [(m.headers or {})["Nats-Msg-Id"] for m in msgs] == ["ttmt-main:1", "ttmt-main:2"]
+
+
+async def test_publish_batched_on_a_stream_without_them_is_fatal_and_says_what_to_set(
+    server: NatsServer,
+) -> None:
+    config = sink_config(server, publish="batched", create_stream=False)
+    nc = await nats.connect(server.url)
+    try:
+        await nc.jsm().add_stream(name=config.stream, subjects=[f"{config.subject_prefix}.>"])
+    finally:
+        await nc.close()
+    sink = NatsSink(config)
+    try:
+        with pytest.raises(FatalSinkError) as caught:
+            await sink.open(context())
+    finally:
+        await sink.close()
+    assert str(caught.value) == (
+        f"sink bus: stream '{config.stream}' does not allow batched publishing"
+        ' (allow_batched, nats-server 2.14+): set publish = "each" or "auto"'
+    )
+
+
+async def test_publish_each_creates_a_stream_without_fast_batches(server: NatsServer) -> None:
+    config = sink_config(server, publish="each")
+    async with opened(config) as sink:
+        await sink.write(batch([quote(1)]))
+        assert not sink.batched
+    assert not (await _stream_config(server.url, config.stream)).get("allow_batched")
+
+
+async def test_batches_turned_off_under_a_running_sink_fail_one_write_then_it_acks_each(
+    server: NatsServer,
+) -> None:
+    """The stream's owner turns ``allow_batched`` off while the sink runs: the batch in hand is
+    refused and retried, the retry goes out one ack a message, and every event lands once."""
+    config = sink_config(server)
+    events: list[Event] = [quote(n) for n in range(1, 11)]
+    async with opened(config) as sink:
+        await sink.write(batch(events[:5]))
+        assert sink.batched
+        await _set_batched(server.url, config.stream, allowed=False)
+        with pytest.raises(RetryableSinkError, match="refused"):
+            await sink.write(batch(events[5:]))
+        assert sink.last_error == (
+            "a batch of 5 refused at message 1: batch publish is disabled (code 400, 10205)"
+        )
+        await sink.write(batch(events[5:]))
+        assert (sink.batched, sink.acked, sink.duplicates) == (False, 10, 0)
+    msgs = await stored(server.url, config.stream)
+    assert [(m.headers or {})["Nats-Msg-Id"] for m in msgs] == [e.id for e in events]
+
+
+async def test_a_message_the_stream_refuses_fails_its_batch_and_nothing_after_it_is_stored(
+    server: NatsServer,
+) -> None:
+    """An event over the stream's ``max_msg_size``: the server abandons the fast batch at it,
+    the write fails naming the refusal, and the stream holds what came before it, in order
+    (what comes after waits for the retry: order is kept)."""
+    config = sink_config(server, create_stream=False)
+    nc = await nats.connect(server.url)
+    try:
+        body = {
+            "name": config.stream,
+            "subjects": [f"{config.subject_prefix}.>"],
+            "max_msg_size": 400,
+            "allow_batched": True,
+        }
+        reply = await nc.request(
+            f"$JS.API.STREAM.CREATE.{config.stream}", msgspec.json.encode(body), timeout=2
+        )
+        assert "error" not in msgspec.json.decode(reply.data), reply.data
+    finally:
+        await nc.close()
+    big = msgspec.structs.replace(quote(3), symbol="X" * 300)
+    events: list[Event] = [quote(1), quote(2), big, quote(4), quote(5)]
+    async with opened(config) as sink:
+        assert sink.batched
+        with pytest.raises(RetryableSinkError, match="refused") as caught:
+            await sink.write(batch(events))
+        assert sink.acked == 2
+    assert str(caught.value) == (
+        "sink bus: a batch of 5 refused at message 3: message size exceeds maximum allowed"
+        " (code 400, 10054)"
+    )
+    msgs = await stored(server.url, config.stream)
+    assert [(m.headers or {})["Nats-Msg-Id"] for m in msgs] == ["ttmt-main:1", "ttmt-main:2"]

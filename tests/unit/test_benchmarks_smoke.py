@@ -39,6 +39,7 @@ def test_tiny_benchmark_prints_every_row() -> None:
         "5",
         "5",
         "5",
+        "5",
         "6",
         "6b",
         "7",
