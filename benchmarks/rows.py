@@ -36,9 +36,11 @@ class Sizes(msgspec.Struct, frozen=True):
     mix_frames: int  # frames of the TTMT simulator's own mix for rows 1b, 2b, 3b
     naive_mix_frames: int  # the first of them, for row 6b
     unpaired_runs: int = 1  # rows 5 and 6/6b: no ratio of theirs is paired run by run
+    ws_runs: int = 1  # row 4's three rows, alternating
     # Rows 9-11 (benchmarks/sustain.py):
     probe_seconds: float = 3.0  # each probe of the sustainable rate
-    probes: int = 3  # at most, per search
+    probes: int = 3  # at most, for the four sinks' rate
+    file_probes: int = 2  # at most, for the file sink alone (its target is probed first)
     # The first probes, 4 sinks and file alone: issue 25's targets, so the first probe says
     # whether the target holds. From lower guesses three probes could bracket a target without
     # telling (file alone: held at 180,000, not at 270,000, while 200,000 and 225,000 held).
@@ -47,7 +49,7 @@ class Sizes(msgspec.Struct, frozen=True):
     burst_seconds: float = 10.0
     catch_up: float = 10.0  # seconds a burst (or a sink alone) is watched after the feeds stop
     alone_rate: float = 20_000.0  # each sink alone (its CPU per event), below what each takes
-    alone_seconds: float = 1.0
+    alone_seconds: float = 0.5
     alone_sinks: tuple[str, ...] = ("file", "stdout", "hook", "nats")
     reach_frames: int = 150_000  # per feed, sent as fast as it can into a bare reader
     # Row 7 again with delivery inline (the daemon runs the sink): at the target's load alone.
@@ -66,8 +68,23 @@ class Sizes(msgspec.Struct, frozen=True):
 # and 1.5 s a latency load (125 s). Rows 9-11 take 60-100 s (11 daemon runs, a 10 s burst
 # watched 10 s more), so the paired rows run 2 rounds and rows 5-6 once: 144 s on 2026-12-06
 # with the host at load 1-3.7 (`make bench` prints each group's seconds); row 12 adds 18-19 s.
+# A slower host (the floor at 290,000 events/s, not 480,000-520,000) took 215 s at 300,000
+# events and an 8 s stall (rows 1-3b 48 s, row 5 34 s, rows 9-11 70 s), 206 s at 200,000: hence
+# 150,000 events, row 5's simulators scripting 70,000 each, no row 7 at 1%, a 6 s stall, one
+# round of row 4, two probes for the file sink alone and 0.5 s for each sink alone (row 11).
 FULL = Sizes(
-    2, 300_000, 300_000, 60_000, 1.5, (0.01, 0.10, 0.30), 90.0, 1.5, 150_000, 100_000, 20_000
+    2,
+    150_000,
+    150_000,
+    60_000,
+    1.5,
+    (0.10, 0.30),
+    90.0,
+    1.5,
+    70_000,
+    50_000,
+    20_000,
+    stall_seconds=6.0,
 )
 TINY = Sizes(
     1,
@@ -508,7 +525,7 @@ def traderws(work: Work, sizes: Sizes) -> list[Row]:
             (bare, lambda: _ws_reference(work, spec, sizes, floor=False)),
             (row, once),
         ],
-        sizes.runs,
+        sizes.ws_runs,
     )
     notes = []
     for base, what in ((ref, "the WebSocket floor"), (bare, "the bare reader")):

@@ -422,7 +422,13 @@ def _probe_line(label: str, w: Watch) -> str:
 
 
 def sustainable(
-    bench: Bench, name: str, sinks: Sequence[dict[str, Any]], start: float, reach: float
+    bench: Bench,
+    name: str,
+    sinks: Sequence[dict[str, Any]],
+    start: float,
+    reach: float,
+    *,
+    probes_at_most: int,
 ) -> Row:
     """Row 9: the highest rate that held, found by ``next_rate``'s search."""
     row = Row(name=f"9 sustainable → {name}", relative=False)
@@ -430,7 +436,7 @@ def sustainable(
     probes: dict[float, Watch] = {}
     held: list[float] = []
     failed: list[float] = []
-    while len(probes) < sizes.probes:
+    while len(probes) < probes_at_most:
         rate = next_rate(start, held, failed)
         if rate is None:
             break
@@ -569,8 +575,20 @@ def rows(work: Work, sizes: Sizes, mix: MixFrames, want: Callable[[str], bool]) 
     with delivery.receiver(work) as hook, delivery.nats_server(work) as nats:
         sinks = delivery.delivery_sinks(work.path("sustain.jsonl"), hook, nats)
         steps: list[tuple[str, Callable[[], list[Row]]]] = [
-            ("9", lambda: [sustainable(bench, FOUR, sinks, start_four, can)]),
-            ("9", lambda: [sustainable(bench, "file", [sinks[0]], start_file, can)]),
+            (
+                "9",
+                lambda: [
+                    sustainable(bench, FOUR, sinks, start_four, can, probes_at_most=sizes.probes)
+                ],
+            ),
+            (
+                "9",
+                lambda: [
+                    sustainable(
+                        bench, "file", [sinks[0]], start_file, can, probes_at_most=sizes.file_probes
+                    )
+                ],
+            ),
             ("10", lambda: [burst(bench, sinks, can)]),
             ("11", lambda: per_sink(bench, sinks)),
         ]
