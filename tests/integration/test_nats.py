@@ -738,3 +738,22 @@ async def test_a_message_the_stream_refuses_fails_its_batch_and_nothing_after_it
     )
     msgs = await stored(server.url, config.stream)
     assert [(m.headers or {})["Nats-Msg-Id"] for m in msgs] == ["ttmt-main:1", "ttmt-main:2"]
+
+
+async def test_a_write_many_windows_long_lands_whole_as_one_fast_batch(server: NatsServer) -> None:
+    """12,000 events in one write with the default window (4,096 unacknowledged, acks every
+    500): the server's flow acks pace the windows, and every event lands once, in order."""
+    config = sink_config(server)
+    events: list[Event] = [quote(n) for n in range(12_000)]
+    async with opened(config) as sink:
+        assert sink.batched
+        await sink.write(batch(events))
+        assert (sink.acked, sink.last_error) == (12_000, None)
+    nc = await nats.connect(server.url)
+    try:
+        info = await nc.jsm().stream_info(config.stream)
+        first, last = [await nc.jsm().get_msg(config.stream, seq) for seq in (1, 12_000)]
+    finally:
+        await nc.close()
+    assert info.state.messages == 12_000
+    assert (first.data, last.data) == (_encoder.encode(events[0]), _encoder.encode(events[-1]))
