@@ -281,8 +281,9 @@ class NatsSink(Sink):
         self._decoder = msgspec.json.Decoder(Head)
         self._ack_decoder = msgspec.json.Decoder(_PubAck)
         self._frame_decoder = msgspec.json.Decoder(_FlowFrame)
-        # Decided with the stream: a fast-ingest batch per write, or one ack a message.
-        self.batched = False
+        # Decided with the stream: a fast-ingest batch per write, or one ack a message (None
+        # until the stream was first looked up).
+        self.batched: bool | None = None
         self._batches = 0
         self._last_subject = ""
         # Replies go to <inbox>.<token>, one token per publish, counted up for the sink's life.
@@ -422,7 +423,7 @@ class NatsSink(Sink):
                 ' (allow_batched, nats-server 2.14+): set publish = "each" or "auto"'
             )
         batched = allows and c.publish != "each"
-        if batched != self.batched or self._connections == 1:
+        if batched != self.batched:  # the first lookup, or the stream changed
             self._log.info(
                 "nats_publish_mode", stream=c.stream, publish="batched" if batched else "each"
             )
